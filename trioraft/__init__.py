@@ -1,0 +1,62 @@
+"""trioraft: Raft consensus for Python, built on Trio's structured concurrency.
+
+Start servers with :func:`start_server` (or :func:`serve` with ``nursery.start``) around
+your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call the
+:class:`Server` handle: ``write``, ``read``, ``read_dirty``, ``await_leader``,
+``add_server``, ``remove_server``, ``trigger_election``, ``transfer_leadership``,
+``status`` and ``stop``.
+"""
+
+from ._core.messages import Config, Entry, EntryKind
+from ._core.node import Role
+from ._core.options import ServerOptions
+from ._errors import (
+    ConfigChangeInProgress,
+    MalformedMessage,
+    NameInUse,
+    NotLeader,
+    NotVoter,
+    OutcomeUnknown,
+    RaftError,
+    ServerStopped,
+    StoppedOutcomeUnknown,
+    TransferFailed,
+    UnknownServer,
+)
+from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
+from ._server import Server, Status, serve, start_server
+from ._state_machine import StateMachine
+from ._storage import MemoryStorage, Snapshot
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigChangeInProgress",
+    "Endpoint",
+    "Entry",
+    "EntryKind",
+    "MalformedMessage",
+    "MemoryNetwork",
+    "MemoryStorage",
+    "NameInUse",
+    "NetworkStatistics",
+    "NotLeader",
+    "NotVoter",
+    "OutcomeUnknown",
+    "RaftError",
+    "Role",
+    "Server",
+    "ServerOptions",
+    "ServerStopped",
+    "Snapshot",
+    "StateMachine",
+    "Status",
+    "StoppedOutcomeUnknown",
+    "TransferFailed",
+    "Transport",
+    "UnknownServer",
+    "__version__",
+    "serve",
+    "start_server",
+]

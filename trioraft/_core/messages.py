@@ -1,0 +1,154 @@
+"""Raft's messages and log entries: frozen attrs classes, no behaviour.
+
+Every message carries its sender (``src``), its addressee (``dst``) and the sender's
+``term`` (Figure 2: "if RPC request or response contains term T > currentTerm...").
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "AppendEntries",
+    "AppendResponse",
+    "Config",
+    "Entry",
+    "EntryKind",
+    "Heartbeat",
+    "HeartbeatResponse",
+    "Message",
+    "RequestVote",
+    "TimeoutNow",
+    "VoteResponse",
+]
+
+
+def _sorted_names(names: Any) -> tuple[str, ...]:
+    return tuple(sorted(set(names)))
+
+
+@attrs.frozen
+class Config:
+    """A cluster membership: who votes and who only listens (learners).
+
+    Names are kept sorted so that iterating a configuration never depends on hashing.
+    """
+
+    voters: tuple[str, ...] = attrs.field(converter=_sorted_names, default=())
+    learners: tuple[str, ...] = attrs.field(converter=_sorted_names, default=())
+
+    def __attrs_post_init__(self) -> None:
+        both = set(self.voters) & set(self.learners)
+        if both:
+            raise ValueError(f"servers cannot be both voter and learner: {sorted(both)}")
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Voters and learners, sorted."""
+        return tuple(sorted(self.voters + self.learners))
+
+    def quorum(self, min_majority: int | None) -> int:
+        """Votes (or acknowledgements) needed: ``max(min_majority or 0, len(voters)//2 + 1)``."""
+        return max(min_majority or 0, len(self.voters) // 2 + 1)
+
+
+class EntryKind(enum.Enum):
+    """What a log entry holds."""
+
+    NOOP = "noop"  # appended by a new leader at the start of its term (§5.4.2, §6.4)
+    COMMAND = "command"  # a user command for the state machine
+    CONFIG = "config"  # a new membership (dissertation §4.1)
+
+
+@attrs.frozen
+class Entry:
+    """One log entry. ``data`` is the command, or a :class:`Config` for CONFIG entries."""
+
+    term: int
+    index: int
+    kind: EntryKind = EntryKind.COMMAND
+    data: Any = None
+
+
+@attrs.frozen
+class Message:
+    """Base class of every message between servers."""
+
+    src: str
+    dst: str
+    term: int
+
+
+@attrs.frozen
+class RequestVote(Message):
+    """RequestVote RPC (Figure 2), also used for PreVote (dissertation §9.6).
+
+    A pre-vote carries the term the candidate *would* use (its term + 1) and changes no
+    state anywhere. ``force`` is set by leadership transfer and ``trigger_election``: such
+    a request is not refused because the voter heard from a leader recently (§3.10, §4.2.3).
+    """
+
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    force: bool = False
+
+
+@attrs.frozen
+class VoteResponse(Message):
+    """Reply to :class:`RequestVote`."""
+
+    granted: bool
+    pre_vote: bool = False
+
+
+@attrs.frozen
+class AppendEntries(Message):
+    """AppendEntries RPC (Figure 2). ``seq`` is the leader's read round stamp (§6.4)."""
+
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    leader_commit: int
+    seq: int = 0
+
+
+@attrs.frozen
+class AppendResponse(Message):
+    """Reply to :class:`AppendEntries`.
+
+    On success ``match_index`` is the last index known to match the leader's log. On
+    rejection, ``reject_index`` is the rejected ``prev_log_index`` and ``conflict_index``
+    / ``conflict_term`` let the leader skip a whole term of entries per round trip.
+    """
+
+    success: bool
+    match_index: int = 0
+    reject_index: int = 0
+    conflict_index: int = 0
+    conflict_term: int | None = None
+    seq: int = 0
+
+
+@attrs.frozen
+class Heartbeat(Message):
+    """An empty round from the leader: asserts leadership, carries a safe commit index
+    (never beyond what the follower is known to match) and a read stamp."""
+
+    commit: int
+    seq: int = 0
+
+
+@attrs.frozen
+class HeartbeatResponse(Message):
+    """Reply to :class:`Heartbeat`, echoing its read stamp."""
+
+    seq: int = 0
+
+
+@attrs.frozen
+class TimeoutNow(Message):
+    """Leadership transfer (dissertation §3.10): start an election at once."""

@@ -1,0 +1,91 @@
+"""What a leader knows about each follower's log: match and next index, flow control.
+
+A follower is in one of two modes (as in etcd-io/raft's tracker):
+
+* ``PROBE``: the leader does not know where the follower's log diverges. It sends one
+  AppendEntries at a time and waits for the answer, backing up with the follower's hint.
+* ``REPLICATE``: the logs match up to ``match``. The leader streams entries
+  optimistically, advancing ``next`` as it sends, with at most ``max_inflight``
+  unacknowledged messages in flight.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+
+__all__ = ["Progress", "ProgressMode"]
+
+
+class ProgressMode(enum.Enum):
+    """How the leader is replicating to one follower."""
+
+    PROBE = "probe"
+    REPLICATE = "replicate"
+
+
+class Progress:
+    """The leader's view of one follower (Figure 2's ``nextIndex`` / ``matchIndex``)."""
+
+    __slots__ = (
+        "acked_seq",
+        "heartbeat_match",
+        "heartbeat_wanted",
+        "inflight",
+        "match",
+        "mode",
+        "next",
+        "probe_sent",
+        "recent_active",
+    )
+
+    def __init__(self, next_index: int) -> None:
+        #: Highest index known to be replicated on the follower.
+        self.match = 0
+        #: Index of the next entry to send.
+        self.next = next_index
+        self.mode = ProgressMode.PROBE
+        #: In PROBE mode: a probe is out and unanswered.
+        self.probe_sent = False
+        #: In REPLICATE mode: last index of each unacknowledged AppendEntries, oldest first.
+        self.inflight: deque[int] = deque()
+        #: Heard from since the last CheckQuorum round.
+        self.recent_active = False
+        #: Highest read stamp (``seq``) the follower has acknowledged (§6.4 ReadIndex).
+        self.acked_seq = 0
+        #: ``match`` when the previous heartbeat was answered (to notice lost messages).
+        self.heartbeat_match = -1
+        #: A read is waiting: send a heartbeat now even if one is not due.
+        self.heartbeat_wanted = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Progress {self.mode.value} match={self.match} next={self.next} "
+            f"inflight={len(self.inflight)}>"
+        )
+
+    def become_probe(self, next_index: int) -> None:
+        """Back off to probing from ``next_index``."""
+        self.mode = ProgressMode.PROBE
+        self.next = max(next_index, self.match + 1)
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        """The logs are known to match up to ``match``: stream from there."""
+        self.mode = ProgressMode.REPLICATE
+        self.next = self.match + 1
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def acknowledge(self, match_index: int) -> bool:
+        """Record that the follower holds the log up to ``match_index``; True if news."""
+        inflight = self.inflight
+        while inflight and inflight[0] <= match_index:
+            inflight.popleft()
+        if match_index <= self.match:
+            return False
+        self.match = match_index
+        if self.next <= match_index:
+            self.next = match_index + 1
+        return True

@@ -1,0 +1,84 @@
+"""The exceptions trioraft raises on purpose. Every one derives from :class:`RaftError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigChangeInProgress",
+    "MalformedMessage",
+    "NameInUse",
+    "NotLeader",
+    "NotVoter",
+    "OutcomeUnknown",
+    "RaftError",
+    "ServerStopped",
+    "StoppedOutcomeUnknown",
+    "TransferFailed",
+    "UnknownServer",
+]
+
+
+class RaftError(Exception):
+    """Base class of every error trioraft raises on purpose."""
+
+
+class NotLeader(RaftError):
+    """A leader-only call reached a server that is not the leader.
+
+    :attr:`leader` is the name of the leader as this server knows it, or ``None`` when
+    it knows of none: retry the call there (ExRaft's ``{:error, {:redirect, leader}}``).
+    """
+
+    def __init__(self, leader: str | None, message: str | None = None) -> None:
+        self.leader = leader
+        if message is None:
+            message = (
+                f"not the leader; the leader is {leader!r}"
+                if leader is not None
+                else "not the leader, and no leader is known"
+            )
+        super().__init__(message)
+
+
+class ServerStopped(RaftError):
+    """The server was stopped before or during the call."""
+
+
+class OutcomeUnknown(RaftError):
+    """The write was appended to the leader's log, but the server cannot know whether it
+    will commit: the server lost its leadership (or stopped) before the entry committed.
+
+    The command may or may not be applied by the cluster. Retry it only if it is
+    idempotent, or read the state to find out.
+    """
+
+
+class StoppedOutcomeUnknown(ServerStopped, OutcomeUnknown):
+    """The server stopped while a write it had appended was still uncommitted.
+
+    It is both a :class:`ServerStopped` and an :class:`OutcomeUnknown`.
+    """
+
+
+class UnknownServer(RaftError, ValueError):
+    """A call named a server that is not a member of the cluster (or is unknown)."""
+
+
+class NameInUse(RaftError, ValueError):
+    """A server tried to register on a network under a name that is already taken."""
+
+
+class NotVoter(RaftError):
+    """The call needs a voting member, and this server is not one."""
+
+
+class ConfigChangeInProgress(RaftError):
+    """A membership change was requested while an earlier one is still uncommitted
+    (changes happen one at a time, dissertation §4.1)."""
+
+
+class TransferFailed(RaftError):
+    """A leadership transfer did not complete within an election timeout."""
+
+
+class MalformedMessage(RaftError, ValueError):
+    """A message handed to the transport or to a server is not a valid Raft message."""

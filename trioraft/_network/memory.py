@@ -1,0 +1,258 @@
+"""MemoryNetwork: servers in one process, talking over in-memory queues, with seeded faults."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
+from typing import Any
+
+import attrs
+import trio
+
+from .._core.messages import Message
+from .._errors import MalformedMessage, NameInUse
+
+__all__ = ["MemoryEndpoint", "MemoryNetwork", "NetworkStatistics"]
+
+#: ``observer(event, message)`` with event one of "sent", "delivered", "dropped".
+Observer = Callable[[str, Message], None]
+
+
+@attrs.frozen
+class NetworkStatistics:
+    """Counters of a :class:`MemoryNetwork` since it was made."""
+
+    sent: int
+    delivered: int
+    dropped: int
+    in_flight: int
+    servers: tuple[str, ...]
+
+
+def _check_name(name: Any, what: str = "server name") -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a {what} must be a non-empty string, got {name!r}")
+    return name
+
+
+class MemoryNetwork:
+    """An in-process network for trioraft servers, with fault injection.
+
+    Each registered server has an inbox; a message is put in the addressee's inbox at
+    once, or after a random delay (so messages can overtake each other). A message
+    crosses only if its path is open both when it is sent and when it is delivered.
+    Every random choice (loss, delay) comes from the network's own ``random.Random``,
+    seeded by ``seed``.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        self._rng = random.Random(seed)
+        self._endpoints: dict[str, MemoryEndpoint] = {}
+        self._group_of: dict[str, int] | None = None
+        self._isolated: set[str] = set()
+        self._loss = 0.0
+        self._delay = (0.0, 0.0)
+        self._sent = 0
+        self._delivered = 0
+        self._dropped = 0
+        self._observers: list[Observer] = []
+
+    def __repr__(self) -> str:
+        return f"<MemoryNetwork servers={sorted(self._endpoints)}>"
+
+    # ------------------------------------------------------------ registration
+    def register(self, name: str) -> MemoryEndpoint:
+        """Attach a server under ``name``; raises :class:`~trioraft.NameInUse` if taken."""
+        _check_name(name)
+        if name in self._endpoints:
+            raise NameInUse(f"a server named {name!r} is already registered on this network")
+        endpoint = MemoryEndpoint(self, name)
+        self._endpoints[name] = endpoint
+        return endpoint
+
+    def _unregister(self, endpoint: MemoryEndpoint) -> None:
+        if self._endpoints.get(endpoint.name) is endpoint:
+            del self._endpoints[endpoint.name]
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Names of the servers registered now, sorted."""
+        return tuple(sorted(self._endpoints))
+
+    # ----------------------------------------------------------------- faults
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Split the network: each group (an iterable of names) can talk only within
+        itself. A server in no group is cut off from all. Replaces any earlier partition."""
+        group_of: dict[str, int] = {}
+        for i, group in enumerate(groups):
+            if isinstance(group, str):
+                raise ValueError(
+                    f"partition() takes groups of names; got the single name {group!r} "
+                    f"(write partition([{group!r}], ...))"
+                )
+            for name in group:
+                _check_name(name)
+                if name in group_of:
+                    raise ValueError(f"{name!r} appears in more than one partition group")
+                group_of[name] = i
+        self._group_of = group_of
+
+    def isolate(self, name: str) -> None:
+        """Cut ``name`` off from every other server (until :meth:`heal`)."""
+        self._isolated.add(_check_name(name))
+
+    def heal(self) -> None:
+        """Remove every partition and isolation. Loss and delay stay as set."""
+        self._group_of = None
+        self._isolated.clear()
+
+    def set_loss(self, rate: float) -> None:
+        """Drop each message with probability ``rate`` (0 to 1)."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"loss rate must be a number from 0 to 1, got {rate!r}")
+        self._loss = float(rate)
+
+    def set_delay(self, low: float, high: float) -> None:
+        """Delay each message by a random time in ``[low, high]`` seconds (so messages
+        can be reordered). ``set_delay(0, 0)`` delivers at once again."""
+        for v in (low, high):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+                raise ValueError(f"delays must be finite numbers >= 0, got {v!r}")
+        if low > high:
+            raise ValueError(f"delay low ({low}) is above high ({high})")
+        self._delay = (float(low), float(high))
+
+    def connected(self, a: str, b: str) -> bool:
+        """Whether a message from ``a`` to ``b`` may cross now (ignoring loss)."""
+        if a in self._isolated or b in self._isolated:
+            return False
+        group_of = self._group_of
+        if group_of is None:
+            return True
+        ga = group_of.get(a)
+        return ga is not None and ga == group_of.get(b)
+
+    # --------------------------------------------------------------- traffic
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer(event, message)`` for every message sent, delivered or dropped."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Observer) -> None:
+        """Stop calling ``observer``."""
+        self._observers.remove(observer)
+
+    def _notify(self, event: str, message: Message) -> None:
+        for observer in self._observers:
+            observer(event, message)
+
+    def _route(self, message: Message) -> None:
+        self._sent += 1
+        if self._observers:
+            self._notify("sent", message)
+        target = self._endpoints.get(message.dst)
+        if (
+            target is None
+            or not self.connected(message.src, message.dst)
+            or (self._loss and self._rng.random() < self._loss)
+        ):
+            self._drop(message)
+            return
+        low, high = self._delay
+        at = trio.current_time()
+        if high:
+            at += self._rng.uniform(low, high)
+        target._put(at, message)
+
+    def _drop(self, message: Message) -> None:
+        self._dropped += 1
+        if self._observers:
+            self._notify("dropped", message)
+
+    def statistics(self) -> NetworkStatistics:
+        """Message counters (Trio's ``statistics()`` convention)."""
+        return NetworkStatistics(
+            sent=self._sent,
+            delivered=self._delivered,
+            dropped=self._dropped,
+            in_flight=sum(len(e._heap) for e in self._endpoints.values()),
+            servers=self.servers,
+        )
+
+
+class MemoryEndpoint:
+    """A server's inbox and outbox on a :class:`MemoryNetwork`."""
+
+    def __init__(self, network: MemoryNetwork, name: str) -> None:
+        self._network = network
+        self._name = name
+        self._heap: list[tuple[float, int, Message]] = []
+        self._counter = 0
+        self._wakeup = trio.Event()
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self._name
+
+    def send(self, message: Message) -> None:
+        """Send ``message`` (from this server) without blocking."""
+        if not isinstance(message, Message):
+            raise MalformedMessage(f"only Raft messages can be sent, got {message!r}")
+        if message.src != self._name:
+            raise MalformedMessage(f"{self._name!r} cannot send a message from {message.src!r}")
+        if self._closed:
+            return
+        self._network._route(message)
+
+    def _put(self, at: float, message: Message) -> None:
+        heappush(self._heap, (at, self._counter, message))
+        self._counter += 1
+        self._wakeup.set()
+
+    async def receive_batch(self) -> list[Message]:
+        """Wait for messages; return every one that is due (in delivery order)."""
+        heap = self._heap
+        network = self._network
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError(f"endpoint {self._name!r} is closed")
+            now = trio.current_time()
+            if heap and heap[0][0] <= now:
+                out: list[Message] = []
+                while heap and heap[0][0] <= now:
+                    message = heappop(heap)[2]
+                    # The path must still be open at delivery time.
+                    if network.connected(message.src, self._name):
+                        out.append(message)
+                    else:
+                        network._drop(message)
+                if out:
+                    network._delivered += len(out)
+                    if network._observers:
+                        for message in out:
+                            network._notify("delivered", message)
+                    await trio.lowlevel.checkpoint()
+                    return out
+                continue
+            self._wakeup = trio.Event()
+            if heap:
+                with trio.move_on_at(heap[0][0]):
+                    await self._wakeup.wait()
+            else:
+                await self._wakeup.wait()
+
+    def close(self) -> None:
+        """Leave the network; messages in flight to this endpoint are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        for _, _, message in self._heap:
+            self._network._drop(message)
+        self._heap.clear()
+        self._network._unregister(self)
+        self._wakeup.set()

@@ -1,0 +1,646 @@
+"""The Trio runtime: a server's tasks, and the :class:`Server` handle users call.
+
+The runtime makes no Raft decisions. It feeds the core (:class:`~trioraft._core.RaftNode`)
+events with the current time, and carries out what the core leaves behind: messages to
+send, a timer deadline, entries to apply, reads to answer. Its tasks:
+
+* the receive loop: messages from the transport into the core;
+* the timer: one cancel scope whose deadline follows the core's (election timeout for
+  followers and candidates; CheckQuorum and transfer deadlines for a leader);
+* the apply loop: committed entries into the user's state machine, waking writers;
+* while leading, a leader-only nursery with one replication task per peer, cancelled
+  the moment leadership is lost.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ._core.messages import Config, Entry, EntryKind
+from ._core.node import LeaderNotReady, RaftNode, Role, TransferInProgress
+from ._core.options import ServerOptions
+from ._errors import (
+    MalformedMessage,
+    NotLeader,
+    OutcomeUnknown,
+    ServerStopped,
+    StoppedOutcomeUnknown,
+    TransferFailed,
+)
+from ._network.base import Endpoint, Transport
+from ._storage import MemoryStorage
+
+__all__ = ["Server", "Status", "serve", "start_server"]
+
+logger = logging.getLogger("trioraft")
+
+_MISSING: Any = object()
+#: Most committed entries applied before the apply loop lets other tasks run.
+_APPLY_BATCH = 1024
+
+
+@attrs.frozen
+class Status:
+    """A snapshot of one server's state, from :meth:`Server.status`."""
+
+    name: str
+    role: Role
+    term: int
+    leader: str | None
+    commit_index: int
+    last_applied: int
+    last_log_index: int
+    voters: frozenset[str]
+    learners: frozenset[str]
+    #: On a leader, each follower's match index (highest entry known replicated on it).
+    match_index: Mapping[str, int] = attrs.field(factory=dict, eq=False, hash=False)
+
+
+class _Waiter:
+    """One caller waiting for the runtime to hand it a value or an exception."""
+
+    __slots__ = ("error", "event", "term", "value")
+
+    def __init__(self, term: int = 0) -> None:
+        self.event = trio.Event()
+        self.term = term
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Any) -> None:
+        self.value = value
+        self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.event.set()
+
+    async def wait(self) -> Any:
+        await self.event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Signal:
+    """A wake-up flag for one task: ``set`` is never lost, ``wait`` consumes it."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+
+class Server:
+    """The handle of a running trioraft server (returned by :func:`start_server`).
+
+    Every method is called from Trio tasks of the same ``trio.run``. Leader-only calls
+    raise :class:`~trioraft.NotLeader` elsewhere; every call on a stopped server raises
+    :class:`~trioraft.ServerStopped`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        machine: Any,
+        endpoint: Endpoint,
+        storage: MemoryStorage,
+        options: ServerOptions,
+    ) -> None:
+        self._name = name
+        self._machine = machine
+        self._endpoint = endpoint
+        self._storage = storage
+        self._options = options
+        self._node = RaftNode(name, storage, options, random.Random(options.seed), trio.current_time())
+        self._last_applied = storage.snapshot.index if storage.snapshot is not None else 0
+        if storage.snapshot is not None:
+            machine.restore(storage.snapshot.data)
+        self._writes: dict[int, _Waiter] = {}
+        self._reads: dict[int, _Waiter] = {}
+        self._changed = trio.Event()
+        self._commit_signal = _Signal()
+        self._timer_scope = trio.CancelScope()
+        self._scope = trio.CancelScope()
+        self._finished = trio.Event()
+        self._stopped = False
+        self._led_term: int | None = None
+        self._leader_scope: trio.CancelScope | None = None
+        self._leader_nursery: trio.Nursery | None = None
+        self._replicators: dict[str, tuple[trio.CancelScope, _Signal]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._seen: tuple[Any, ...] = ()
+        self._role = self._node.role
+        self._hooks = _Hooks(machine)
+
+    def __repr__(self) -> str:
+        node = self._node
+        state = "stopped" if self._stopped else node.role.value
+        return f"<trioraft.Server {self._name!r} {state} term={node.term} leader={node.leader!r}>"
+
+    # ---------------------------------------------------------------- public
+    @property
+    def name(self) -> str:
+        """This server's name."""
+        return self._name
+
+    @property
+    def storage(self) -> MemoryStorage:
+        """This server's :class:`~trioraft.MemoryStorage` (reuse it to restart the server)."""
+        return self._storage
+
+    @property
+    def machine(self) -> Any:
+        """This server's state machine instance."""
+        return self._machine
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the server has stopped."""
+        return self._stopped
+
+    def leader(self) -> str | None:
+        """The leader's name as this server knows it, or ``None``."""
+        return self._node.leader
+
+    def status(self) -> Status:
+        """A frozen :class:`Status` of this server."""
+        node = self._node
+        cfg = node.config
+        leading = node.role is Role.LEADER
+        return Status(
+            name=self._name,
+            role=node.role,
+            term=node.term,
+            leader=node.leader,
+            commit_index=node.commit_index,
+            last_applied=self._last_applied,
+            last_log_index=node.log.last_index,
+            voters=frozenset(cfg.voters),
+            learners=frozenset(cfg.learners),
+            match_index=(
+                {p: pr.match for p, pr in node.progress.items() if p in cfg.members}
+                if leading
+                else {}
+            ),
+        )
+
+    async def write(self, command: Any) -> Any:
+        """Replicate ``command``, apply it everywhere, and return the state machine's reply.
+
+        Leader only (:class:`~trioraft.NotLeader` elsewhere). If the server loses its
+        leadership or stops before the entry commits, raises
+        :class:`~trioraft.OutcomeUnknown`: the command may or may not be applied. An
+        exception raised by the state machine's ``write`` is raised here.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        node = self._node
+        if node.role is not Role.LEADER:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            raise NotLeader(node.leader)
+        self._hooks.validate(command)
+        while True:
+            try:
+                entry = node.propose(command, trio.current_time())
+                break
+            except TransferInProgress:
+                await self._wait_changed()  # §3.10: writes wait out a leadership transfer
+            except NotLeader:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise
+        return await self._await_entry(entry)
+
+    async def read(self, query: Any) -> Any:
+        """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
+        round of heartbeats, waits until it has applied everything committed when the read
+        began, then answers ``machine.read(query)``. Leader only."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        node = self._node
+        try:
+            seq = node.request_read(trio.current_time())
+        except NotLeader:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            raise
+        waiter = _Waiter()
+        self._reads[seq] = waiter
+        self._process()
+        try:
+            read_index = await waiter.wait()
+        finally:
+            self._reads.pop(seq, None)
+        while self._last_applied < read_index:
+            await self._wait_changed()
+        return self._machine.read(query)
+
+    async def read_dirty(self, query: Any) -> Any:
+        """Answer ``machine.read(query)`` from this server's state at once (may be stale)."""
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        return self._machine.read(query)
+
+    async def await_leader(self) -> str:
+        """Wait until this server knows of a leader (or is one); return its name."""
+        await trio.lowlevel.checkpoint()
+        while True:
+            self._check_running()
+            leader = self._node.leader
+            if leader is not None:
+                return leader
+            await self._wait_changed()
+
+    async def add_server(self, name: str, *, voter: bool = True) -> None:
+        """Add ``name`` to the cluster (a voter, or a learner with ``voter=False``);
+        returns once the change is committed. Leader only; one change at a time.
+        Adding a learner as a voter promotes it."""
+        await self._change_config(lambda: self._node.add_server_config(name, voter))
+
+    async def remove_server(self, name: str) -> None:
+        """Remove ``name`` from the cluster; returns once the change is committed.
+        A leader that removes itself hands over leadership and steps down afterwards."""
+        await self._change_config(lambda: self._node.remove_server_config(name))
+
+    async def trigger_election(self) -> None:
+        """Start an election on this server now (it must be a voter). When this returns
+        the server is a candidate of a new term (or already the leader of one)."""
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        self._node.trigger_election(trio.current_time())
+        self._process()
+
+    async def transfer_leadership(self, name: str | None = None) -> str:
+        """Hand leadership to ``name`` (default: the most up-to-date voter), §3.10.
+
+        The leader stops taking writes (they wait), brings the target's log up to date
+        and tells it to start an election at once. Returns the new leader's name once it
+        leads; raises :class:`~trioraft.TransferFailed` if that does not happen in time
+        (the old leader then resumes if it still can). Leader only.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        node = self._node
+        start = trio.current_time()
+        target = node.transfer_leadership(name, start)
+        self._process()
+        if target == self._name:
+            return target
+        with trio.move_on_at(start + 2 * self._options.max_election_timeout):
+            while True:
+                if node.leader == target and node.role is not Role.LEADER:
+                    return target
+                if node.role is Role.LEADER and node.transfer_target is None:
+                    raise TransferFailed(
+                        f"{target!r} did not catch up within an election timeout; "
+                        f"{self._name!r} remains the leader"
+                    )
+                if node.leader not in (None, target, self._name):
+                    raise TransferFailed(f"{node.leader!r} was elected instead of {target!r}")
+                await self._wait_changed()
+        raise TransferFailed(f"{target!r} did not become leader in time")
+
+    async def stop(self) -> None:
+        """Stop the server: its tasks end, pending calls raise
+        :class:`~trioraft.ServerStopped`, and it leaves the network. Its storage can then
+        be given to a new server of the same name (crash-restart)."""
+        self._scope.cancel()
+        await self._finished.wait()
+
+    # ------------------------------------------------------------- internals
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise ServerStopped(f"server {self._name!r} is stopped")
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+        self._check_running()
+
+    async def _await_entry(self, entry: Entry) -> Any:
+        waiter = _Waiter(entry.term)
+        self._writes[entry.index] = waiter
+        self._process()
+        try:
+            return await waiter.wait()
+        finally:
+            if self._writes.get(entry.index) is waiter:
+                del self._writes[entry.index]
+
+    async def _change_config(self, make: Callable[[], Config]) -> None:
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        node = self._node
+        while True:
+            config = make()
+            try:
+                entry = node.change_config(config, trio.current_time())
+                break
+            except (LeaderNotReady, TransferInProgress):
+                await self._wait_changed()  # wait for this term's no-op to commit
+        await self._await_entry(entry)
+
+    def _process(self) -> None:
+        """Carry out what the core left to do. Called after every call into the core."""
+        node = self._node
+        outbox = node.outbox
+        if outbox:
+            node.outbox = []
+            send = self._endpoint.send
+            for message in outbox:
+                send(message)
+        deadline = node.deadline
+        if self._timer_scope.deadline != deadline:
+            self._timer_scope.deadline = deadline
+        if node.role is Role.LEADER:
+            if self._led_term != node.term:
+                self._stop_leading()
+                self._start_leading()
+            elif self._leader_nursery is not None and len(self._replicators) != len(node.progress):
+                self._sync_replicators()
+            for _, signal in self._replicators.values():
+                signal.set()
+        elif self._led_term is not None:
+            self._stop_leading()
+        if node.ready_reads:
+            for seq, read_index in node.ready_reads:
+                waiter = self._reads.get(seq)
+                if waiter is not None:
+                    waiter.resolve(read_index)
+            node.ready_reads.clear()
+        if node.failed_reads:
+            for seq in node.failed_reads:
+                waiter = self._reads.get(seq)
+                if waiter is not None:
+                    waiter.fail(NotLeader(node.leader, "leadership was lost before the read was confirmed"))
+            node.failed_reads.clear()
+        if node.commit_index > self._last_applied:
+            self._commit_signal.set()
+        seen = (node.role, node.term, node.leader, node.commit_index, node.transfer_target, node.config_index)
+        if seen != self._seen:
+            self._seen = seen
+            if node.role is not self._role:
+                self._role = node.role
+                self._hooks.role_changed(node.role)
+            self._notify_changed()
+
+    def _notify_changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _start_leading(self) -> None:
+        assert self._nursery is not None
+        self._led_term = self._node.term
+        scope = trio.CancelScope()
+        self._leader_scope = scope
+        self._nursery.start_soon(self._lead, scope)
+
+    def _stop_leading(self) -> None:
+        if self._led_term is None:
+            return
+        self._led_term = None
+        if self._leader_scope is not None:
+            self._leader_scope.cancel()
+        self._leader_scope = None
+        self._leader_nursery = None
+        self._replicators.clear()
+        # Writes this leader appended that are not known committed may or may not
+        # commit under the next leader: their outcome is unknown. Committed ones will be
+        # applied (and answered) as usual.
+        commit = self._node.commit_index
+        for index in [i for i in self._writes if i > commit]:
+            self._writes.pop(index).fail(
+                OutcomeUnknown(
+                    f"{self._name!r} lost leadership before entry {index} committed; "
+                    "the write may or may not take effect"
+                )
+            )
+
+    async def _lead(self, scope: trio.CancelScope) -> None:
+        with scope:
+            async with trio.open_nursery() as nursery:
+                self._leader_nursery = nursery
+                self._sync_replicators()
+                await trio.sleep_forever()
+
+    def _sync_replicators(self) -> None:
+        nursery = self._leader_nursery
+        assert nursery is not None
+        progress = self._node.progress
+        for peer in progress:
+            if peer not in self._replicators:
+                scope, signal = trio.CancelScope(), _Signal()
+                self._replicators[peer] = (scope, signal)
+                nursery.start_soon(self._replicate, peer, scope, signal)
+        for peer in [p for p in self._replicators if p not in progress]:
+            self._replicators.pop(peer)[0].cancel()
+
+    async def _replicate(self, peer: str, scope: trio.CancelScope, signal: _Signal) -> None:
+        # One task per follower: sends at once when idle, batches whatever accumulated
+        # while it was busy, pipelines within the core's in-flight window, and sends a
+        # heartbeat when nothing else went out for a heartbeat interval.
+        node = self._node
+        send = self._endpoint.send
+        interval = self._options.heartbeat_interval
+        last_sent = -math.inf
+        with scope:
+            while True:
+                now = trio.current_time()
+                message = node.replicate(peer, now, now - last_sent >= interval)
+                if message is not None:
+                    send(message)
+                    last_sent = now
+                    await trio.lowlevel.checkpoint()
+                    continue
+                with trio.move_on_at(last_sent + interval):
+                    await signal.wait()
+
+    async def _receive_loop(self) -> None:
+        node = self._node
+        receive = self._endpoint.receive_batch
+        while True:
+            batch = await receive()
+            now = trio.current_time()
+            for message in batch:
+                try:
+                    node.step(message, now)
+                except MalformedMessage as exc:
+                    logger.warning("%s: dropped a malformed message: %s", self._name, exc)
+            self._process()
+
+    async def _timer_loop(self) -> None:
+        node = self._node
+        while True:
+            with trio.CancelScope(deadline=node.deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            now = trio.current_time()
+            if now >= node.deadline:
+                node.tick(now)
+                self._process()
+
+    async def _apply_loop(self) -> None:
+        node = self._node
+        log = node.log
+        while True:
+            if node.commit_index <= self._last_applied:
+                await self._commit_signal.wait()
+                continue
+            hi = min(node.commit_index, self._last_applied + _APPLY_BATCH)
+            for entry in log.slice(self._last_applied + 1, hi):
+                self._apply(entry)
+            self._notify_changed()
+            await trio.lowlevel.checkpoint()
+
+    def _apply(self, entry: Entry) -> None:
+        value: Any = None
+        error: BaseException | None = None
+        if entry.kind is EntryKind.COMMAND:
+            try:
+                value = self._machine.write(entry.data)
+            except Exception as exc:
+                # Deterministic state machines raise identically on every replica, so
+                # the server goes on; the writer receives the exception.
+                error = exc
+                logger.debug("%s: write(%r) raised %r", self._name, entry.data, exc)
+        elif entry.kind is EntryKind.CONFIG:
+            self._hooks.membership_changed(entry.data)
+        self._last_applied = entry.index
+        waiter = self._writes.pop(entry.index, None)
+        if waiter is None:
+            return
+        if waiter.term != entry.term:
+            waiter.fail(NotLeader(self._node.leader, "the entry was replaced by a newer leader's; it was not applied"))
+        elif error is not None:
+            waiter.fail(error)
+        else:
+            waiter.resolve(value)
+
+    async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._receive_loop)
+                    nursery.start_soon(self._timer_loop)
+                    nursery.start_soon(self._apply_loop)
+                    self._process()
+                    task_status.started(self)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._stopped = True
+        self._led_term = None
+        for index, waiter in sorted(self._writes.items()):
+            waiter.fail(
+                StoppedOutcomeUnknown(
+                    f"server {self._name!r} stopped before entry {index} was applied; "
+                    "the write may or may not take effect"
+                )
+            )
+        self._writes.clear()
+        for waiter in self._reads.values():
+            waiter.fail(ServerStopped(f"server {self._name!r} stopped"))
+        self._reads.clear()
+        self._endpoint.close()
+        self._storage.release()
+        self._notify_changed()
+        self._finished.set()
+
+
+class _Hooks:
+    """The optional state machine hooks, called defensively."""
+
+    def __init__(self, machine: Any) -> None:
+        self._machine = machine
+        self._validate = getattr(machine, "validate", None)
+        self._on_role = getattr(machine, "on_role_change", None)
+        self._on_membership = getattr(machine, "on_membership_change", None)
+
+    def validate(self, command: Any) -> None:
+        if self._validate is not None:
+            self._validate(command)
+
+    def role_changed(self, role: Role) -> None:
+        if self._on_role is not None:
+            try:
+                self._on_role(role)
+            except Exception:
+                logger.exception("on_role_change(%s) raised", role)
+
+    def membership_changed(self, config: Config) -> None:
+        if self._on_membership is not None:
+            try:
+                self._on_membership(frozenset(config.voters), frozenset(config.learners))
+            except Exception:
+                logger.exception("on_membership_change raised")
+
+
+async def serve(
+    machine: Callable[..., Any],
+    init_arg: Any = _MISSING,
+    *,
+    name: str,
+    network: Transport,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+    **options: Any,
+) -> None:
+    """Run a trioraft server until it is stopped or cancelled (``nursery.start`` form).
+
+    ``machine`` is a state machine class or factory, called as ``machine()`` when
+    ``init_arg`` is omitted and ``machine(init_arg)`` otherwise. The :class:`Server`
+    handle is passed to ``task_status.started()`` once the server is on the network.
+    Options are those of :class:`~trioraft.ServerOptions`; an unknown or invalid one
+    raises :class:`ValueError` before anything starts.
+    """
+    opts = ServerOptions.from_kwargs(options)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"server name must be a non-empty string, got {name!r}")
+    storage = opts.storage if opts.storage is not None else MemoryStorage()
+    if not isinstance(storage, MemoryStorage):
+        raise ValueError(f"storage must be a trioraft.MemoryStorage, got {storage!r}")
+    instance = machine() if init_arg is _MISSING else machine(init_arg)
+    storage.acquire(name)
+    try:
+        endpoint = network.register(name)
+    except BaseException:
+        storage.release()
+        raise
+    try:
+        server = Server(name, instance, endpoint, storage, opts)
+    except BaseException:
+        endpoint.close()
+        storage.release()
+        raise
+    await server._run(task_status)
+
+
+async def start_server(
+    nursery: trio.Nursery,
+    machine: Callable[..., Any],
+    init_arg: Any = _MISSING,
+    *,
+    name: str,
+    network: Transport,
+    **options: Any,
+) -> Server:
+    """Start a server's tasks inside ``nursery`` and return its :class:`Server` handle
+    once it is registered on ``network``. See :func:`serve` for the arguments."""
+    server: Server = await nursery.start(
+        functools.partial(serve, machine, init_arg, name=name, network=network, **options)
+    )
+    return server
