@@ -127,7 +127,9 @@ class Server:
         self._endpoint = endpoint
         self._storage = storage
         self._options = options
-        self._node = RaftNode(name, storage, options, random.Random(options.seed), trio.current_time())
+        self._node = RaftNode(
+            name, storage, options, random.Random(options.seed), trio.current_time()
+        )
         self._last_applied = storage.snapshot.index if storage.snapshot is not None else 0
         if storage.snapshot is not None:
             machine.restore(storage.snapshot.data)
@@ -385,11 +387,20 @@ class Server:
             for seq in node.failed_reads:
                 waiter = self._reads.get(seq)
                 if waiter is not None:
-                    waiter.fail(NotLeader(node.leader, "leadership was lost before the read was confirmed"))
+                    waiter.fail(
+                        NotLeader(node.leader, "leadership was lost before the read was confirmed")
+                    )
             node.failed_reads.clear()
         if node.commit_index > self._last_applied:
             self._commit_signal.set()
-        seen = (node.role, node.term, node.leader, node.commit_index, node.transfer_target, node.config_index)
+        seen = (
+            node.role,
+            node.term,
+            node.leader,
+            node.commit_index,
+            node.transfer_target,
+            node.config_index,
+        )
         if seen != self._seen:
             self._seen = seen
             if node.role is not self._role:
@@ -523,7 +534,12 @@ class Server:
         if waiter is None:
             return
         if waiter.term != entry.term:
-            waiter.fail(NotLeader(self._node.leader, "the entry was replaced by a newer leader's; it was not applied"))
+            waiter.fail(
+                NotLeader(
+                    self._node.leader,
+                    "the entry was replaced by a newer leader's; it was not applied",
+                )
+            )
         elif error is not None:
             waiter.fail(error)
         else:

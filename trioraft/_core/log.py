@@ -7,6 +7,7 @@ Entries are numbered from 1. Everything up to ``snapshot_index`` has been compac
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 from .messages import Entry
@@ -61,7 +62,9 @@ class RaftLog:
         """The entry at ``index`` (which must be held)."""
         offset = index - self.snapshot_index
         if not 0 < offset <= len(self._entries):
-            raise IndexError(f"log index {index} not held (log holds {self.first_index}..{self.last_index})")
+            raise IndexError(
+                f"log index {index} not held (log holds {self.first_index}..{self.last_index})"
+            )
         return self._entries[offset - 1]
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
@@ -87,27 +90,24 @@ class RaftLog:
     def truncate_after(self, index: int) -> None:
         """Drop every entry after ``index``."""
         if index < self.snapshot_index:
-            raise ValueError(f"cannot truncate into the snapshot (index {index} < {self.snapshot_index})")
+            raise ValueError(
+                f"cannot truncate into the snapshot (index {index} < {self.snapshot_index})"
+            )
         del self._entries[index - self.snapshot_index :]
 
     def first_index_of_term(self, index: int) -> int:
-        """The first held index whose term equals the term at ``index`` (for backtracking)."""
+        """The first held index whose term equals the term at ``index`` (which is held)."""
         term = self.term_at(index)
-        i = index
-        while i > self.first_index and self.term_at(i - 1) == term:
-            i -= 1
-        return i
+        assert term is not None
+        # Terms never decrease along a log, so a binary search finds where a term starts.
+        pos = bisect_left(self._entries, term, hi=index - self.snapshot_index, key=_term)
+        return self.snapshot_index + 1 + pos
 
     def last_index_of_term(self, term: int) -> int | None:
         """The last held index with ``term``, or ``None`` if no held entry has it."""
-        i = self.last_index
-        while i >= self.first_index:
-            t = self.entry(i).term
-            if t == term:
-                return i
-            if t < term:
-                return None
-            i -= 1
+        pos = bisect_right(self._entries, term, key=_term)
+        if pos and self._entries[pos - 1].term == term:
+            return self.snapshot_index + pos
         return None
 
     def compact(self, index: int, term: int) -> None:
@@ -120,3 +120,7 @@ class RaftLog:
             del self._entries[: index - self.snapshot_index]
         self.snapshot_index = index
         self.snapshot_term = term
+
+
+def _term(entry: Entry) -> int:
+    return entry.term

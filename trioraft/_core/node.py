@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import math
 import random
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +180,9 @@ class RaftNode:
 
     def election_timeout(self) -> float:
         """A fresh randomized election timeout (§5.2)."""
-        return self._rng.uniform(self.options.min_election_timeout, self.options.max_election_timeout)
+        return self._rng.uniform(
+            self.options.min_election_timeout, self.options.max_election_timeout
+        )
 
     def _reset_election_timer(self, now: float) -> None:
         # §5.2: a follower that hears nothing for an election timeout starts an election.
@@ -231,7 +232,11 @@ class RaftNode:
             # Figure 2: reject requests from older terms, telling the sender our term so
             # a stale leader or candidate steps down. Stale responses are dropped.
             if isinstance(m, AppendEntries):
-                self._send(AppendResponse(self.name, m.src, self.term, False, reject_index=m.prev_log_index))
+                self._send(
+                    AppendResponse(
+                        self.name, m.src, self.term, False, reject_index=m.prev_log_index
+                    )
+                )
             elif isinstance(m, Heartbeat):
                 self._send(HeartbeatResponse(self.name, m.src, self.term, m.seq))
             elif isinstance(m, RequestVote):
@@ -284,7 +289,9 @@ class RaftNode:
         last_index, last_term = self.log.last_index, self.log.last_term
         for peer in self.config.voters:
             if peer != self.name:
-                self._send(RequestVote(self.name, peer, vote_term, last_index, last_term, pre, force))
+                self._send(
+                    RequestVote(self.name, peer, vote_term, last_index, last_term, pre, force)
+                )
 
     def _log_up_to_date(self, m: RequestVote) -> bool:
         # §5.4.1: the candidate's log must be at least as up-to-date as ours: a later
@@ -295,7 +302,11 @@ class RaftNode:
         if m.pre_vote:
             # §9.6: grant a pre-vote to a candidate whose next term would be newer, whose
             # log is up to date, unless we hear from a live leader. Nothing is persisted.
-            grant = m.term > self.term and self._log_up_to_date(m) and (m.force or not self._in_lease(now))
+            grant = (
+                m.term > self.term
+                and self._log_up_to_date(m)
+                and (m.force or not self._in_lease(now))
+            )
             self._send(VoteResponse(self.name, m.src, m.term if grant else self.term, grant, True))
             return
         # Here m.term == self.term. Figure 2: one vote per term, first come first served
@@ -366,7 +377,9 @@ class RaftNode:
         self.progress = {}
         self._retiring = {}
         self._sync_progress()
-        self._check_quorum_at = now + self.options.max_election_timeout if self.options.check_quorum else INF
+        self._check_quorum_at = (
+            now + self.options.max_election_timeout if self.options.check_quorum else INF
+        )
         # §5.4.2 / §6.4: a new leader commits a no-op of its own term, which commits
         # everything before it and lets it serve reads.
         self._append(EntryKind.NOOP, None)
@@ -394,7 +407,9 @@ class RaftNode:
             # log too (Leader Completeness, §5.4): skip them rather than compare.
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self._send(AppendResponse(self.name, m.src, self.term, True, self.commit_index, seq=m.seq))
+                self._send(
+                    AppendResponse(self.name, m.src, self.term, True, self.commit_index, seq=m.seq)
+                )
                 return
             entries = entries[skip:]
             prev = self.commit_index
@@ -406,10 +421,13 @@ class RaftNode:
                 conflict_index, conflict_term = self.log.last_index + 1, None
             else:
                 conflict_term = self.log.term_at(prev)
-                conflict_index = max(self._first_index_of_term(prev), self.commit_index + 1)
+                conflict_index = max(self.log.first_index_of_term(prev), self.commit_index + 1)
             self._send(
                 AppendResponse(
-                    self.name, m.src, self.term, False,
+                    self.name,
+                    m.src,
+                    self.term,
+                    False,
                     reject_index=m.prev_log_index,
                     conflict_index=conflict_index,
                     conflict_term=conflict_term,
@@ -477,19 +495,6 @@ class RaftNode:
         if self.is_voter:
             self._campaign(now, pre=False, force=True)
 
-    def _first_index_of_term(self, index: int) -> int:
-        term = self.log.term_at(index)
-        entries = self.log.slice(self.log.first_index, index)
-        # Terms never decrease along the log, so binary search finds the term's start.
-        return self.log.first_index + bisect_left(entries, term, key=_entry_term)
-
-    def _last_index_of_term(self, term: int) -> int | None:
-        entries = self.log.slice(self.log.first_index, self.log.last_index)
-        pos = bisect_right(entries, term, key=_entry_term)
-        if pos and entries[pos - 1].term == term:
-            return self.log.first_index + pos - 1
-        return None
-
     def _on_append_response(self, m: AppendResponse, now: float) -> None:
         if self.role is not Role.LEADER:
             return
@@ -512,7 +517,7 @@ class RaftNode:
             # A rejection of what we last sent (older ones are stale: the logs are
             # known to match beyond them, or a later probe has been sent since).
             if m.conflict_term is not None:
-                last = self._last_index_of_term(m.conflict_term)
+                last = self.log.last_index_of_term(m.conflict_term)
                 next_index = last + 1 if last is not None else m.conflict_index
             else:
                 next_index = m.conflict_index
@@ -568,10 +573,14 @@ class RaftNode:
                 pr.next = hi + 1
                 pr.inflight.append(hi)
             pr.heartbeat_wanted = False
-            return AppendEntries(self.name, peer, self.term, prev, prev_term, entries, self.commit_index, self._seq)
+            return AppendEntries(
+                self.name, peer, self.term, prev, prev_term, entries, self.commit_index, self._seq
+            )
         if heartbeat_due or pr.heartbeat_wanted:
             pr.heartbeat_wanted = False
-            return Heartbeat(self.name, peer, self.term, min(pr.match, self.commit_index), self._seq)
+            return Heartbeat(
+                self.name, peer, self.term, min(pr.match, self.commit_index), self._seq
+            )
         return None
 
     def _maybe_commit(self, now: float) -> None:
@@ -805,10 +814,6 @@ class RaftNode:
         out = self.outbox
         self.outbox = []
         return out
-
-
-def _entry_term(entry: Entry) -> int:
-    return entry.term
 
 
 _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {

@@ -87,7 +87,9 @@ class ServerOptions:
                 f"min_election_timeout ({self.min_election_timeout}), or followers "
                 "would start elections against a healthy leader"
             )
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         _positive_int("max_entries_per_message", self.max_entries_per_message)
         _positive_int("max_inflight", self.max_inflight)
