@@ -24,7 +24,7 @@ from ._errors import (
     UnknownServer,
 )
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
-from ._server import Server, Status, serve, start_server
+from ._server import Server, Status, TraceEvent, serve, start_server
 from ._state_machine import StateMachine
 from ._storage import MemoryStorage, Snapshot
 
@@ -53,6 +53,7 @@ __all__ = [
     "StateMachine",
     "Status",
     "StoppedOutcomeUnknown",
+    "TraceEvent",
     "TransferFailed",
     "Transport",
     "UnknownServer",

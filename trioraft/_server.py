@@ -38,7 +38,7 @@ from ._errors import (
 from ._network.base import Endpoint, Transport
 from ._storage import MemoryStorage
 
-__all__ = ["Server", "Status", "serve", "start_server"]
+__all__ = ["Server", "Status", "TraceEvent", "serve", "start_server"]
 
 logger = logging.getLogger("trioraft")
 
@@ -62,6 +62,20 @@ class Status:
     learners: frozenset[str]
     #: On a leader, each follower's match index (highest entry known replicated on it).
     match_index: Mapping[str, int] = attrs.field(factory=dict, eq=False, hash=False)
+
+
+@attrs.frozen
+class TraceEvent:
+    """Something that happened on a server, for tracers (``tracer=`` option).
+
+    ``kind`` is ``"role"`` (data: role, term, leader), ``"commit"`` (data: index) or
+    ``"apply"`` (data: index, term, kind). ``time`` is ``trio.current_time()``.
+    """
+
+    time: float
+    server: str
+    kind: str
+    data: Mapping[str, Any] = attrs.field(eq=False, hash=False)
 
 
 class _Waiter:
@@ -149,6 +163,8 @@ class Server:
         self._seen: tuple[Any, ...] = ()
         self._role = self._node.role
         self._hooks = _Hooks(machine)
+        self._tracer: Callable[[TraceEvent], None] | None = options.tracer
+        self._traced_commit = self._node.commit_index
 
     def __repr__(self) -> str:
         node = self._node
@@ -402,11 +418,25 @@ class Server:
             node.config_index,
         )
         if seen != self._seen:
+            if self._tracer is not None:
+                self._trace_changes(seen)
             self._seen = seen
             if node.role is not self._role:
                 self._role = node.role
                 self._hooks.role_changed(node.role)
             self._notify_changed()
+
+    def _trace(self, event: str, **data: Any) -> None:
+        assert self._tracer is not None
+        self._tracer(TraceEvent(trio.current_time(), self._name, event, data))
+
+    def _trace_changes(self, seen: tuple[Any, ...]) -> None:
+        old = self._seen or (None, None, None, None)
+        if seen[:3] != old[:3]:
+            self._trace("role", role=seen[0], term=seen[1], leader=seen[2])
+        if seen[3] != self._traced_commit:
+            self._traced_commit = seen[3]
+            self._trace("commit", index=seen[3])
 
     def _notify_changed(self) -> None:
         self._changed.set()
@@ -530,6 +560,8 @@ class Server:
         elif entry.kind is EntryKind.CONFIG:
             self._hooks.membership_changed(entry.data)
         self._last_applied = entry.index
+        if self._tracer is not None:
+            self._trace("apply", index=entry.index, term=entry.term, kind=entry.kind.value)
         waiter = self._writes.pop(entry.index, None)
         if waiter is None:
             return

@@ -69,6 +69,9 @@ class ServerOptions:
     max_entries_per_message: int = 2048
     #: Most unacknowledged AppendEntries messages in flight to one follower.
     max_inflight: int = 8
+    #: Runtime only: ``tracer(event)`` is called with a :class:`~trioraft.TraceEvent` for
+    #: each role/term change, commit and apply of this server (see ``trioraft.testing``).
+    tracer: Any = None
 
     def __attrs_post_init__(self) -> None:
         if self.min_majority is not None:
@@ -93,6 +96,8 @@ class ServerOptions:
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         _positive_int("max_entries_per_message", self.max_entries_per_message)
         _positive_int("max_inflight", self.max_inflight)
+        if self.tracer is not None and not callable(self.tracer):
+            raise ValueError(f"tracer must be callable, got {self.tracer!r}")
         for flag in ("pre_vote", "check_quorum"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
