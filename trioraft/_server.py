@@ -500,14 +500,23 @@ class Server:
         with scope:
             while True:
                 now = trio.current_time()
-                message = node.replicate(peer, now, now - last_sent >= interval)
+                # Compare with the very deadline we sleep until: ``now - last_sent >=
+                # interval`` can be False at that deadline through float rounding, and the
+                # task would spin without blocking (virtual time would stop).
+                deadline = last_sent + interval
+                due = now >= deadline
+                message = node.replicate(peer, now, due)
                 if message is not None:
                     send(message)
                     last_sent = now
                     await trio.lowlevel.checkpoint()
-                    continue
-                with trio.move_on_at(last_sent + interval):
+                elif due:
+                    # Nothing even though a heartbeat is due: we no longer lead, or the
+                    # peer left. Block (a past deadline here would hide our cancellation).
                     await signal.wait()
+                else:
+                    with trio.move_on_at(deadline):
+                        await signal.wait()
 
     async def _receive_loop(self) -> None:
         node = self._node

@@ -622,7 +622,9 @@ class RaftNode:
                 self._become_follower(self.term, None, now)
 
     def _after_match(self, peer: str, now: float) -> None:
-        pr = self.progress[peer]
+        pr = self.progress.get(peer)
+        if pr is None:
+            return  # a commit just now may have ended our leadership or its retirement
         cfg_index = self._retiring.get(peer)
         if cfg_index is not None and pr.match >= cfg_index and self.commit_index >= cfg_index:
             self._retiring.pop(peer)

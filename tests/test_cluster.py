@@ -1,0 +1,480 @@
+"""Cluster behaviour on the autojump clock: elections, replication, faults, restarts."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import trio
+import trio.testing
+
+import trioraft
+from trioraft import Role
+from trioraft._core.messages import AppendResponse, Message
+from trioraft.testing import open_cluster
+
+from machines import Counter
+
+
+def leaders(cluster: trioraft.testing.Cluster) -> list[str]:
+    return [n for n, s in cluster.servers.items() if s.status().role is Role.LEADER]
+
+
+async def applied_everywhere(cluster: trioraft.testing.Cluster, index: int) -> None:
+    while any(s.status().last_applied < index for s in cluster.servers.values()):
+        await trio.sleep(0.01)
+
+
+async def test_initial_election_three_servers(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=1) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert leaders(cluster) == [leader.name]
+        term = leader.status().term
+        for server in cluster.servers.values():
+            assert server.leader() == leader.name
+            assert server.status().term == term
+
+
+async def test_initial_election_five_servers(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 5, seed=2) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert leaders(cluster) == [leader.name]
+        assert {s.leader() for s in cluster.servers.values()} == {leader.name}
+
+
+async def test_await_leader_on_every_server(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=3) as cluster:
+        with trio.fail_after(5):
+            names = {await s.await_leader() for s in cluster.servers.values()}
+        assert len(names) == 1
+
+
+async def test_reelection_after_leader_isolated(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=4) as cluster:
+        with trio.fail_after(5):
+            old = await cluster.wait_for_leader()
+        old_term = old.status().term
+        cluster.network.isolate(old.name)
+        with trio.fail_after(5):
+            while True:
+                new = [
+                    s
+                    for s in cluster.servers.values()
+                    if s is not old and s.status().role is Role.LEADER
+                ]
+                if new:
+                    break
+                await trio.sleep(0.01)
+        assert new[0].status().term > old_term
+        # CheckQuorum: the isolated leader steps down within about an election timeout.
+        with trio.fail_after(1):
+            while old.status().role is Role.LEADER:
+                await trio.sleep(0.01)
+        cluster.network.heal()
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert leader.status().term > old_term
+        assert old.leader() == leader.name
+
+
+async def test_no_commit_without_quorum(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=5) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert await leader.write(1) == 1
+        commits = {n: s.status().commit_index for n, s in cluster.servers.items()}
+        for name in cluster.servers:
+            if name != leader.name:
+                cluster.network.isolate(name)
+        # The write cannot commit; the leader loses its quorum and says it cannot know.
+        with trio.fail_after(2), pytest.raises(trioraft.OutcomeUnknown):
+            await leader.write(10)
+        assert {n: s.status().commit_index for n, s in cluster.servers.items()} == commits
+        assert all(10 not in s.machine.applied for s in cluster.servers.values())
+
+
+async def test_four_servers_two_isolated_do_not_commit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(Counter, 4, seed=6) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        await leader.write(1)
+        others = [n for n in cluster.servers if n != leader.name]
+        cluster.network.partition([leader.name, others[0]], others[1:])
+        before = leader.status().commit_index
+        result = "pending"
+        with trio.move_on_after(2):
+            try:
+                await leader.write(5)
+                result = "committed"
+            except trioraft.OutcomeUnknown:
+                result = "unknown"
+        assert result in ("pending", "unknown")
+        # Two of four is not a quorum (quorum = 4 // 2 + 1 = 3): nothing committed anywhere.
+        assert leader.status().commit_index == before
+        assert all(s.status().commit_index <= before for s in cluster.servers.values())
+        assert all(5 not in s.machine.applied for s in cluster.servers.values())
+
+
+async def test_min_majority_raises_the_quorum(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=7, min_majority=3) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert await leader.write(2) == 2
+        follower = next(n for n in cluster.servers if n != leader.name)
+        cluster.network.isolate(follower)
+        with trio.move_on_after(1) as scope:
+            with contextlib.suppress(trioraft.OutcomeUnknown):
+                await leader.write(3)
+        # 2 of 3 would be a majority, but min_majority=3 demands all three.
+        assert leader.machine.value == 2
+        assert scope.cancelled_caught or leader.status().role is not Role.LEADER
+
+
+async def test_follower_catches_up_after_heal(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=8) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        lagger = next(n for n in cluster.servers if n != leader.name)
+        cluster.network.isolate(lagger)
+        for _i in range(200):
+            await leader.write(1)
+        assert cluster[lagger].machine.value == 0
+        cluster.network.heal()
+        with trio.fail_after(5):
+            await applied_everywhere(cluster, leader.status().commit_index)
+        assert cluster[lagger].machine.value == 200
+        assert cluster[lagger].machine.applied == leader.machine.applied
+
+
+async def test_deposed_leader_discards_uncommitted_entries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(Counter, 3, seed=9) as cluster:
+        with trio.fail_after(5):
+            old = await cluster.wait_for_leader()
+        await old.write(1)
+        cluster.network.isolate(old.name)
+        outcomes: list[str] = []
+
+        async def doomed_write(n: int) -> None:
+            try:
+                await old.write(n)
+                outcomes.append("ok")
+            except trioraft.OutcomeUnknown:
+                outcomes.append("unknown")
+
+        async with trio.open_nursery() as nursery:
+            for n in range(100, 105):
+                nursery.start_soon(doomed_write, n)
+        assert outcomes == ["unknown"] * 5
+        assert old.status().last_log_index > old.status().commit_index  # they are in its log
+        with trio.fail_after(5):
+            while (new := cluster.leader()) is None or new is old:
+                await trio.sleep(0.01)
+        await new.write(2)
+        cluster.network.heal()
+        with trio.fail_after(5):
+            await applied_everywhere(cluster, new.status().commit_index)
+            while old.status().last_log_index != new.status().last_log_index:
+                await trio.sleep(0.01)
+        cluster.check()
+        assert all(s.machine.applied == [1, 2] for s in cluster.servers.values())
+        assert all(e.data not in range(100, 105) for e in old.storage.log.slice(1, 10**6))
+
+
+async def test_fast_backup_over_divergent_entries(autojump_clock: trio.testing.MockClock) -> None:
+    """A deposed leader with 60 uncommitted entries of its term is repaired in a few round
+    trips (conflict term hint), not one entry per round trip."""
+    async with open_cluster(Counter, 3, seed=10, check_quorum=False) as cluster:
+        with trio.fail_after(5):
+            old = await cluster.wait_for_leader()
+        await old.write(1)
+        cluster.network.isolate(old.name)
+
+        async def doomed_write(n: int) -> None:
+            with contextlib.suppress(trioraft.OutcomeUnknown):
+                await old.write(n)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(60):
+                nursery.start_soon(doomed_write, 1000 + n)
+            await trio.sleep(0.01)
+            assert old.status().last_log_index >= 62
+            with trio.fail_after(5):
+                while (second := cluster.leader()) is None or second is old:
+                    await trio.sleep(0.01)
+            for n in range(40):
+                await second.write(n)
+            # Hand over to the third server: its log runs ~40 entries past the point
+            # where the old leader's log diverges, so it must back up over them.
+            third = next(s for s in cluster.servers.values() if s not in (old, second))
+            with trio.fail_after(2):
+                await second.transfer_leadership(third.name)
+            rejections = []
+
+            def count(event: str, message: Message) -> None:
+                if (
+                    event == "sent"
+                    and isinstance(message, AppendResponse)
+                    and not message.success
+                    and message.src == old.name
+                ):
+                    rejections.append(message)
+
+            cluster.network.add_observer(count)
+            cluster.network.heal()
+            with trio.fail_after(5):
+                while old.status().last_applied < third.status().commit_index:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert old.machine.applied == third.machine.applied == [1, *range(40)]
+        # One entry per round trip would take ~40 rejections; the term hint takes one.
+        assert 1 <= len(rejections) <= 3, rejections
+        assert rejections[0].reject_index >= 40
+
+
+async def test_raising_state_machine(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=11) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert await leader.write(5) == 5
+        with pytest.raises(ValueError, match="boom"):
+            await leader.write("boom")
+        assert await leader.write(1) == 6  # the server keeps serving
+        with trio.fail_after(5):
+            await applied_everywhere(cluster, leader.status().commit_index)
+        for server in cluster.servers.values():
+            assert server.machine.applied == [5, "boom", 1]
+            assert server.machine.value == 6
+
+
+async def test_not_leader_redirects(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=12) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        for name, server in cluster.servers.items():
+            if name == leader.name:
+                continue
+            for call in (server.write(1), server.read(None)):
+                try:
+                    await call
+                except trioraft.NotLeader as exc:
+                    assert exc.leader == leader.name
+                else:
+                    raise AssertionError("a follower accepted a leader-only call")
+            for call in (
+                server.add_server("x"),
+                server.remove_server(leader.name),
+                server.transfer_leadership(),
+            ):
+                try:
+                    await call
+                except trioraft.NotLeader as exc:
+                    assert exc.leader == leader.name
+                else:
+                    raise AssertionError("a follower accepted a leader-only call")
+
+
+async def test_read_is_linearizable_and_read_dirty_is_local(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(Counter, 3, seed=13) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        lagger = next(n for n in cluster.servers if n != leader.name)
+        cluster.network.isolate(lagger)
+        await leader.write(7)
+        assert await leader.read(None) == 7
+        assert await cluster[lagger].read_dirty(None) == 0  # stale, but answered at once
+
+
+async def test_deposed_leader_never_serves_a_stale_read(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(Counter, 3, seed=14) as cluster:
+        with trio.fail_after(5):
+            old = await cluster.wait_for_leader()
+        await old.write(1)
+        cluster.network.isolate(old.name)
+        with trio.fail_after(5):
+            while (new := cluster.leader()) is None or new is old:
+                await trio.sleep(0.01)
+        await new.write(1)
+        # The isolated server may still believe it leads for a moment, but it cannot
+        # confirm with a quorum, so it must not answer 1 (the majority has 2 now).
+        with trio.fail_after(2), pytest.raises(trioraft.NotLeader):
+            await old.read(None)
+
+
+async def test_stop_fails_pending_calls(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=15, check_quorum=False) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        await leader.write(1)
+        for name in cluster.servers:
+            if name != leader.name:
+                cluster.network.isolate(name)
+        errors: dict[str, BaseException] = {}
+
+        async def call(label: str, fn, *args) -> None:  # type: ignore[no-untyped-def]
+            try:
+                await fn(*args)
+            except trioraft.RaftError as exc:
+                errors[label] = exc
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "write", leader.write, 2)
+            nursery.start_soon(call, "read", leader.read, None)
+            await trio.sleep(0.2)
+            assert not errors  # both are waiting for a quorum that is not there
+            await cluster.crash(leader.name)
+        assert isinstance(errors["write"], trioraft.ServerStopped)
+        assert isinstance(errors["write"], trioraft.OutcomeUnknown)
+        assert isinstance(errors["read"], trioraft.ServerStopped)
+        for fn in (leader.write, leader.read, leader.read_dirty):
+            with pytest.raises(trioraft.ServerStopped):
+                await fn(1)
+        with pytest.raises(trioraft.ServerStopped):
+            await leader.await_leader()
+
+
+async def test_stop_wakes_await_leader(autojump_clock: trio.testing.MockClock) -> None:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        lonely = await trioraft.start_server(nursery, Counter, name="lonely", network=network)
+        result: list[BaseException] = []
+
+        async def waiter() -> None:
+            try:
+                await lonely.await_leader()
+            except trioraft.ServerStopped as exc:
+                result.append(exc)
+
+        nursery.start_soon(waiter)
+        await trio.sleep(5)
+        assert lonely.leader() is None  # not in any configuration: it never campaigns
+        assert lonely.status().term == 0
+        await lonely.stop()
+        await trio.sleep(0)
+        assert len(result) == 1
+        assert "lonely" not in network.servers
+
+
+async def test_crash_restart_keeps_persistent_state(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=16) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        for i in range(10):
+            await leader.write(i)
+        follower = next(n for n in cluster.servers if n != leader.name)
+        storage = cluster[follower].storage
+        term, vote, last = storage.term, storage.voted_for, storage.log.last_index
+        await cluster.crash(follower)
+        assert storage.term == term and storage.voted_for == vote
+        await leader.write(100)
+        restarted = await cluster.restart(follower)
+        assert restarted.storage is storage
+        assert restarted.status().last_log_index >= last
+        with trio.fail_after(5):
+            await applied_everywhere(cluster, leader.status().commit_index)
+        assert restarted.machine.applied == [*list(range(10)), 100]
+
+
+async def test_whole_cluster_crash_and_restart(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=17) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        for i in range(1, 6):
+            await leader.write(i)
+        term = leader.status().term
+        for name in list(cluster.servers):
+            await cluster.crash(name)
+        for name in cluster.names:
+            await cluster.restart(name)
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert leader.status().term > term
+        assert await leader.write(0) == 15
+        assert await leader.read(None) == 15
+
+
+async def test_restarting_with_storage_in_use_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        a = await trioraft.start_server(
+            nursery, Counter, name="a", network=network, initial_config=["a"]
+        )
+        with pytest.raises(ValueError, match="in use"):
+            await trioraft.start_server(
+                nursery, Counter, name="a2", network=network, storage=a.storage
+            )
+        await a.stop()
+        with pytest.raises(ValueError, match="belongs to"):
+            await trioraft.start_server(
+                nursery, Counter, name="b", network=network, storage=a.storage
+            )
+        nursery.cancel_scope.cancel()
+
+
+async def test_single_server_cluster(autojump_clock: trio.testing.MockClock) -> None:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        solo = await trioraft.start_server(
+            nursery, Counter, 10, name="solo", network=network, initial_config=["solo"], seed=1
+        )
+        with trio.fail_after(2):
+            assert await solo.await_leader() == "solo"
+        assert await solo.write(5) == 15
+        assert await solo.read(None) == 15
+        nursery.cancel_scope.cancel()
+
+
+async def test_trigger_election_and_transfer(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, 3, seed=18) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        await leader.write(1)
+        other = next(n for n in cluster.servers if n != leader.name)
+        with trio.fail_after(2):
+            assert await leader.transfer_leadership(other) == other
+        assert cluster[other].status().role is Role.LEADER
+        assert leader.leader() == other
+        third = next(n for n in cluster.servers if n not in (leader.name, other))
+        term = cluster[third].status().term
+        await cluster[third].trigger_election()
+        status = cluster[third].status()
+        assert status.term == term + 1 and status.role is Role.CANDIDATE and status.leader is None
+        with trio.fail_after(5):
+            new = await cluster.wait_for_leader()
+        assert await new.write(1) == 2
+
+
+async def test_membership_add_and_remove(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, ["a", "b", "c"], seed=19) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        await leader.write(1)
+        newcomer = await cluster.start("d", initial_config=())
+        with trio.fail_after(5):
+            await leader.add_server("d")
+        assert leader.status().voters == {"a", "b", "c", "d"}
+        with trio.fail_after(5):
+            await applied_everywhere(cluster, leader.status().commit_index)
+        assert newcomer.machine.value == 1
+        victim = next(n for n in ("a", "b", "c") if n != leader.name)
+        with trio.fail_after(5):
+            await leader.remove_server(victim)
+        assert victim not in leader.status().voters
+        with trio.fail_after(5):
+            await leader.remove_server(leader.name)  # the leader removes itself
+            while (new := cluster.leader()) is None or new is leader:
+                await trio.sleep(0.01)
+        assert leader.status().role is Role.FOLLOWER
+        assert new.status().voters == {"a", "b", "c", "d"} - {victim, leader.name}
+        assert await new.write(1) == 2
