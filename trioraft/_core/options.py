@@ -53,6 +53,7 @@ class ServerOptions:
     min_majority: int | None = None
     #: Election timeouts are drawn uniformly from [min_election_timeout, max_election_timeout].
     min_election_timeout: float = 0.15
+    #: Upper bound of the election timeout range (see ``min_election_timeout``).
     max_election_timeout: float = 0.30
     #: How often a leader sends to an idle follower.
     heartbeat_interval: float = 0.05
