@@ -1,0 +1,151 @@
+"""Bad input gets a clear exception naming the problem; the server keeps running."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trioraft
+from trioraft._core.messages import AppendEntries, Heartbeat, Message
+from trioraft.testing import open_cluster
+
+from machines import Counter
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"bogus": 1}, "unknown server option(s) 'bogus'"),
+        ({"min_election_timeout": 0.5, "max_election_timeout": 0.2}, "min_election_timeout"),
+        ({"heartbeat_interval": 0}, "heartbeat_interval"),
+        ({"heartbeat_interval": -1.0}, "heartbeat_interval"),
+        ({"heartbeat_interval": 0.2}, "must be below min_election_timeout"),
+        ({"min_majority": 0}, "min_majority"),
+        ({"min_majority": 1.5}, "min_majority"),
+        ({"initial_config": "raft1"}, "single string"),
+        ({"initial_config": ["a", "a"]}, "twice"),
+        ({"initial_config": ["a", 3]}, "invalid server name"),
+        ({"seed": "x"}, "seed"),
+        ({"storage": {}}, "MemoryStorage"),
+        ({"max_inflight": 0}, "max_inflight"),
+    ],
+)
+async def test_invalid_options(options: dict[str, object], words: str) -> None:
+    network = trioraft.MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            await trioraft.start_server(nursery, Counter, name="a", network=network, **options)
+    assert network.servers == ()  # nothing was left registered
+
+
+async def test_invalid_name_and_duplicate_name() -> None:
+    network = trioraft.MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ValueError, match="name"):
+            await trioraft.start_server(nursery, Counter, name="", network=network)
+        await trioraft.start_server(nursery, Counter, name="a", network=network)
+        with pytest.raises(trioraft.NameInUse, match="'a'"):
+            await trioraft.start_server(nursery, Counter, name="a", network=network)
+        nursery.cancel_scope.cancel()
+
+
+def test_network_fault_arguments_are_checked() -> None:
+    network = trioraft.MemoryNetwork(seed=1)
+    with pytest.raises(ValueError, match="loss rate"):
+        network.set_loss(1.5)
+    with pytest.raises(ValueError, match="delays"):
+        network.set_delay(-1, 0)
+    with pytest.raises(ValueError, match="above"):
+        network.set_delay(0.3, 0.1)
+    with pytest.raises(ValueError, match="single name"):
+        network.partition("a", "b")
+    with pytest.raises(ValueError, match="more than one"):
+        network.partition(["a", "b"], ["b"])
+    with pytest.raises(ValueError, match="seed"):
+        trioraft.MemoryNetwork(seed="x")  # type: ignore[arg-type]
+
+
+async def test_membership_errors_change_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, ["a", "b", "c"], seed=1) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        before = leader.status()
+        with pytest.raises(trioraft.UnknownServer, match="'zed'"):
+            await leader.remove_server("zed")
+        with pytest.raises(ValueError, match="already a voter"):
+            await leader.add_server("b")
+        with pytest.raises(trioraft.UnknownServer, match="'zed'"):
+            await leader.transfer_leadership("zed")
+        with pytest.raises(ValueError, match="non-empty"):
+            await leader.add_server("")
+        after = leader.status()
+        assert (after.voters, after.learners, after.last_log_index) == (
+            before.voters,
+            before.learners,
+            before.last_log_index,
+        )
+
+
+async def test_one_membership_change_at_a_time(autojump_clock: trio.testing.MockClock) -> None:
+    async with open_cluster(Counter, ["a", "b", "c"], seed=2) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        for name in cluster.names:
+            if name != leader.name:
+                cluster.network.isolate(name)  # the first change cannot commit
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(leader.add_server, "d")
+            await trio.sleep(0.01)
+            with pytest.raises(trioraft.ConfigChangeInProgress):
+                await leader.add_server("e")
+            nursery.cancel_scope.cancel()
+
+
+async def test_remove_last_voter_refused(autojump_clock: trio.testing.MockClock) -> None:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        solo = await trioraft.start_server(
+            nursery, Counter, name="solo", network=network, initial_config=["solo"]
+        )
+        await solo.await_leader()
+        with pytest.raises(ValueError, match="last voter"):
+            await solo.remove_server("solo")
+        assert solo.status().voters == {"solo"}
+        nursery.cancel_scope.cancel()
+
+
+async def test_trigger_election_on_non_voter(autojump_clock: trio.testing.MockClock) -> None:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        outsider = await trioraft.start_server(nursery, Counter, name="x", network=network)
+        with pytest.raises(trioraft.NotVoter, match="'x'"):
+            await outsider.trigger_election()
+        assert outsider.status().term == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_malformed_messages_do_not_crash_a_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with open_cluster(Counter, 3, seed=3) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        follower = next(s for s in cluster.servers.values() if s is not leader)
+        endpoint = cluster.network._endpoints[follower.name]
+        now = trio.current_time()
+
+        class Unknown(Message):
+            pass
+
+        # A message type the core does not know, one for another server, a bad term.
+        endpoint._put(now, Unknown(leader.name, follower.name, 1))
+        endpoint._put(now, Heartbeat(leader.name, "elsewhere", 1, 0))
+        endpoint._put(now, AppendEntries(leader.name, follower.name, -5, 0, 0, (), 0))
+        await trio.sleep(0.1)
+        assert not follower.stopped
+        assert await leader.write(3) == 3
+        with pytest.raises(trioraft.MalformedMessage):
+            endpoint.send("not a message")  # type: ignore[arg-type]
+        with pytest.raises(trioraft.MalformedMessage, match="cannot send"):
+            endpoint.send(Heartbeat(leader.name, follower.name, 1, 0))
