@@ -351,7 +351,10 @@ class Server:
     async def _await_entry(self, entry: Entry) -> Any:
         waiter = _Waiter(entry.term)
         self._writes[entry.index] = waiter
-        self._process()
+        if self._node.commit_index > self._last_applied or self._node.outbox:
+            self._process()  # a single-voter cluster committed it already
+        else:
+            self._wake_replicators()
         try:
             return await waiter.wait()
         finally:
@@ -389,8 +392,7 @@ class Server:
                 self._start_leading()
             elif self._leader_nursery is not None and len(self._replicators) != len(node.progress):
                 self._sync_replicators()
-            for _, signal in self._replicators.values():
-                signal.set()
+            self._wake_replicators()
         elif self._led_term is not None:
             self._stop_leading()
         if node.ready_reads:
@@ -437,6 +439,12 @@ class Server:
         if seen[3] != self._traced_commit:
             self._traced_commit = seen[3]
             self._trace("commit", index=seen[3])
+
+    def _wake_replicators(self) -> None:
+        has_pending = self._node.has_pending
+        for peer, (_, signal) in self._replicators.items():
+            if has_pending(peer):
+                signal.set()
 
     def _notify_changed(self) -> None:
         self._changed.set()
@@ -509,7 +517,6 @@ class Server:
                 if message is not None:
                     send(message)
                     last_sent = now
-                    await trio.lowlevel.checkpoint()
                 elif due:
                     # Nothing even though a heartbeat is due: we no longer lead, or the
                     # peer left. Block (a past deadline here would hide our cancellation).
@@ -553,7 +560,8 @@ class Server:
             for entry in log.slice(self._last_applied + 1, hi):
                 self._apply(entry)
             self._notify_changed()
-            await trio.lowlevel.checkpoint()
+            if node.commit_index > self._last_applied:
+                await trio.lowlevel.checkpoint()  # more to apply: let others run first
 
     def _apply(self, entry: Entry) -> None:
         value: Any = None

@@ -8,7 +8,7 @@ Entries are numbered from 1. Everything up to ``snapshot_index`` has been compac
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from .messages import Entry
 
@@ -78,14 +78,21 @@ class RaftLog:
 
     def append(self, entry: Entry) -> None:
         """Append one entry, which must be the next index."""
-        if entry.index != self.last_index + 1:
+        if entry.index != self.snapshot_index + len(self._entries) + 1:
             raise ValueError(f"entry index {entry.index} does not follow {self.last_index}")
         self._entries.append(entry)
 
-    def extend(self, entries: Iterable[Entry]) -> None:
-        """Append several consecutive entries."""
-        for entry in entries:
-            self.append(entry)
+    def extend(self, entries: Sequence[Entry]) -> None:
+        """Append consecutive entries, the first of which must be the next index."""
+        if not entries:
+            return
+        first, last = entries[0].index, entries[-1].index
+        expected = self.snapshot_index + len(self._entries) + 1
+        if first != expected or last != first + len(entries) - 1:
+            raise ValueError(
+                f"entries {first}..{last} ({len(entries)}) are not consecutive from {expected}"
+            )
+        self._entries.extend(entries)
 
     def truncate_after(self, index: int) -> None:
         """Drop every entry after ``index``."""

@@ -383,6 +383,7 @@ class RaftNode:
         # §5.4.2 / §6.4: a new leader commits a no-op of its own term, which commits
         # everything before it and lets it serve reads.
         self._append(EntryKind.NOOP, None)
+        self._maybe_commit(now)  # alone in the cluster, it is committed at once
 
     def _check_quorum(self, now: float) -> None:
         # §6.2 CheckQuorum: a leader that has not heard from a quorum within an election
@@ -444,6 +445,7 @@ class RaftNode:
 
     def _append_from_leader(self, entries: tuple[Entry, ...], now: float) -> None:
         log = self.log
+        was_voter = self.is_voter
         for i, entry in enumerate(entries):
             existing = log.term_at(entry.index)
             if existing == entry.term:
@@ -460,12 +462,14 @@ class RaftNode:
                 while self._configs[-1][0] >= entry.index:
                     self._configs.pop()  # §4.1: fall back to the previous configuration
             # Figure 2 (AppendEntries 4): append any new entries not already in the log.
-            voter = self.is_voter
-            for new in entries[i:]:
-                log.append(new)
-                if new.kind is EntryKind.CONFIG:
-                    self._configs.append((new.index, new.data))
-            if self.is_voter != voter:
+            new = entries[i:] if i else entries
+            log.extend(new)
+            for added in new:
+                if added.kind is EntryKind.CONFIG:
+                    self._configs.append((added.index, added.data))
+            if self.is_voter != was_voter:
+                # Joined or left the voters (or a truncation undid a change): the
+                # election timer starts or stops accordingly (§4.1).
                 self._reset_election_timer(now)
             return
 
@@ -555,12 +559,7 @@ class RaftNode:
         if pr is None:
             return None
         log = self.log
-        send_entries = False
-        if pr.mode is ProgressMode.PROBE:
-            send_entries = not pr.probe_sent
-        elif pr.next <= log.last_index and len(pr.inflight) < self.options.max_inflight:
-            send_entries = True
-        if send_entries:
+        if self._entries_due(pr):
             prev = pr.next - 1
             prev_term = log.term_at(prev)
             if prev_term is None:
@@ -582,6 +581,21 @@ class RaftNode:
                 self.name, peer, self.term, min(pr.match, self.commit_index), self._seq
             )
         return None
+
+    def _entries_due(self, pr: Progress) -> bool:
+        if pr.mode is ProgressMode.PROBE:
+            return not pr.probe_sent
+        return pr.next <= self.log.last_index and len(pr.inflight) < self.options.max_inflight
+
+    def has_pending(self, peer: str) -> bool:
+        """Whether :meth:`replicate` has something for ``peer`` without a heartbeat being
+        due (the runtime wakes a replication task only then)."""
+        pr = self.progress.get(peer)
+        return (
+            pr is not None
+            and self.role is Role.LEADER
+            and (pr.heartbeat_wanted or self._entries_due(pr))
+        )
 
     def _maybe_commit(self, now: float) -> None:
         # Figure 2 (leaders): commit N if a quorum has matchIndex >= N and log[N] is of
@@ -651,7 +665,8 @@ class RaftNode:
         if self.transfer_target is not None:
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
         entry = self._append(EntryKind.COMMAND, command)
-        self._maybe_commit(now)  # a single-voter cluster commits at once
+        if len(self.config.voters) == 1:
+            self._maybe_commit(now)  # a single-voter cluster commits at once
         return entry
 
     def _wanted_peers(self) -> list[str]:

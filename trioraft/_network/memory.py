@@ -218,6 +218,7 @@ class MemoryEndpoint:
         """Wait for messages; return every one that is due (in delivery order)."""
         heap = self._heap
         network = self._network
+        waited = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError(f"endpoint {self._name!r} is closed")
@@ -236,10 +237,12 @@ class MemoryEndpoint:
                     if network._observers:
                         for message in out:
                             network._notify("delivered", message)
-                    await trio.lowlevel.checkpoint()
+                    if not waited:
+                        await trio.lowlevel.checkpoint()  # always a checkpoint, as in trio
                     return out
                 continue
             self._wakeup = trio.Event()
+            waited = True
             if heap:
                 with trio.move_on_at(heap[0][0]):
                     await self._wakeup.wait()
