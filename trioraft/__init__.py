@@ -11,6 +11,7 @@ from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
 from ._core.options import ServerOptions
 from ._errors import (
+    CatchUpFailed,
     ConfigChangeInProgress,
     MalformedMessage,
     NameInUse,
@@ -31,6 +32,7 @@ from ._storage import MemoryStorage, Snapshot
 __version__ = "0.1.0"
 
 __all__ = [
+    "CatchUpFailed",
     "Config",
     "ConfigChangeInProgress",
     "Endpoint",

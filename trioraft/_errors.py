@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CatchUpFailed",
     "ConfigChangeInProgress",
     "MalformedMessage",
     "NameInUse",
@@ -82,3 +83,10 @@ class TransferFailed(RaftError):
 
 class MalformedMessage(RaftError, ValueError):
     """A message handed to the transport or to a server is not a valid Raft message."""
+
+
+class CatchUpFailed(RaftError):
+    """A server being added as a voter did not catch up with the leader's log in time
+    (dissertation §4.2.1): it made no progress for an election timeout, or was still
+    behind after ten rounds of replication. It stays in the cluster as a learner: call
+    ``add_server`` again to retry the promotion, or ``remove_server`` to drop it."""

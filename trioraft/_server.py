@@ -25,9 +25,10 @@ import attrs
 import trio
 
 from ._core.messages import Config, Entry, EntryKind
-from ._core.node import LeaderNotReady, RaftNode, Role, TransferInProgress
+from ._core.node import CatchUpState, LeaderNotReady, RaftNode, Role, TransferInProgress
 from ._core.options import ServerOptions
 from ._errors import (
+    CatchUpFailed,
     MalformedMessage,
     NotLeader,
     OutcomeUnknown,
@@ -284,10 +285,39 @@ class Server:
             await self._wait_changed()
 
     async def add_server(self, name: str, *, voter: bool = True) -> None:
-        """Add ``name`` to the cluster (a voter, or a learner with ``voter=False``);
-        returns once the change is committed. Leader only; one change at a time.
-        Adding a learner as a voter promotes it."""
-        await self._change_config(lambda: self._node.add_server_config(name, voter))
+        """Add ``name`` to the cluster; returns once the change is committed. Leader only.
+
+        With ``voter=True`` (the default) the server joins as a learner first, the
+        leader replicates its log to it, and only once it has caught up (a replication
+        round that completes within an election timeout, dissertation §4.2.1) is it
+        promoted to voter, so a new empty server never holds up commits or elections.
+        On an existing learner, this promotes it. If it does not catch up,
+        :class:`~trioraft.CatchUpFailed` is raised and it stays a learner.
+        With ``voter=False`` it joins as a non-voting learner and stays one.
+
+        Changes happen one at a time: a change requested while another is uncommitted
+        raises :class:`~trioraft.ConfigChangeInProgress`. A change requested before the
+        leader has committed an entry of its term waits for that first.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        node = self._node
+        if not voter:
+            await self._change_config(lambda: node.add_server_config(name, False))
+            return
+        if name not in node.config.learners:
+            node.add_server_config(name, True)  # validates the name before any change
+            await self._change_config(lambda: node.add_server_config(name, False))
+        catch_up = node.start_catch_up(name, trio.current_time())
+        self._process()
+        while catch_up.state is CatchUpState.PENDING:
+            await self._wait_changed()
+        if catch_up.state is CatchUpState.FAILED:
+            raise CatchUpFailed(
+                f"{name!r} did not catch up with the leader's log ({catch_up.reason}); "
+                "it remains a learner"
+            )
+        await self._change_config(lambda: node.add_server_config(name, True))
 
     async def remove_server(self, name: str) -> None:
         """Remove ``name`` from the cluster; returns once the change is committed.
@@ -418,6 +448,7 @@ class Server:
             node.commit_index,
             node.transfer_target,
             node.config_index,
+            node.events,
         )
         if seen != self._seen:
             if self._tracer is not None:

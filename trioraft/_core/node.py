@@ -50,7 +50,15 @@ from .progress import Progress, ProgressMode
 if TYPE_CHECKING:
     from .._storage import MemoryStorage
 
-__all__ = ["LeaderNotReady", "RaftNode", "Role", "TransferInProgress"]
+__all__ = [
+    "MAX_CATCH_UP_ROUNDS",
+    "CatchUp",
+    "CatchUpState",
+    "LeaderNotReady",
+    "RaftNode",
+    "Role",
+    "TransferInProgress",
+]
 
 INF = math.inf
 
@@ -75,6 +83,37 @@ class LeaderNotReady(RaftError):
     Membership changes wait for it (the fix to single-server changes described on the
     raft-dev list and in the dissertation's errata).
     """
+
+
+#: Most replication rounds a learner gets to catch up before its promotion is abandoned.
+MAX_CATCH_UP_ROUNDS = 10
+
+
+class CatchUpState(enum.Enum):
+    """Where the catch-up of a learner stands."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class CatchUp:
+    """The leader's record of one learner being caught up (dissertation §4.2.1)."""
+
+    __slots__ = ("last_progress", "match", "reason", "round_end", "round_start", "rounds", "state")
+
+    def __init__(self, round_end: int, round_start: float) -> None:
+        self.state = CatchUpState.PENDING
+        self.rounds = 1
+        self.round_end = round_end
+        self.round_start = round_start
+        self.last_progress = round_start
+        self.match = 0
+        self.reason = ""
+
+    def fail(self, reason: str) -> None:
+        self.state = CatchUpState.FAILED
+        self.reason = reason
 
 
 class RaftNode:
@@ -124,7 +163,12 @@ class RaftNode:
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
         self._seq = 0  # read round stamp, carried by every message to followers
         self._pending_reads: list[int] = []
-        self._check_quorum_at = INF
+        self._leader_tick_at = INF
+        #: Learners being caught up before promotion (§4.2.1), by name.
+        self.catch_ups: dict[str, CatchUp] = {}
+        self._stepping_down = False  # removed from the configuration: handing over
+        #: Bumped whenever a catch-up or a transfer changes state (the runtime watches it).
+        self.events = 0
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
@@ -170,7 +214,7 @@ class RaftNode:
     def deadline(self) -> float:
         """When the runtime must call :meth:`tick` next (``inf``: never)."""
         if self.role is Role.LEADER:
-            return min(self._check_quorum_at, self._transfer_deadline)
+            return min(self._leader_tick_at, self._transfer_deadline)
         return self._election_deadline
 
     @property
@@ -251,8 +295,11 @@ class RaftNode:
         if self.role is Role.LEADER:
             if now >= self._transfer_deadline:
                 self._abort_transfer()
-            if now >= self._check_quorum_at:
-                self._check_quorum(now)
+                if self._stepping_down:
+                    self._become_follower(self.term, None, now)  # no one took over in time
+                    return
+            if now >= self._leader_tick_at:
+                self._leader_tick(now)
             return
         if self.is_voter:
             self._campaign(now, pre=self.options.pre_vote, force=False)
@@ -365,9 +412,15 @@ class RaftNode:
         self._retiring = {}
         self.failed_reads.extend(self._pending_reads)
         self._pending_reads = []
-        self._check_quorum_at = INF
+        self._leader_tick_at = INF
         self.transfer_target = None
         self._transfer_deadline = INF
+        self._stepping_down = False
+        for catch_up in self.catch_ups.values():
+            if catch_up.state is CatchUpState.PENDING:
+                catch_up.fail("leadership was lost")
+        self.catch_ups = {}
+        self.events += 1
 
     def _become_leader(self, now: float) -> None:
         self.role = Role.LEADER
@@ -377,15 +430,23 @@ class RaftNode:
         self.progress = {}
         self._retiring = {}
         self._sync_progress()
-        self._check_quorum_at = (
-            now + self.options.max_election_timeout if self.options.check_quorum else INF
-        )
+        self._leader_tick_at = now + self.options.max_election_timeout
         # §5.4.2 / §6.4: a new leader commits a no-op of its own term, which commits
         # everything before it and lets it serve reads.
         self._append(EntryKind.NOOP, None)
         self._maybe_commit(now)  # alone in the cluster, it is committed at once
 
-    def _check_quorum(self, now: float) -> None:
+    def _leader_tick(self, now: float) -> None:
+        """Every election timeout (the longest) while leading."""
+        self._leader_tick_at = now + self.options.max_election_timeout
+        timeout = self.options.max_election_timeout
+        for name, catch_up in self.catch_ups.items():
+            # §4.2.1: abandon a catch-up that makes no progress for an election timeout.
+            if catch_up.state is CatchUpState.PENDING and now - catch_up.last_progress > timeout:
+                catch_up.fail(f"{name!r} made no progress for an election timeout")
+                self.events += 1
+        if not self.options.check_quorum:
+            return
         # §6.2 CheckQuorum: a leader that has not heard from a quorum within an election
         # timeout steps down, so a partitioned leader stops serving clients.
         active = 1 if self.is_voter else 0
@@ -396,8 +457,6 @@ class RaftNode:
                 pr.recent_active = False
         if active < self.quorum:
             self._become_follower(self.term, None, now)
-        else:
-            self._check_quorum_at = now + self.options.max_election_timeout
 
     # ------------------------------------------------------------ replication
     def _on_append_entries(self, m: AppendEntries, now: float) -> None:
@@ -627,13 +686,16 @@ class RaftNode:
                 if pr is None or pr.match >= cfg_index:
                     self._retiring.pop(peer)
                     self.progress.pop(peer, None)
-            if not self.is_voter:
-                # §4.2.2: a leader removed from the configuration steps down once the
-                # change commits, handing over to the most up-to-date voter at once.
+            if not self.is_voter and not self._stepping_down:
+                # §4.2.2: a leader removed from the configuration leads until the change
+                # commits, then hands over (§3.10: the most up-to-date voter is brought
+                # up to date and told to campaign) and steps down.
+                self._stepping_down = True
                 target = self._best_transfer_target()
-                if target is not None:
-                    self._send(TimeoutNow(self.name, target, self.term))
-                self._become_follower(self.term, None, now)
+                if target is None:
+                    self._become_follower(self.term, None, now)
+                else:
+                    self._begin_transfer(target, now)
 
     def _after_match(self, peer: str, now: float) -> None:
         pr = self.progress.get(peer)
@@ -644,6 +706,9 @@ class RaftNode:
             self._retiring.pop(peer)
             self.progress.pop(peer)
             return
+        catch_up = self.catch_ups.get(peer)
+        if catch_up is not None and catch_up.state is CatchUpState.PENDING:
+            self._catch_up_progress(catch_up, pr.match, now)
         if (
             peer == self.transfer_target
             and not self._timeout_now_sent
@@ -651,6 +716,9 @@ class RaftNode:
         ):
             self._timeout_now_sent = True
             self._send(TimeoutNow(self.name, peer, self.term))
+            if self._stepping_down:
+                # A removed leader hears nothing more from the cluster: step down now.
+                self._become_follower(self.term, None, now)
 
     # --------------------------------------------------------------- proposals
     def _append(self, kind: EntryKind, data: Any) -> Entry:
@@ -811,16 +879,59 @@ class RaftNode:
             return target
         if self.transfer_target is not None:
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
+        self._begin_transfer(target, now)
+        return target
+
+    def _begin_transfer(self, target: str, now: float) -> None:
         self.transfer_target = target
         self._transfer_deadline = now + self.options.max_election_timeout
         self._timeout_now_sent = False
+        self.events += 1
         self._after_match(target, now)
-        return target
 
     def _abort_transfer(self) -> None:
         self.transfer_target = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
+        self.events += 1
+
+    # ------------------------------------------------------------- catch-up
+    def start_catch_up(self, name: str, now: float) -> CatchUp:
+        """Begin bringing learner ``name`` up to date before it may vote (§4.2.1).
+
+        The leader replicates in rounds: each round ends when the learner holds every
+        entry the leader had when the round began. When a round takes no longer than an
+        election timeout, the learner is caught up. The catch-up fails after
+        ``MAX_CATCH_UP_ROUNDS`` rounds, or when the learner makes no progress for an
+        election timeout.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if name not in self.config.learners:
+            raise UnknownServer(f"{name!r} is not a learner of the cluster {self.config}")
+        catch_up = CatchUp(round_end=self.log.last_index, round_start=now)
+        self.catch_ups[name] = catch_up
+        pr = self.progress[name]
+        if pr.match >= catch_up.round_end:
+            self._catch_up_progress(catch_up, pr.match, now)
+        return catch_up
+
+    def _catch_up_progress(self, catch_up: CatchUp, match: int, now: float) -> None:
+        if match > catch_up.match:
+            catch_up.match = match
+            catch_up.last_progress = now
+        if match < catch_up.round_end:
+            return
+        if now - catch_up.round_start <= self.options.min_election_timeout:
+            catch_up.state = CatchUpState.DONE
+        elif catch_up.rounds >= MAX_CATCH_UP_ROUNDS:
+            catch_up.fail(f"still behind after {catch_up.rounds} rounds of replication")
+        else:
+            catch_up.rounds += 1
+            catch_up.round_end = self.log.last_index
+            catch_up.round_start = now
+            return
+        self.events += 1
 
     # ------------------------------------------------------------------ misc
     def _send(self, m: Message) -> None:
