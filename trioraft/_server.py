@@ -63,6 +63,8 @@ class Status:
     learners: frozenset[str]
     #: On a leader, each follower's match index (highest entry known replicated on it).
     match_index: Mapping[str, int] = attrs.field(factory=dict, eq=False, hash=False)
+    #: On a leader handing over leadership, the server it hands over to.
+    transfer_target: str | None = None
 
 
 @attrs.frozen
@@ -217,6 +219,7 @@ class Server:
                 if leading
                 else {}
             ),
+            transfer_target=node.transfer_target,
         )
 
     async def write(self, command: Any) -> Any:
@@ -240,6 +243,12 @@ class Server:
                 break
             except TransferInProgress:
                 await self._wait_changed()  # §3.10: writes wait out a leadership transfer
+                if node.role is not Role.LEADER:
+                    # Handed over: redirect to whoever took over, once known.
+                    with trio.move_on_after(self._options.max_election_timeout):
+                        while node.leader is None:
+                            await self._wait_changed()
+                    raise NotLeader(node.leader) from None
             except NotLeader:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 raise
