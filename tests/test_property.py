@@ -1,8 +1,9 @@
 """Random fault schedules over whole clusters: Raft's safety properties must hold throughout.
 
-Each example is one deterministic run (``trioraft.testing.run``) of 3 to 5 servers under a
-drawn schedule of partitions, isolations, heals, loss, delay, crashes, restarts and
-writes. The cluster's InvariantMonitor checks election safety, log matching, leader
+Each example is one deterministic run (``trioraft.testing.run``) of 3 to 5 servers (and
+two spares outside the cluster) under a drawn schedule of partitions, isolations, heals,
+loss, delay, crashes, restarts, elections, transfers, membership changes and writes.
+The cluster's InvariantMonitor checks election safety, log matching, leader
 completeness and state machine safety as it goes; at the end the cluster must recover,
 hold every acknowledged write exactly once, and agree on the applied sequence.
 A failure names the seed; ``replay(steps, n, seed)`` reproduces it.
@@ -27,9 +28,15 @@ from machines import Counter
 Step = tuple[Any, ...]
 
 
+SPARES = ["x1", "x2"]  # started outside the cluster; membership steps add and remove them
+
+
 def step_strategy(names: list[str]) -> st.SearchStrategy[Step]:
     name = st.sampled_from(names)
+    anyone = st.sampled_from(names + SPARES)
     return st.one_of(
+        st.tuples(st.just("add"), anyone, st.booleans()),
+        st.tuples(st.just("remove"), anyone),
         st.tuples(
             st.just("partition"), st.lists(st.booleans(), min_size=len(names), max_size=len(names))
         ),
@@ -67,6 +74,8 @@ async def scenario(steps: list[Step], n: int, seed: int, options: dict[str, Any]
     issued: list[int] = []
     async with open_cluster(Counter, n, seed=seed, check_interval=0.02, **options) as cluster:
         names = list(cluster.names)
+        for spare in SPARES:
+            await cluster.start(spare, initial_config=())
         crashed: set[str] = set()
 
         async def client() -> None:
@@ -119,6 +128,17 @@ async def scenario(steps: list[Step], n: int, seed: int, options: dict[str, Any]
                 elif kind == "trigger" and step[1] in cluster.servers:
                     with contextlib.suppress(trioraft.RaftError):
                         await cluster[step[1]].trigger_election()
+                elif kind in ("add", "remove"):
+                    leader = cluster.leader()
+                    if leader is not None:
+                        with (
+                            contextlib.suppress(trioraft.RaftError, ValueError),
+                            trio.move_on_after(3),
+                        ):
+                            if kind == "add":
+                                await leader.add_server(step[1], voter=step[2])
+                            else:
+                                await leader.remove_server(step[1])
                 elif kind == "transfer":
                     leader = cluster.leader()
                     if leader is not None:
@@ -137,7 +157,8 @@ async def scenario(steps: list[Step], n: int, seed: int, options: dict[str, Any]
             leader = await cluster.wait_for_leader()
             await leader.write(-1)  # commits everything before it
             target = leader.status().commit_index
-            while any(s.status().last_applied < target for s in cluster.servers.values()):
+            members = leader.status().voters | leader.status().learners
+            while any(cluster[m].status().last_applied < target for m in members):
                 await trio.sleep(0.01)
         cluster.check()
         sequences = {name: s.machine.applied for name, s in cluster.servers.items()}
@@ -170,6 +191,10 @@ def test_safety_under_random_faults(case: Scenario) -> None:
     replay(*case)
 
 
+SLOW_KINDS = [
+    *("partition", "isolate", "heal", "loss", "delay", "crash", "restart", "wait"),
+    *("crash_leader", "isolate_leader", "trigger", "transfer", "add", "remove"),
+]
 SLOW_SEEDS = range(200) if os.environ.get("TRIORAFT_SLOW") else range(0)
 
 
@@ -184,10 +209,12 @@ def test_long_random_runs(seed: int) -> None:
     names = [f"s{i}" for i in range(1, n + 1)]
     steps: list[Step] = []
     for _ in range(40):
-        kind = rng.choice(
-            ["partition", "isolate", "heal", "loss", "delay", "crash", "restart", "wait"]
-        )
-        if kind == "partition":
+        kind = rng.choice(SLOW_KINDS)
+        if kind == "add":
+            steps.append((kind, rng.choice(names + SPARES), rng.random() < 0.5))
+        elif kind == "remove":
+            steps.append((kind, rng.choice(names + SPARES)))
+        elif kind == "partition":
             steps.append((kind, [rng.random() < 0.5 for _ in names]))
         elif kind in ("isolate", "crash", "restart", "trigger"):
             steps.append((kind, rng.choice(names)))
