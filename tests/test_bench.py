@@ -9,7 +9,9 @@ import pytest
 
 from trioraft import bench
 
-TINY = bench.BenchOptions(seconds=0.2, warmup=0.05, concurrency=(1, 4), trials=3)
+TINY = bench.BenchOptions(
+    seconds=0.2, warmup=0.05, concurrency=(1, 4), trials=3, catchup_entries=200
+)
 
 
 def test_sections_run_and_report_sane_values() -> None:
@@ -54,7 +56,7 @@ def test_election_trials_are_deterministic() -> None:
 def test_missing_floor_is_skipped_with_a_note(tmp_path: Path) -> None:
     options = bench.BenchOptions(floor=tmp_path / "no_such_floor.py", concurrency=(1,))
     report = bench.run_benchmark(
-        options, skip=["throughput", "election"], progress=lambda line: None
+        options, skip=["throughput", "election", "catchup"], progress=lambda line: None
     )
     assert report["ok"] is True
     assert report["sections"] == {}
@@ -82,15 +84,27 @@ def test_floor_subprocess_and_ratio(tmp_path: Path) -> None:
 
 def test_command_line_json_is_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--json", "--seconds", "0.1", "--warmup", "0", "--concurrency", "2"]
-    status = bench.main([*argv, "--trials", "2", "--no-floor"])
+    status = bench.main([*argv, "--trials", "2", "--no-floor", "--catchup-entries", "100"])
     out = capsys.readouterr().out.strip().splitlines()
     report = json.loads(out[-1])
     assert status == 0
     assert report["ok"] is True
-    assert set(report["sections"]) == {"throughput", "election"}
+    assert set(report["sections"]) == {"throughput", "election", "catchup"}
     assert "floor" in report["skipped"]
 
 
 def test_command_line_rejects_bad_concurrency() -> None:
     with pytest.raises(SystemExit):
         bench.parse_args(["--concurrency", "0"])
+
+
+def test_catch_up_section_smoke() -> None:
+    runs = bench.measure_catch_up(300)
+    assert [r.clock for r in runs] == ["virtual", "real"]
+    for run in runs:
+        assert run.entries == 300
+        assert run.catch_up_wall_s > 0
+        assert run.catch_up_s >= 0
+        assert run.fill_writes_per_s > 0
+    lines = bench.render_catch_up({"runs": [r.as_json() for r in runs]})
+    assert any("virtual" in line for line in lines)
