@@ -18,6 +18,9 @@ __all__ = ["MemoryEndpoint", "MemoryNetwork", "NetworkStatistics"]
 
 #: ``observer(event, message)`` with event one of "sent", "delivered", "dropped".
 Observer = Callable[[str, Message], None]
+#: ``fault_observer(kind, details)`` with kind one of "partition", "isolate", "heal",
+#: "loss", "delay", and details a dict of JSON-able values.
+FaultObserver = Callable[[str, dict[str, Any]], None]
 
 
 @attrs.frozen
@@ -60,6 +63,7 @@ class MemoryNetwork:
         self._delivered = 0
         self._dropped = 0
         self._observers: list[Observer] = []
+        self._fault_observers: list[FaultObserver] = []
 
     def __repr__(self) -> str:
         return f"<MemoryNetwork servers={sorted(self._endpoints)}>"
@@ -100,21 +104,28 @@ class MemoryNetwork:
                     raise ValueError(f"{name!r} appears in more than one partition group")
                 group_of[name] = i
         self._group_of = group_of
+        self._fault(
+            "partition",
+            groups=[sorted(n for n, g in group_of.items() if g == i) for i in range(len(groups))],
+        )
 
     def isolate(self, name: str) -> None:
         """Cut ``name`` off from every other server (until :meth:`heal`)."""
         self._isolated.add(_check_name(name))
+        self._fault("isolate", name=name)
 
     def heal(self) -> None:
         """Remove every partition and isolation. Loss and delay stay as set."""
         self._group_of = None
         self._isolated.clear()
+        self._fault("heal")
 
     def set_loss(self, rate: float) -> None:
         """Drop each message with probability ``rate`` (0 to 1)."""
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise ValueError(f"loss rate must be a number from 0 to 1, got {rate!r}")
         self._loss = float(rate)
+        self._fault("loss", rate=self._loss)
 
     def set_delay(self, low: float, high: float) -> None:
         """Delay each message by a random time in ``[low, high]`` seconds (so messages
@@ -125,6 +136,7 @@ class MemoryNetwork:
         if low > high:
             raise ValueError(f"delay low ({low}) is above high ({high})")
         self._delay = (float(low), float(high))
+        self._fault("delay", low=self._delay[0], high=self._delay[1])
 
     def connected(self, a: str, b: str) -> bool:
         """Whether a message from ``a`` to ``b`` may cross now (ignoring loss)."""
@@ -144,6 +156,28 @@ class MemoryNetwork:
     def remove_observer(self, observer: Observer) -> None:
         """Stop calling ``observer``."""
         self._observers.remove(observer)
+
+    def add_fault_observer(self, observer: FaultObserver) -> None:
+        """Call ``observer(kind, details)`` whenever a fault is set or healed."""
+        self._fault_observers.append(observer)
+
+    def remove_fault_observer(self, observer: FaultObserver) -> None:
+        """Stop calling ``observer``."""
+        self._fault_observers.remove(observer)
+
+    def _fault(self, kind: str, **details: Any) -> None:
+        for observer in self._fault_observers:
+            observer(kind, details)
+
+    @property
+    def loss(self) -> float:
+        """The current message loss rate."""
+        return self._loss
+
+    @property
+    def delay(self) -> tuple[float, float]:
+        """The current delay range ``(low, high)``."""
+        return self._delay
 
     def _notify(self, event: str, message: Message) -> None:
         for observer in self._observers:

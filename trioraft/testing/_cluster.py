@@ -100,14 +100,39 @@ class Cluster:
 
     async def crash(self, name: str) -> None:
         """Stop server ``name``, keeping its storage for :meth:`restart`."""
+        if name not in self.servers:
+            raise ValueError(f"server {name!r} is not running")
         server = self.servers.pop(name)
+        self._trace(TraceEvent(trio.current_time(), name, "crash", {}))
         await server.stop()
 
     async def restart(self, name: str, **options: Any) -> Server:
         """Start again a crashed server from its storage (crash-restart)."""
         if name not in self.storages:
             raise ValueError(f"server {name!r} never ran in this cluster")
+        self._trace(TraceEvent(trio.current_time(), name, "restart", {}))
         return await self.start(name, **options)
+
+    # The network's faults, for convenience.
+    def partition(self, *groups: Iterable[str]) -> None:
+        """``network.partition(*groups)``: each group talks only within itself."""
+        self.network.partition(*groups)
+
+    def isolate(self, name: str) -> None:
+        """``network.isolate(name)``: cut one server off from every other."""
+        self.network.isolate(name)
+
+    def heal(self) -> None:
+        """``network.heal()``: remove every partition and isolation."""
+        self.network.heal()
+
+    def set_loss(self, rate: float) -> None:
+        """``network.set_loss(rate)``: drop each message with this probability."""
+        self.network.set_loss(rate)
+
+    def set_delay(self, low: float, high: float) -> None:
+        """``network.set_delay(low, high)``: delay (and so reorder) every message."""
+        self.network.set_delay(low, high)
 
     def leader(self) -> Server | None:
         """The running server that leads the newest term, if any."""
