@@ -4,14 +4,50 @@
 * :func:`open_cluster` / :class:`Cluster`: servers of your state machine on a
   :class:`~trioraft.MemoryNetwork`, with crash, restart and the network's faults.
 * :class:`InvariantMonitor`: Raft's safety properties, checked as the cluster runs.
+* :class:`FaultSchedule` and its faults: timed, printable fault plans;
+  :mod:`trioraft.testing.strategies` generates (and shrinks) them with Hypothesis.
 """
 
 from ._cluster import Cluster, derive_seed, open_cluster
+from ._faults import (
+    FAULT_KINDS,
+    AddServer,
+    Crash,
+    CrashLeader,
+    Delay,
+    Fault,
+    FaultSchedule,
+    Heal,
+    Isolate,
+    IsolateLeader,
+    Loss,
+    Partition,
+    RemoveServer,
+    Restart,
+    TransferLeadership,
+    TriggerElection,
+)
 from ._invariants import InvariantMonitor, InvariantViolation
 from ._run import run, scheduler_hooks_available
 
 __all__ = [
+    "FAULT_KINDS",
+    "AddServer",
     "Cluster",
+    "Crash",
+    "CrashLeader",
+    "Delay",
+    "Fault",
+    "FaultSchedule",
+    "Heal",
+    "Isolate",
+    "IsolateLeader",
+    "Loss",
+    "Partition",
+    "RemoveServer",
+    "Restart",
+    "TransferLeadership",
+    "TriggerElection",
     "InvariantMonitor",
     "InvariantViolation",
     "derive_seed",

@@ -1,0 +1,132 @@
+"""Fault schedules: printable, rebuildable, runnable; strategies that generate them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+import trioraft.testing as tt
+from trioraft import Role
+from trioraft.testing import FaultSchedule, open_cluster, run
+from trioraft.testing.strategies import fault_schedules, faults
+
+from machines import Counter
+
+SCHEDULE = FaultSchedule(
+    [
+        tt.Partition(1.0, (["s1", "s2"], ["s3"])),
+        tt.Heal(0.2),
+        tt.Loss(2.0, 0.2),
+        tt.Delay(2.5, 0.0, 0.05),
+        tt.Crash(3.0, "s2"),
+        tt.Restart(4.0, "s2"),
+        tt.IsolateLeader(4.5),
+        tt.CrashLeader(5.0),
+        tt.AddServer(5.5, "x1", voter=False),
+        tt.RemoveServer(6.0, "x1"),
+        tt.TransferLeadership(6.5),
+        tt.TriggerElection(7.0, "s3"),
+        tt.Isolate(7.5, "s1"),
+    ]
+)
+
+
+def test_schedule_is_sorted_and_printable() -> None:
+    assert [f.at for f in SCHEDULE.faults] == sorted(f.at for f in SCHEDULE.faults)
+    text = str(SCHEDULE)
+    lines = text.splitlines()
+    assert len(lines) == len(SCHEDULE) == 13
+    assert lines[0].endswith("heal")
+    assert "partition [s1 s2] | [s3]" in text
+    assert "crash the leader" in text and "add x1 as learner" in text
+    assert SCHEDULE.end == 7.5
+    assert str(FaultSchedule()) == "(no faults)"
+
+
+def test_schedule_repr_and_json_rebuild_it() -> None:
+    namespace = {name: getattr(tt, name) for name in tt.__all__}
+    assert eval(repr(SCHEDULE), namespace) == SCHEDULE
+    data = json.loads(json.dumps(SCHEDULE.to_json()))
+    assert FaultSchedule.from_json(data) == SCHEDULE
+
+
+def test_times_are_whole_milliseconds() -> None:
+    assert tt.Heal(1.23456).at == 1.235
+
+
+def test_random_schedule_is_seeded() -> None:
+    names = ["s1", "s2", "s3"]
+    a = FaultSchedule.random(random.Random(4), names, duration=5, count=8, spares=["x1"])
+    b = FaultSchedule.random(random.Random(4), names, duration=5, count=8, spares=["x1"])
+    assert a == b and len(a) == 8
+    assert all(0 <= f.at <= 5 for f in a.faults)
+    only = FaultSchedule.random(random.Random(1), names, count=20, kinds=["crash", "restart"])
+    assert {f.kind for f in only.faults} <= {"crash", "restart"}
+
+
+async def apply_schedule() -> list[tuple[float, str]]:
+    log: list[tuple[float, str]] = []
+    async with open_cluster(Counter, 3, seed=5) as cluster:
+        await cluster.start("x1", initial_config=())
+        await cluster.wait_for_leader()
+        start = trio.current_time()
+
+        def record(t: float, what: str) -> None:
+            log.append((round(t - start, 3), what))
+
+        schedule = FaultSchedule(
+            [
+                tt.Partition(0.5, (["s1"], ["s2", "s3"])),
+                tt.Heal(1.0),
+                tt.Crash(1.5, "s2"),
+                tt.Restart(2.0, "s2"),
+                tt.AddServer(3.0, "x1", voter=False),
+                tt.Loss(4.0, 0.1),
+                tt.Delay(4.1, 0.001, 0.002),
+            ]
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(schedule.run, cluster, log=record))
+            await trio.sleep(0.75)
+            assert not cluster.network.connected("s1", "s2")
+            assert cluster.network.connected("s2", "s3")
+            await trio.sleep(1.0)  # t = 1.75: s2 crashed
+            assert "s2" not in cluster.servers
+            await trio.sleep(0.5)  # t = 2.25: restarted
+            assert "s2" in cluster.servers
+        assert cluster.network.loss == 0.1
+        assert cluster.network.delay == (0.001, 0.002)
+        leader = await cluster.wait_for_leader()
+        assert leader.status().learners == {"x1"}
+        assert cluster["x1"].status().role is Role.FOLLOWER
+    return log
+
+
+def test_schedule_runs_on_time() -> None:
+    log = run(apply_schedule, seed=1)
+    assert [t for t, _ in log] == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 4.1]
+    assert log[2][1] == "crash s2"
+    assert log[4][1].startswith("add x1 as learner (via ")
+
+
+@given(fault_schedules(["a", "b", "c"], duration=3.0, max_faults=6, spares=["z"]))
+def test_strategy_generates_valid_schedules(schedule: FaultSchedule) -> None:
+    assert len(schedule) <= 6
+    assert all(0 <= f.at <= 3.0 for f in schedule.faults)
+    assert [f.at for f in schedule.faults] == sorted(f.at for f in schedule.faults)
+    for fault in schedule.faults:
+        for name in ("name", "target"):
+            value = getattr(fault, name, None)
+            assert value in (None, "a", "b", "c", "z")
+    assert FaultSchedule.from_json(schedule.to_json()) == schedule
+
+
+@given(st.data())
+def test_strategy_kinds_can_be_limited(data: st.DataObject) -> None:
+    fault = data.draw(faults(["a", "b"], kinds=["loss", "delay"]))
+    assert fault.kind in ("loss", "delay")

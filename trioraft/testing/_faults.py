@@ -1,0 +1,423 @@
+"""Fault schedules: declarative, printable lists of timed faults to inflict on a cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+from .._errors import RaftError
+from ._cluster import Cluster
+
+__all__ = [
+    "FAULT_KINDS",
+    "AddServer",
+    "Crash",
+    "CrashLeader",
+    "Delay",
+    "Fault",
+    "FaultSchedule",
+    "Heal",
+    "Isolate",
+    "IsolateLeader",
+    "Loss",
+    "Partition",
+    "RemoveServer",
+    "Restart",
+    "TransferLeadership",
+    "TriggerElection",
+]
+
+#: How long a membership change or transfer started by a schedule may take.
+_CALL_BUDGET = 5.0
+
+
+def _ms(value: float) -> float:
+    return round(float(value), 3)
+
+
+@attrs.frozen
+class Fault:
+    """One fault, ``at`` seconds after the schedule starts. Subclasses say what it does."""
+
+    kind: ClassVar[str] = "fault"
+    at: float = attrs.field(converter=_ms)
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        """Inflict the fault on ``cluster``; returns what happened, for the log. Calls
+        that can take a while (membership changes) run in ``nursery``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The fault in words (without its time)."""
+        return self.kind
+
+    def __str__(self) -> str:
+        return f"t={self.at:8.3f}  {self.describe()}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (see :meth:`FaultSchedule.from_json`)."""
+        data = attrs.asdict(self, recurse=True)
+        data["kind"] = self.kind
+        return data
+
+
+def _sorted_groups(groups: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(sorted(group)) for group in groups)
+
+
+@attrs.frozen
+class Partition(Fault):
+    """Split the network into ``groups`` (a server in no group is cut off from all)."""
+
+    kind: ClassVar[str] = "partition"
+    groups: tuple[tuple[str, ...], ...] = attrs.field(converter=_sorted_groups, default=())
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.partition(*self.groups)
+        return self.describe()
+
+    def describe(self) -> str:
+        return "partition " + " | ".join("[" + " ".join(g) + "]" for g in self.groups)
+
+
+@attrs.frozen
+class Isolate(Fault):
+    """Cut ``name`` off from every other server."""
+
+    kind: ClassVar[str] = "isolate"
+    name: str = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.isolate(self.name)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"isolate {self.name}"
+
+
+@attrs.frozen
+class IsolateLeader(Fault):
+    """Cut off whichever server leads at that moment (nothing if none does)."""
+
+    kind: ClassVar[str] = "isolate_leader"
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        leader = cluster.leader()
+        if leader is None:
+            return "isolate the leader: there is none"
+        cluster.network.isolate(leader.name)
+        return f"isolate the leader {leader.name}"
+
+    def describe(self) -> str:
+        return "isolate the leader"
+
+
+@attrs.frozen
+class Heal(Fault):
+    """Remove every partition and isolation."""
+
+    kind: ClassVar[str] = "heal"
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.heal()
+        return self.describe()
+
+
+@attrs.frozen
+class Loss(Fault):
+    """Drop each message with probability ``rate``."""
+
+    kind: ClassVar[str] = "loss"
+    rate: float = 0.0
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.set_loss(self.rate)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"loss {self.rate:g}"
+
+
+@attrs.frozen
+class Delay(Fault):
+    """Delay each message by a random time in ``[low, high]`` (messages can reorder)."""
+
+    kind: ClassVar[str] = "delay"
+    low: float = 0.0
+    high: float = 0.0
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.set_delay(self.low, self.high)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"delay {self.low:g}..{self.high:g} s"
+
+
+@attrs.frozen
+class Crash(Fault):
+    """Stop server ``name`` (its storage survives; see :class:`Restart`)."""
+
+    kind: ClassVar[str] = "crash"
+    name: str = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        if self.name not in cluster.servers:
+            return f"crash {self.name}: not running"
+        await cluster.crash(self.name)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"crash {self.name}"
+
+
+@attrs.frozen
+class CrashLeader(Fault):
+    """Crash whichever server leads at that moment (nothing if none does)."""
+
+    kind: ClassVar[str] = "crash_leader"
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        leader = cluster.leader()
+        if leader is None:
+            return "crash the leader: there is none"
+        await cluster.crash(leader.name)
+        return f"crash the leader {leader.name}"
+
+    def describe(self) -> str:
+        return "crash the leader"
+
+
+@attrs.frozen
+class Restart(Fault):
+    """Restart a crashed server from its storage."""
+
+    kind: ClassVar[str] = "restart"
+    name: str = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        if self.name in cluster.servers or self.name not in cluster.storages:
+            return f"restart {self.name}: not crashed"
+        await cluster.restart(self.name)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"restart {self.name}"
+
+
+@attrs.frozen
+class AddServer(Fault):
+    """Ask the leader to add ``name`` (a voter after catch-up, or a learner)."""
+
+    kind: ClassVar[str] = "add_server"
+    name: str = ""
+    voter: bool = True
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        return _start_leader_call(
+            cluster, nursery, self.describe(), lambda s: s.add_server(self.name, voter=self.voter)
+        )
+
+    def describe(self) -> str:
+        return f"add {self.name} as {'voter' if self.voter else 'learner'}"
+
+
+@attrs.frozen
+class RemoveServer(Fault):
+    """Ask the leader to remove ``name``."""
+
+    kind: ClassVar[str] = "remove_server"
+    name: str = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        return _start_leader_call(
+            cluster, nursery, self.describe(), lambda s: s.remove_server(self.name)
+        )
+
+    def describe(self) -> str:
+        return f"remove {self.name}"
+
+
+@attrs.frozen
+class TransferLeadership(Fault):
+    """Ask the leader to hand over to ``target`` (``None``: the most up-to-date voter)."""
+
+    kind: ClassVar[str] = "transfer"
+    target: str | None = None
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        return _start_leader_call(
+            cluster, nursery, self.describe(), lambda s: s.transfer_leadership(self.target)
+        )
+
+    def describe(self) -> str:
+        return f"transfer leadership to {self.target or 'the best voter'}"
+
+
+@attrs.frozen
+class TriggerElection(Fault):
+    """Make ``name`` start an election now (if it runs and votes)."""
+
+    kind: ClassVar[str] = "trigger_election"
+    name: str = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        server = cluster.servers.get(self.name)
+        if server is None:
+            return f"{self.describe()}: not running"
+        try:
+            await server.trigger_election()
+        except RaftError as exc:
+            return f"{self.describe()}: {exc}"
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"election on {self.name}"
+
+
+def _start_leader_call(
+    cluster: Cluster, nursery: trio.Nursery, what: str, call: Callable[[Any], Any]
+) -> str:
+    leader = cluster.leader()
+    if leader is None:
+        return f"{what}: no leader"
+
+    async def attempt() -> None:
+        with contextlib.suppress(RaftError, ValueError), trio.move_on_after(_CALL_BUDGET):
+            await call(leader)
+
+    nursery.start_soon(attempt)
+    return f"{what} (via {leader.name})"
+
+
+#: Every fault class by its ``kind``.
+FAULT_KINDS: dict[str, type[Fault]] = {
+    cls.kind: cls
+    for cls in (
+        Partition,
+        Isolate,
+        IsolateLeader,
+        Heal,
+        Loss,
+        Delay,
+        Crash,
+        CrashLeader,
+        Restart,
+        AddServer,
+        RemoveServer,
+        TransferLeadership,
+        TriggerElection,
+    )
+}
+
+
+def _by_time(faults: Iterable[Fault]) -> tuple[Fault, ...]:
+    return tuple(sorted(faults, key=lambda f: f.at))
+
+
+@attrs.frozen
+class FaultSchedule:
+    """Timed faults, sorted by time. ``print(schedule)`` shows one fault a line;
+    ``repr(schedule)`` is Python that rebuilds it; :meth:`to_json` / :meth:`from_json`
+    store it. :meth:`run` inflicts it on a :class:`~trioraft.testing.Cluster`."""
+
+    faults: tuple[Fault, ...] = attrs.field(converter=_by_time, default=())
+
+    def __len__(self) -> int:
+        return len(self.faults)
+
+    def __str__(self) -> str:
+        if not self.faults:
+            return "(no faults)"
+        return "\n".join(str(f) for f in self.faults)
+
+    @property
+    def end(self) -> float:
+        """Time of the last fault (0 if none)."""
+        return self.faults[-1].at if self.faults else 0.0
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """A JSON-able list of faults."""
+        return [f.to_json() for f in self.faults]
+
+    @classmethod
+    def from_json(cls, data: Sequence[dict[str, Any]]) -> FaultSchedule:
+        """Rebuild a schedule from :meth:`to_json`'s output."""
+        faults = []
+        for item in data:
+            fields = dict(item)
+            kind = fields.pop("kind")
+            fault_cls = FAULT_KINDS.get(kind)
+            if fault_cls is None:
+                raise ValueError(f"unknown fault kind {kind!r}")
+            if kind == "partition":
+                fields["groups"] = [tuple(g) for g in fields["groups"]]
+            faults.append(fault_cls(**fields))
+        return cls(faults)
+
+    async def run(
+        self, cluster: Cluster, *, log: Callable[[float, str], None] | None = None
+    ) -> None:
+        """Inflict each fault at its time, counted from now. Membership changes and
+        transfers run in the background (at most a few seconds each) so later faults
+        stay on time; :meth:`run` returns once the last has finished."""
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for fault in self.faults:
+                await trio.sleep_until(start + fault.at)
+                what = await fault.apply(cluster, nursery)
+                if log is not None:
+                    log(trio.current_time(), what)
+
+    @classmethod
+    def random(
+        cls,
+        rng: random.Random,
+        names: Sequence[str],
+        *,
+        duration: float = 10.0,
+        count: int = 10,
+        spares: Sequence[str] = (),
+        kinds: Iterable[str] | None = None,
+    ) -> FaultSchedule:
+        """A random schedule of ``count`` faults within ``duration`` seconds, drawn from
+        ``rng`` (for soak runs; with Hypothesis, use
+        :func:`trioraft.testing.strategies.fault_schedules`, which shrinks)."""
+        allowed = sorted(kinds) if kinds is not None else sorted(FAULT_KINDS)
+        for kind in allowed:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}")
+        everyone = list(names) + list(spares)
+        faults: list[Fault] = []
+        for _ in range(count):
+            at = rng.uniform(0, duration)
+            kind = rng.choice(allowed)
+            faults.append(_random_fault(rng, kind, at, list(names), everyone))
+        return cls(faults)
+
+
+def _random_fault(
+    rng: random.Random, kind: str, at: float, names: list[str], everyone: list[str]
+) -> Fault:
+    if kind == "partition":
+        cut = [n for n in names if rng.random() < 0.5]
+        return Partition(at, (cut, [n for n in names if n not in cut]))
+    if kind in ("isolate", "crash", "restart", "trigger_election"):
+        return FAULT_KINDS[kind](at, rng.choice(names))  # type: ignore[call-arg]
+    if kind == "loss":
+        return Loss(at, rng.choice([0.0, 0.05, 0.2, 0.5]))
+    if kind == "delay":
+        low, high = rng.choice([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)])
+        return Delay(at, low, high)
+    if kind == "add_server":
+        return AddServer(at, rng.choice(everyone), rng.random() < 0.7)
+    if kind == "remove_server":
+        return RemoveServer(at, rng.choice(everyone))
+    if kind == "transfer":
+        return TransferLeadership(at, rng.choice([None, *names]))
+    return FAULT_KINDS[kind](at)

@@ -1,0 +1,98 @@
+"""Hypothesis strategies for fault schedules (they shrink towards fewer, earlier faults).
+
+Import this module only where Hypothesis is installed (it is in trioraft's ``test`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from hypothesis import strategies as st
+
+from ._faults import (
+    FAULT_KINDS,
+    AddServer,
+    Crash,
+    CrashLeader,
+    Delay,
+    Fault,
+    FaultSchedule,
+    Heal,
+    Isolate,
+    IsolateLeader,
+    Loss,
+    Partition,
+    RemoveServer,
+    Restart,
+    TransferLeadership,
+    TriggerElection,
+)
+
+__all__ = ["fault_schedules", "faults"]
+
+
+def faults(
+    names: Sequence[str],
+    *,
+    duration: float = 10.0,
+    spares: Sequence[str] = (),
+    kinds: Iterable[str] | None = None,
+) -> st.SearchStrategy[Fault]:
+    """One fault at a time in ``[0, duration]`` (whole milliseconds), on servers ``names``
+    (``spares`` are extra names that membership faults may add and remove).
+    ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`)."""
+    names = list(names)
+    if not names:
+        raise ValueError("faults() needs at least one server name")
+    allowed = set(kinds) if kinds is not None else set(FAULT_KINDS)
+    unknown = allowed - set(FAULT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+    at = st.integers(0, int(duration * 1000)).map(lambda ms: ms / 1000)
+    name = st.sampled_from(names)
+    anyone = st.sampled_from(names + list(spares))
+    options: dict[str, st.SearchStrategy[Fault]] = {
+        "heal": st.builds(Heal, at),
+        "partition": st.builds(
+            lambda t, side: Partition(
+                t,
+                (
+                    [n for n, s in zip(names, side, strict=True) if s],
+                    [n for n, s in zip(names, side, strict=True) if not s],
+                ),
+            ),
+            at,
+            st.lists(st.booleans(), min_size=len(names), max_size=len(names)),
+        ),
+        "isolate": st.builds(Isolate, at, name),
+        "isolate_leader": st.builds(IsolateLeader, at),
+        "loss": st.builds(Loss, at, st.sampled_from([0.0, 0.05, 0.2, 0.5])),
+        "delay": st.sampled_from([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)]).flatmap(
+            lambda lh: st.builds(Delay, at, st.just(lh[0]), st.just(lh[1]))
+        ),
+        "crash": st.builds(Crash, at, name),
+        "crash_leader": st.builds(CrashLeader, at),
+        "restart": st.builds(Restart, at, name),
+        "add_server": st.builds(AddServer, at, anyone, st.booleans()),
+        "remove_server": st.builds(RemoveServer, at, anyone),
+        "transfer": st.builds(TransferLeadership, at, st.one_of(st.none(), name)),
+        "trigger_election": st.builds(TriggerElection, at, name),
+    }
+    # Heal first: Hypothesis shrinks towards the first alternative.
+    order = ["heal", *sorted(k for k in options if k != "heal")]
+    return st.one_of(*(options[k] for k in order if k in allowed))
+
+
+def fault_schedules(
+    names: Sequence[str],
+    *,
+    duration: float = 10.0,
+    max_faults: int = 10,
+    spares: Sequence[str] = (),
+    kinds: Iterable[str] | None = None,
+) -> st.SearchStrategy[FaultSchedule]:
+    """Schedules of up to ``max_faults`` faults within ``duration`` seconds (see
+    :func:`faults`). Shrinking removes faults and moves them earlier."""
+    return st.lists(
+        faults(names, duration=duration, spares=spares, kinds=kinds), max_size=max_faults
+    ).map(FaultSchedule)
