@@ -57,3 +57,13 @@ def test_counter_demo_on_virtual_time(capsys: pytest.CaptureFixture[str]) -> Non
     finals = [line for line in out.splitlines() if "counter = " in line and "(" in line]
     assert len(finals) == 2
     assert all("counter = 45" in line for line in finals)
+
+
+def test_kv_example(capsys: pytest.CaptureFixture[str]) -> None:
+    kv = load("kv")
+    trioraft.testing.run(kv.main, seed=0)
+    out = capsys.readouterr().out
+    assert "cas colour red->blue -> True" in out
+    assert "cas colour red->green -> False" in out
+    assert "rejected before the log: unknown command 'increment'" in out
+    assert out.count("holds ['colour', 'size']") == 3
