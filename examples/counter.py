@@ -8,6 +8,7 @@ elect a new one, which takes more writes; then every server prints its counter.
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -19,7 +20,8 @@ import trioraft
 class Counter(trioraft.StateMachine):
     """A replicated counter: ``write(n)`` adds n and returns the total."""
 
-    def __init__(self, start: int = 0) -> None:
+    def __init__(self, name: str, start: int = 0) -> None:
+        self.name = name
         self.value = start
 
     def write(self, command: int) -> int:
@@ -28,6 +30,10 @@ class Counter(trioraft.StateMachine):
 
     def read(self, query: Any) -> int:
         return self.value
+
+    def on_role_change(self, role: trioraft.Role) -> None:
+        """Optional hook: narrate each server's role changes as they happen."""
+        say(f"  {self.name} is now {role.value.replace('_', '-')}")
 
 
 def say(message: str) -> None:
@@ -58,7 +64,12 @@ async def main() -> None:
     async with trio.open_nursery() as nursery:
         servers = {
             name: await trioraft.start_server(
-                nursery, Counter, 0, name=name, network=network, initial_config=names
+                nursery,
+                functools.partial(Counter, name),
+                0,
+                name=name,
+                network=network,
+                initial_config=names,
             )
             for name in names
         }
