@@ -10,7 +10,13 @@ import pytest
 from trioraft import bench
 
 TINY = bench.BenchOptions(
-    seconds=0.2, warmup=0.05, concurrency=(1, 4), trials=3, catchup_entries=200
+    seconds=0.2,
+    warmup=0.05,
+    concurrency=(1, 4),
+    trials=3,
+    catchup_entries=200,
+    sim_seeds=1,
+    sim_seconds=2.0,
 )
 
 
@@ -56,7 +62,9 @@ def test_election_trials_are_deterministic() -> None:
 def test_missing_floor_is_skipped_with_a_note(tmp_path: Path) -> None:
     options = bench.BenchOptions(floor=tmp_path / "no_such_floor.py", concurrency=(1,))
     report = bench.run_benchmark(
-        options, skip=["throughput", "election", "catchup"], progress=lambda line: None
+        options,
+        skip=["throughput", "election", "catchup", "simulation"],
+        progress=lambda line: None,
     )
     assert report["ok"] is True
     assert report["sections"] == {}
@@ -84,12 +92,13 @@ def test_floor_subprocess_and_ratio(tmp_path: Path) -> None:
 
 def test_command_line_json_is_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--json", "--seconds", "0.1", "--warmup", "0", "--concurrency", "2"]
-    status = bench.main([*argv, "--trials", "2", "--no-floor", "--catchup-entries", "100"])
+    argv += ["--trials", "2", "--no-floor", "--catchup-entries", "100"]
+    status = bench.main([*argv, "--sim-seeds", "1", "--sim-seconds", "1"])
     out = capsys.readouterr().out.strip().splitlines()
     report = json.loads(out[-1])
     assert status == 0
     assert report["ok"] is True
-    assert set(report["sections"]) == {"throughput", "election", "catchup"}
+    assert set(report["sections"]) == {"throughput", "election", "catchup", "simulation"}
     assert "floor" in report["skipped"]
 
 
@@ -108,3 +117,17 @@ def test_catch_up_section_smoke() -> None:
         assert run.fill_writes_per_s > 0
     lines = bench.render_catch_up({"runs": [r.as_json() for r in runs]})
     assert any("virtual" in line for line in lines)
+
+
+def test_simulation_section_smoke() -> None:
+    runs = bench.measure_simulation(2, 5.0)
+    assert [r.seed for r in runs] == [0, 1]
+    for run in runs:
+        assert run.virtual_s == 5.0 and run.wall_s > 0 and run.speed > 0
+        assert run.writes_ok > 0 and run.messages > 0
+    result = {
+        "runs": [r.as_json() for r in runs],
+        "speed": 1.0,
+        "min_speed": 1.0,
+    }
+    assert any("virtual s per wall s" in line for line in bench.render_simulation(result))

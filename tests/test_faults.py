@@ -130,3 +130,37 @@ def test_strategy_generates_valid_schedules(schedule: FaultSchedule) -> None:
 def test_strategy_kinds_can_be_limited(data: st.DataObject) -> None:
     fault = data.draw(faults(["a", "b"], kinds=["loss", "delay"]))
     assert fault.kind in ("loss", "delay")
+
+
+async def recover_scenario() -> tuple[list[str], bool]:
+    async with open_cluster(Counter, 3, seed=9) as cluster:
+        await cluster.wait_for_leader()
+        schedule = FaultSchedule(
+            [
+                tt.Crash(0.1, "s1"),
+                tt.Loss(0.2, 0.5),
+                tt.Isolate(0.3, "s2"),
+                tt.Recover(1.0),
+            ]
+        )
+        await schedule.run(cluster)
+        running = sorted(cluster.servers)
+        healthy = (
+            cluster.network.loss == 0
+            and cluster.network.delay == (0.0, 0.0)
+            and cluster.network.connected("s2", "s3")
+        )
+        await cluster.wait_for_leader()
+    return running, healthy
+
+
+def test_recover_restarts_and_heals() -> None:
+    running, healthy = run(recover_scenario, seed=2)
+    assert running == ["s1", "s2", "s3"]
+    assert healthy
+
+
+def test_random_schedule_with_recoveries() -> None:
+    schedule = FaultSchedule.random(random.Random(0), ["a", "b"], duration=10, recover_every=2.5)
+    recoveries = [f.at for f in schedule.faults if isinstance(f, tt.Recover)]
+    assert recoveries == [2.5, 5.0, 7.5, 10.0]

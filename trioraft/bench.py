@@ -159,6 +159,10 @@ class BenchOptions:
     floor: Path | None = None
     #: Log length a new server catches up with in the ``catchup`` section.
     catchup_entries: int = 100_000
+    #: Simulated runs (seeds) in the ``simulation`` section.
+    sim_seeds: int = 5
+    #: Virtual seconds per simulated run.
+    sim_seconds: float = 60.0
 
     def as_json(self) -> Result:
         """These options as a JSON-able dict."""
@@ -169,6 +173,8 @@ class BenchOptions:
             "trials": self.trials,
             "floor": None if self.floor is None else str(self.floor),
             "catchup_entries": self.catchup_entries,
+            "sim_seeds": self.sim_seeds,
+            "sim_seconds": self.sim_seconds,
         }
 
 
@@ -793,6 +799,127 @@ def render_catch_up(result: Result) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------------ simulation
+@attrs.frozen(kw_only=True)
+class SimulationRun:
+    """One simulated run: 5 servers under random faults with a steady write load."""
+
+    seed: int
+    virtual_s: float
+    wall_s: float
+    writes_ok: int
+    faults: int
+    messages: int
+
+    @property
+    def speed(self) -> float:
+        """Virtual seconds simulated per wall second."""
+        return self.virtual_s / self.wall_s
+
+    def as_json(self) -> Result:
+        """This run as a JSON-able dict."""
+        return {**attrs.asdict(self), "speed": self.speed}
+
+
+async def _simulation_trial(seed: int, duration: float, rate: float) -> tuple[int, int, int]:
+    import random as _random
+
+    from .testing import FaultSchedule, open_cluster
+
+    schedule = FaultSchedule.random(
+        _random.Random(seed),
+        [f"s{i}" for i in range(1, 6)],
+        duration=duration,
+        count=max(1, int(duration)),
+        recover_every=5.0,
+    )
+    ok = 0
+    async with open_cluster(_Counter, 5, seed=seed, init_arg=0) as cluster:
+
+        async def client() -> None:
+            nonlocal ok
+            while True:
+                with trio.move_on_after(1.0):
+                    try:
+                        await cluster.write(1, attempts=1)
+                        ok += 1
+                    except trioraft.RaftError:
+                        pass
+                await trio.sleep(1 / rate)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client)
+            await schedule.run(cluster)
+            await trio.sleep_until(duration)
+            nursery.cancel_scope.cancel()
+        messages = cluster.network.statistics().sent
+    return ok, len(schedule), messages
+
+
+def measure_simulation(seeds: int, duration: float, rate: float = 10.0) -> list[SimulationRun]:
+    """Simulation speed: ``seeds`` runs of 5 servers for ``duration`` virtual seconds under
+    a random fault schedule (one fault per virtual second) with ``rate`` writes per
+    virtual second, each a fresh :func:`trioraft.testing.run`."""
+    runs = []
+    for seed in range(seeds):
+        start = time.perf_counter()
+        ok, faults, messages = trioraft.testing.run(
+            _simulation_trial, seed, duration, rate, seed=seed
+        )
+        wall = time.perf_counter() - start
+        runs.append(
+            SimulationRun(
+                seed=seed,
+                virtual_s=duration,
+                wall_s=wall,
+                writes_ok=ok,
+                faults=faults,
+                messages=messages,
+            )
+        )
+    return runs
+
+
+def run_simulation(
+    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+) -> Result:
+    """The ``simulation`` section: :func:`measure_simulation`."""
+    progress(f"simulation: {options.sim_seeds} runs of {options.sim_seconds:g} virtual s ...")
+    runs = measure_simulation(options.sim_seeds, options.sim_seconds)
+    total_virtual = sum(r.virtual_s for r in runs)
+    total_wall = sum(r.wall_s for r in runs)
+    return {
+        "runs": [r.as_json() for r in runs],
+        "speed": total_virtual / total_wall,
+        "min_speed": min(r.speed for r in runs),
+    }
+
+
+def render_simulation(result: Result) -> list[str]:
+    """Table lines for the ``simulation`` section."""
+    rows = [
+        [
+            str(r["seed"]),
+            f"{r['virtual_s']:.0f}",
+            f"{r['wall_s']:.2f}",
+            f"{r['speed']:.0f}",
+            str(r["writes_ok"]),
+            str(r["faults"]),
+            f"{r['messages']:,}",
+        ]
+        for r in result["runs"]
+    ]
+    lines = _table(
+        ["seed", "virtual s", "wall s", "speed", "writes ok", "faults", "messages"], rows
+    )
+    lines.append(
+        f"overall {result['speed']:.0f} virtual s per wall s "
+        f"(slowest run {result['min_speed']:.0f}): 5 servers, one random fault per virtual "
+        "second and a recovery every 5, 10 writes per virtual second"
+    )
+    return lines
+
+
 register_section(
     "throughput", "Throughput and write latency (real clock)", run_throughput, render_throughput
 )
@@ -808,6 +935,9 @@ register_section(
 )
 register_section(
     "catchup", "Catch-up of a new server (learner, then voter)", run_catch_up, render_catch_up
+)
+register_section(
+    "simulation", "Simulation speed (virtual clock, faults)", run_simulation, render_simulation
 )
 
 
@@ -957,6 +1087,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         help="log length a new server catches up with (default %(default)s)",
     )
     parser.add_argument(
+        "--sim-seeds",
+        type=_positive_int,
+        default=defaults.sim_seeds,
+        help="simulated runs in the simulation section (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sim-seconds",
+        type=_positive_float,
+        default=defaults.sim_seconds,
+        help="virtual seconds per simulated run (default %(default)s)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object on the last stdout line"
     )
     for name, section in SECTIONS.items():
@@ -975,6 +1117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         trials=args.trials,
         floor=args.floor,
         catchup_entries=args.catchup_entries,
+        sim_seeds=args.sim_seeds,
+        sim_seconds=args.sim_seconds,
     )
     if options.floor is not None and not options.floor.is_file():
         parser.error(f"--floor {options.floor}: no such file")

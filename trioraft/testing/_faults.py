@@ -26,6 +26,7 @@ __all__ = [
     "IsolateLeader",
     "Loss",
     "Partition",
+    "Recover",
     "RemoveServer",
     "Restart",
     "TransferLeadership",
@@ -211,6 +212,25 @@ class Restart(Fault):
 
 
 @attrs.frozen
+class Recover(Fault):
+    """Heal the network, clear loss and delay, and restart every crashed server."""
+
+    kind: ClassVar[str] = "recover"
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.heal()
+        cluster.network.set_loss(0)
+        cluster.network.set_delay(0, 0)
+        crashed = sorted(set(cluster.storages) - set(cluster.servers))
+        for name in crashed:
+            await cluster.restart(name)
+        return "recover" + (f" (restart {' '.join(crashed)})" if crashed else "")
+
+    def describe(self) -> str:
+        return "recover: heal, no loss or delay, restart crashed servers"
+
+
+@attrs.frozen
 class AddServer(Fault):
     """Ask the leader to add ``name`` (a voter after catch-up, or a learner)."""
 
@@ -308,6 +328,7 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         Crash,
         CrashLeader,
         Restart,
+        Recover,
         AddServer,
         RemoveServer,
         TransferLeadership,
@@ -384,11 +405,14 @@ class FaultSchedule:
         count: int = 10,
         spares: Sequence[str] = (),
         kinds: Iterable[str] | None = None,
+        recover_every: float | None = None,
     ) -> FaultSchedule:
         """A random schedule of ``count`` faults within ``duration`` seconds, drawn from
         ``rng`` (for soak runs; with Hypothesis, use
-        :func:`trioraft.testing.strategies.fault_schedules`, which shrinks)."""
-        allowed = sorted(kinds) if kinds is not None else sorted(FAULT_KINDS)
+        :func:`trioraft.testing.strategies.fault_schedules`, which shrinks). With
+        ``recover_every``, a :class:`Recover` every that many seconds keeps faults from
+        piling up for good."""
+        allowed = sorted(kinds) if kinds is not None else sorted(set(FAULT_KINDS) - {"recover"})
         for kind in allowed:
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {kind!r}")
@@ -398,6 +422,13 @@ class FaultSchedule:
             at = rng.uniform(0, duration)
             kind = rng.choice(allowed)
             faults.append(_random_fault(rng, kind, at, list(names), everyone))
+        if recover_every is not None:
+            if recover_every <= 0:
+                raise ValueError(f"recover_every must be positive, got {recover_every}")
+            k = 1
+            while k * recover_every <= duration:
+                faults.append(Recover(k * recover_every))
+                k += 1
         return cls(faults)
 
 

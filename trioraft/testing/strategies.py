@@ -22,6 +22,7 @@ from ._faults import (
     IsolateLeader,
     Loss,
     Partition,
+    Recover,
     RemoveServer,
     Restart,
     TransferLeadership,
@@ -53,6 +54,7 @@ def faults(
     anyone = st.sampled_from(names + list(spares))
     options: dict[str, st.SearchStrategy[Fault]] = {
         "heal": st.builds(Heal, at),
+        "recover": st.builds(Recover, at),
         "partition": st.builds(
             lambda t, side: Partition(
                 t,
