@@ -6,6 +6,8 @@
 * :class:`InvariantMonitor`: Raft's safety properties, checked as the cluster runs.
 * :class:`FaultSchedule` and its faults: timed, printable fault plans;
   :mod:`trioraft.testing.strategies` generates (and shrinks) them with Hypothesis.
+* :class:`TraceRecorder`: every event of a cluster as JSON lines, with a readable tail;
+  ``python -m trioraft.testing.timeline trace.jsonl -o run.html`` draws a run.
 """
 
 from ._cluster import Cluster, derive_seed, open_cluster
@@ -30,6 +32,7 @@ from ._faults import (
 )
 from ._invariants import InvariantMonitor, InvariantViolation
 from ._run import run, scheduler_hooks_available
+from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
 
 __all__ = [
     "FAULT_KINDS",
@@ -48,12 +51,16 @@ __all__ = [
     "Recover",
     "RemoveServer",
     "Restart",
+    "TraceRecorder",
     "TransferLeadership",
     "TriggerElection",
     "InvariantMonitor",
     "InvariantViolation",
     "derive_seed",
+    "format_event",
+    "load_trace",
     "open_cluster",
+    "print_tail_on_failure",
     "run",
     "scheduler_hooks_available",
 ]

@@ -69,6 +69,10 @@ class Cluster:
         """Also send every server's trace events to ``tracer`` (servers started later too)."""
         self._tracers.append(tracer)
 
+    def remove_tracer(self, tracer: Callable[[TraceEvent], None]) -> None:
+        """Stop sending trace events to ``tracer``."""
+        self._tracers.remove(tracer)
+
     def _trace(self, event: TraceEvent) -> None:
         for tracer in self._tracers:
             tracer(event)
