@@ -6,6 +6,9 @@
 * :class:`InvariantMonitor`: Raft's safety properties, checked as the cluster runs.
 * :class:`FaultSchedule` and its faults: timed, printable fault plans;
   :mod:`trioraft.testing.strategies` generates (and shrinks) them with Hypothesis.
+* :class:`History` and :func:`check_linearizability`: record client operations and
+  check them against a sequential :class:`Model` (Wing & Gong / Lowe).
+* ``python -m trioraft.testing.soak``: randomized, seeded soak runs.
 * :class:`TraceRecorder`: every event of a cluster as JSON lines, with a readable tail;
   ``python -m trioraft.testing.timeline trace.jsonl -o run.html`` draws a run.
 """
@@ -31,6 +34,16 @@ from ._faults import (
     TriggerElection,
 )
 from ._invariants import InvariantMonitor, InvariantViolation
+from ._linearizability import (
+    History,
+    LinearizabilityResult,
+    Model,
+    Operation,
+    PendingOperation,
+    check_linearizability,
+    counter_model,
+    kv_model,
+)
 from ._run import run, scheduler_hooks_available
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
 
@@ -44,10 +57,15 @@ __all__ = [
     "Fault",
     "FaultSchedule",
     "Heal",
+    "History",
     "Isolate",
     "IsolateLeader",
+    "LinearizabilityResult",
     "Loss",
+    "Model",
+    "Operation",
     "Partition",
+    "PendingOperation",
     "Recover",
     "RemoveServer",
     "Restart",
@@ -56,8 +74,11 @@ __all__ = [
     "TriggerElection",
     "InvariantMonitor",
     "InvariantViolation",
+    "check_linearizability",
+    "counter_model",
     "derive_seed",
     "format_event",
+    "kv_model",
     "load_trace",
     "open_cluster",
     "print_tail_on_failure",
