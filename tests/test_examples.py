@@ -67,3 +67,24 @@ def test_kv_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cas colour red->green -> False" in out
     assert "rejected before the log: unknown command 'increment'" in out
     assert out.count("holds ['colour', 'size']") == 3
+
+
+def test_kv_service_tests_pass() -> None:
+    """The docs' worked example is a real pytest file: it must pass as users run it."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_kv_service.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
