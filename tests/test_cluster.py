@@ -173,8 +173,7 @@ async def test_deposed_leader_discards_uncommitted_entries(
         assert outcomes == ["unknown"] * 5
         assert old.status().last_log_index > old.status().commit_index  # they are in its log
         with trio.fail_after(5):
-            while (new := cluster.leader()) is None or new is old:
-                await trio.sleep(0.01)
+            new = await cluster.wait_for_leader(exclude=[old.name])
         await new.write(2)
         cluster.network.heal()
         with trio.fail_after(5):
@@ -205,8 +204,7 @@ async def test_fast_backup_over_divergent_entries(autojump_clock: trio.testing.M
             await trio.sleep(0.01)
             assert old.status().last_log_index >= 62
             with trio.fail_after(5):
-                while (second := cluster.leader()) is None or second is old:
-                    await trio.sleep(0.01)
+                second = await cluster.wait_for_leader(exclude=[old.name])
             for n in range(40):
                 await second.write(n)
             # Hand over to the third server: its log runs ~40 entries past the point
@@ -301,8 +299,7 @@ async def test_deposed_leader_never_serves_a_stale_read(
         await old.write(1)
         cluster.network.isolate(old.name)
         with trio.fail_after(5):
-            while (new := cluster.leader()) is None or new is old:
-                await trio.sleep(0.01)
+            new = await cluster.wait_for_leader(exclude=[old.name])
         await new.write(1)
         # The isolated server may still believe it leads for a moment, but it cannot
         # confirm with a quorum, so it must not answer 1 (the majority has 2 now).
@@ -473,8 +470,7 @@ async def test_membership_add_and_remove(autojump_clock: trio.testing.MockClock)
         assert victim not in leader.status().voters
         with trio.fail_after(5):
             await leader.remove_server(leader.name)  # the leader removes itself
-            while (new := cluster.leader()) is None or new is leader:
-                await trio.sleep(0.01)
+            new = await cluster.wait_for_leader(exclude=[leader.name])
         assert leader.status().role is Role.FOLLOWER
         assert new.status().voters == {"a", "b", "c", "d"} - {victim, leader.name}
         assert await new.write(1) == 2

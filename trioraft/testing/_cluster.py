@@ -143,12 +143,19 @@ class Cluster:
         leaders = [s for s in self.servers.values() if s.status().role is Role.LEADER]
         return max(leaders, key=lambda s: s.status().term, default=None)
 
-    async def wait_for_leader(self, poll: float = 0.01) -> Server:
+    async def wait_for_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
         """Wait for a stable leader: it has committed an entry of its term, and every
-        running member it can reach knows it as leader of that term. Bound it with
-        ``trio.fail_after``."""
+        running member it can reach knows it as leader of that term. Servers named in
+        ``exclude`` do not count (for example a deposed leader that is cut off and still
+        believes it leads). Bound it with ``trio.fail_after``."""
+        excluded = set(exclude)
         while True:
-            leader = self.leader()
+            leaders = [
+                s
+                for s in self.servers.values()
+                if s.name not in excluded and s.status().role is Role.LEADER
+            ]
+            leader = max(leaders, key=lambda s: s.status().term, default=None)
             if leader is not None and self._stable(leader):
                 return leader
             await trio.sleep(poll)
