@@ -76,7 +76,7 @@ class Counter(ClockedCounter):
 
 def stamped_workload(rng: random.Random) -> tuple[str, Any]:
     if rng.random() < 2 / 3:
-        return "write", (rng.randint(1, 5), trio.current_time())
+        return "write", (rng.randint(1, 10**9), trio.current_time())
     return "read", None
 
 

@@ -43,6 +43,7 @@ from ._linearizability import (
     check_linearizability,
     counter_model,
     kv_model,
+    outputs_match,
 )
 from ._run import run, scheduler_hooks_available
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
@@ -81,6 +82,7 @@ __all__ = [
     "kv_model",
     "load_trace",
     "open_cluster",
+    "outputs_match",
     "print_tail_on_failure",
     "run",
     "scheduler_hooks_available",

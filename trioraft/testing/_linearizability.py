@@ -10,14 +10,24 @@ The checker is Wing & Gong's search with Lowe's memoization ("Testing for
 linearizability", Lowe 2017): the calls and returns sit in one time-ordered,
 doubly-linked list; the search repeatedly picks an operation whose call comes before the
 first remaining return, applies it to the model, and backtracks when the model's output
-differs from the one recorded. A cache of ``(set of linearized operations, model state)``
-pairs already explored cuts off every path that reaches a known configuration again, so
-histories of a thousand operations from ten clients are decided in about a second.
+differs from the one recorded. A memo of the configurations ``(set of linearized
+operations, model state)`` already explored cuts off every path that reaches one again.
+Among the candidates, operations that leave the state as it is (reads) are tried before
+those that change it, which spares most backtracking.
 
 An operation whose outcome is unknown (a write that raised
 :class:`~trioraft.OutcomeUnknown`, a call that was cancelled) is treated as returning at
 +infinity with an output the checker does not compare: it may have taken effect at any
-point after its call, or never.
+point after its call, or never. The search places one only where no operation of known
+outcome fits, trying runs of one, then two, four... of them in a row, so that the
+ones that never took effect cost little.
+
+Cost: histories of a thousand operations from ten clients are typically decided in well
+under a second. The search is exponential in the worst case, though: when many
+operations of unknown outcome have effects that others cannot tell apart (writes of the
+same small increments to a counter, say), or when a rejection must rule out every order
+of many of them. Make effects distinguishable (unique values, large random increments),
+as Jepsen's tests do, and bound the check with ``max_seconds``.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import math
 import pickle
 import time as _time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
@@ -104,6 +115,8 @@ class Operation:
             raise ValueError(
                 f"operation {self.id} returns ({self.ret}) before it is called ({self.call})"
             )
+        if self.call_seq is not None and self.ret_seq is not None and self.ret_seq <= self.call_seq:
+            raise ValueError(f"operation {self.id}: ret_seq must come after call_seq")
 
     @property
     def unknown(self) -> bool:
@@ -246,7 +259,7 @@ class PendingOperation:
         return op
 
 
-class _OperationScope:
+class _OperationScope(AbstractAsyncContextManager["PendingOperation"]):
     """The async context manager returned by :meth:`History.operation`."""
 
     def __init__(self, history: History, client: Hashable, kind: str, input: Any) -> None:
@@ -340,7 +353,9 @@ class History:
         self._pending[op.id] = op
         return op
 
-    def operation(self, client: Hashable, kind: str, input: Any) -> _OperationScope:
+    def operation(
+        self, client: Hashable, kind: str, input: Any
+    ) -> AbstractAsyncContextManager[PendingOperation]:
         """An async context manager that records one operation around its block.
 
         It yields the :class:`PendingOperation`; set its ``output`` in the block::
@@ -436,18 +451,22 @@ def outputs_match(expected: Any, observed: Any) -> bool:
     """Whether an observed output is the one the model gives: equal values, lists and
     tuples alike (JSON turns one into the other), and two exceptions when they have the
     same type and the same ``args``."""
+    try:
+        if expected == observed:
+            return True
+    except Exception:
+        return False
     if isinstance(expected, BaseException) or isinstance(observed, BaseException):
         return (
             isinstance(expected, BaseException)
             and type(expected) is type(observed)
             and outputs_match(expected.args, observed.args)
         )
-    try:
-        if expected == observed:
-            return True
-        return bool(_loose(expected) == _loose(observed))
-    except Exception:
-        return False
+    if isinstance(expected, (list, tuple)) and isinstance(observed, (list, tuple)):
+        return len(expected) == len(observed) and all(
+            outputs_match(a, b) for a, b in zip(expected, observed, strict=True)
+        )
+    return False
 
 
 class Model:
@@ -459,9 +478,10 @@ class Model:
     (:meth:`from_state_machine`). Ready models: :func:`counter_model`, :func:`kv_model`.
 
     **States must be hashable, and equal only when they behave the same**: the checker
-    memoizes ``(operations linearized, state)`` pairs in a set. Use immutable values:
-    numbers, strings, tuples, frozensets. A state must never be mutated in place:
-    :meth:`step` returns a new one.
+    memoizes ``(operations linearized, state)`` pairs, and it never places an operation
+    of unknown outcome that leaves the state equal (nothing could observe it). Use
+    immutable values: numbers, strings, tuples, frozensets. A state must never be mutated
+    in place: :meth:`step` returns a new one.
     """
 
     #: A name for messages.
@@ -757,8 +777,10 @@ class LinearizabilityResult:
     """What :func:`check_linearizability` decided, and why.
 
     ``ok`` is ``True`` (linearizable), ``False`` (not) or ``None`` when the check gave up
-    after ``max_seconds`` (then ``timed_out`` is ``True``). ``bool(result)`` is
-    ``result.ok is True``. ``str(result)`` explains the verdict to a person.
+    after ``max_seconds`` (then ``timed_out`` is ``True``, and ``longest_prefix``,
+    ``unordered`` and ``state`` describe the deepest point reached so far, as for a
+    rejection but without ``expected``). ``bool(result)`` is ``result.ok is True``.
+    ``str(result)`` explains the verdict to a person.
 
     When ``ok``: ``linearization`` is a witness, an order of the operations in which the
     model gives every recorded output. Operations of unknown outcome that it leaves out
@@ -800,25 +822,23 @@ class LinearizabilityResult:
 
     def __str__(self) -> str:
         lines = [self.reason]
-        if self.ok is False:
-            assert self.longest_prefix is not None
+        if self.ok is not True and self.longest_prefix is not None:
+            if self.ok is None:
+                lines.append("At the deepest point reached so far:")
             lines.append(f"Model state after that prefix: {self.state_description}")
             lines.append("These operations could not be placed next:")
             for op in self.unordered:
                 times = f"called at {op.call:.6f}"
                 if op.call_seq is not None:
                     times += f" (event {op.call_seq})"
-                if op.ret is None:
-                    times += ", outcome unknown"
-                else:
-                    times += f", returned at {op.ret:.6f}"
-                    if op.ret_seq is not None:
-                        times += f" (event {op.ret_seq})"
-                output = "?" if op.unknown else repr(op.output)
-                expected = repr(self.expected[op.id]) if op.id in self.expected else "?"
+                times += f", returned at {op.ret:.6f}"
+                if op.ret_seq is not None:
+                    times += f" (event {op.ret_seq})"
+                returned = f"returned {op.output!r}"
+                if op.id in self.expected:
+                    returned += f", but the model would return {self.expected[op.id]!r}"
                 lines.append(
-                    f"  #{op.id} client {op.client!r}: {op.kind}({op.input!r}) returned "
-                    f"{output}, but the model would return {expected}; {times}"
+                    f"  #{op.id} client {op.client!r}: {op.kind}({op.input!r}) {returned}; {times}"
                 )
             tail = self.longest_prefix[-10:]
             if tail:
@@ -879,25 +899,34 @@ def check_linearizability(
         explored += search.explored
         seconds = _time.perf_counter() - started
         if search.timed_out:
+            where = "" if key is None else f" on the {len(part)} operations on {key!r}"
+            reason = f"undecided: gave up after {seconds:.3f} s (max_seconds={max_seconds}){where}"
+            if search.prefix is not None:
+                reason += (
+                    f"; the longest linearizable prefix found so far has "
+                    f"{len(search.prefix)} of {len(part)} operations"
+                )
             return LinearizabilityResult(
                 ok=None,
                 linearization=None,
-                longest_prefix=None,
-                unordered=[],
+                longest_prefix=search.prefix,
+                unordered=search.unordered,
                 expected={},
-                state=None,
-                reason=(
-                    f"undecided: gave up after {seconds:.3f} s (max_seconds={max_seconds}) "
-                    f"on {n} operations"
-                ),
+                state=search.state,
+                reason=reason,
                 explored=explored,
                 seconds=seconds,
                 timed_out=True,
                 operations=n,
+                state_description=(
+                    model.describe_state(search.state) if search.prefix is not None else ""
+                ),
+                partition=key,
             )
         if search.ok:
             orders.append(search.linearization)
             continue
+        assert search.prefix is not None  # a failed search reached a dead end
         unordered = search.unordered
         ids = ", ".join(f"#{op.id}" for op in unordered)
         where = "" if key is None else f"the {len(part)} operations on {key!r}: "
@@ -979,9 +1008,9 @@ class _Search:
     every step would be exponential. The search therefore places one only when no
     operation of known outcome fits next, and deepens locally: from the configuration
     where that happened (a *context*, begun by the last operation of known outcome), it
-    first tries every single unknown operation followed by a known one, then every run of
-    two, and so on, until a run works or no run was cut short by the bound. Each context
-    is so explored completely, and the search as a whole stays complete.
+    first tries every single unknown operation followed by a known one, then runs of up to
+    two, four, and so on, until a run works or no run was cut short by the bound. Each
+    context is so explored completely, and the search as a whole stays complete.
 
     The memo maps a configuration to the *budget* it was explored with: how many more
     unknown operations in a row it could still place (``_DONE``: any number). A
@@ -992,7 +1021,7 @@ class _Search:
         self.ok = False
         self.timed_out = False
         self.linearization: list[Operation] = []
-        self.prefix: list[Operation] = []
+        self.prefix: list[Operation] | None = None  # the deepest dead end's
         self.unordered: list[Operation] = []
         self.expected: dict[int, Any] = {}
         self.state: Any = None
@@ -1001,6 +1030,7 @@ class _Search:
 
     def _run(self, ops: list[Operation], model: Model, deadline: float | None) -> None:
         n = len(ops)
+        known = [not op.unknown for op in ops]
         # The entries, in time order: one per call, one per known return. Ties: by the
         # recorded sequence numbers when both events have one, else calls first (the
         # lenient reading: the two operations overlap).
@@ -1013,28 +1043,46 @@ class _Search:
                 keyed.append((op.ret, 2 if rs is None else 1, rs or 0, 1, i))
         keyed.sort()
         m = len(keyed)
-        # A doubly-linked list: entry e (1..m) is keyed[e - 1]; 0 is the head and m + 1
-        # the tail.
-        head = 0
-        nxt = [*range(1, m + 2), m + 1]
-        prv = [0, *range(0, m + 1)]
+        # Entries are numbered 1..m in time order. Those of the operations of known
+        # outcome form a doubly-linked list (0 is its head, m + 1 its tail). The calls of
+        # operations of unknown outcome stay apart, in time order in `unknowns`;
+        # `unknown_before[e]` of them are called before entry e.
+        head, tail = 0, m + 1
+        nxt = [tail] * (m + 2)
+        prv = [head] * (m + 2)
         entry_op = [-1] * (m + 2)
         is_call = [False] * (m + 2)
         ret_entry = [-1] * n
+        unknowns: list[int] = []
+        unknown_before = [0] * (m + 2)
+        last = head
         for e, (_t, _r, _s, is_ret, i) in enumerate(keyed, start=1):
             entry_op[e] = i
+            unknown_before[e] = len(unknowns)
             if is_ret:
                 ret_entry[i] = e
             else:
                 is_call[e] = True
-        known = [not op.unknown for op in ops]
-        n_known = sum(known)
-        any_unknown = n_known < n
+            if known[i]:
+                nxt[last] = e
+                prv[e] = last
+                last = e
+            else:
+                unknowns.append(i)
+        nxt[last] = tail
+        prv[tail] = last
+        unknown_before[tail] = len(unknowns)
+        placed = bytearray(n)  # for operations of unknown outcome
+        n_known = n - len(unknowns)
         kinds = [op.kind for op in ops]
         inputs = [op.input for op in ops]
         outputs = [op.output for op in ops]
-        step = model.step
+        step: Callable[[Any, str, Any], tuple[Any, Any]] = model.step
+        if isinstance(model, _FunctionModel) and type(model).step is _FunctionModel.step:
+            step = model._step  # skip a call
         match = model.outputs_match
+        if type(model).outputs_match is Model.outputs_match:
+            match = outputs_match
         clock = _time.perf_counter
 
         remaining = n_known  # operations of known outcome not linearized yet
@@ -1044,36 +1092,37 @@ class _Search:
         limit = 1  # how many the context allows in a row, for now
         cut = False  # whether the limit stopped the context short
         memo: dict[tuple[int, Any], float] = {}
-        # For each operation placed: its call entry, and state, run, limit, cut before.
-        stack: list[tuple[int, Any, int, int, bool]] = []
+        # For each operation placed: where it was (its call entry, or its index in
+        # `unknowns`); state, run, limit and cut before it; the phase that placed it.
+        stack: list[tuple[int, Any, int, int, bool, int]] = []
         best_depth = -1
         best_prefix: list[int] = []
         best_state: Any = None
         best_candidates: list[int] = []
         steps = 0
-        # Operations of known outcome are tried first, in time order (phase 0); when none
-        # fits, those of unknown outcome, latest call first (phase 1): when operations of
-        # unknown outcome took effect, it was usually the latest ones.
+        # The candidates are tried in three phases: operations of known outcome that
+        # leave the state as it is (phase 0: placing one early never hurts), then those
+        # that change it (phase 1), both in time order, and only when none of those fits,
+        # operations of unknown outcome, latest call first (phase 2: when operations of
+        # unknown outcome took effect, it was usually the latest ones).
         phase = 0
         e = nxt[head]
+        j = -1  # phase 2: the index in `unknowns` to try next
         while remaining:
             steps += 1
             if deadline is not None and not steps & 1023 and clock() >= deadline:
                 self.timed_out = True
                 break
-            if phase == 0:
+            if phase < 2:
                 if is_call[e]:
                     i = entry_op[e]
-                    if not known[i]:
-                        e = nxt[e]
-                        continue
                     new_state, output = step(state, kinds[i], inputs[i])
-                    if match(output, outputs[i]):
+                    if (new_state == state) is (phase == 0) and match(output, outputs[i]):
                         config = (linearized | (1 << i), new_state)
                         if memo.get(config, -1) != _DONE:
                             # A new context begins.
                             memo[config] = 1
-                            stack.append((e, state, run, limit, cut))
+                            stack.append((e, state, run, limit, cut, phase))
                             state = new_state
                             linearized = config[0]
                             run, limit, cut = 0, 1, False
@@ -1084,26 +1133,29 @@ class _Search:
                             nxt[prv[r]] = nxt[r]
                             prv[nxt[r]] = prv[r]
                             remaining -= 1
+                            phase = 0
                             e = nxt[head]
                             continue
                     e = nxt[e]
                     continue
                 # A return: its operation should have been linearized by now.
-                if any_unknown:
+                if phase == 0:
+                    phase = 1
+                    e = nxt[head]
+                    continue
+                if unknowns:
                     if run < limit:
-                        phase = 1
-                        e = prv[e]
+                        phase = 2
+                        j = unknown_before[e] - 1
                         continue
                     if not cut:
-                        c = nxt[head]
-                        while is_call[c]:
-                            if not known[entry_op[c]]:
+                        for k in range(unknown_before[e]):
+                            if not placed[unknowns[k]]:
                                 cut = True
                                 break
-                            c = nxt[c]
-            elif e != head:
-                i = entry_op[e]
-                if not known[i]:
+            elif j >= 0:
+                i = unknowns[j]
+                if not placed[i]:
                     new_state, output = step(state, kinds[i], inputs[i])
                     # Placing an unknown operation that leaves the state as it is cannot
                     # help: the configuration without it dominates.
@@ -1112,71 +1164,71 @@ class _Search:
                         budget = limit - run - 1
                         if memo.get(config, -1) < budget:
                             memo[config] = budget
-                            stack.append((e, state, run, limit, cut))
+                            stack.append((j, state, run, limit, cut, 2))
                             state = new_state
                             linearized = config[0]
+                            placed[i] = 1
                             run += 1
-                            nxt[prv[e]] = nxt[e]  # lift (there is no return to unlink)
-                            prv[nxt[e]] = prv[e]
-                            e = nxt[head]
                             phase = 0
+                            e = nxt[head]
                             continue
-                e = prv[e]
+                j -= 1
                 continue
             # No operation fits next here (within the limit).
             if run == 0 and cut:
-                # The start of the context: allow one more unknown operation in a row.
-                limit += 1
+                # The start of the context: allow twice as many in a row.
+                limit *= 2
                 cut = False
                 if stack:
                     memo[(linearized, state)] = limit
                 c = nxt[head]
                 while is_call[c]:
                     c = nxt[c]
-                e = prv[c]
-                phase = 1
+                phase = 2
+                j = unknown_before[c] - 1
                 continue
             if run == 0 and stack:
                 memo[(linearized, state)] = _DONE
             # A dead end. Remember the deepest (in operations of known outcome).
             if n_known - remaining > best_depth:
                 best_depth = n_known - remaining
-                best_prefix = [entry_op[c] for c, _, _, _, _ in stack]
+                best_prefix = [
+                    entry_op[x] if ph < 2 else unknowns[x] for x, _, _, _, _, ph in stack
+                ]
                 best_state = state
                 best_candidates = []
                 c = nxt[head]
                 while is_call[c]:
-                    if known[entry_op[c]]:
-                        best_candidates.append(entry_op[c])
+                    best_candidates.append(entry_op[c])
                     c = nxt[c]
             if not stack:
                 break
-            c, state, run, prev_limit, prev_cut = stack.pop()
-            i = entry_op[c]
-            linearized ^= 1 << i
-            # Unlift it, in the reverse order.
-            if known[i]:
+            x, state, run, prev_limit, prev_cut, phase = stack.pop()
+            if phase < 2:
+                # Unlift it, in the reverse order, and go back to the enclosing context.
+                i = entry_op[x]
                 r = ret_entry[i]
                 nxt[prv[r]] = r
                 prv[nxt[r]] = r
-            nxt[prv[c]] = c
-            prv[nxt[c]] = c
-            if known[i]:
-                # Back in the enclosing context.
+                nxt[prv[x]] = x
+                prv[nxt[x]] = x
                 remaining += 1
                 limit, cut = prev_limit, prev_cut
-                phase = 0
-                e = nxt[c]
+                e = nxt[x]
             else:
-                phase = 1
-                e = prv[c]
+                i = unknowns[x]
+                placed[i] = 0
+                j = x - 1
+            linearized ^= 1 << i
 
         self.explored = len(memo)
         if self.timed_out:
             pass
         elif not remaining:
             self.ok = True
-            self.linearization = [ops[entry_op[c]] for c, _, _, _, _ in stack]
+            self.linearization = [
+                ops[entry_op[x] if ph < 2 else unknowns[x]] for x, _, _, _, _, ph in stack
+            ]
             return
         if best_depth >= 0:
             self.prefix = [ops[i] for i in best_prefix]
