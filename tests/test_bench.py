@@ -63,7 +63,7 @@ def test_missing_floor_is_skipped_with_a_note(tmp_path: Path) -> None:
     options = bench.BenchOptions(floor=tmp_path / "no_such_floor.py", concurrency=(1,))
     report = bench.run_benchmark(
         options,
-        skip=["throughput", "election", "catchup", "simulation"],
+        skip=["throughput", "election", "catchup", "simulation", "linearizability"],
         progress=lambda line: None,
     )
     assert report["ok"] is True
@@ -98,7 +98,13 @@ def test_command_line_json_is_the_last_line(capsys: pytest.CaptureFixture[str]) 
     report = json.loads(out[-1])
     assert status == 0
     assert report["ok"] is True
-    assert set(report["sections"]) == {"throughput", "election", "catchup", "simulation"}
+    assert set(report["sections"]) == {
+        "throughput",
+        "election",
+        "catchup",
+        "simulation",
+        "linearizability",
+    }
     assert "floor" in report["skipped"]
 
 
@@ -131,3 +137,12 @@ def test_simulation_section_smoke() -> None:
         "min_speed": 1.0,
     }
     assert any("virtual s per wall s" in line for line in bench.render_simulation(result))
+
+
+def test_linearizability_section_smoke() -> None:
+    result = bench.measure_linearizability(operations=200, clients=5, seed=1)
+    assert result["operations"] == 200
+    assert result["accept_s"] > 0 and result["reject_s"] > 0 and result["replay_s"] > 0
+    ops = bench.simulated_counter_history(50, 3, seed=2)
+    assert len(ops) == 50 and len({o.client for o in ops}) == 3
+    assert any("accept ms" in line for line in bench.render_linearizability(result))

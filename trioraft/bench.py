@@ -67,6 +67,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -822,12 +823,10 @@ class SimulationRun:
 
 
 async def _simulation_trial(seed: int, duration: float, rate: float) -> tuple[int, int, int]:
-    import random as _random
-
     from .testing import FaultSchedule, open_cluster
 
     schedule = FaultSchedule.random(
-        _random.Random(seed),
+        random.Random(seed),
         [f"s{i}" for i in range(1, 6)],
         duration=duration,
         count=max(1, int(duration)),
@@ -920,6 +919,101 @@ def render_simulation(result: Result) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------- linearizability
+def simulated_counter_history(
+    operations: int, clients: int, seed: int, *, corrupt: bool = False
+) -> list[Any]:
+    """A history a correct counter service could produce: ``clients`` clients, each
+    calling one operation after another with random durations, each operation taking
+    effect at a random instant within its call (two writes for every read). With
+    ``corrupt``, one read answers a value no linearization explains."""
+    from .testing import Operation
+
+    rng = random.Random(seed)
+    pending: list[tuple[float, float, float, int, str, int]] = []
+    clock = [0.0] * clients
+    for op_id in range(operations):
+        client = op_id % clients
+        call = clock[client] + rng.uniform(0, 1)
+        ret = call + rng.uniform(0.1, 5)
+        clock[client] = ret
+        kind = "write" if rng.random() < 2 / 3 else "read"
+        amount = rng.randint(1, 10**9) if kind == "write" else 0
+        pending.append((rng.uniform(call, ret), call, ret, client, kind, amount))
+    total = 0
+    ops = []
+    for op_id, (_, call, ret, client, kind, amount) in enumerate(sorted(pending)):
+        total += amount
+        ops.append(Operation(op_id, client, kind, amount or None, total, call, ret))
+    ops.sort(key=lambda o: o.call)
+    if corrupt:
+        victim = next(i for i in range(len(ops) // 2, len(ops)) if ops[i].kind == "read")
+        ops[victim] = attrs.evolve(ops[victim], output=ops[victim].output - 1)
+    return ops
+
+
+def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int = 0) -> Result:
+    """Check time of a correct and of a corrupted ``operations``-operation history from
+    ``clients`` clients, against the time to replay the same operations sequentially
+    through the model (the baseline: what checking costs when nothing is concurrent)."""
+    from .testing import check_linearizability, counter_model
+
+    model = counter_model()
+    good = simulated_counter_history(operations, clients, seed)
+    bad = simulated_counter_history(operations, clients, seed, corrupt=True)
+    start = time.perf_counter()
+    state = model.init()
+    for op in sorted(good, key=lambda o: o.output if o.kind == "write" else -1):
+        state, _ = model.step(state, op.kind, op.input)
+    replay_s = max(time.perf_counter() - start, 1e-9)
+    start = time.perf_counter()
+    accepted = check_linearizability(good, model)
+    good_s = time.perf_counter() - start
+    start = time.perf_counter()
+    rejected = check_linearizability(bad, model)
+    bad_s = time.perf_counter() - start
+    if accepted.ok is not True or rejected.ok is not False:
+        raise AssertionError("the linearizability checker decided a simulated history wrongly")
+    return {
+        "operations": operations,
+        "clients": clients,
+        "accept_s": good_s,
+        "reject_s": bad_s,
+        "replay_s": replay_s,
+        "accept_ratio": good_s / replay_s,
+        "explored_accept": accepted.explored,
+        "explored_reject": rejected.explored,
+    }
+
+
+def run_linearizability(
+    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+) -> Result:
+    """The ``linearizability`` section: :func:`measure_linearizability`."""
+    progress("linearizability: checking 1,000-operation histories ...")
+    return measure_linearizability()
+
+
+def render_linearizability(result: Result) -> list[str]:
+    """Table lines for the ``linearizability`` section."""
+    rows = [
+        [
+            f"{result['operations']:,}",
+            str(result["clients"]),
+            f"{result['accept_s'] * 1e3:.1f}",
+            f"{result['reject_s'] * 1e3:.1f}",
+            f"{result['replay_s'] * 1e3:.2f}",
+            f"{result['accept_ratio']:.0f}",
+        ]
+    ]
+    lines = _table(["ops", "clients", "accept ms", "reject ms", "replay ms", "accept/replay"], rows)
+    lines.append(
+        "counter histories simulated from a seed; reject: one read corrupted; replay: the "
+        "same operations applied in order through the model (the baseline)"
+    )
+    return lines
+
+
 register_section(
     "throughput", "Throughput and write latency (real clock)", run_throughput, render_throughput
 )
@@ -938,6 +1032,12 @@ register_section(
 )
 register_section(
     "simulation", "Simulation speed (virtual clock, faults)", run_simulation, render_simulation
+)
+register_section(
+    "linearizability",
+    "Linearizability checking (1,000 operations, 10 clients)",
+    run_linearizability,
+    render_linearizability,
 )
 
 
