@@ -1,0 +1,1250 @@
+"""The pure Raft core, one test (or a few) per rule of the algorithm.
+
+In the spirit of etcd-io/raft's ``raft_paper_test.go``: every test names the rule it checks
+(Figure 2 of the Raft paper, or a section of the paper (§5) or of Ongaro's dissertation
+(§3.10, §4, §6, §9)) and fails if that rule is broken. No trio here: nodes are built
+directly, time is an explicit float, and messages are carried by hand from one node's
+``outbox`` (or a leader's ``replicate``) to another node's ``step``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+
+import pytest
+
+import trioraft
+from trioraft import ConfigChangeInProgress, MalformedMessage, MemoryStorage, NotVoter
+from trioraft._core import (
+    AppendEntries,
+    AppendResponse,
+    Config,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    LeaderNotReady,
+    Message,
+    RaftNode,
+    RequestVote,
+    Role,
+    ServerOptions,
+    TimeoutNow,
+    TransferInProgress,
+    VoteResponse,
+)
+
+# --------------------------------------------------------------------------- helpers
+
+ABC = ("a", "b", "c")
+ABCDE = ("a", "b", "c", "d", "e")
+MIN_ET = 0.15  # ServerOptions' default election timeouts
+MAX_ET = 0.30
+
+
+def entry(index: int, term: int) -> Entry:
+    """A command entry whose data is a function of (index, term), so that two logs that
+    hold "the same" entry compare equal."""
+    return Entry(term, index, EntryKind.COMMAND, ("cmd", index, term))
+
+
+def make_storage(terms: Iterable[int] = (), *, term: int = 0, commit: int = 0) -> MemoryStorage:
+    """A storage whose log has one entry per item of ``terms`` (the entry's term)."""
+    storage = MemoryStorage()
+    for index, t in enumerate(terms, start=1):
+        storage.log.append(entry(index, t))
+    storage.term = max([term, *terms]) if terms else term
+    storage.commit_index = commit
+    return storage
+
+
+def make_node(
+    name: str,
+    voters: Iterable[str] = ABC,
+    *,
+    storage: MemoryStorage | None = None,
+    seed: int = 0,
+    now: float = 0.0,
+    **options,
+) -> RaftNode:
+    opts = ServerOptions(initial_config=tuple(voters), **options)
+    if storage is None:
+        storage = MemoryStorage()
+    return RaftNode(name, storage, opts, random.Random(seed), now)
+
+
+def log_terms(node: RaftNode) -> list[int]:
+    return [e.term for e in node.log.slice(node.log.first_index, node.log.last_index)]
+
+
+def log_entries(node: RaftNode) -> list[Entry]:
+    return node.log.slice(node.log.first_index, node.log.last_index)
+
+
+def stored_log(node: RaftNode) -> list[Entry]:
+    log = node.storage.log
+    return log.slice(log.first_index, log.last_index)
+
+
+def take(node: RaftNode) -> list[Message]:
+    out = node.outbox
+    node.outbox = []
+    return out
+
+
+Drop = Callable[[Message], bool]
+
+
+class Cluster:
+    """Nodes of one cluster and the messages in flight between them, delivered by hand."""
+
+    def __init__(
+        self,
+        names: Iterable[str] = ABC,
+        *,
+        voters: Iterable[str] | None = None,
+        logs: dict[str, list[int]] | None = None,
+        terms: dict[str, int] | None = None,
+        seed: int = 0,
+        **options,
+    ) -> None:
+        self.names = tuple(names)
+        self.voters = tuple(voters) if voters is not None else self.names
+        self.options = ServerOptions(initial_config=self.voters, **options)
+        self.now = 0.0
+        self.storages: dict[str, MemoryStorage] = {}
+        self.nodes: dict[str, RaftNode] = {}
+        self.inflight: list[Message] = []
+        self.delivered: list[Message] = []
+        logs = logs or {}
+        terms = terms or {}
+        for i, name in enumerate(self.names):
+            self.storages[name] = make_storage(logs.get(name, ()), term=terms.get(name, 0))
+            self.nodes[name] = RaftNode(
+                name, self.storages[name], self.options, random.Random(seed * 100 + i), self.now
+            )
+
+    def __getitem__(self, name: str) -> RaftNode:
+        return self.nodes[name]
+
+    def restart(self, name: str, seed: int = 99) -> RaftNode:
+        """Crash ``name`` and bring it back from its storage; its in-flight messages are lost."""
+        self.inflight = [m for m in self.inflight if m.dst != name]
+        node = RaftNode(name, self.storages[name], self.options, random.Random(seed), self.now)
+        self.nodes[name] = node
+        return node
+
+    def collect(self, heartbeat: bool = False) -> None:
+        """Move every outbox, and whatever each leader has to send, into flight."""
+        for node in self.nodes.values():
+            self.inflight.extend(take(node))
+        for node in self.nodes.values():
+            if node.role is not Role.LEADER:
+                continue
+            for peer in sorted(node.progress):
+                for _ in range(1000):
+                    m = node.replicate(peer, self.now, heartbeat)
+                    if m is None:
+                        break
+                    self.inflight.append(m)
+                    if isinstance(m, Heartbeat):
+                        break
+            self.inflight.extend(take(node))
+
+    def deliver(
+        self,
+        drop: Drop | None = None,
+        *,
+        hold: Drop | None = None,
+        heartbeat: bool = False,
+        limit: int = 10_000,
+    ) -> int:
+        """Deliver every message (and every message that causes) until none is left.
+
+        Messages for which ``drop`` returns true are lost; those for which ``hold``
+        returns true stay in flight (for a later call). Returns how many were delivered.
+        """
+        self.collect(heartbeat)
+        held: list[Message] = []
+        count = 0
+        while self.inflight:
+            m = self.inflight.pop(0)
+            if drop is not None and drop(m):
+                continue
+            if hold is not None and hold(m):
+                held.append(m)
+                continue
+            self.nodes[m.dst].step(m, self.now)
+            self.delivered.append(m)
+            count += 1
+            assert count < limit, "message storm"
+            self.collect()
+        self.inflight = held
+        return count
+
+    def step_one(self, m: Message) -> None:
+        self.nodes[m.dst].step(m, self.now)
+        self.collect()
+
+    def elect(self, name: str, drop: Drop | None = None) -> RaftNode:
+        """Make ``name`` leader (a forced election), and let everything settle."""
+        self.nodes[name].trigger_election(self.now)
+        self.deliver(drop)
+        node = self.nodes[name]
+        assert node.role is Role.LEADER
+        return node
+
+    def leaders(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.role is Role.LEADER]
+
+
+def isolate(*names: str) -> Drop:
+    """A filter losing every message to or from any of ``names``."""
+    return lambda m: m.src in names or m.dst in names
+
+
+def campaign(c: Cluster, name: str, rounds: int, drop: Drop | None = None) -> None:
+    """Let ``name`` time out and campaign (without forcing) up to ``rounds`` times."""
+    for _ in range(rounds):
+        c.now = max(c.now, c[name].deadline)
+        c[name].tick(c.now)
+        c.deliver(drop)
+        if c[name].role is Role.LEADER:
+            return
+
+
+def noop_in(m: Message) -> bool:
+    return isinstance(m, AppendEntries) and any(e.kind is EntryKind.NOOP for e in m.entries)
+
+
+# ------------------------------------------------------------------------- elections
+
+
+def test_follower_times_out_into_prevote_then_election() -> None:
+    """§5.2 + §9.6: a follower that hears nothing for its election timeout first runs a
+    PreVote round for term+1, and only when a quorum would vote starts the real election
+    (increments its term, votes for itself, sends RequestVote to every other voter)."""
+    c = Cluster(ABC)
+    a = c["a"]
+    deadline = a.deadline
+    assert MIN_ET <= deadline <= MAX_ET
+
+    a.tick(deadline - 1e-6)  # not yet
+    assert a.role is Role.FOLLOWER and not a.outbox and a.term == 0
+
+    c.now = deadline
+    a.tick(c.now)
+    assert a.role is Role.PRE_CANDIDATE
+    assert a.term == 0 and a.voted_for is None
+    pre = take(a)
+    assert sorted(m.dst for m in pre) == ["b", "c"]
+    assert all(isinstance(m, RequestVote) and m.pre_vote and m.term == 1 for m in pre)
+
+    for m in pre:  # both voters grant the pre-vote
+        c.step_one(m)
+    grants = [m for m in c.inflight if isinstance(m, VoteResponse)]
+    assert [(g.granted, g.pre_vote) for g in grants] == [(True, True), (True, True)]
+    c.inflight.clear()
+    c.step_one(grants[0])  # one grant is a quorum with its own vote
+
+    assert a.role is Role.CANDIDATE
+    assert a.term == 1 and a.voted_for == "a"
+    real = [m for m in c.inflight if isinstance(m, RequestVote)]
+    assert sorted(m.dst for m in real) == ["b", "c"]
+    assert all(not m.pre_vote and m.term == 1 for m in real)
+    c.deliver()
+    assert a.role is Role.LEADER and a.term == 1
+
+
+def test_election_timeouts_are_randomized_within_bounds() -> None:
+    """§5.2: election timeouts are drawn at random from [min, max] (so that split votes
+    are rare), from the node's own seeded generator."""
+    deadlines = {make_node("a", seed=s, now=10.0).deadline for s in range(20)}
+    assert len(deadlines) > 15
+    assert all(10.0 + MIN_ET <= d <= 10.0 + MAX_ET for d in deadlines)
+    assert make_node("a", seed=3).deadline == make_node("a", seed=3).deadline
+
+
+def test_leader_contact_resets_election_timer() -> None:
+    """§5.2: a follower remains a follower while it receives valid RPCs from a leader:
+    every heartbeat pushes its election deadline back."""
+    c = Cluster(ABC)
+    c.elect("a")
+    b = c["b"]
+    for _ in range(20):  # 20 heartbeat intervals = several election timeouts
+        c.now += 0.05
+        b.tick(c.now)
+        c.deliver(heartbeat=True)
+        assert b.deadline > c.now + MIN_ET - 1e-9
+    assert b.role is Role.FOLLOWER and b.leader == "a" and b.term == 1
+
+    c.now = b.deadline  # silence for a whole timeout: it campaigns
+    b.tick(c.now)
+    assert b.role is Role.PRE_CANDIDATE
+
+
+def test_prevote_changes_no_term() -> None:
+    """§9.6: PreVote changes no server's term. A partitioned server that keeps timing out
+    stays at its term; the voters that answer its pre-votes keep theirs and their vote."""
+    c = Cluster(ABC)
+    c.elect("a")
+    c.now += 1.0
+    hard_c = (c["c"].term, c["c"].voted_for)
+    for _ in range(10):  # c is cut off: many timeouts, many failed pre-votes
+        c.now = max(c.now, c["c"].deadline)
+        c["c"].tick(c.now)
+        c.deliver(isolate("c"))
+        assert c["c"].role is Role.PRE_CANDIDATE
+    assert (c["c"].term, c["c"].voted_for) == hard_c == (1, "a")
+
+    # Pre-votes reaching the others (which have not heard from a for a while): granted,
+    # but nobody's term or vote moves, and the leader stays leader.
+    c.inflight.clear()
+    c.now = c["c"].deadline
+    c["c"].tick(c.now)
+    hard = {n: (c[n].term, c[n].voted_for) for n in "ab"}
+    for m in take(c["c"]):
+        c[m.dst].step(m, c.now)
+        assert [r.granted for r in take(c[m.dst])] == [m.dst == "b"]  # the leader refuses
+    assert {n: (c[n].term, c[n].voted_for) for n in "ab"} == hard
+    assert c["a"].role is Role.LEADER
+
+
+def test_prevote_refused_while_voters_hear_from_leader() -> None:
+    """§9.6 with §4.2.3: a voter that heard from a leader within the minimum election
+    timeout refuses pre-votes, so a rejoining server cannot disrupt a healthy cluster."""
+    c = Cluster(ABC)
+    c.elect("a")
+    c.now += 1.0
+    c.deliver(isolate("c"), heartbeat=True)  # b hears from a; c does not
+    c.now += 0.01
+    c["c"].tick(c.now)
+    pre = take(c["c"])
+    assert sorted(m.dst for m in pre) == ["a", "b"]
+    assert all(isinstance(m, RequestVote) and m.pre_vote and m.term == 2 for m in pre)
+    for m in pre:
+        c[m.dst].step(m, c.now)
+        replies = take(c[m.dst])
+        assert [(r.granted, r.pre_vote, r.term) for r in replies] == [(False, True, 1)]
+    assert c["a"].role is Role.LEADER and c["a"].term == 1
+    assert c["b"].term == 1 and c["b"].leader == "a" and c["c"].term == 1
+
+
+def test_candidate_with_quorum_becomes_leader_and_appends_noop() -> None:
+    """§5.2: a candidate that receives votes from a quorum becomes leader. §5.4.2/§6.4:
+    it appends a no-op entry of its own term at once, and commits it by quorum."""
+    c = Cluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
+    a = c["a"]
+    a.trigger_election(c.now)
+    c.deliver(isolate("c"))  # b's vote is enough
+    assert a.role is Role.LEADER and a.term == 2 and a.leader == "a"
+    last = a.log.entry(a.log.last_index)
+    assert (last.index, last.term, last.kind) == (3, 2, EntryKind.NOOP)
+    assert a.commit_index == 3  # a and b hold the no-op
+    assert c["b"].leader == "a" and log_terms(c["b"]) == [1, 1, 2]
+    assert c["c"].term == 1  # never heard of it
+
+
+def test_candidate_without_quorum_does_not_win() -> None:
+    """§5.2: without a quorum of votes a candidate does not become leader; once a
+    quorum has refused, the election is lost and it waits as a follower."""
+    c = Cluster(ABCDE)
+    a = c["a"]
+    a.trigger_election(c.now)
+    c.deliver(lambda m: m.src in "cde" or m.dst in "cde")  # only b votes: 2 of 5
+    assert a.role is Role.CANDIDATE and a.term == 1 and not a.log.last_index
+
+    # Both other voters refuse (their logs are more up to date): the election is lost.
+    c2 = Cluster(ABC, logs={"b": [1], "c": [1]})
+    a2 = c2["a"]
+    a2.trigger_election(c2.now)
+    assert a2.role is Role.CANDIDATE and a2.term == 1
+    c2.deliver()
+    assert a2.role is Role.FOLLOWER and a2.term == 1 and a2.voted_for == "a"
+    assert c2.leaders() == []
+
+
+def test_one_vote_per_term_first_come_first_served() -> None:
+    """Figure 2 (RequestVote 2): a server votes for at most one candidate per term, first
+    come first served, and persists its vote before answering, so a crash does not let
+    it vote twice. Repeating the request of the candidate it voted for is granted again."""
+    c = Cluster(ABC)
+    b = c["b"]
+    b.step(RequestVote("a", "b", 1, 0, 0), 0.0)
+    assert [m.granted for m in take(b)] == [True]
+    assert b.term == 1 and b.voted_for == "a"
+    assert c.storages["b"].term == 1 and c.storages["b"].voted_for == "a"
+
+    b.step(RequestVote("c", "b", 1, 0, 0), 0.0)
+    assert [m.granted for m in take(b)] == [False]
+    assert b.voted_for == "a"
+
+    b = c.restart("b")  # the vote survives a crash
+    b.step(RequestVote("c", "b", 1, 5, 1), 0.0)  # even with a better log
+    assert [m.granted for m in take(b)] == [False]
+    b.step(RequestVote("a", "b", 1, 0, 0), 0.0)  # a duplicate of the granted request
+    assert [m.granted for m in take(b)] == [True]
+
+    b.step(RequestVote("c", "b", 2, 0, 0), 0.0)  # a new term: a new vote
+    assert [(m.granted, m.term) for m in take(b)] == [(True, 2)]
+    assert b.voted_for == "c"
+
+
+@pytest.mark.parametrize(
+    ("cand_last_index", "cand_last_term", "granted"),
+    [
+        (5, 3, True),  # same last term, same length
+        (9, 3, True),  # same last term, longer
+        (4, 3, False),  # same last term, shorter
+        (10, 2, False),  # older last term, however long
+        (1, 4, True),  # newer last term, however short
+        (0, 0, False),  # empty log
+    ],
+)
+def test_vote_requires_up_to_date_log(cand_last_index, cand_last_term, granted) -> None:
+    """§5.4.1: a voter denies its vote to a candidate whose log is less up-to-date than
+    its own (compare last terms, then lengths). Applies to pre-votes as well (§9.6)."""
+    for pre_vote in (False, True):
+        voter = make_node("b", storage=make_storage([1, 1, 2, 3, 3], term=4))
+        voter.step(
+            RequestVote("a", "b", 5, cand_last_index, cand_last_term, pre_vote=pre_vote), 0.0
+        )
+        (reply,) = take(voter)
+        assert isinstance(reply, VoteResponse)
+        assert reply.granted is granted and reply.pre_vote is pre_vote
+        if pre_vote:
+            assert voter.term == 4 and voter.voted_for is None
+        else:
+            assert voter.term == 5 and voter.voted_for == ("a" if granted else None)
+
+
+# -------------------------------------------------------------------- term handling
+
+
+def _higher_term_messages(src: str, dst: str, term: int) -> list[Message]:
+    return [
+        AppendEntries(src, dst, term, 0, 0, (), 0),
+        Heartbeat(src, dst, term, 0),
+        AppendResponse(src, dst, term, False),
+        HeartbeatResponse(src, dst, term),
+        VoteResponse(src, dst, term, False),
+        RequestVote(src, dst, term, 0, 0),  # refused, but the term is still adopted
+        TimeoutNow(src, dst, term),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_higher_term_turns_leader_into_follower(index) -> None:
+    """Figure 2 (all servers): if a request or response carries a term above the current
+    term, adopt it (with no vote) and become a follower. (Without CheckQuorum, so that the
+    leader lease of §4.2.3 does not apply to RequestVote.)"""
+    c = Cluster(ABC, check_quorum=False)
+    a = c.elect("a")
+    seq = a.request_read(c.now)
+    m = _higher_term_messages("b", "a", 7)[index]
+    a.step(m, c.now)
+    assert a.role is not Role.LEADER
+    assert a.progress == {} and a.replicate("b", c.now, True) is None
+    assert seq in a.failed_reads
+    if isinstance(m, TimeoutNow):
+        # It follows b in term 7, then campaigns at once in term 8 as it was told.
+        assert a.role is Role.CANDIDATE and a.term == 8 and a.voted_for == "a"
+        return
+    assert a.role is Role.FOLLOWER
+    assert a.term == 7 and a.voted_for is None
+    assert c.storages["a"].term == 7
+    assert a.leader == ("b" if isinstance(m, (AppendEntries, Heartbeat)) else None)
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_higher_term_turns_candidate_into_follower(index) -> None:
+    """Figure 2 (all servers): a candidate seeing a higher term becomes a follower of it."""
+    a = make_node("a", check_quorum=False)
+    a.trigger_election(0.0)
+    assert a.role is Role.CANDIDATE and a.term == 1
+    m = _higher_term_messages("b", "a", 3)[index]
+    a.step(m, 0.0)
+    assert a.role in (Role.FOLLOWER, Role.CANDIDATE)
+    if isinstance(m, TimeoutNow):
+        # TimeoutNow makes it follow term 3, then campaign at once in term 4.
+        assert a.role is Role.CANDIDATE and a.term == 4
+    else:
+        assert a.role is Role.FOLLOWER and a.term == 3
+        assert a.voted_for == ("b" if isinstance(m, RequestVote) else None)
+
+
+def test_candidate_defers_to_leader_of_its_own_term() -> None:
+    """§5.2: a candidate that receives AppendEntries from a leader of its own term
+    recognizes that leader and returns to follower."""
+    for pre in (False, True):
+        a = make_node("a", pre_vote=pre)
+        a.tick(a.deadline)
+        assert a.role is (Role.PRE_CANDIDATE if pre else Role.CANDIDATE)
+        term = a.term
+        a.step(AppendEntries("b", "a", term, 0, 0, (), 0), 1.0)
+        assert a.role is Role.FOLLOWER and a.leader == "b" and a.term == term
+        (reply,) = take(a)[-1:]
+        assert isinstance(reply, AppendResponse) and reply.success
+
+
+def test_stale_term_requests_rejected_with_current_term() -> None:
+    """Figure 2 (AppendEntries 1, RequestVote 1): reply false if term < currentTerm, with
+    the current term, so the stale sender steps down; the receiver changes nothing."""
+    b = make_node("b", storage=make_storage([1, 2], term=5))
+    b.step(AppendEntries("a", "b", 3, 2, 2, (entry(3, 3),), 3, seq=4), 0.0)
+    b.step(Heartbeat("a", "b", 3, 2, seq=4), 0.0)
+    b.step(RequestVote("c", "b", 4, 10, 4), 0.0)
+    b.step(RequestVote("c", "b", 4, 10, 4, pre_vote=True), 0.0)
+    ae, hb, rv, pv = take(b)
+    assert isinstance(ae, AppendResponse) and not ae.success and ae.term == 5
+    assert ae.reject_index == 2
+    assert isinstance(hb, HeartbeatResponse) and hb.term == 5
+    assert isinstance(rv, VoteResponse) and not rv.granted and rv.term == 5 and not rv.pre_vote
+    assert isinstance(pv, VoteResponse) and not pv.granted and pv.term == 5 and pv.pre_vote
+    assert log_terms(b) == [1, 2] and b.commit_index == 0
+    assert b.term == 5 and b.voted_for is None and b.leader is None
+
+    # The stale leader, told of term 5, steps down.
+    c = Cluster(ABC)
+    a = c.elect("a")
+    a.step(AppendResponse("b", "a", 5, False, reject_index=1), c.now)
+    assert a.role is Role.FOLLOWER and a.term == 5
+
+
+def test_stale_term_responses_are_ignored() -> None:
+    """Figure 2: responses from older terms are dropped: an old vote does not count
+    towards a new election, an old acknowledgement does not advance a match index."""
+    a = make_node("a", ABCDE, storage=make_storage([1], term=3))
+    a.trigger_election(0.0)
+    assert a.term == 4
+    take(a)
+    for voter in "bcde":
+        a.step(VoteResponse(voter, "a", 3, True), 0.0)
+    assert a.role is Role.CANDIDATE and not a.outbox
+
+    c = Cluster(ABC)
+    leader = c.elect("a")
+    leader.trigger_election(c.now)
+    c.deliver(hold=lambda m: m.dst == "b")  # b hears nothing of term 2
+    assert leader.term == 2 and leader.role is Role.LEADER
+    assert leader.progress["b"].match == 0 and leader.commit_index == 2
+    leader.step(AppendResponse("b", "a", 1, True, 2), c.now)  # a term-1 acknowledgement
+    assert leader.progress["b"].match == 0
+
+
+# ----------------------------------------------------------------------- replication
+
+
+def test_append_entries_consistency_check_and_rejection_hint() -> None:
+    """Figure 2 (AppendEntries 2) and §5.3: reply false if the log holds no entry at
+    prevLogIndex with prevLogTerm. The rejection tells the leader the conflicting term
+    and where it starts in the follower's log (or where the follower's log ends)."""
+    b = make_node("b", storage=make_storage([1, 1, 2, 2, 2], term=3))
+
+    def send(prev, prev_term):
+        b.step(AppendEntries("a", "b", 3, prev, prev_term, (entry(prev + 1, 3),), 0), 0.0)
+        (reply,) = take(b)
+        assert isinstance(reply, AppendResponse)
+        return reply
+
+    r = send(4, 3)  # term mismatch at 4: b's term 2 starts at 3
+    assert not r.success and r.reject_index == 4
+    assert (r.conflict_index, r.conflict_term) == (3, 2)
+    r = send(8, 3)  # b's log is too short
+    assert not r.success and (r.conflict_index, r.conflict_term) == (6, None)
+    r = send(2, 2)  # term mismatch in b's first term
+    assert not r.success and (r.conflict_index, r.conflict_term) == (1, 1)
+    assert log_terms(b) == [1, 1, 2, 2, 2]  # rejections change nothing
+
+    r = send(2, 1)  # match: accepted, the conflicting suffix replaced
+    assert r.success and r.match_index == 3
+    assert log_terms(b) == [1, 1, 3]
+    r = send(0, 0)  # index 0 always matches
+    assert r.success
+
+
+def test_rejection_hint_never_points_into_committed_prefix() -> None:
+    """§5.3 fast backup: the conflict index a follower suggests is above its commit index
+    (entries up to it are committed, hence on the leader too)."""
+    b = make_node("b", storage=make_storage([1] * 6, term=2, commit=3))
+    b.step(AppendEntries("a", "b", 2, 5, 2, (), 3), 0.0)
+    (r,) = take(b)
+    assert not r.success
+    assert (r.conflict_index, r.conflict_term) == (4, 1)
+
+
+def test_conflicting_entries_are_truncated_and_replaced() -> None:
+    """Figure 2 (AppendEntries 3, 4): if an existing entry conflicts with a new one (same
+    index, different term), delete it and all that follow; append new entries."""
+    b = make_node("b", storage=make_storage([1, 1, 2, 2, 2, 2], term=3, commit=2))
+    new = (entry(3, 3), entry(4, 3))
+    b.step(AppendEntries("a", "b", 3, 2, 1, new, 2), 0.0)
+    (r,) = take(b)
+    assert r.success and r.match_index == 4
+    assert log_entries(b) == [entry(1, 1), entry(2, 1), entry(3, 3), entry(4, 3)]
+    assert stored_log(b) == log_entries(b)  # what is persisted
+
+
+def test_matching_entries_are_not_truncated_by_reordered_or_duplicate_appends() -> None:
+    """Figure 2 (AppendEntries 3): only *conflicting* entries are deleted. An older,
+    shorter AppendEntries from the same leader arriving late (or twice) must not cut
+    entries the follower already holds, and is acknowledged only up to what it carried."""
+    b = make_node("b", storage=make_storage([], term=2))
+    full = AppendEntries("a", "b", 2, 0, 0, tuple(entry(i, 2) for i in range(1, 6)), 0)
+    short = AppendEntries("a", "b", 2, 0, 0, (entry(1, 2), entry(2, 2)), 0)
+    middle = AppendEntries("a", "b", 2, 2, 2, (entry(3, 2),), 0)
+    for m in (full, short, middle, short, full, middle):
+        b.step(m, 0.0)
+        assert log_terms(b) == [2] * 5
+    replies = take(b)
+    assert [r.match_index for r in replies] == [5, 2, 3, 2, 5, 3]
+    assert all(r.success for r in replies)
+
+
+def test_follower_commit_is_min_of_leader_commit_and_last_new_entry() -> None:
+    """Figure 2 (AppendEntries 5): if leaderCommit > commitIndex, set commitIndex to
+    min(leaderCommit, index of last new entry). Entries beyond what this message checked
+    may still be stale: they must not be committed."""
+    b = make_node("b", storage=make_storage([1, 1, 1, 1, 1], term=2))
+    # Entries 2..5 are of an old term and unchecked: a leader at commit 5 whose message
+    # only vouches for index 1 lets b commit only 1.
+    b.step(AppendEntries("a", "b", 2, 0, 0, (entry(1, 1),), 5), 0.0)
+    assert b.commit_index == 1 and b.storage.commit_index == 1
+    b.step(AppendEntries("a", "b", 2, 1, 1, (entry(2, 1), entry(3, 1)), 5), 0.0)
+    assert b.commit_index == 3
+    b.step(AppendEntries("a", "b", 2, 3, 1, (), 2), 0.0)  # an older commit: no decrease
+    assert b.commit_index == 3
+    b.step(AppendEntries("a", "b", 2, 3, 1, (entry(4, 2),), 4), 0.0)
+    assert b.commit_index == 4 and log_terms(b) == [1, 1, 1, 2]
+    assert all(r.success for r in take(b))
+
+
+def test_heartbeat_commit_is_bounded_by_follower_log() -> None:
+    """§5.3: a heartbeat carries min(match, commit) for this follower and the follower
+    never commits past its last entry."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    for i in range(3):
+        a.propose(f"x{i}", c.now)
+    c.deliver(isolate("c"))
+    assert a.commit_index == 4 and c["b"].commit_index == 1  # b learns it next round
+    hb = a.replicate("b", c.now, True)
+    assert isinstance(hb, Heartbeat) and hb.commit == 4
+    hb_c = a.replicate("c", c.now, True)
+    assert isinstance(hb_c, Heartbeat) and hb_c.commit == 1  # c only matched the no-op
+    c.step_one(hb)
+    assert c["b"].commit_index == 4
+    c.step_one(hb_c)
+    assert c["c"].commit_index == 1
+    # Even told of a larger commit index, a follower commits no further than its log.
+    c["c"].step(Heartbeat("a", "c", 1, 99), c.now)
+    assert c["c"].commit_index == c["c"].log.last_index == 1
+
+
+def test_leader_commits_entry_once_a_quorum_stores_it() -> None:
+    """Figure 2 (leaders): commit N once a quorum has matchIndex >= N and log[N] is of
+    the current term; followers learn it from leaderCommit."""
+    c = Cluster(ABCDE)
+    a = c.elect("a")
+    assert a.commit_index == 1
+    e = a.propose("x", c.now)
+    assert a.commit_index == 1  # only on the leader
+    c.deliver(hold=lambda m: m.dst in "cde")  # a and b: 2 of 5
+    assert a.commit_index == 1
+    c.deliver(hold=lambda m: m.dst in "de")  # and c: 3 of 5
+    assert a.commit_index == e.index == 2
+    c.deliver()
+    c.deliver(heartbeat=True)
+    assert all(c[n].commit_index == 2 for n in ABCDE)
+
+
+def test_leader_never_commits_old_term_entry_by_counting_replicas() -> None:
+    """§5.4.2 and Figure 8: a leader commits entries of earlier terms only by committing
+    an entry of its own term. An old entry stored on a majority is NOT committed (another
+    leader may still overwrite it), until a current-term entry reaches a majority."""
+    # Figure 8: S1 led term 2 and wrote 2@2; S5 led term 3 and wrote 2@3, each on itself
+    # only. Now S1 leads term 4 and copies 2@2 to S2 and S3, one entry per message; the
+    # messages carrying its no-op 3@4 are lost.
+    names = ("s1", "s2", "s3", "s4", "s5")
+    logs = {"s1": [1, 2], "s2": [1], "s3": [1], "s4": [1], "s5": [1, 3]}
+    c = Cluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
+    s1 = c["s1"]
+    s1.trigger_election(c.now)
+
+    def lost(m: Message) -> bool:
+        if m.src in ("s4", "s5") or m.dst in ("s4", "s5"):
+            return True
+        # The no-op is lost once the follower holds 2@2 (before, it is just rejected).
+        return noop_in(m) and c[m.dst].log.last_index >= 2
+
+    c.deliver(lost)
+    assert s1.role is Role.LEADER and s1.term == 4
+    assert log_terms(c["s2"]) == log_terms(c["s3"]) == [1, 2]
+    assert s1.progress["s2"].match == s1.progress["s3"].match == 2  # a majority holds 2@2
+    assert s1.commit_index == 0  # ... and still it is not committed
+    c.deliver(lost, heartbeat=True)
+    assert all(c[n].commit_index == 0 for n in names)
+
+    # Why: S1 crashes; S5 (last term 3) times out and wins term 5 with S2, S3 and S4
+    # (its last term is newer than theirs), then overwrites index 2 everywhere.
+    c.inflight.clear()
+    c.now += 1.0
+    campaign(c, "s5", rounds=3, drop=isolate("s1"))
+    assert c["s5"].role is Role.LEADER and c["s5"].term == 5
+    assert log_terms(c["s3"])[:2] == log_terms(c["s2"])[:2] == [1, 3]
+
+
+def test_old_term_entry_commits_with_current_term_entry() -> None:
+    """§5.4.2: once an entry of the leader's term is stored on a majority, it and every
+    entry before it are committed (and S5 of Figure 8 can then no longer win)."""
+    names = ("s1", "s2", "s3", "s4", "s5")
+    logs = {"s1": [1, 2], "s2": [1, 2], "s3": [1], "s4": [1], "s5": [1, 3]}
+    c = Cluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
+    s1 = c["s1"]
+    s1.trigger_election(c.now)
+    c.deliver(lambda m: m.dst in ("s4", "s5") or m.src in ("s4", "s5"))
+    assert s1.role is Role.LEADER and s1.commit_index == 3
+    c.inflight.clear()
+    c.now += 1.0
+    for _ in range(3):  # even forced elections: S2 and S3 have a newer last term
+        c["s5"].trigger_election(c.now)
+        c.deliver(isolate("s1"))
+        assert c["s5"].role is not Role.LEADER
+    term = c["s5"].term
+    refusals = {
+        m.src
+        for m in c.delivered
+        if isinstance(m, VoteResponse) and m.term == term and not m.granted
+    }
+    assert term >= 5 and refusals == {"s2", "s3"}
+    assert log_terms(c["s2"])[:3] == log_terms(c["s3"])[:3] == [1, 2, 4]
+
+
+# ---------------------------------------------------------------------------- quorum
+
+
+@pytest.mark.parametrize(
+    ("voters", "min_majority", "quorum"),
+    [
+        (1, None, 1),
+        (2, None, 2),
+        (3, None, 2),
+        (4, None, 3),
+        (5, None, 3),
+        (5, 2, 3),
+        (5, 4, 4),
+        (5, 5, 5),
+        (3, 5, 5),
+    ],
+)
+def test_quorum_formula(voters, min_majority, quorum) -> None:
+    """Quorum = max(min_majority or 0, len(voters) // 2 + 1)."""
+    names = ABCDE[:voters]
+    assert Config(voters=names).quorum(min_majority) == quorum
+    node = make_node("a", names, min_majority=min_majority)
+    assert node.quorum == quorum
+
+
+def test_min_majority_raises_election_quorum() -> None:
+    """Quorum floor: with min_majority=4 of 5 voters, three votes do not elect; four do."""
+    c = Cluster(ABCDE, min_majority=4)
+    a = c["a"]
+    a.trigger_election(c.now)
+    c.deliver(isolate("d", "e"))
+    assert a.role is Role.CANDIDATE
+    a.trigger_election(c.now)
+    c.deliver(isolate("e"))
+    assert a.role is Role.LEADER
+
+
+def test_min_majority_raises_commit_quorum() -> None:
+    """Quorum floor: with min_majority=4 of 5 voters, an entry on three servers is not
+    committed; on four it is."""
+    c = Cluster(ABCDE, min_majority=4)
+    a = c.elect("a")
+    e = a.propose("x", c.now)
+    c.deliver(hold=isolate("d", "e"))
+    assert a.commit_index < e.index
+    c.deliver(hold=isolate("e"))
+    assert a.commit_index == e.index
+
+
+def test_min_majority_above_voter_count_never_elects() -> None:
+    """Quorum floor above the number of voters: no election can ever be won, with or
+    without PreVote; terms may grow but nobody leads."""
+    for pre_vote in (True, False):
+        c = Cluster(ABC, min_majority=4, pre_vote=pre_vote)
+        for _ in range(5):
+            for n in ABC:
+                c.now = max(c.now, c[n].deadline)
+                c[n].tick(c.now)
+                c.deliver()
+        c["a"].trigger_election(c.now)
+        c.deliver()
+        assert c.leaders() == []
+
+
+def test_min_majority_above_voter_count_never_commits() -> None:
+    """Quorum floor above the number of voters: once a configuration with fewer voters
+    than min_majority is in force, nothing more commits, however many servers store it."""
+    c = Cluster(ABC, min_majority=3)
+    a = c.elect("a")
+    assert a.commit_index == 1
+    cfg = a.change_config(a.remove_server_config("c"), c.now)
+    e = a.propose("x", c.now)
+    c.deliver(heartbeat=True)
+    assert log_terms(c["b"]) == [1, 1, 1] and a.progress["b"].match == e.index
+    assert a.commit_index == 1 < cfg.index
+    assert all(c[n].commit_index == 1 for n in ABC)
+
+
+def test_single_voter_leader_commits_its_noop_at_once() -> None:
+    """Quorum of one (§5.2, §6.4): a single-voter cluster elects itself at its first
+    timeout and its no-op is committed at once (it alone is a quorum), so it can serve
+    reads and membership changes without waiting for a client write."""
+    a = make_node("a", ["a"])
+    a.tick(a.deadline)
+    assert a.role is Role.LEADER and a.term == 1
+    assert a.commit_index == 1 and a.committed_in_term
+    seq = a.request_read(a.deadline)
+    assert a.ready_reads == [(seq, 1)]
+
+
+# ---------------------------------------------------------------------- backtracking
+
+
+def _count_probes(c: Cluster, leader: str, follower: str) -> int:
+    return sum(
+        1
+        for m in c.delivered
+        if isinstance(m, AppendEntries) and m.src == leader and m.dst == follower
+    )
+
+
+def test_fast_backtracking_skips_a_divergent_term_per_round_trip() -> None:
+    """§5.3 (fast backup): a follower with 60 divergent entries of one term is brought in
+    line in a couple of round trips, not one per entry."""
+    leader_log = [1] * 5 + [3] * 5
+    follower_log = [1] * 5 + [2] * 60
+    logs = {"a": leader_log, "b": follower_log, "c": leader_log}
+    c = Cluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
+    c.elect("a")
+    assert log_entries(c["b"]) == log_entries(c["a"])
+    assert log_terms(c["b"]) == [1] * 5 + [3] * 5 + [4]
+    assert _count_probes(c, "a", "b") <= 3
+
+
+def test_fast_backtracking_when_leader_has_the_conflicting_term() -> None:
+    """§5.3: when the leader holds the follower's conflicting term, it backs up to its own
+    last entry of that term in one step."""
+    leader_log = [1] * 5 + [2] * 3 + [3] * 2
+    follower_log = [1] * 5 + [2] * 55
+    logs = {"a": leader_log, "b": follower_log, "c": leader_log}
+    c = Cluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
+    c.elect("a")
+    assert log_entries(c["b"]) == log_entries(c["a"])
+    assert _count_probes(c, "a", "b") <= 3
+
+
+def test_fast_backtracking_over_many_terms_and_a_short_follower() -> None:
+    """§5.3: one round trip per divergent term; a short follower is reached in one step."""
+    leader_log = [1] * 3 + [6] * 10
+    follower_log = [1] * 3 + [2] * 15 + [3] * 15 + [4] * 15 + [5] * 15
+    short_log = [1] * 2
+    logs = {"a": leader_log, "b": follower_log, "c": leader_log, "d": short_log}
+    c = Cluster(("a", "b", "c", "d"), logs=logs, terms=dict.fromkeys("abcd", 6))
+    c.elect("a")
+    for n in "bd":
+        assert log_entries(c[n]) == log_entries(c["a"])
+    assert _count_probes(c, "a", "b") <= 6
+    assert _count_probes(c, "a", "d") <= 3
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+def test_read_index_waits_for_noop_commit() -> None:
+    """§6.4: a leader serves a read only once an entry of its term (its no-op) is
+    committed, even after a quorum confirmed its leadership."""
+    c = Cluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
+    a = c["a"]
+    a.trigger_election(c.now)
+    no_entries = lambda m: isinstance(m, AppendEntries)  # noqa: E731
+    c.deliver(hold=no_entries)
+    assert a.role is Role.LEADER and a.commit_index == 0
+    seq = a.request_read(c.now)
+    c.deliver(hold=no_entries, heartbeat=True)
+    assert a.progress["b"].acked_seq >= seq and a.progress["c"].acked_seq >= seq
+    assert a.ready_reads == []  # acknowledged, but the no-op is not committed
+    c.deliver()
+    assert a.commit_index == 3
+    assert a.ready_reads == [(seq, 3)]
+
+
+def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
+    """§6.4: a read is confirmed only when a quorum acknowledges a message the leader sent
+    after the read was requested; replies to earlier messages prove nothing."""
+    c = Cluster(ABCDE)
+    a = c.elect("a")
+    before = [a.replicate(p, c.now, True) for p in "bcde"]  # sent before the read
+    seq = a.request_read(c.now)
+    assert a.ready_reads == []
+    for m in before:
+        assert isinstance(m, Heartbeat) and m.seq < seq
+        c[m.dst].step(m, c.now)
+        for reply in take(c[m.dst]):
+            a.step(reply, c.now)
+    assert a.ready_reads == []  # four acknowledgements, all of older messages
+
+    after = {p: a.replicate(p, c.now, False) for p in "bcde"}  # the read asks for a round
+    assert all(isinstance(m, Heartbeat) and m.seq >= seq for m in after.values())
+    for p in "bc":
+        assert a.ready_reads == []  # a alone, then a and b: not 3 of 5
+        c[p].step(after[p], c.now)
+        for reply in take(c[p]):
+            a.step(reply, c.now)
+    assert a.ready_reads == [(seq, a.commit_index)]
+
+
+def test_reads_fail_when_leadership_is_lost() -> None:
+    """§6.4: a read that has not been confirmed when the leader loses its leadership
+    fails (it must not be answered from a possibly stale state)."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    first, second = a.request_read(c.now), a.request_read(c.now)
+    a.step(Heartbeat("b", "a", 2, 0), c.now)
+    assert a.role is Role.FOLLOWER
+    assert a.failed_reads == [first, second] and a.ready_reads == []
+    with pytest.raises(trioraft.NotLeader):
+        a.request_read(c.now)
+
+    c2 = Cluster(ABC)
+    a2 = c2.elect("a")
+    seq = a2.request_read(c2.now)
+    for _ in range(2):  # the election round counts for the first CheckQuorum round
+        c2.now = a2.deadline
+        a2.tick(c2.now)
+    assert a2.role is Role.FOLLOWER and a2.failed_reads == [seq]
+
+
+# ----------------------------------------------------------------------- CheckQuorum
+
+
+def test_check_quorum_leader_steps_down_without_quorum() -> None:
+    """§6.2 CheckQuorum: a leader that has not heard from a quorum for an election
+    timeout steps down (on its timer)."""
+    c = Cluster(ABC)
+    a = c.elect("a")  # b and c acknowledged the election's no-op: heard from
+    assert c.now < a.deadline <= c.now + MAX_ET
+    c.now = a.deadline - 1e-6
+    a.tick(c.now)  # too early: nothing happens
+    assert a.role is Role.LEADER
+    c.now = a.deadline
+    a.tick(c.now)  # the first check counts the election round's answers
+    assert a.role is Role.LEADER
+    c.now = a.deadline  # a whole timeout of silence ends its leadership
+    a.tick(c.now)
+    assert a.role is Role.FOLLOWER and a.term == 1 and a.leader is None
+    assert a.replicate("b", c.now, True) is None
+
+
+def test_check_quorum_disabled_leader_stays() -> None:
+    """§6.2: CheckQuorum is an option; without it a silent cluster does not depose its
+    leader."""
+    c = Cluster(ABC, check_quorum=False)
+    a = c.elect("a")
+    for _ in range(5):
+        c.now = max(c.now + MAX_ET, a.deadline)
+        a.tick(c.now)
+    assert a.role is Role.LEADER
+
+
+def test_check_quorum_leader_with_quorum_stays() -> None:
+    """§6.2 CheckQuorum: a leader that hears from a quorum each timeout keeps leading."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    for _ in range(10):
+        c.now = a.deadline
+        c.deliver(isolate("c"), heartbeat=True)  # b answers, c is gone
+        a.tick(c.now)
+        assert a.role is Role.LEADER
+
+
+# --------------------------------------------------------------------- leader lease
+
+
+def test_leader_lease_ignores_unforced_higher_term_request_vote() -> None:
+    """§4.2.3: a voter that heard from a leader within the minimum election timeout
+    ignores a RequestVote of a higher term: no vote, no term change."""
+    c = Cluster(ABC)
+    c.elect("a")
+    b = c["b"]
+    c.now += MIN_ET / 2
+    b.step(RequestVote("c", "b", 5, 10, 1), c.now)
+    (r,) = take(b)
+    assert not r.granted and r.term == 1
+    assert b.term == 1 and b.voted_for == "a" and b.leader == "a"
+    a = c["a"]  # the leader itself also ignores it
+    a.step(RequestVote("c", "a", 5, 10, 1), c.now)
+    assert a.role is Role.LEADER and a.term == 1
+
+    c.now += MIN_ET  # the lease has run out
+    b.step(RequestVote("c", "b", 5, 10, 1), c.now)
+    (r,) = take(b)
+    assert r.granted and b.term == 5 and b.voted_for == "c"
+
+
+def test_forced_election_is_honoured_despite_lease() -> None:
+    """§3.10/§4.2.3: a forced RequestVote (trigger_election, leadership transfer) is not
+    refused for the lease: the voter adopts the term and votes if the log is up to date."""
+    c = Cluster(ABC)
+    c.elect("a")
+    b = c["b"]
+    b.step(RequestVote("c", "b", 5, 10, 1, force=True), c.now)
+    (r,) = take(b)
+    assert r.granted and b.term == 5 and b.voted_for == "c"
+
+    c2 = Cluster(ABC)
+    c2.elect("a")
+    c2["c"].trigger_election(c2.now)  # while everyone hears from a
+    c2.deliver()
+    assert c2.leaders() == ["c"] and c2["c"].term == 2
+
+
+# ---------------------------------------------------------------- leadership transfer
+
+
+def test_timeout_now_makes_target_campaign_at_once() -> None:
+    """§3.10: on TimeoutNow the target starts an election at once (no timeout, no
+    PreVote), with a forced RequestVote."""
+    c = Cluster(ABC)
+    c.elect("a")
+    b = c["b"]
+    deadline = b.deadline
+    b.step(TimeoutNow("a", "b", 1), c.now)
+    assert c.now < deadline
+    assert b.role is Role.CANDIDATE and b.term == 2 and b.voted_for == "b"
+    reqs = take(b)
+    assert {m.dst for m in reqs} == {"a", "c"}
+    assert all(isinstance(m, RequestVote) and m.force and not m.pre_vote for m in reqs)
+    c.inflight.extend(reqs)
+    c.deliver()
+    assert c.leaders() == ["b"]
+
+
+def test_transfer_waits_for_target_log_and_blocks_proposals() -> None:
+    """§3.10: the leader stops taking proposals, brings the target's log up to date, then
+    sends it TimeoutNow; the target wins the next term."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    for i in range(3):
+        a.propose(i, c.now)
+    c.deliver(hold=isolate("b"))
+    assert c["b"].log.last_index < a.log.last_index
+    assert a.transfer_leadership("b", c.now) == "b"
+    assert not any(isinstance(m, TimeoutNow) for m in a.outbox)  # b is behind
+    with pytest.raises(TransferInProgress):
+        a.propose("late", c.now)
+    c.deliver()
+    assert any(isinstance(m, TimeoutNow) and m.dst == "b" for m in c.delivered)
+    assert c.leaders() == ["b"] and c["b"].term == 2
+    assert log_entries(c["b"])[:4] == log_entries(c["a"])[:4]
+
+
+# ----------------------------------------------------------------------- membership
+
+
+def test_server_outside_its_configuration_never_campaigns() -> None:
+    """§4.2.2: a server that is not a voter in its configuration never starts an election
+    (its deadline is infinite), and refuses to be triggered."""
+    d = make_node("d", ABC)
+    assert d.deadline == float("inf")
+    d.tick(1e9)
+    assert d.role is Role.FOLLOWER and d.term == 0 and not d.outbox
+    with pytest.raises(NotVoter):
+        d.trigger_election(0.0)
+    d.step(TimeoutNow("a", "d", 1), 0.0)
+    assert d.role is Role.FOLLOWER and not any(isinstance(m, RequestVote) for m in d.outbox)
+
+
+def test_config_change_takes_effect_on_append() -> None:
+    """Dissertation §4.1: a server uses the latest configuration in its log, committed or
+    not. After adding d, the leader needs 3 of 4 acknowledgements, even for the config
+    entry itself, and followers use the new configuration as soon as they store it."""
+    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    a = c.elect("a")
+    assert c["d"].deadline == float("inf")
+    entry_ = a.change_config(a.add_server_config("d", voter=True), c.now)
+    assert a.config.voters == ("a", "b", "c", "d") and a.quorum == 3
+    assert "d" in a.progress
+    c.deliver(hold=isolate("c", "d"))  # a and b store it: 2 of 4 is no longer a quorum
+    assert c["b"].config.voters == ("a", "b", "c", "d")
+    assert a.commit_index < entry_.index
+    c.deliver(hold=isolate("c"))  # d catches up: a, b, d
+    assert a.commit_index == entry_.index
+    assert c["d"].config.voters == ("a", "b", "c", "d")
+    assert c["d"].deadline < float("inf")  # d is a voter now: it has an election timer
+
+
+def test_second_config_change_while_one_is_uncommitted_raises() -> None:
+    """Dissertation §4.1: one membership change at a time; the next one only once the
+    previous one is committed."""
+    c = Cluster(("a", "b", "c", "d", "e"), voters=ABC)
+    a = c.elect("a")
+    a.change_config(a.add_server_config("d", voter=True), c.now)
+    with pytest.raises(ConfigChangeInProgress):
+        a.change_config(a.add_server_config("e", voter=True), c.now)
+    assert a.config.voters == ("a", "b", "c", "d")
+    c.deliver()
+    a.change_config(a.add_server_config("e", voter=True), c.now)
+    assert a.config.voters == ABCDE
+    c.deliver()
+    with pytest.raises(ValueError):  # and only one server per change
+        a.change_config(Config(voters=("a", "b")), c.now)
+
+
+def test_config_change_before_noop_commits_raises_leader_not_ready() -> None:
+    """Single-server changes (dissertation errata): a new leader must commit an entry of
+    its own term before it appends a configuration."""
+    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    a = c["a"]
+    a.trigger_election(c.now)
+    c.deliver(hold=lambda m: isinstance(m, AppendEntries))
+    assert a.role is Role.LEADER and not a.committed_in_term
+    with pytest.raises(LeaderNotReady):
+        a.change_config(a.add_server_config("d", voter=True), c.now)
+    assert a.config.voters == ABC
+    c.deliver()
+    a.change_config(a.add_server_config("d", voter=True), c.now)
+    assert a.config.voters == ("a", "b", "c", "d")
+
+
+def test_truncated_config_entry_reverts_configuration() -> None:
+    """Dissertation §4.1: when an uncommitted configuration entry is deleted from a log
+    (a conflict), the server falls back to the previous configuration, election timer
+    included."""
+    c = Cluster(ABCDE)
+    a = c.elect("a")
+    a.change_config(a.remove_server_config("e"), c.now)
+    c.deliver(lambda m: m.dst in "bcd")  # only e stores its removal
+    e = c["e"]
+    assert "e" not in e.config.voters and e.deadline == float("inf")
+    # a crashes; b, c, d elect b, which overwrites e's log (its no-op replaces the entry).
+    c.inflight.clear()
+    c["b"].trigger_election(c.now)
+    c.deliver(isolate("a"))
+    assert c["b"].role is Role.LEADER and c["b"].term == 2
+    assert log_entries(e) == log_entries(c["b"])
+    assert all(x.kind is not EntryKind.CONFIG for x in log_entries(e))
+    assert e.config.voters == ABCDE
+    assert e.deadline < float("inf")  # a voter again: it must be able to time out
+
+
+def test_leader_that_removes_itself_steps_down_once_committed() -> None:
+    """Dissertation §4.2.2: a leader removed from the configuration keeps leading (without
+    counting itself) until the change commits, then steps down and hands over."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    cfg = a.change_config(a.remove_server_config("a"), c.now)
+    assert a.role is Role.LEADER and a.quorum == 2
+    c.deliver(hold=lambda m: m.dst == "c")  # b alone: 1 of {b, c}: not committed
+    assert a.role is Role.LEADER and a.commit_index < cfg.index
+    c.deliver()
+    assert a.commit_index >= cfg.index
+    assert a.role is Role.FOLLOWER and a.deadline == float("inf")
+    leaders = c.leaders()
+    assert len(leaders) == 1 and leaders[0] in "bc"
+    assert c[leaders[0]].term == 2
+    assert c[leaders[0]].config.voters == ("b", "c")
+
+
+def test_removed_follower_stops_campaigning() -> None:
+    """§4.2.2: a server removed from the configuration never starts an election."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    a.change_config(a.remove_server_config("c"), c.now)
+    c.deliver()
+    cc = c["c"]
+    assert cc.config.voters == ("a", "b") and cc.deadline == float("inf")
+    cc.tick(1e9)
+    assert cc.role is Role.FOLLOWER and not cc.outbox
+    assert "c" not in a.progress
+
+
+# ------------------------------------------------------------------------- restarts
+
+
+def test_crash_restart_keeps_persistent_state() -> None:
+    """Figure 2 (persistent state): currentTerm, votedFor and log[] survive a crash,
+    as does the commit index here; the server comes back as a follower."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    for i in range(4):
+        a.propose(i, c.now)
+    c.deliver()
+    c.deliver(heartbeat=True)
+    for name in ABC:
+        before = c[name]
+        state = (before.term, before.voted_for, log_entries(before), before.commit_index)
+        after = c.restart(name)
+        assert (after.term, after.voted_for, log_entries(after), after.commit_index) == state
+        assert after.role is Role.FOLLOWER and after.leader is None
+        assert after.config == before.config
+    assert c["a"].commit_index == 5 and c["a"].term == 1 and c["a"].voted_for == "a"
+    c.elect("b")  # and the cluster goes on from there
+    assert c["b"].term == 2 and c["b"].commit_index == 6
+
+
+def test_restarted_node_recovers_configuration_from_log() -> None:
+    """Dissertation §4.1: the configuration in force is the last one in the log, also after
+    a restart (the base configuration only applies before any config entry)."""
+    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    a = c.elect("a")
+    a.change_config(a.add_server_config("d", voter=False), c.now)
+    c.deliver()
+    d = c.restart("d")
+    assert d.config.learners == ("d",) and d.deadline == float("inf")
+    b = c.restart("b")
+    assert b.config == Config(voters=ABC, learners=("d",))
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_malformed_messages_raise_and_change_nothing() -> None:
+    """Robustness: step() rejects a non-message, a message for another server or with an
+    invalid term with MalformedMessage, leaving the node exactly as it was."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    b = c["b"]
+    c.deliver(heartbeat=True)
+
+    def snapshot(n: RaftNode):
+        return (
+            n.role,
+            n.term,
+            n.voted_for,
+            n.leader,
+            n.commit_index,
+            n.deadline,
+            log_entries(n),
+            list(n.outbox),
+        )
+
+    bad: list[object] = [
+        "hello",
+        None,
+        {"src": "a", "dst": "b", "term": 1},
+        Message("a", "b", 1),
+        AppendEntries("a", "c", 5, 0, 0, (entry(1, 5),), 1),  # for c
+        RequestVote("c", "a", 9, 99, 9, force=True),  # for a
+        Heartbeat("a", "b", -1, 0),
+        Heartbeat("a", "b", "1", 0),  # type: ignore[arg-type]
+    ]
+    before_a, before_b = snapshot(a), snapshot(b)
+    for m in bad:
+        with pytest.raises(MalformedMessage):
+            b.step(m, c.now)  # type: ignore[arg-type]
+        assert snapshot(b) == before_b
+    assert snapshot(a) == before_a

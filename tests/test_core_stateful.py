@@ -1,0 +1,419 @@
+"""Raft's safety properties (Figure 3 of the Raft paper) under a hostile network.
+
+A Hypothesis state machine drives 3 to 5 pure-core nodes (no trio) by hand: it delivers,
+drops, duplicates and reorders messages, partitions the cluster, advances a float clock
+and fires timers, proposes commands, requests reads, changes the membership, transfers
+leadership, and crashes and restarts servers from their storage. After every step it
+checks:
+
+* Election Safety: at most one leader per term, over the whole run.
+* Log Matching: if two logs hold an entry with the same index and term, the logs are
+  identical up to that index.
+* Leader Completeness: an entry known committed is in the log of every leader of a later
+  term (and of the term it was seen committed in).
+* State Machine Safety: no two servers ever commit different entries at one index, and
+  no server's commit index ever goes down (it is persisted, so not even over a restart).
+* One vote per term, terms never decrease; a leader's matchIndex for a follower is a
+  prefix the two logs really share; and every ReadIndex read (§6.4) is answered once,
+  confirmed at an index covering every entry committed before it was requested, or
+  failed when its leader steps down.
+
+The default profile of tests/conftest.py keeps this to a few seconds; TRIORAFT_SLOW=1
+runs many more examples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from itertools import combinations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from trioraft import MemoryStorage, RaftError
+from trioraft._core import Entry, Message, RaftNode, Role, ServerOptions
+
+NAMES = ("a", "b", "c", "d", "e")
+MAX_BATCH = 400  # most messages one "deliver everything" rule handles
+HISTORY = 64  # how many delivered messages a replay may pick from
+
+node_index = st.integers(min_value=0, max_value=len(NAMES) - 1)
+message_index = st.integers(min_value=0, max_value=10_000)
+group_mask = st.integers(min_value=0, max_value=2 ** len(NAMES) - 1)  # a set of nodes
+
+
+class RaftCluster(RuleBasedStateMachine):
+    """A cluster of pure-core nodes and an adversarial network between them."""
+
+    # ------------------------------------------------------------------ set-up
+    @initialize(
+        size=st.integers(min_value=3, max_value=5),
+        seed=st.integers(min_value=0, max_value=2**16),
+        pre_vote=st.booleans(),
+        check_quorum=st.booleans(),
+        max_entries=st.sampled_from([1, 2, 64]),
+        max_inflight=st.sampled_from([1, 2, 8]),
+        elect_first=st.booleans(),
+    )
+    def setup(self, size, seed, pre_vote, check_quorum, max_entries, max_inflight, elect_first):
+        self.names = NAMES[:size]
+        self.options = ServerOptions(
+            initial_config=self.names,
+            pre_vote=pre_vote,
+            check_quorum=check_quorum,
+            max_entries_per_message=max_entries,
+            max_inflight=max_inflight,
+        )
+        self.seed = seed
+        self.restarts = 0
+        self.now = 0.0
+        self.storages = {name: MemoryStorage() for name in self.names}
+        self.nodes: dict[str, RaftNode] = {}
+        for i, name in enumerate(self.names):
+            rng = random.Random(seed * 1000 + i)
+            self.nodes[name] = RaftNode(name, self.storages[name], self.options, rng, self.now)
+        self.network: list[Message] = []
+        self.history: list[Message] = []  # recently delivered messages, for replays
+        self.side: frozenset[str] | None = None  # a partition: this side and the rest
+        self.commands = 0
+
+        # What the checks remember over the whole run.
+        self.leader_of_term: dict[int, str] = {}
+        self.vote_of: dict[tuple[str, int], str] = {}
+        self.last_term = dict.fromkeys(self.names, 0)
+        self.last_commit = dict.fromkeys(self.names, 0)
+        self.committed: dict[int, Entry] = {}  # index -> the entry committed there
+        self.committed_seen_in: dict[int, int] = {}  # index -> lowest term it was seen in
+        # Reads requested and not yet answered: node -> seq -> (term, index to cover).
+        self.reads: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in self.names}
+        self.reads_answered = 0
+        if elect_first:  # start from a cluster with a leader, to get further in a run
+            self.nodes[self.names[seed % size]].trigger_election(self.now)
+            self.pump()
+            self.deliver_all()
+        self.pump()
+
+    # ---------------------------------------------------------------- plumbing
+    def pick(self, i: int) -> RaftNode:
+        return self.nodes[self.names[i % len(self.names)]]
+
+    def group(self, mask: int) -> frozenset[str]:
+        return frozenset(n for k, n in enumerate(self.names) if mask >> k & 1)
+
+    def leaders(self) -> list[RaftNode]:
+        return [node for node in self.nodes.values() if node.role is Role.LEADER]
+
+    def pick_leader(self, i: int) -> RaftNode:
+        leaders = self.leaders()  # several, at most one of them current
+        return leaders[i % len(leaders)]
+
+    def pump(self) -> None:
+        """Collect every outbox, and what each leader's replication has to send."""
+        for node in self.nodes.values():
+            self.network.extend(node.take_outbox())
+        for node in self.nodes.values():
+            if node.role is not Role.LEADER:
+                continue
+            for peer in sorted(node.progress):
+                for _ in range(64):
+                    m = node.replicate(peer, self.now, False)
+                    if m is None:
+                        break
+                    self.network.append(m)
+            self.network.extend(node.take_outbox())
+        self.drain_reads()
+
+    def drain_reads(self) -> None:
+        for name, node in self.nodes.items():
+            pending = self.reads[name]
+            for seq, read_index in node.ready_reads:
+                assert seq in pending, f"{name}: read {seq} unknown or answered twice"
+                term, must_cover = pending.pop(seq)
+                # Confirmed while leading that term (it may have stepped down since, in
+                # the same step: a removed leader hands over once its removal commits).
+                assert node.term == term, (name, seq)
+                # §6.4: the read index covers every entry committed before the request.
+                assert read_index >= must_cover, (name, seq, read_index, must_cover)
+                assert read_index <= node.commit_index
+                self.reads_answered += 1
+            node.ready_reads.clear()
+            for seq in node.failed_reads:
+                assert seq in pending, f"{name}: read {seq} unknown or answered twice"
+                pending.pop(seq)
+                self.reads_answered += 1
+            node.failed_reads.clear()
+            if node.role is not Role.LEADER:
+                # A server that is not leading has nothing left to answer.
+                assert not pending, f"{name} lost its leadership without failing {pending}"
+
+    def cut(self, m: Message) -> bool:
+        return self.side is not None and ((m.src in self.side) != (m.dst in self.side))
+
+    def deliver_message(self, m: Message) -> None:
+        if self.cut(m):
+            return  # lost in the partition
+        self.history.append(m)
+        del self.history[:-HISTORY]
+        self.nodes[m.dst].step(m, self.now)
+        self.check_after_step()
+        self.pump()
+
+    def check_after_step(self) -> None:
+        # Election Safety is checked after every single message, not only after rules.
+        for name, node in self.nodes.items():
+            if node.role is Role.LEADER:
+                holder = self.leader_of_term.setdefault(node.term, name)
+                assert holder == name, f"two leaders in term {node.term}: {holder}, {name}"
+
+    # ------------------------------------------------------------------- rules
+    @precondition(lambda self: self.network)
+    @rule(i=message_index)
+    def deliver_one(self, i):
+        """Deliver any one pending message (so messages are reordered)."""
+        self.deliver_message(self.network.pop(i % len(self.network)))
+
+    @precondition(lambda self: self.network)
+    @rule(picks=st.lists(message_index, min_size=2, max_size=12))
+    def deliver_some(self, picks):
+        """Deliver several pending messages, picked in any order."""
+        for i in picks:
+            if not self.network:
+                break
+            self.deliver_message(self.network.pop(i % len(self.network)))
+
+    @precondition(lambda self: self.network)
+    @rule()
+    def deliver_all(self):
+        """Deliver everything pending, in order, and what that causes (bounded)."""
+        self.deliver_within(frozenset(self.names))
+
+    @precondition(lambda self: self.network)
+    @rule(mask=group_mask)
+    def deliver_in_group(self, mask):
+        """Deliver, in order, every message between members of a group, and what that
+        causes; messages to or from the others stay pending (to arrive late, if ever)."""
+        self.deliver_within(self.group(mask))
+
+    def deliver_within(self, group: frozenset[str]) -> None:
+        kept: list[Message] = []
+        for _ in range(MAX_BATCH):
+            if not self.network:
+                break
+            m = self.network.pop(0)
+            if m.src in group and m.dst in group:
+                self.deliver_message(m)
+            else:
+                kept.append(m)
+        self.network[:0] = kept
+
+    @precondition(lambda self: self.network)
+    @rule(i=message_index)
+    def drop(self, i):
+        del self.network[i % len(self.network)]
+
+    @precondition(lambda self: self.network)
+    @rule(i=message_index)
+    def duplicate(self, i):
+        self.network.append(self.network[i % len(self.network)])
+
+    @precondition(lambda self: self.history)
+    @rule(i=message_index)
+    def replay(self, i):
+        """A copy of a message delivered earlier arrives again, late."""
+        self.deliver_message(self.history[-1 - i % len(self.history)])
+
+    @rule(dt=st.floats(min_value=0.0, max_value=0.4, allow_nan=False))
+    def advance_time(self, dt):
+        """Let time pass; every node whose timer expired ticks."""
+        self.now += dt
+        for node in self.nodes.values():
+            if node.deadline <= self.now:
+                node.tick(self.now)
+                self.check_after_step()
+        self.pump()
+
+    @rule(i=node_index)
+    def timeout(self, i):
+        """Advance time to one node's deadline (if it has one) and tick it."""
+        node = self.pick(i)
+        if node.deadline != float("inf"):
+            self.now = max(self.now, node.deadline)
+        node.tick(self.now)
+        self.check_after_step()
+        self.pump()
+
+    @rule()
+    def heartbeat(self):
+        """Every leader sends a heartbeat round."""
+        for node in self.nodes.values():
+            if node.role is Role.LEADER:
+                for peer in sorted(node.progress):
+                    m = node.replicate(peer, self.now, True)
+                    if m is not None:
+                        self.network.append(m)
+        self.pump()
+
+    @precondition(lambda self: self.leaders())
+    @rule(i=node_index, count=st.integers(min_value=1, max_value=3))
+    def propose(self, i, count):
+        node = self.pick_leader(i)
+        if node.transfer_target is None:
+            for _ in range(count):
+                self.commands += 1
+                node.propose(("cmd", self.commands), self.now)
+            self.check_after_step()
+        self.pump()
+
+    @precondition(lambda self: self.leaders())
+    @rule(i=node_index)
+    def request_read(self, i):
+        node = self.pick_leader(i)
+        must_cover = max(n.commit_index for n in self.nodes.values())
+        seq = node.request_read(self.now)
+        assert seq not in self.reads[node.name], f"{node.name}: read ticket {seq} reused"
+        self.reads[node.name][seq] = (node.term, must_cover)
+        self.pump()
+
+    @rule(i=node_index)
+    def trigger_election(self, i):
+        """A forced election (skipping PreVote and the leader lease)."""
+        node = self.pick(i)
+        if node.is_voter:
+            node.trigger_election(self.now)
+            self.check_after_step()
+        self.pump()
+
+    @rule(i=node_index, mask=group_mask)
+    def elect_in_group(self, i, mask):
+        """A forced election carried out among a group (the candidate and ``mask``)."""
+        node = self.pick(i)
+        if node.is_voter:
+            node.trigger_election(self.now)
+            self.check_after_step()
+            self.pump()
+            self.deliver_within(self.group(mask) | {node.name})
+
+    @precondition(lambda self: self.leaders())
+    @rule(i=node_index, j=node_index)
+    def transfer_leadership(self, i, j):
+        node = self.pick_leader(i)
+        with contextlib.suppress(RaftError):  # a transfer under way, an unknown target...
+            node.transfer_leadership(self.names[j % len(self.names)], self.now)
+        self.pump()
+
+    @precondition(lambda self: self.leaders())
+    @rule(i=node_index, j=node_index, voter=st.booleans())
+    def change_membership(self, i, j, voter):
+        """A leader adds (as voter or learner) or removes one server."""
+        node = self.pick_leader(i)
+        target = self.names[j % len(self.names)]
+        # Refusals are fine here (not ready, a change in progress, the last voter...).
+        with contextlib.suppress(RaftError, ValueError):
+            if target in node.config.voters or (target in node.config.learners and not voter):
+                config = node.remove_server_config(target)
+            else:
+                config = node.add_server_config(target, voter)
+            node.change_config(config, self.now)
+        self.check_after_step()
+        self.pump()
+
+    @rule(i=node_index)
+    def crash_restart(self, i):
+        """A node crashes and comes back from its storage; messages to it are lost."""
+        name = self.pick(i).name
+        self.network = [m for m in self.network if m.dst != name]
+        self.restarts += 1
+        self.reads[name].clear()  # the crashed server's callers get ServerStopped
+        rng = random.Random(self.seed * 1000 + 100 + self.restarts)
+        self.nodes[name] = RaftNode(name, self.storages[name], self.options, rng, self.now)
+        self.pump()
+
+    @rule(mask=group_mask)
+    def partition(self, mask):
+        side = self.group(mask)
+        self.side = side if 0 < len(side) < len(self.names) else None
+
+    @rule()
+    def heal(self):
+        self.side = None
+
+    # -------------------------------------------------------------- invariants
+    @invariant()
+    def election_safety(self):
+        """At most one leader per term, over the whole run (§5.2)."""
+        self.check_after_step()
+
+    @invariant()
+    def hard_state_never_goes_back(self):
+        """Terms only grow; one vote per term, even over restarts (Figure 2)."""
+        for name, node in self.nodes.items():
+            assert node.term >= self.last_term[name]
+            self.last_term[name] = node.term
+            if node.voted_for is not None:
+                vote = self.vote_of.setdefault((name, node.term), node.voted_for)
+                assert vote == node.voted_for, f"{name} voted twice in term {node.term}"
+
+    @invariant()
+    def log_matching(self):
+        """Same index and term: identical logs up to there (§5.3)."""
+        nodes = list(self.nodes.values())
+        for x, y in combinations(nodes, 2):
+            hi = min(x.log.last_index, y.log.last_index)
+            for index in range(hi, 0, -1):
+                if x.log.term_at(index) == y.log.term_at(index):
+                    assert x.log.slice(1, index) == y.log.slice(1, index), (x.name, y.name)
+                    break
+
+    @invariant()
+    def state_machine_safety(self):
+        """Nobody commits a different entry at an index already committed elsewhere, and
+        commit indexes never decrease (§5.4.3)."""
+        for name, node in self.nodes.items():
+            assert node.commit_index >= self.last_commit[name], name
+            assert node.commit_index <= node.log.last_index, name
+            assert node.storage.commit_index == node.commit_index
+            self.last_commit[name] = node.commit_index
+            for index in range(1, node.commit_index + 1):
+                held = node.log.entry(index)
+                known = self.committed.setdefault(index, held)
+                assert known == held, f"{name} committed {held} where {known} was committed"
+                seen = self.committed_seen_in.get(index, node.term)
+                self.committed_seen_in[index] = min(seen, node.term)
+
+    @invariant()
+    def match_index_is_sound(self):
+        """A leader's matchIndex for a follower still in its term is a prefix the two logs
+        share (Figure 2; what the leader counts when it commits)."""
+        for leader in self.nodes.values():
+            if leader.role is not Role.LEADER:
+                continue
+            for peer, pr in leader.progress.items():
+                follower = self.nodes[peer]
+                if follower.term == leader.term and pr.match:
+                    assert follower.log.last_index >= pr.match, (leader.name, peer, pr)
+                    assert follower.log.slice(1, pr.match) == leader.log.slice(1, pr.match)
+
+    @invariant()
+    def leader_completeness(self):
+        """Every committed entry is in the log of every leader of the term it was seen
+        committed in, and of every later term (§5.4)."""
+        for node in self.nodes.values():
+            if node.role is not Role.LEADER:
+                continue
+            for index, committed in self.committed.items():
+                if self.committed_seen_in[index] <= node.term:
+                    assert index <= node.log.last_index, (node.name, index)
+                    assert node.log.entry(index) == committed, (node.name, index)
+
+
+TestRaftCluster = RaftCluster.TestCase
+# Example count and the like come from the profile tests/conftest.py loads.
+TestRaftCluster.settings = settings(stateful_step_count=150, deadline=None)
