@@ -117,6 +117,17 @@ class Cluster:
         self._trace(TraceEvent(trio.current_time(), name, "restart", {}))
         return await self.start(name, **options)
 
+    async def recover(self) -> list[str]:
+        """Undo every fault: heal the network, clear loss and delay, and restart every
+        crashed server from its storage. Returns the names restarted."""
+        self.network.heal()
+        self.network.set_loss(0)
+        self.network.set_delay(0, 0)
+        crashed = sorted(set(self.storages) - set(self.servers))
+        for name in crashed:
+            await self.restart(name)
+        return crashed
+
     # The network's faults, for convenience.
     def partition(self, *groups: Iterable[str]) -> None:
         """``network.partition(*groups)``: each group talks only within itself."""

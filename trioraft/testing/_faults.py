@@ -218,12 +218,7 @@ class Recover(Fault):
     kind: ClassVar[str] = "recover"
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.heal()
-        cluster.network.set_loss(0)
-        cluster.network.set_delay(0, 0)
-        crashed = sorted(set(cluster.storages) - set(cluster.servers))
-        for name in crashed:
-            await cluster.restart(name)
+        crashed = await cluster.recover()
         return "recover" + (f" (restart {' '.join(crashed)})" if crashed else "")
 
     def describe(self) -> str:

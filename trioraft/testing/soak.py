@@ -158,11 +158,7 @@ async def _soak_run(
             nursery.cancel_scope.cancel()
 
         # Recovery: every server back, a clean network; the cluster must serve again.
-        cluster.network.heal()
-        cluster.network.set_loss(0)
-        cluster.network.set_delay(0, 0)
-        for name in sorted(set(cluster.storages) - set(cluster.servers)):
-            await cluster.restart(name)
+        await cluster.recover()
         with trio.fail_after(30):
             while True:
                 leader = await cluster.wait_for_leader()
