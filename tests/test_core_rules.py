@@ -785,18 +785,20 @@ def test_min_majority_above_voter_count_never_elects() -> None:
         assert c.leaders() == []
 
 
-def test_min_majority_above_voter_count_never_commits() -> None:
-    """Quorum floor above the number of voters: once a configuration with fewer voters
-    than min_majority is in force, nothing more commits, however many servers store it."""
+def test_change_below_min_majority_is_refused() -> None:
+    """Quorum floor: a configuration with fewer voters than min_majority could never
+    commit or elect anything again (the cluster would be bricked for good), so the leader
+    refuses to append one, with an error naming min_majority, and changes nothing."""
     c = Cluster(ABC, min_majority=3)
     a = c.elect("a")
-    assert a.commit_index == 1
-    cfg = a.change_config(a.remove_server_config("c"), c.now)
-    e = a.propose("x", c.now)
+    before = (a.config, a.log.last_index)
+    with pytest.raises(ValueError, match="min_majority=3"):
+        a.change_config(a.remove_server_config("c"), c.now)
+    assert (a.config, a.log.last_index) == before
+    e = a.propose("x", c.now)  # and the cluster goes on
+    c.deliver()
     c.deliver(heartbeat=True)
-    assert log_terms(c["b"]) == [1, 1, 1] and a.progress["b"].match == e.index
-    assert a.commit_index == 1 < cfg.index
-    assert all(c[n].commit_index == 1 for n in ABC)
+    assert all(c[n].commit_index == e.index for n in ABC)
 
 
 def test_single_voter_leader_commits_its_noop_at_once() -> None:
@@ -1129,7 +1131,8 @@ def test_truncated_config_entry_reverts_configuration() -> None:
     a.change_config(a.remove_server_config("e"), c.now)
     c.deliver(lambda m: m.dst in "bcd")  # only e stores its removal
     e = c["e"]
-    assert "e" not in e.config.voters and e.deadline == float("inf")
+    assert "e" not in e.config.voters
+    assert e.can_campaign  # its removal is not committed: it may still have to lead
     # a crashes; b, c, d elect b, which overwrites e's log (its no-op replaces the entry).
     c.inflight.clear()
     c["b"].trigger_election(c.now)
@@ -1166,10 +1169,57 @@ def test_removed_follower_stops_campaigning() -> None:
     a.change_config(a.remove_server_config("c"), c.now)
     c.deliver()
     cc = c["c"]
-    assert cc.config.voters == ("a", "b") and cc.deadline == float("inf")
+    assert cc.config.voters == ("a", "b")
+    assert "c" in a.progress  # told until it knows that its removal committed
+    c.deliver(heartbeat=True)
+    assert cc.commit_index >= cc.config_index and cc.deadline == float("inf")
     cc.tick(1e9)
     assert cc.role is Role.FOLLOWER and not cc.outbox
     assert "c" not in a.progress
+
+
+def test_server_removed_by_uncommitted_entry_still_campaigns_and_commits_it() -> None:
+    """§4.2.2 (liveness): a server removed only by an *uncommitted* configuration entry may
+    hold the only log that can commit it. Here a removes c (committed), b goes down, a
+    removes itself (appended, uncommitted) and crashes; a and b restart. b cannot win
+    (its log is behind a's), so a, a voter of the last committed configuration, must
+    campaign: it wins with b's vote (counted in Cnew = {b}), commits Cnew, and hands over."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    a.change_config(a.remove_server_config("c"), c.now)
+    c.deliver()
+    c.deliver(heartbeat=True)
+    assert c["b"].config.voters == ("a", "b") and c["b"].commit_index == a.commit_index
+    cfg = a.change_config(a.remove_server_config("a"), c.now)
+    c.deliver(isolate("b"))  # b is down: the entry cannot commit
+    assert a.commit_index < cfg.index and a.config.voters == ("b",)
+    a = c.restart("a", seed=1)
+    b = c.restart("b", seed=2)
+    assert a.config.voters == ("b",) and a.committed_config.voters == ("a", "b")
+    assert a.can_campaign and a.deadline < float("inf")
+    assert b.can_campaign
+    for _ in range(20):  # whoever times out first; only a can win
+        c.now = min(a.deadline, b.deadline)
+        for node in (a, b):
+            node.tick(c.now)
+        c.deliver(lambda m: m.dst == "c")
+        if c["b"].role is Role.LEADER:
+            break
+    assert c["b"].role is Role.LEADER and c["b"].config.voters == ("b",)
+    assert c["b"].commit_index >= cfg.index
+    assert a.role is Role.FOLLOWER and not a.can_campaign and a.deadline == float("inf")
+
+
+def test_server_removed_by_committed_entry_never_campaigns() -> None:
+    """§4.2.2: once the entry removing a server is known committed, it stops campaigning."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    a.change_config(a.remove_server_config("c"), c.now)
+    c.deliver()
+    c.deliver(heartbeat=True)
+    cc = c.restart("c")
+    assert cc.commit_index >= cc.config_index
+    assert not cc.can_campaign and cc.deadline == float("inf")
 
 
 # ------------------------------------------------------------------------- restarts

@@ -429,7 +429,7 @@ class Server:
             if self._led_term != node.term:
                 self._stop_leading()
                 self._start_leading()
-            elif self._leader_nursery is not None and len(self._replicators) != len(node.progress):
+            elif self._leader_nursery is not None and self._replicators.keys() != node.progress.keys():
                 self._sync_replicators()
             self._wake_replicators()
         elif self._led_term is not None:
@@ -519,8 +519,12 @@ class Server:
             )
 
     async def _lead(self, scope: trio.CancelScope) -> None:
+        # Leadership can end (and a new term's begin) before this task first runs: only
+        # the task of the leadership in force may install its nursery.
         with scope:
             async with trio.open_nursery() as nursery:
+                if scope is not self._leader_scope:
+                    return
                 self._leader_nursery = nursery
                 self._sync_replicators()
                 await trio.sleep_forever()

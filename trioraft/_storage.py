@@ -44,6 +44,8 @@ class MemoryStorage:
         self.base_config: Config | None = None
         #: The name of the server this storage belongs to (set at first start).
         self.owner: str | None = None
+        #: The identity of the cluster this server belongs to ("" until it is known).
+        self.cluster_id = ""
         self._in_use = False
 
     def __repr__(self) -> str:

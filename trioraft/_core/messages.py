@@ -1,7 +1,9 @@
 """Raft's messages and log entries: frozen attrs classes, no behaviour.
 
-Every message carries its sender (``src``), its addressee (``dst``) and the sender's
-``term`` (Figure 2: "if RPC request or response contains term T > currentTerm...").
+Every message carries its sender (``src``), its addressee (``dst``), the sender's
+``term`` (Figure 2: "if RPC request or response contains term T > currentTerm...") and
+the identity of the sender's cluster (``cluster``, empty until the cluster's first entry
+is committed), so that servers of different clusters never mix their logs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import attrs
 __all__ = [
     "AppendEntries",
     "AppendResponse",
+    "ClusterMismatch",
     "Config",
     "Entry",
     "EntryKind",
@@ -80,6 +83,8 @@ class Message:
     src: str
     dst: str
     term: int
+    #: The sender's cluster identity ("" while it has none).
+    cluster: str = attrs.field(default="", kw_only=True)
 
 
 @attrs.frozen
@@ -131,6 +136,8 @@ class AppendResponse(Message):
     conflict_index: int = 0
     conflict_term: int | None = None
     seq: int = 0
+    #: The follower's commit index once it handled the request.
+    commit_index: int = 0
 
 
 @attrs.frozen
@@ -144,11 +151,18 @@ class Heartbeat(Message):
 
 @attrs.frozen
 class HeartbeatResponse(Message):
-    """Reply to :class:`Heartbeat`, echoing its read stamp."""
+    """Reply to :class:`Heartbeat`, echoing its read stamp, with the follower's commit index."""
 
     seq: int = 0
+    commit_index: int = 0
 
 
 @attrs.frozen
 class TimeoutNow(Message):
     """Leadership transfer (dissertation §3.10): start an election at once."""
+
+
+@attrs.frozen
+class ClusterMismatch(Message):
+    """A server refuses a message from a server of another cluster (its ``cluster`` is
+    the refusing server's identity). Never answered."""

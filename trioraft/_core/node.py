@@ -34,6 +34,7 @@ from .._errors import (
 from .messages import (
     AppendEntries,
     AppendResponse,
+    ClusterMismatch,
     Config,
     Entry,
     EntryKind,
@@ -87,6 +88,9 @@ class LeaderNotReady(RaftError):
 
 #: Most replication rounds a learner gets to catch up before its promotion is abandoned.
 MAX_CATCH_UP_ROUNDS = 10
+#: Leader ticks (each the longest election timeout) a removed server that does not
+#: answer is still told of its removal; if it campaigns later, it is told again.
+RETIRING_TICKS = 5
 
 
 class CatchUpState(enum.Enum):
@@ -100,7 +104,16 @@ class CatchUpState(enum.Enum):
 class CatchUp:
     """The leader's record of one learner being caught up (dissertation §4.2.1)."""
 
-    __slots__ = ("last_progress", "match", "reason", "round_end", "round_start", "rounds", "state")
+    __slots__ = (
+        "foreign_cluster",
+        "last_progress",
+        "match",
+        "reason",
+        "round_end",
+        "round_start",
+        "rounds",
+        "state",
+    )
 
     def __init__(self, round_end: int, round_start: float) -> None:
         self.state = CatchUpState.PENDING
@@ -110,6 +123,9 @@ class CatchUp:
         self.last_progress = round_start
         self.match = 0
         self.reason = ""
+        #: When the learner refused to follow because it belongs to another cluster: the
+        #: identity of that cluster.
+        self.foreign_cluster = ""
 
     def fail(self, reason: str) -> None:
         self.state = CatchUpState.FAILED
@@ -153,6 +169,12 @@ class RaftNode:
         self.ready_reads: list[tuple[int, int]] = []
         #: Reads dropped because leadership was lost. The runtime empties it.
         self.failed_reads: list[int] = []
+        #: Things worth a log line (messages refused from another cluster, ...). The
+        #: runtime empties it.
+        self.notices: list[str] = []
+        #: Servers that refused to follow this leader because they belong to another
+        #: cluster: name -> that cluster's identity (kept while leading).
+        self.foreign: dict[str, str] = {}
 
         self._election_deadline = INF
         self._last_leader_contact = -INF
@@ -175,6 +197,16 @@ class RaftNode:
         self._reset_election_timer(now)
 
     # ------------------------------------------------------------------ state
+    @property
+    def cluster_id(self) -> str:
+        """The identity of this server's cluster ("" until its first entry commits).
+
+        The first leader of a new cluster writes a fresh identity into its first entry;
+        it becomes every server's identity once that entry is known committed, and is
+        persisted. Messages carry it; a server refuses messages of another cluster.
+        """
+        return self.storage.cluster_id
+
     @property
     def term(self) -> int:
         """The current term (persisted)."""
@@ -206,6 +238,30 @@ class RaftNode:
         return self.name in self.config.voters
 
     @property
+    def committed_config(self) -> Config:
+        """The latest configuration whose entry this server knows to be committed."""
+        commit = self.commit_index
+        for index, config in reversed(self._configs):
+            if index <= commit:
+                return config
+        return self._configs[0][1]
+
+    @property
+    def can_campaign(self) -> bool:
+        """Whether this server starts elections when its timer fires.
+
+        A voter of its latest configuration does. So does a voter of the latest
+        *committed* one that an uncommitted entry removes (§4.2.2): the change is not in
+        force for good until it commits, and the server removed by it may hold the only
+        log that can commit it, as a leader outside Cnew does. Votes are always counted
+        in the latest configuration, so its own vote does not count.
+        """
+        name = self.name
+        return name in self.config.voters or (
+            self.config_index > self.commit_index and name in self.committed_config.voters
+        )
+
+    @property
     def quorum(self) -> int:
         """How many voters make a quorum, with the ``min_majority`` floor."""
         return self.config.quorum(self.options.min_majority)
@@ -232,7 +288,7 @@ class RaftNode:
         # §5.2: a follower that hears nothing for an election timeout starts an election.
         # Servers that do not vote (learners, servers not yet added, removed servers)
         # never time out: they wait to be told by a leader (§4.2.2).
-        if self.is_voter:
+        if self.can_campaign:
             self._election_deadline = now + self.election_timeout()
         else:
             self._election_deadline = INF
@@ -256,6 +312,23 @@ class RaftNode:
             raise MalformedMessage(f"message for {m.dst!r} delivered to {self.name!r}: {m!r}")
         if not isinstance(m.term, int) or m.term < 0:
             raise MalformedMessage(f"message with an invalid term: {m!r}")
+        if not isinstance(m.cluster, str):
+            raise MalformedMessage(f"message with an invalid cluster identity: {m!r}")
+        if isinstance(m, ClusterMismatch) or (
+            m.cluster != self.cluster_id and m.cluster and self.cluster_id
+        ):
+            self._on_foreign(m)
+            return
+        if (
+            self.role is Role.LEADER
+            and isinstance(m, RequestVote)
+            and m.src not in self.config.members
+            and m.src not in self._retiring
+        ):
+            # §4.2.2: a removed server campaigns because it never learnt of its removal
+            # (it was down, or the leader that removed it is gone): tell it.
+            self._retiring[m.src] = self.config_index
+            self._sync_progress()
 
         if m.term > self.term:
             # Figure 2: a message from a newer term turns any server into a follower of
@@ -263,7 +336,7 @@ class RaftNode:
             if isinstance(m, RequestVote):
                 if not m.force and self._in_lease(now):
                     # §4.2.3: ignore elections while a leader is known to be alive.
-                    self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote))
+                    self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id))
                     return
                 if not m.pre_vote:
                     self._become_follower(m.term, None, now)
@@ -278,15 +351,64 @@ class RaftNode:
             if isinstance(m, AppendEntries):
                 self._send(
                     AppendResponse(
-                        self.name, m.src, self.term, False, reject_index=m.prev_log_index
+                        self.name,
+                        m.src,
+                        self.term,
+                        False,
+                        reject_index=m.prev_log_index,
+                        commit_index=self.commit_index,
+                        cluster=self.cluster_id,
                     )
                 )
             elif isinstance(m, Heartbeat):
-                self._send(HeartbeatResponse(self.name, m.src, self.term, m.seq))
+                self._send(
+                    HeartbeatResponse(
+                        self.name,
+                        m.src,
+                        self.term,
+                        m.seq,
+                        self.commit_index,
+                        cluster=self.cluster_id,
+                    )
+                )
             elif isinstance(m, RequestVote):
-                self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote))
+                self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id))
             return
         handler(self, m, now)
+
+    def _on_foreign(self, m: Message) -> None:
+        # Cluster identity: a server never takes part in another cluster's log.
+        if isinstance(m, ClusterMismatch):
+            if (
+                self.role is Role.LEADER
+                and m.src in self.progress
+                and m.cluster
+                and m.cluster != self.cluster_id
+            ):
+                if self.foreign.get(m.src) != m.cluster:
+                    self.foreign[m.src] = m.cluster
+                    self.notices.append(
+                        f"{m.src!r} belongs to another cluster (identity {m.cluster}) and "
+                        f"refuses to follow this leader of cluster {self.cluster_id}"
+                    )
+                    self.events += 1
+                catch_up = self.catch_ups.get(m.src)
+                if catch_up is not None and catch_up.state is CatchUpState.PENDING:
+                    catch_up.foreign_cluster = m.cluster
+                    catch_up.fail(f"it belongs to another cluster (identity {m.cluster})")
+                    self.events += 1
+            return
+        if isinstance(m, (AppendEntries, Heartbeat, RequestVote, TimeoutNow)):
+            if m.src not in self.foreign:
+                self.foreign[m.src] = m.cluster
+                self.notices.append(
+                    f"refused messages from {m.src!r} of cluster {m.cluster}: this server "
+                    f"belongs to cluster {self.cluster_id}"
+                )
+            self._send(ClusterMismatch(self.name, m.src, self.term, cluster=self.cluster_id))
+
+    def _on_foreign_handler(self, m: Message, now: float) -> None:
+        self._on_foreign(m)  # never reached: step() hands these to _on_foreign first
 
     def tick(self, now: float) -> None:
         """The timer reached :attr:`deadline`."""
@@ -301,7 +423,7 @@ class RaftNode:
             if now >= self._leader_tick_at:
                 self._leader_tick(now)
             return
-        if self.is_voter:
+        if self.can_campaign:
             self._campaign(now, pre=self.options.pre_vote, force=False)
         else:
             self._election_deadline = INF
@@ -312,7 +434,7 @@ class RaftNode:
 
         Voters answer it even if they heard from a leader recently: it was asked for.
         """
-        if not self.is_voter:
+        if not self.can_campaign:
             raise NotVoter(f"{self.name!r} is not a voter in its configuration {self.config}")
         self._campaign(now, pre=False, force=True)
 
@@ -337,7 +459,16 @@ class RaftNode:
         for peer in self.config.voters:
             if peer != self.name:
                 self._send(
-                    RequestVote(self.name, peer, vote_term, last_index, last_term, pre, force)
+                    RequestVote(
+                        self.name,
+                        peer,
+                        vote_term,
+                        last_index,
+                        last_term,
+                        pre,
+                        force,
+                        cluster=self.cluster_id,
+                    )
                 )
 
     def _log_up_to_date(self, m: RequestVote) -> bool:
@@ -354,7 +485,16 @@ class RaftNode:
                 and self._log_up_to_date(m)
                 and (m.force or not self._in_lease(now))
             )
-            self._send(VoteResponse(self.name, m.src, m.term if grant else self.term, grant, True))
+            self._send(
+                VoteResponse(
+                    self.name,
+                    m.src,
+                    m.term if grant else self.term,
+                    grant,
+                    True,
+                    cluster=self.cluster_id,
+                )
+            )
             return
         # Here m.term == self.term. Figure 2: one vote per term, first come first served
         # (a server already following a leader in this term has nothing to vote for).
@@ -363,7 +503,7 @@ class RaftNode:
         if grant:
             self._set_hard_state(self.term, m.src)
             self._reset_election_timer(now)  # §5.2: granting a vote resets the timer
-        self._send(VoteResponse(self.name, m.src, self.term, grant, False))
+        self._send(VoteResponse(self.name, m.src, self.term, grant, False, cluster=self.cluster_id))
 
     def _on_vote_response(self, m: VoteResponse, now: float) -> None:
         if m.pre_vote:
@@ -428,18 +568,39 @@ class RaftNode:
         self._last_leader_contact = now
         self._seq = 0
         self.progress = {}
-        self._retiring = {}
+        # §4.2.2: servers removed by configurations in our log may not know it (they
+        # were down, or their leader is gone): tell them, until they know it committed.
+        members = self.config.members
+        self._retiring = {
+            name: self.config_index
+            for _, cfg in self._configs
+            for name in cfg.members
+            if name not in members and name != self.name
+        }
+        self.foreign = {}
         self._sync_progress()
         self._leader_tick_at = now + self.options.max_election_timeout
         # §5.4.2 / §6.4: a new leader commits a no-op of its own term, which commits
-        # everything before it and lets it serve reads.
-        self._append(EntryKind.NOOP, None)
+        # everything before it and lets it serve reads. The very first entry of a new
+        # cluster carries the cluster's identity.
+        identity = None
+        if self.log.last_index == 0 and not self.cluster_id:
+            identity = f"{self._rng.getrandbits(64):016x}"
+        self._append(EntryKind.NOOP, identity)
         self._maybe_commit(now)  # alone in the cluster, it is committed at once
 
     def _leader_tick(self, now: float) -> None:
         """Every election timeout (the longest) while leading."""
         self._leader_tick_at = now + self.options.max_election_timeout
         timeout = self.options.max_election_timeout
+        for name in list(self._retiring):
+            pr = self.progress.get(name)
+            if pr is None:
+                continue
+            pr.idle_ticks = 0 if pr.recent_active else pr.idle_ticks + 1
+            pr.recent_active = False
+            if pr.idle_ticks >= RETIRING_TICKS:
+                self._retire_done(name)  # gone for now; told again if it campaigns
         for name, catch_up in self.catch_ups.items():
             # §4.2.1: abandon a catch-up that makes no progress for an election timeout.
             if catch_up.state is CatchUpState.PENDING and now - catch_up.last_progress > timeout:
@@ -468,7 +629,16 @@ class RaftNode:
             skip = self.commit_index - prev
             if skip >= len(entries):
                 self._send(
-                    AppendResponse(self.name, m.src, self.term, True, self.commit_index, seq=m.seq)
+                    AppendResponse(
+                        self.name,
+                        m.src,
+                        self.term,
+                        True,
+                        self.commit_index,
+                        seq=m.seq,
+                        commit_index=self.commit_index,
+                        cluster=self.cluster_id,
+                    )
                 )
                 return
             entries = entries[skip:]
@@ -492,6 +662,8 @@ class RaftNode:
                     conflict_index=conflict_index,
                     conflict_term=conflict_term,
                     seq=m.seq,
+                    commit_index=self.commit_index,
+                    cluster=self.cluster_id,
                 )
             )
             return
@@ -500,11 +672,22 @@ class RaftNode:
         # Figure 2 (AppendEntries 5): commitIndex = min(leaderCommit, index of last new entry).
         if m.leader_commit > self.commit_index:
             self._commit_to(min(m.leader_commit, last_new), now)
-        self._send(AppendResponse(self.name, m.src, self.term, True, last_new, seq=m.seq))
+        self._send(
+            AppendResponse(
+                self.name,
+                m.src,
+                self.term,
+                True,
+                last_new,
+                seq=m.seq,
+                commit_index=self.commit_index,
+                cluster=self.cluster_id,
+            )
+        )
 
     def _append_from_leader(self, entries: tuple[Entry, ...], now: float) -> None:
         log = self.log
-        was_voter = self.is_voter
+        was_voter = self.can_campaign
         for i, entry in enumerate(entries):
             existing = log.term_at(entry.index)
             if existing == entry.term:
@@ -526,7 +709,7 @@ class RaftNode:
             for added in new:
                 if added.kind is EntryKind.CONFIG:
                     self._configs.append((added.index, added.data))
-            if self.is_voter != was_voter:
+            if self.can_campaign != was_voter:
                 # Joined or left the voters (or a truncation undid a change): the
                 # election timer starts or stops accordingly (§4.1).
                 self._reset_election_timer(now)
@@ -549,13 +732,17 @@ class RaftNode:
         # The leader sends min(match, commit): entries up to it are known to match ours.
         if m.commit > self.commit_index:
             self._commit_to(min(m.commit, self.log.last_index), now)
-        self._send(HeartbeatResponse(self.name, m.src, self.term, m.seq))
+        self._send(
+            HeartbeatResponse(
+                self.name, m.src, self.term, m.seq, self.commit_index, cluster=self.cluster_id
+            )
+        )
 
     def _on_timeout_now(self, m: TimeoutNow, now: float) -> None:
         # §3.10: the leader hands over: campaign at once, skipping PreVote, and ask voters
         # to ignore their leader lease for this election.
         self._follow(m.src, now)
-        if self.is_voter:
+        if self.can_campaign:
             self._campaign(now, pre=False, force=True)
 
     def _on_append_response(self, m: AppendResponse, now: float) -> None:
@@ -567,6 +754,12 @@ class RaftNode:
         pr.recent_active = True
         if m.seq > pr.acked_seq:
             pr.acked_seq = m.seq
+        if m.commit_index > pr.commit:
+            pr.commit = m.commit_index
+            if m.src in self._retiring:
+                self._check_retired(m.src)
+                if m.src not in self.progress:
+                    return
         if m.success:
             advanced = pr.acknowledge(m.match_index)
             if pr.mode is ProgressMode.PROBE:
@@ -596,6 +789,13 @@ class RaftNode:
         pr.recent_active = True
         if m.seq > pr.acked_seq:
             pr.acked_seq = m.seq
+        if m.commit_index > pr.commit:
+            pr.commit = m.commit_index
+            if m.src in self._retiring:
+                self._check_retired(m.src)
+                if m.src not in self.progress:
+                    self._check_reads()
+                    return
         if pr.mode is ProgressMode.PROBE:
             pr.probe_sent = False  # the probe or its answer may be lost: allow another
         elif pr.match < self.log.last_index and pr.match == pr.heartbeat_match:
@@ -632,12 +832,25 @@ class RaftNode:
                 pr.inflight.append(hi)
             pr.heartbeat_wanted = False
             return AppendEntries(
-                self.name, peer, self.term, prev, prev_term, entries, self.commit_index, self._seq
+                self.name,
+                peer,
+                self.term,
+                prev,
+                prev_term,
+                entries,
+                self.commit_index,
+                self._seq,
+                cluster=self.cluster_id,
             )
         if heartbeat_due or pr.heartbeat_wanted:
             pr.heartbeat_wanted = False
             return Heartbeat(
-                self.name, peer, self.term, min(pr.match, self.commit_index), self._seq
+                self.name,
+                peer,
+                self.term,
+                min(pr.match, self.commit_index),
+                self._seq,
+                cluster=self.cluster_id,
             )
         return None
 
@@ -675,17 +888,18 @@ class RaftNode:
     def _commit_to(self, index: int, now: float) -> None:
         self.commit_index = index
         self.storage.commit_index = index
+        if not self.storage.cluster_id:
+            self._fix_identity()
         if self.role is not Role.LEADER:
+            if self._election_deadline != INF and not self.can_campaign:
+                self._election_deadline = INF  # its removal is committed (§4.2.2)
             return
         self._check_reads()
         if self.config_index <= index:
-            # The configuration in force is committed. Removed servers that already
-            # hold it need nothing more from us (§4.2.2).
-            for peer, cfg_index in list(self._retiring.items()):
-                pr = self.progress.get(peer)
-                if pr is None or pr.match >= cfg_index:
-                    self._retiring.pop(peer)
-                    self.progress.pop(peer, None)
+            # The configuration in force is committed. Removed servers that know it
+            # need nothing more from us (§4.2.2).
+            for peer in list(self._retiring):
+                self._check_retired(peer)
             if not self.is_voter and not self._stepping_down:
                 # §4.2.2: a leader removed from the configuration leads until the change
                 # commits, then hands over (§3.10: the most up-to-date voter is brought
@@ -697,15 +911,33 @@ class RaftNode:
                 else:
                     self._begin_transfer(target, now)
 
+    def _fix_identity(self) -> None:
+        # The cluster's identity is the data of its first entry (a no-op of the first
+        # leader); it is fixed once that entry is known committed.
+        if self.commit_index < 1 or self.log.first_index != 1:
+            return
+        first = self.log.entry(1)
+        if first.kind is EntryKind.NOOP and isinstance(first.data, str) and first.data:
+            self.storage.cluster_id = first.data
+
+    def _check_retired(self, peer: str) -> None:
+        # A removed server is told until it knows that the configuration without it is
+        # committed (then it stops campaigning for good, §4.2.2).
+        cfg_index = self._retiring.get(peer)
+        pr = self.progress.get(peer)
+        if cfg_index is None:
+            return
+        if pr is None or (pr.commit >= cfg_index and self.commit_index >= cfg_index):
+            self._retire_done(peer)
+
+    def _retire_done(self, peer: str) -> None:
+        self._retiring.pop(peer, None)
+        self.progress.pop(peer, None)
+
     def _after_match(self, peer: str, now: float) -> None:
         pr = self.progress.get(peer)
         if pr is None:
             return  # a commit just now may have ended our leadership or its retirement
-        cfg_index = self._retiring.get(peer)
-        if cfg_index is not None and pr.match >= cfg_index and self.commit_index >= cfg_index:
-            self._retiring.pop(peer)
-            self.progress.pop(peer)
-            return
         catch_up = self.catch_ups.get(peer)
         if catch_up is not None and catch_up.state is CatchUpState.PENDING:
             self._catch_up_progress(catch_up, pr.match, now)
@@ -715,7 +947,7 @@ class RaftNode:
             and pr.match == self.log.last_index
         ):
             self._timeout_now_sent = True
-            self._send(TimeoutNow(self.name, peer, self.term))
+            self._send(TimeoutNow(self.name, peer, self.term, cluster=self.cluster_id))
             if self._stepping_down:
                 # A removed leader hears nothing more from the cluster: step down now.
                 self._become_follower(self.term, None, now)
@@ -770,12 +1002,25 @@ class RaftNode:
             raise ValueError(f"one server at a time: {sorted(changed)} would change at once")
         if not config.voters:
             raise ValueError("cannot remove the last voter")
+        floor = self.options.min_majority or 0
+        if len(config.voters) < len(old.voters) and len(config.voters) < floor:
+            raise ValueError(
+                f"cannot go from {len(old.voters)} to {len(config.voters)} voters: "
+                f"min_majority={floor} needs at least {floor} voters, or no quorum could "
+                "ever form again"
+            )
         index = self.log.last_index + 1
         for peer in old.members:
             if peer not in config.members and peer != self.name:
                 self._retiring[peer] = index
+        next_index = self.log.last_index + 1
         for peer in config.members:
-            self._retiring.pop(peer, None)
+            if peer not in old.members and peer != self.name:
+                # A server joining (or rejoining under a name removed earlier) may have
+                # any log, or none: what the leader knew of that name means nothing now.
+                self._retiring.pop(peer, None)
+                self.progress[peer] = Progress(next_index)
+                self.foreign.pop(peer, None)
         self._configs.append((index, config))
         entry = self._append(EntryKind.CONFIG, config)
         self._sync_progress()
@@ -952,4 +1197,5 @@ _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {
     Heartbeat: RaftNode._on_heartbeat,
     HeartbeatResponse: RaftNode._on_heartbeat_response,
     TimeoutNow: RaftNode._on_timeout_now,
+    ClusterMismatch: RaftNode._on_foreign_handler,
 }

@@ -29,8 +29,10 @@ class Progress:
 
     __slots__ = (
         "acked_seq",
+        "commit",
         "heartbeat_match",
         "heartbeat_wanted",
+        "idle_ticks",
         "inflight",
         "match",
         "mode",
@@ -57,6 +59,10 @@ class Progress:
         self.heartbeat_match = -1
         #: A read is waiting: send a heartbeat now even if one is not due.
         self.heartbeat_wanted = False
+        #: The follower's commit index, as it last reported it.
+        self.commit = 0
+        #: Leader ticks in a row without hearing from it (for removed servers).
+        self.idle_ticks = 0
 
     def __repr__(self) -> str:
         return (
