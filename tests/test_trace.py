@@ -226,7 +226,7 @@ def test_keep_bounds_memory_not_the_file(tmp_path: Path) -> None:
 def test_without_messages(tmp_path: Path) -> None:
     recorder = record(None, servers=3, messages=False)
     kinds = {e["kind"] for e in recorder.events}
-    assert kinds == {"role", "commit", "apply", "crash", "restart", "fault"}
+    assert kinds == {"role", "commit", "propose", "apply", "crash", "restart", "fault"}
 
 
 def test_piecewise_recording_and_summaries() -> None:

@@ -7,6 +7,8 @@ your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call
 ``status`` and ``stop``.
 """
 
+import logging
+
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
 from ._core.options import ServerOptions
@@ -19,10 +21,12 @@ from ._errors import (
     NotVoter,
     OutcomeUnknown,
     RaftError,
+    ServerFailed,
     ServerStopped,
     StoppedOutcomeUnknown,
     TransferFailed,
     UnknownServer,
+    WrongCluster,
 )
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
 from ._server import Server, Status, TraceEvent, serve, start_server
@@ -30,6 +34,10 @@ from ._state_machine import StateMachine
 from ._storage import MemoryStorage, Snapshot
 
 __version__ = "0.1.0"
+
+# A library logs to "trioraft" and leaves the output to the application (configure
+# logging to see the warnings of servers, such as one that waits to be added).
+logging.getLogger("trioraft").addHandler(logging.NullHandler())
 
 __all__ = [
     "CatchUpFailed",
@@ -49,6 +57,7 @@ __all__ = [
     "RaftError",
     "Role",
     "Server",
+    "ServerFailed",
     "ServerOptions",
     "ServerStopped",
     "Snapshot",
@@ -59,6 +68,7 @@ __all__ = [
     "TransferFailed",
     "Transport",
     "UnknownServer",
+    "WrongCluster",
     "__version__",
     "serve",
     "start_server",

@@ -11,10 +11,12 @@ __all__ = [
     "NotVoter",
     "OutcomeUnknown",
     "RaftError",
+    "ServerFailed",
     "ServerStopped",
     "StoppedOutcomeUnknown",
     "TransferFailed",
     "UnknownServer",
+    "WrongCluster",
 ]
 
 
@@ -42,6 +44,12 @@ class NotLeader(RaftError):
 
 class ServerStopped(RaftError):
     """The server was stopped before or during the call."""
+
+
+class ServerFailed(ServerStopped):
+    """The server stopped itself because an internal invariant broke (a bug in trioraft,
+    or a storage or state machine that lies). The message says what happened; the
+    original exception is chained. The server's storage is left as it was."""
 
 
 class OutcomeUnknown(RaftError):
@@ -90,3 +98,34 @@ class CatchUpFailed(RaftError):
     (dissertation §4.2.1): it made no progress for an election timeout, or was still
     behind after ten rounds of replication. It stays in the cluster as a learner: call
     ``add_server`` again to retry the promotion, or ``remove_server`` to drop it."""
+
+
+class WrongCluster(RaftError):
+    """A server belongs to another cluster: its storage holds another cluster's identity
+    (it was started with a configuration of its own and led, or on another cluster's
+    storage), so it refuses to follow this cluster's leader. Remove it, and add a server
+    with empty storage instead."""
+
+
+def _public(*classes: type) -> None:
+    # Show them as trioraft.NotLeader, not trioraft._errors.NotLeader.
+    for cls in classes:
+        cls.__module__ = "trioraft"
+
+
+_public(
+    RaftError,
+    NotLeader,
+    ServerStopped,
+    ServerFailed,
+    OutcomeUnknown,
+    StoppedOutcomeUnknown,
+    UnknownServer,
+    NameInUse,
+    NotVoter,
+    ConfigChangeInProgress,
+    TransferFailed,
+    MalformedMessage,
+    CatchUpFailed,
+    WrongCluster,
+)

@@ -15,6 +15,7 @@ send, a timer deadline, entries to apply, reads to answer. Its tasks:
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import random
@@ -32,9 +33,11 @@ from ._errors import (
     MalformedMessage,
     NotLeader,
     OutcomeUnknown,
+    ServerFailed,
     ServerStopped,
     StoppedOutcomeUnknown,
     TransferFailed,
+    WrongCluster,
 )
 from ._network.base import Endpoint, Transport
 from ._storage import MemoryStorage
@@ -46,6 +49,11 @@ logger = logging.getLogger("trioraft")
 _MISSING: Any = object()
 #: Most committed entries applied before the apply loop lets other tasks run.
 _APPLY_BATCH = 1024
+#: Election timeouts after which a server outside every configuration says it waits.
+_WAIT_TO_BE_ADDED_TIMEOUTS = 3
+#: The state machine methods that must be plain functions.
+_MACHINE_METHODS = ("write", "read", "snapshot", "restore")
+_MACHINE_HOOKS = ("validate", "on_role_change", "on_membership_change")
 
 
 @attrs.frozen
@@ -65,14 +73,20 @@ class Status:
     match_index: Mapping[str, int] = attrs.field(factory=dict, eq=False, hash=False)
     #: On a leader handing over leadership, the server it hands over to.
     transfer_target: str | None = None
+    #: This server is in no configuration it knows (neither voter nor learner): it was
+    #: started without one, or removed, and does nothing until a leader adds it.
+    waiting_to_be_added: bool = False
+    #: The identity of the cluster this server belongs to ("" until it knows one).
+    cluster_id: str = ""
 
 
 @attrs.frozen
 class TraceEvent:
     """Something that happened on a server, for tracers (``tracer=`` option).
 
-    ``kind`` is ``"role"`` (data: role, term, leader), ``"commit"`` (data: index) or
-    ``"apply"`` (data: index, term, kind). ``time`` is ``trio.current_time()``.
+    ``kind`` is ``"role"`` (data: role, term, leader), ``"commit"`` (data: index),
+    ``"propose"`` (data: index, term: a leader appended a client's write) or ``"apply"``
+    (data: index, term, kind). ``time`` is ``trio.current_time()``.
     """
 
     time: float
@@ -158,6 +172,8 @@ class Server:
         self._scope = trio.CancelScope()
         self._finished = trio.Event()
         self._stopped = False
+        #: Set when the server stopped itself because an internal invariant broke.
+        self._failure: ServerFailed | None = None
         self._led_term: int | None = None
         self._leader_scope: trio.CancelScope | None = None
         self._leader_nursery: trio.Nursery | None = None
@@ -220,6 +236,8 @@ class Server:
                 else {}
             ),
             transfer_target=node.transfer_target,
+            waiting_to_be_added=self._name not in cfg.members,
+            cluster_id=node.cluster_id,
         )
 
     async def write(self, command: Any) -> Any:
@@ -252,6 +270,8 @@ class Server:
             except NotLeader:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 raise
+        if self._tracer is not None:
+            self._trace("propose", index=entry.index, term=entry.term)
         return await self._await_entry(entry)
 
     async def read(self, query: Any) -> Any:
@@ -302,7 +322,12 @@ class Server:
         promoted to voter, so a new empty server never holds up commits or elections.
         On an existing learner, this promotes it. If it does not catch up,
         :class:`~trioraft.CatchUpFailed` is raised and it stays a learner.
-        With ``voter=False`` it joins as a non-voting learner and stays one.
+        With ``voter=False`` it joins as a non-voting learner and stays one; the call
+        then waits (at most an election timeout) for the learner's first answer.
+
+        A server that belongs to another cluster (its storage holds another cluster's
+        identity) refuses to follow: :class:`~trioraft.WrongCluster` is raised, and it
+        stays a learner until removed.
 
         Changes happen one at a time: a change requested while another is uncommitted
         raises :class:`~trioraft.ConfigChangeInProgress`. A change requested before the
@@ -313,20 +338,45 @@ class Server:
         node = self._node
         if not voter:
             await self._change_config(lambda: node.add_server_config(name, False))
+            await self._first_answer(name)
             return
         if name not in node.config.learners:
             node.add_server_config(name, True)  # validates the name before any change
             await self._change_config(lambda: node.add_server_config(name, False))
+        self._check_foreign(name)
         catch_up = node.start_catch_up(name, trio.current_time())
         self._process()
         while catch_up.state is CatchUpState.PENDING:
             await self._wait_changed()
+        self._check_foreign(name)
         if catch_up.state is CatchUpState.FAILED:
             raise CatchUpFailed(
                 f"{name!r} did not catch up with the leader's log ({catch_up.reason}); "
                 "it remains a learner"
             )
         await self._change_config(lambda: node.add_server_config(name, True))
+
+    async def _first_answer(self, name: str) -> None:
+        # A learner that belongs to another cluster refuses at its first message: wait
+        # for its first answer (a healthy one answers within a round trip).
+        node = self._node
+        with trio.move_on_after(self._options.max_election_timeout):
+            while node.role is Role.LEADER and name not in node.foreign:
+                pr = node.progress.get(name)
+                if pr is None or pr.match > 0:
+                    break
+                await self._wait_changed()
+        self._check_foreign(name)
+
+    def _check_foreign(self, name: str) -> None:
+        foreign = self._node.foreign.get(name)
+        if foreign is not None:
+            raise WrongCluster(
+                f"{name!r} belongs to another cluster (identity {foreign}; this cluster is "
+                f"{self._node.cluster_id}) and refuses to follow this leader. It remains a "
+                f"learner: remove it with remove_server({name!r}) and add a server with "
+                "empty storage instead"
+            )
 
     async def remove_server(self, name: str) -> None:
         """Remove ``name`` from the cluster; returns once the change is committed.
@@ -379,9 +429,29 @@ class Server:
         await self._finished.wait()
 
     # ------------------------------------------------------------- internals
+    @property
+    def failure(self) -> ServerFailed | None:
+        """If the server stopped itself because an internal invariant broke: why."""
+        return self._failure
+
     def _check_running(self) -> None:
         if self._stopped:
+            if self._failure is not None:
+                raise self._failure
             raise ServerStopped(f"server {self._name!r} is stopped")
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop this server because an internal invariant broke (never tear down the
+        user's nursery): pending and later calls raise :class:`ServerFailed`."""
+        if self._failure is None:
+            failure = ServerFailed(
+                f"server {self._name!r} stopped itself: an internal invariant broke: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            failure.__cause__ = exc
+            self._failure = failure
+            logger.error("%s", failure, exc_info=exc)
+        self._scope.cancel()
 
     async def _wait_changed(self) -> None:
         await self._changed.wait()
@@ -429,7 +499,10 @@ class Server:
             if self._led_term != node.term:
                 self._stop_leading()
                 self._start_leading()
-            elif self._leader_nursery is not None and self._replicators.keys() != node.progress.keys():
+            elif (
+                self._leader_nursery is not None
+                and self._replicators.keys() != node.progress.keys()
+            ):
                 self._sync_replicators()
             self._wake_replicators()
         elif self._led_term is not None:
@@ -450,6 +523,10 @@ class Server:
             node.failed_reads.clear()
         if node.commit_index > self._last_applied:
             self._commit_signal.set()
+        if node.notices:
+            for notice in node.notices:
+                logger.warning("%s: %s", self._name, notice)
+            node.notices.clear()
         seen = (
             node.role,
             node.term,
@@ -557,7 +634,11 @@ class Server:
                 # task would spin without blocking (virtual time would stop).
                 deadline = last_sent + interval
                 due = now >= deadline
-                message = node.replicate(peer, now, due)
+                try:
+                    message = node.replicate(peer, now, due)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
                 if message is not None:
                     send(message)
                     last_sent = now
@@ -580,6 +661,9 @@ class Server:
                     node.step(message, now)
                 except MalformedMessage as exc:
                     logger.warning("%s: dropped a malformed message: %s", self._name, exc)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
             self._process()
 
     async def _timer_loop(self) -> None:
@@ -590,8 +674,26 @@ class Server:
                 await trio.sleep_forever()
             now = trio.current_time()
             if now >= node.deadline:
-                node.tick(now)
+                try:
+                    node.tick(now)
+                except Exception as exc:
+                    self._fail(exc)
+                    return
                 self._process()
+
+    async def _watch_membership(self) -> None:
+        # Legal but easy to get wrong: a server in no configuration does nothing until a
+        # leader adds it. Say so once, a few election timeouts after start.
+        await trio.sleep(_WAIT_TO_BE_ADDED_TIMEOUTS * self._options.max_election_timeout)
+        node = self._node
+        if self._name not in node.config.members and node.leader is None:
+            logger.warning(
+                "%s: not a member of its configuration %s and no leader has contacted it: "
+                "it waits to be added (leader.add_server(%r))",
+                self._name,
+                node.config,
+                self._name,
+            )
 
     async def _apply_loop(self) -> None:
         node = self._node
@@ -646,6 +748,7 @@ class Server:
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._timer_loop)
                     nursery.start_soon(self._apply_loop)
+                    nursery.start_soon(self._watch_membership)
                     self._process()
                     task_status.started(self)
         finally:
@@ -654,16 +757,17 @@ class Server:
     def _shutdown(self) -> None:
         self._stopped = True
         self._led_term = None
+        why = f" ({self._failure})" if self._failure is not None else ""
         for index, waiter in sorted(self._writes.items()):
             waiter.fail(
                 StoppedOutcomeUnknown(
                     f"server {self._name!r} stopped before entry {index} was applied; "
-                    "the write may or may not take effect"
+                    f"the write may or may not take effect{why}"
                 )
             )
         self._writes.clear()
         for waiter in self._reads.values():
-            waiter.fail(ServerStopped(f"server {self._name!r} stopped"))
+            waiter.fail(self._failure or ServerStopped(f"server {self._name!r} stopped"))
         self._reads.clear()
         self._endpoint.close()
         self._storage.release()
@@ -722,7 +826,10 @@ async def serve(
     storage = opts.storage if opts.storage is not None else MemoryStorage()
     if not isinstance(storage, MemoryStorage):
         raise ValueError(f"storage must be a trioraft.MemoryStorage, got {storage!r}")
+    if not callable(machine):
+        raise TypeError(f"machine must be a state machine class or factory, got {machine!r}")
     instance = machine() if init_arg is _MISSING else machine(init_arg)
+    check_machine(instance)
     storage.acquire(name)
     try:
         endpoint = network.register(name)
@@ -738,6 +845,23 @@ async def serve(
     await server._run(task_status)
 
 
+def check_machine(instance: Any) -> None:
+    """Raise :class:`TypeError` if ``instance`` cannot serve as a state machine: it
+    lacks ``write`` or ``read``, or one of its methods is ``async def`` (they are called
+    synchronously, in log order; a coroutine would be returned as the reply)."""
+    kind = type(instance).__name__
+    for method in ("write", "read"):
+        if not callable(getattr(instance, method, None)):
+            raise TypeError(f"{kind} has no {method}() method: it is not a state machine")
+    for method in _MACHINE_METHODS + _MACHINE_HOOKS:
+        fn = getattr(instance, method, None)
+        if fn is not None and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+            raise TypeError(
+                f"{kind}.{method} is async (async def): state machine methods are plain "
+                "functions, called in log order on every server; make it a def"
+            )
+
+
 async def start_server(
     nursery: trio.Nursery,
     machine: Callable[..., Any],
@@ -749,7 +873,18 @@ async def start_server(
 ) -> Server:
     """Start a server's tasks inside ``nursery`` and return its :class:`Server` handle
     once it is registered on ``network``. See :func:`serve` for the arguments."""
+    if not isinstance(nursery, trio.Nursery):
+        raise TypeError(
+            f"start_server() takes the nursery to run the server in as its first argument, "
+            f"got {nursery!r}: write start_server(nursery, {_name_of(nursery)}, ...) inside "
+            "'async with trio.open_nursery() as nursery:', or use trioraft.serve with "
+            "nursery.start"
+        )
     server: Server = await nursery.start(
         functools.partial(serve, machine, init_arg, name=name, network=network, **options)
     )
     return server
+
+
+def _name_of(obj: Any) -> str:
+    return getattr(obj, "__name__", None) or repr(obj)

@@ -336,7 +336,11 @@ class RaftNode:
             if isinstance(m, RequestVote):
                 if not m.force and self._in_lease(now):
                     # §4.2.3: ignore elections while a leader is known to be alive.
-                    self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id))
+                    self._send(
+                        VoteResponse(
+                            self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id
+                        )
+                    )
                     return
                 if not m.pre_vote:
                     self._become_follower(m.term, None, now)
@@ -372,7 +376,11 @@ class RaftNode:
                     )
                 )
             elif isinstance(m, RequestVote):
-                self._send(VoteResponse(self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id))
+                self._send(
+                    VoteResponse(
+                        self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id
+                    )
+                )
             return
         handler(self, m, now)
 
@@ -761,7 +769,10 @@ class RaftNode:
                 if m.src not in self.progress:
                     return
         if m.success:
+            first = pr.match == 0
             advanced = pr.acknowledge(m.match_index)
+            if first and advanced:
+                self.events += 1  # its first answer (a new learner waits for it)
             if pr.mode is ProgressMode.PROBE:
                 pr.become_replicate()
             if advanced:

@@ -19,7 +19,7 @@ __all__ = ["MemoryEndpoint", "MemoryNetwork", "NetworkStatistics"]
 #: ``observer(event, message)`` with event one of "sent", "delivered", "dropped".
 Observer = Callable[[str, Message], None]
 #: ``fault_observer(kind, details)`` with kind one of "partition", "isolate", "heal",
-#: "loss", "delay", and details a dict of JSON-able values.
+#: "loss", "delay", "duplication", and details a dict of JSON-able values.
 FaultObserver = Callable[[str, dict[str, Any]], None]
 
 
@@ -32,6 +32,8 @@ class NetworkStatistics:
     dropped: int
     in_flight: int
     servers: tuple[str, ...]
+    #: Extra copies made by :meth:`MemoryNetwork.set_duplication`.
+    duplicated: int = 0
 
 
 def _check_name(name: Any, what: str = "server name") -> str:
@@ -44,10 +46,10 @@ class MemoryNetwork:
     """An in-process network for trioraft servers, with fault injection.
 
     Each registered server has an inbox; a message is put in the addressee's inbox at
-    once, or after a random delay (so messages can overtake each other). A message
-    crosses only if its path is open both when it is sent and when it is delivered.
-    Every random choice (loss, delay) comes from the network's own ``random.Random``,
-    seeded by ``seed``.
+    once, or after a random delay (so messages can overtake each other), and possibly
+    twice (:meth:`set_duplication`). A message crosses only if its path is open both
+    when it is sent and when it is delivered. Every random choice (loss, delay,
+    duplication) comes from the network's own ``random.Random``, seeded by ``seed``.
     """
 
     def __init__(self, seed: int | None = None) -> None:
@@ -59,6 +61,8 @@ class MemoryNetwork:
         self._isolated: set[str] = set()
         self._loss = 0.0
         self._delay = (0.0, 0.0)
+        self._duplication = 0.0
+        self._duplicated = 0
         self._sent = 0
         self._delivered = 0
         self._dropped = 0
@@ -90,7 +94,8 @@ class MemoryNetwork:
     # ----------------------------------------------------------------- faults
     def partition(self, *groups: Iterable[str]) -> None:
         """Split the network: each group (an iterable of names) can talk only within
-        itself. A server in no group is cut off from all. Replaces any earlier partition."""
+        itself. A server in no group is cut off from all. This sets the network's whole
+        shape: it replaces any earlier partition *and* any isolation."""
         group_of: dict[str, int] = {}
         for i, group in enumerate(groups):
             if isinstance(group, str):
@@ -104,13 +109,15 @@ class MemoryNetwork:
                     raise ValueError(f"{name!r} appears in more than one partition group")
                 group_of[name] = i
         self._group_of = group_of
+        self._isolated.clear()
         self._fault(
             "partition",
             groups=[sorted(n for n, g in group_of.items() if g == i) for i in range(len(groups))],
         )
 
     def isolate(self, name: str) -> None:
-        """Cut ``name`` off from every other server (until :meth:`heal`)."""
+        """Cut ``name`` off from every other server, on top of the shape in force (until
+        :meth:`heal` or the next :meth:`partition`)."""
         self._isolated.add(_check_name(name))
         self._fault("isolate", name=name)
 
@@ -126,6 +133,14 @@ class MemoryNetwork:
             raise ValueError(f"loss rate must be a number from 0 to 1, got {rate!r}")
         self._loss = float(rate)
         self._fault("loss", rate=self._loss)
+
+    def set_duplication(self, rate: float) -> None:
+        """Deliver each message twice with probability ``rate`` (0 to 1): the copy takes
+        its own random delay, so it may arrive before or after the original."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"duplication rate must be a number from 0 to 1, got {rate!r}")
+        self._duplication = float(rate)
+        self._fault("duplication", rate=self._duplication)
 
     def set_delay(self, low: float, high: float) -> None:
         """Delay each message by a random time in ``[low, high]`` seconds (so messages
@@ -175,6 +190,11 @@ class MemoryNetwork:
         return self._loss
 
     @property
+    def duplication(self) -> float:
+        """The current duplication rate."""
+        return self._duplication
+
+    @property
     def delay(self) -> tuple[float, float]:
         """The current delay range ``(low, high)``."""
         return self._delay
@@ -196,10 +216,11 @@ class MemoryNetwork:
             self._drop(message)
             return
         low, high = self._delay
-        at = trio.current_time()
-        if high:
-            at += self._rng.uniform(low, high)
-        target._put(at, message)
+        now = trio.current_time()
+        target._put(now + self._rng.uniform(low, high) if high else now, message)
+        if self._duplication and self._rng.random() < self._duplication:
+            self._duplicated += 1
+            target._put(now + self._rng.uniform(low, high) if high else now, message)
 
     def _drop(self, message: Message) -> None:
         self._dropped += 1
@@ -214,6 +235,7 @@ class MemoryNetwork:
             dropped=self._dropped,
             in_flight=sum(len(e._heap) for e in self._endpoints.values()),
             servers=self.servers,
+            duplicated=self._duplicated,
         )
 
 

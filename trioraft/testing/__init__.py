@@ -8,18 +8,22 @@
   :mod:`trioraft.testing.strategies` generates (and shrinks) them with Hypothesis.
 * :class:`History` and :func:`check_linearizability`: record client operations and
   check them against a sequential :class:`Model` (Wing & Gong / Lowe).
+* :func:`check_fault_schedule`: one whole-cluster scenario under a fault schedule,
+  checked for safety, liveness and exactly-once application (what the project's own
+  property test runs).
 * ``python -m trioraft.testing.soak``: randomized, seeded soak runs.
 * :class:`TraceRecorder`: every event of a cluster as JSON lines, with a readable tail;
   ``python -m trioraft.testing.timeline trace.jsonl -o run.html`` draws a run.
 """
 
-from ._cluster import Cluster, derive_seed, open_cluster
+from ._cluster import LIVENESS_ELECTION_TIMEOUTS, Cluster, derive_seed, open_cluster
 from ._faults import (
     FAULT_KINDS,
     AddServer,
     Crash,
     CrashLeader,
     Delay,
+    Duplication,
     Fault,
     FaultSchedule,
     Heal,
@@ -45,18 +49,24 @@ from ._linearizability import (
     kv_model,
     outputs_match,
 )
-from ._run import run, scheduler_hooks_available
+from ._machines import Counter
+from ._run import HangError, run, scheduler_hooks_available
+from ._scenario import check_fault_schedule
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
 
 __all__ = [
     "FAULT_KINDS",
+    "LIVENESS_ELECTION_TIMEOUTS",
     "AddServer",
     "Cluster",
+    "Counter",
     "Crash",
     "CrashLeader",
     "Delay",
+    "Duplication",
     "Fault",
     "FaultSchedule",
+    "HangError",
     "Heal",
     "History",
     "Isolate",
@@ -74,6 +84,7 @@ __all__ = [
     "TransferLeadership",
     "TriggerElection",
     "InvariantMonitor",
+    "check_fault_schedule",
     "InvariantViolation",
     "check_linearizability",
     "counter_model",

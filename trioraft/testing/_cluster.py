@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -13,12 +16,18 @@ from .._core.node import Role
 from .._errors import NotLeader, OutcomeUnknown, ServerStopped
 from .._network.memory import MemoryNetwork
 from .._server import Server, TraceEvent, start_server
+from .._state_machine import StateMachine
 from .._storage import MemoryStorage
-from ._invariants import InvariantMonitor
+from ._invariants import InvariantMonitor, _same
 
-__all__ = ["Cluster", "open_cluster"]
+__all__ = ["LIVENESS_ELECTION_TIMEOUTS", "Cluster", "open_cluster"]
 
 _MISSING: Any = object()
+
+#: Liveness: after a recovery (every server up, the network whole and clean), a stable
+#: leader must be elected within this many of the longest election timeouts, provided a
+#: quorum of the latest configuration's voters is running.
+LIVENESS_ELECTION_TIMEOUTS = 10
 
 
 def derive_seed(*parts: object) -> int:
@@ -33,6 +42,13 @@ class Cluster:
     server's storage stays in ``storages`` so :meth:`restart` brings it back with all it
     had persisted. Every server reports to ``monitor``, an
     :class:`~trioraft.testing.InvariantMonitor`.
+
+    Beyond Raft's safety properties, the cluster checks **liveness** after every
+    :meth:`recover`: unless another fault comes first, a stable leader must be elected
+    within :data:`LIVENESS_ELECTION_TIMEOUTS` election timeouts whenever a quorum of the
+    latest configuration's voters is running (checked by :meth:`check`, the periodic
+    checks and :meth:`wait_for_leader`). It also checks that the state machines' reads
+    leave their state unchanged.
     """
 
     def __init__(
@@ -58,6 +74,12 @@ class Cluster:
         self.storages: dict[str, MemoryStorage] = {}
         self._incarnation: dict[str, int] = {}
         self._tracers: list[Callable[[TraceEvent], None]] = [monitor.observe]
+        #: The duplication rate :meth:`recover` leaves on (0: a clean network).
+        self.duplication_baseline = 0.0
+        #: After a recovery: (when it happened, when a leader must be there by).
+        self._liveness: tuple[float, float] | None = None
+        self._recovering = False
+        network.add_fault_observer(self._on_network_fault)
 
     def __repr__(self) -> str:
         return f"<Cluster seed={self.seed} running={sorted(self.servers)}>"
@@ -90,7 +112,7 @@ class Cluster:
         args = () if self.init_arg is _MISSING else (self.init_arg,)
         server = await start_server(
             self.nursery,
-            self.machine,
+            functools.partial(_audited, self.machine, self.monitor, name),
             *args,
             name=name,
             network=self.network,
@@ -107,6 +129,7 @@ class Cluster:
         if name not in self.servers:
             raise ValueError(f"server {name!r} is not running")
         server = self.servers.pop(name)
+        self.note_fault()
         self._trace(TraceEvent(trio.current_time(), name, "crash", {}))
         await server.stop()
 
@@ -118,15 +141,94 @@ class Cluster:
         return await self.start(name, **options)
 
     async def recover(self) -> list[str]:
-        """Undo every fault: heal the network, clear loss and delay, and restart every
-        crashed server from its storage. Returns the names restarted."""
-        self.network.heal()
-        self.network.set_loss(0)
-        self.network.set_delay(0, 0)
-        crashed = sorted(set(self.storages) - set(self.servers))
-        for name in crashed:
-            await self.restart(name)
+        """Undo every fault: heal the network, clear loss, delay and duplication (back to
+        :attr:`duplication_baseline`), and restart every crashed server from its storage.
+        Returns the names restarted. From now on, until the next fault, a leader must be
+        elected in bounded time (see the class docstring)."""
+        self._recovering = True
+        try:
+            self.network.heal()
+            self.network.set_loss(0)
+            self.network.set_delay(0, 0)
+            self.network.set_duplication(self.duplication_baseline)
+            crashed = sorted(set(self.storages) - set(self.servers))
+            for name in crashed:
+                await self.restart(name)
+        finally:
+            self._recovering = False
+        now = trio.current_time()
+        self._liveness = (now, now + self.liveness_bound)
         return crashed
+
+    @property
+    def liveness_bound(self) -> float:
+        """Seconds after a recovery by which a leader must be elected."""
+        timeout = self.options.get("max_election_timeout", 0.30)
+        return float(LIVENESS_ELECTION_TIMEOUTS * timeout)
+
+    def note_fault(self) -> None:
+        """A fault is being inflicted: the liveness promise of the last recovery no
+        longer holds (fault schedules and :meth:`crash` call this)."""
+        if not self._recovering:
+            self._liveness = None
+
+    def _on_network_fault(self, kind: str, details: dict[str, Any]) -> None:
+        self.note_fault()
+
+    def check_liveness(self) -> None:
+        """Fail (an :class:`~trioraft.testing.InvariantViolation`) if a recovery's
+        deadline for electing a leader has passed without one, while a quorum of the
+        latest configuration's voters runs."""
+        if self._liveness is None:
+            return
+        recovered, due = self._liveness
+        leader = self._newest_leader()
+        if leader is not None and self._stable(leader):
+            self._liveness = None
+            return
+        if trio.current_time() < due or not self._quorum_running():
+            return
+        self._liveness = None
+        states = "; ".join(f"{name}: {self._describe(name)}" for name in sorted(set(self.storages)))
+        self.monitor.fail(
+            f"Liveness violated: no leader elected within {LIVENESS_ELECTION_TIMEOUTS} "
+            f"election timeouts ({self.liveness_bound:g} s) after the recovery at "
+            f"t={recovered:.3f}, with a quorum of the latest configuration's voters up and "
+            f"connected. Servers: {states}"
+        )
+
+    def _describe(self, name: str) -> str:
+        server = self.servers.get(name)
+        if server is None:
+            return "down"
+        st = server.status()
+        return (
+            f"{st.role.value} term={st.term} leader={st.leader} commit={st.commit_index} "
+            f"last={st.last_log_index} voters={sorted(st.voters)}"
+        )
+
+    def _quorum_running(self) -> bool:
+        # The latest configuration is that of the running server with the most
+        # up-to-date log (it is the one any leader must hold).
+        running = list(self.servers.values())
+        if not running:
+            return False
+        newest = max(
+            running,
+            key=lambda s: (s.storage.log.last_term, s.storage.log.last_index, s.name),
+        )
+        status = newest.status()
+        quorum = max(self.options.get("min_majority") or 0, len(status.voters) // 2 + 1)
+        return sum(1 for v in status.voters if v in self.servers) >= quorum
+
+    def _newest_leader(self, exclude: Iterable[str] = ()) -> Server | None:
+        excluded = set(exclude)
+        leaders = [
+            s
+            for s in self.servers.values()
+            if s.name not in excluded and s.status().role is Role.LEADER
+        ]
+        return max(leaders, key=lambda s: s.status().term, default=None)
 
     # The network's faults, for convenience.
     def partition(self, *groups: Iterable[str]) -> None:
@@ -149,26 +251,24 @@ class Cluster:
         """``network.set_delay(low, high)``: delay (and so reorder) every message."""
         self.network.set_delay(low, high)
 
+    def set_duplication(self, rate: float) -> None:
+        """``network.set_duplication(rate)``: deliver some messages twice."""
+        self.network.set_duplication(rate)
+
     def leader(self) -> Server | None:
         """The running server that leads the newest term, if any."""
-        leaders = [s for s in self.servers.values() if s.status().role is Role.LEADER]
-        return max(leaders, key=lambda s: s.status().term, default=None)
+        return self._newest_leader()
 
     async def wait_for_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
         """Wait for a stable leader: it has committed an entry of its term, and every
         running member it can reach knows it as leader of that term. Servers named in
         ``exclude`` do not count (for example a deposed leader that is cut off and still
         believes it leads). Bound it with ``trio.fail_after``."""
-        excluded = set(exclude)
         while True:
-            leaders = [
-                s
-                for s in self.servers.values()
-                if s.name not in excluded and s.status().role is Role.LEADER
-            ]
-            leader = max(leaders, key=lambda s: s.status().term, default=None)
+            leader = self._newest_leader(exclude)
             if leader is not None and self._stable(leader):
                 return leader
+            self.check_liveness()
             await trio.sleep(poll)
 
     def _stable(self, leader: Server) -> bool:
@@ -205,8 +305,9 @@ class Cluster:
         raise NotLeader(None, f"no leader accepted the write after {attempts} attempts")
 
     def check(self) -> None:
-        """Check the Raft invariants over the running servers now."""
+        """Check the Raft invariants over the running servers now, and liveness."""
         self.monitor.check(self.servers.values())
+        self.check_liveness()
 
     async def _monitor_loop(self, interval: float) -> None:
         while True:
@@ -253,3 +354,45 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _audited(factory: Callable[..., Any], monitor: InvariantMonitor, name: str, *args: Any) -> Any:
+    """Make a state machine whose reads are checked not to change its state."""
+    machine = factory(*args)
+    read = getattr(machine, "read", None)
+    if read is None:
+        return machine
+
+    def audited_read(query: Any) -> Any:
+        before = _state_of(machine)
+        result = read(query)
+        after = _state_of(machine)
+        if before is not _UNKNOWN and after is not _UNKNOWN and not _same(before, after):
+            monitor.fail(
+                f"read({query!r}) changed the state of {name!r}'s state machine: reads must "
+                f"not change state (before: {before!r}, after: {after!r})"
+            )
+        return result
+
+    # With __slots__ or a frozen class, reads go unchecked.
+    with contextlib.suppress(AttributeError, TypeError):
+        machine.read = audited_read
+    return machine
+
+
+_UNKNOWN: Any = object()
+
+
+def _state_of(machine: Any) -> Any:
+    """A deep copy of the machine's state (its snapshot if it has one), or _UNKNOWN."""
+    try:
+        if type(machine).snapshot is not StateMachine.snapshot:
+            return copy.deepcopy(machine.snapshot())
+    except Exception:
+        pass
+    try:
+        state = {k: v for k, v in vars(machine).items() if k != "read"}
+        copied = copy.deepcopy(state)
+    except Exception:
+        return _UNKNOWN
+    return copied if _same(copied, state) else _UNKNOWN

@@ -19,6 +19,7 @@ __all__ = [
     "Crash",
     "CrashLeader",
     "Delay",
+    "Duplication",
     "Fault",
     "FaultSchedule",
     "Heal",
@@ -161,6 +162,21 @@ class Delay(Fault):
 
 
 @attrs.frozen
+class Duplication(Fault):
+    """Deliver each message twice with probability ``rate`` (the copy has its own delay)."""
+
+    kind: ClassVar[str] = "duplication"
+    rate: float = 0.0
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        cluster.network.set_duplication(self.rate)
+        return self.describe()
+
+    def describe(self) -> str:
+        return f"duplication {self.rate:g}"
+
+
+@attrs.frozen
 class Crash(Fault):
     """Stop server ``name`` (its storage survives; see :class:`Restart`)."""
 
@@ -222,7 +238,7 @@ class Recover(Fault):
         return "recover" + (f" (restart {' '.join(crashed)})" if crashed else "")
 
     def describe(self) -> str:
-        return "recover: heal, no loss or delay, restart crashed servers"
+        return "recover: heal, no loss, delay or duplication, restart crashed servers"
 
 
 @attrs.frozen
@@ -320,6 +336,7 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         Heal,
         Loss,
         Delay,
+        Duplication,
         Crash,
         CrashLeader,
         Restart,
@@ -386,6 +403,8 @@ class FaultSchedule:
         async with trio.open_nursery() as nursery:
             for fault in self.faults:
                 await trio.sleep_until(start + fault.at)
+                if not isinstance(fault, Recover):
+                    cluster.note_fault()
                 what = await fault.apply(cluster, nursery)
                 if log is not None:
                     log(trio.current_time(), what)
@@ -437,6 +456,8 @@ def _random_fault(
         return FAULT_KINDS[kind](at, rng.choice(names))  # type: ignore[call-arg]
     if kind == "loss":
         return Loss(at, rng.choice([0.0, 0.05, 0.2, 0.5]))
+    if kind == "duplication":
+        return Duplication(at, rng.choice([0.0, 0.1, 0.5]))
     if kind == "delay":
         low, high = rng.choice([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)])
         return Delay(at, low, high)

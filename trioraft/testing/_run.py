@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -30,7 +32,18 @@ def scheduler_hooks_available() -> bool:
     return hasattr(module, _FLAG) and hasattr(getattr(module, _RNG, None), "seed")
 
 
-def run(async_fn: Callable[..., Awaitable[T]], *args: Any, seed: int) -> T:
+class HangError(TimeoutError):
+    """A deterministic run did not finish within its ``hang_timeout`` of real time: it
+    hangs, or livelocks (tasks that never all block stop the virtual clock, so no
+    ``trio.fail_after`` can fire)."""
+
+
+def run(
+    async_fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    seed: int,
+    hang_timeout: float | None = None,
+) -> T:
     """Run ``async_fn(*args)`` in a fresh ``trio.run`` on a virtual clock, deterministically.
 
     The clock is ``trio.testing.MockClock(autojump_threshold=0)``: whenever every task is
@@ -39,6 +52,10 @@ def run(async_fn: Callable[..., Awaitable[T]], *args: Any, seed: int) -> T:
     arguments and seed behave identically, in the same process or another, provided the
     servers and the network were given seeds too (and nothing reads the wall clock or
     global randomness). Returns what ``async_fn`` returns.
+
+    ``hang_timeout`` (seconds of real time) guards against runs that never end: when it
+    passes, the run is cancelled and :class:`HangError` raised. It never changes what a
+    run that finishes in time does.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -54,7 +71,40 @@ def run(async_fn: Callable[..., Awaitable[T]], *args: Any, seed: int) -> T:
     setattr(module, _FLAG, True)
     rng.seed(seed)
     try:
-        return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+        if hang_timeout is None:
+            return trio.run(async_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+        return trio.run(
+            _guarded,
+            async_fn,
+            args,
+            hang_timeout,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
     finally:
         setattr(module, _FLAG, old_flag)
         rng.setstate(old_state)
+
+
+async def _guarded(
+    async_fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], hang_timeout: float
+) -> T:
+    token = trio.lowlevel.current_trio_token()
+    scope = trio.CancelScope()
+    done = threading.Event()
+
+    def watchdog() -> None:
+        if not done.wait(hang_timeout):
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(scope.cancel)
+
+    thread = threading.Thread(target=watchdog, name="trioraft-hang-guard", daemon=True)
+    thread.start()
+    try:
+        with scope:
+            return await async_fn(*args)
+        raise HangError(
+            f"the run did not finish within {hang_timeout:g} s of real time (a hang or a "
+            "livelock); it was cancelled"
+        )
+    finally:
+        done.set()

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Event kinds reported by servers and by :class:`~trioraft.testing.Cluster`.
-SERVER_KINDS = ("role", "commit", "apply", "crash", "restart")
+SERVER_KINDS = ("role", "commit", "propose", "apply", "crash", "restart")
 #: Event kinds of messages (``src`` and ``dst`` instead of ``server``).
 MESSAGE_KINDS = ("send", "deliver", "drop")
 
@@ -207,8 +207,9 @@ class TraceRecorder:
     under :func:`~trioraft.testing.run`) and ``kind``:
 
     * ``"role"`` (``server``, ``role``, ``term``, ``leader``), ``"commit"`` (``server``,
-      ``index``), ``"apply"`` (``server``, ``index``, ``term``, ``entry``: the entry's
-      kind), ``"crash"`` and ``"restart"`` (``server``). The role events :meth:`attach`
+      ``index``), ``"propose"`` (``server``, ``index``, ``term``: a leader appended a
+      client's write), ``"apply"`` (``server``, ``index``, ``term``, ``entry``: the
+      entry's kind), ``"crash"`` and ``"restart"`` (``server``). The role events :meth:`attach`
       makes of the servers' state at that moment also carry ``"initial": true``.
     * ``"send"``, ``"deliver"``, ``"drop"``: a message, with ``src``, ``dst``, ``type``
       (the class name), ``term`` and a summary: for ``AppendEntries`` ``prev``,
@@ -216,9 +217,9 @@ class TraceRecorder:
       ``success`` and ``match`` (or ``reject`` and ``conflict``); for ``RequestVote``
       ``pre_vote``, ``last_index``, ``last_term`` (and ``force``); for ``VoteResponse``
       ``granted`` and ``pre_vote``; for ``Heartbeat`` ``commit``.
-    * ``"fault"``: ``fault`` (``partition``, ``isolate``, ``heal``, ``loss``, ``delay``)
-      and ``details``, the network's dictionary (``groups``, ``name``, ``rate``,
-      ``low`` and ``high``).
+    * ``"fault"``: ``fault`` (``partition``, ``isolate``, ``heal``, ``loss``, ``delay``,
+      ``duplication``) and ``details``, the network's dictionary (``groups``, ``name``,
+      ``rate``, ``low`` and ``high``).
 
     :param path: if given, every event is also written to this file as one JSON line.
         Lines are written in batches; :meth:`close` (or leaving the ``with`` block: the

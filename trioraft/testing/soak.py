@@ -28,10 +28,10 @@ import attrs
 import trio
 
 from .._errors import NotLeader, RaftError
-from .._state_machine import StateMachine
 from ._cluster import open_cluster
 from ._faults import FaultSchedule
 from ._linearizability import History, Model, counter_model
+from ._machines import Counter
 from ._run import run
 from ._trace import TraceRecorder
 
@@ -39,26 +39,6 @@ __all__ = ["SoakResult", "counter_workload", "main", "soak", "soak_seed"]
 
 #: ``workload(rng) -> (kind, input)``: the next client operation ("write" or "read").
 Workload = Callable[[random.Random], tuple[str, Any]]
-
-
-class _Counter(StateMachine):
-    """The soak's default service: a counter (writes add, reads return the total)."""
-
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    def write(self, command: Any) -> Any:
-        self.value += command
-        return self.value
-
-    def read(self, query: Any) -> Any:
-        return self.value
-
-    def snapshot(self) -> Any:
-        return self.value
-
-    def restore(self, snapshot: Any) -> None:
-        self.value = snapshot
 
 
 def counter_workload(rng: random.Random) -> tuple[str, Any]:
@@ -100,6 +80,8 @@ class SoakResult:
 
 
 _SPARES = ("x1",)
+#: Real seconds one seed may take before it counts as a hang.
+_HANG_TIMEOUT = 300.0
 
 
 def _schedule(seed: int, servers: int, duration: float) -> FaultSchedule:
@@ -113,22 +95,28 @@ def _schedule(seed: int, servers: int, duration: float) -> FaultSchedule:
     )
 
 
+@attrs.frozen(kw_only=True)
+class _Settings:
+    servers: int
+    duration: float
+    machine: Callable[..., Any]
+    model: Model
+    workload: Workload
+    clients: int
+    rate: float
+    duplication: float
+
+
 async def _soak_run(
-    seed: int,
-    schedule: FaultSchedule,
-    servers: int,
-    duration: float,
-    machine: Callable[..., Any],
-    model: Model,
-    workload: Workload,
-    clients: int,
-    rate: float,
-    recorder: TraceRecorder,
+    seed: int, schedule: FaultSchedule, settings: _Settings, recorder: TraceRecorder
 ) -> tuple[int, int]:
-    names = [f"s{i}" for i in range(1, servers + 1)]
+    names = [f"s{i}" for i in range(1, settings.servers + 1)]
     history = History()
-    async with open_cluster(machine, names, seed=seed) as cluster:
+    workload, rate, clients = settings.workload, settings.rate, settings.clients
+    async with open_cluster(settings.machine, names, seed=seed) as cluster:
         recorder.attach(cluster)
+        cluster.duplication_baseline = settings.duplication
+        cluster.set_duplication(settings.duplication)
         for spare in _SPARES:
             await cluster.start(spare, initial_config=())
 
@@ -154,12 +142,13 @@ async def _soak_run(
             for k in range(clients):
                 nursery.start_soon(client, k)
             await schedule.run(cluster)
-            await trio.sleep_until(duration)
+            await trio.sleep_until(settings.duration)
             nursery.cancel_scope.cancel()
 
-        # Recovery: every server back, a clean network; the cluster must serve again.
+        # Recovery: every server back, a clean network; the cluster must serve again, with
+        # a leader within the liveness bound (wait_for_leader checks it).
         await cluster.recover()
-        with trio.fail_after(30):
+        with trio.fail_after(cluster.liveness_bound + 30):
             while True:
                 leader = await cluster.wait_for_leader()
                 try:
@@ -169,7 +158,7 @@ async def _soak_run(
                 except NotLeader:
                     await trio.sleep(0.1)
         cluster.check()
-    result = history.check(model, max_seconds=60)
+    result = history.check(settings.model, max_seconds=60)
     if result.ok is None:
         raise TimeoutError(
             f"the linearizability check gave up after 60 s (undecided, not a violation):\n{result}"
@@ -185,18 +174,30 @@ def soak_seed(
     *,
     servers: int = 5,
     duration: float = 30.0,
-    machine: Callable[..., Any] = _Counter,
+    machine: Callable[..., Any] = Counter,
     model: Model | None = None,
     workload: Workload = counter_workload,
     clients: int = 3,
     rate: float = 10.0,
+    duplication: float = 0.0,
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
     state machine class (called with no argument), ``model`` its sequential model
     (default: :func:`~trioraft.testing.counter_model`), ``workload`` draws each client
-    operation; ``rate`` is operations per virtual second over all ``clients``."""
-    model = model if model is not None else counter_model()
+    operation; ``rate`` is operations per virtual second over all ``clients``;
+    ``duplication`` is a rate of duplicated messages kept on throughout (recoveries
+    included), on top of the schedule's own duplication faults."""
+    settings = _Settings(
+        servers=servers,
+        duration=duration,
+        machine=machine,
+        model=model if model is not None else counter_model(),
+        workload=workload,
+        clients=clients,
+        rate=rate,
+        duplication=duplication,
+    )
     schedule = _schedule(seed, servers, duration)
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
     start = time.perf_counter()
@@ -205,23 +206,12 @@ def soak_seed(
     async def timed() -> tuple[int, int]:
         t0 = trio.current_time()
         try:
-            return await _soak_run(
-                seed,
-                schedule,
-                servers,
-                duration,
-                machine,
-                model,
-                workload,
-                clients,
-                rate,
-                recorder,
-            )
+            return await _soak_run(seed, schedule, settings, recorder)
         finally:
             virtual.append(trio.current_time() - t0)
 
     try:
-        operations, unknown = run(timed, seed=seed)
+        operations, unknown = run(timed, seed=seed, hang_timeout=_HANG_TIMEOUT)
     except BaseException as exc:  # a violation, a hang, a crash: report it with the seed
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -313,12 +303,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rate", type=float, default=10.0, help="operations per virtual second (default 10)"
     )
+    parser.add_argument(
+        "--duplication",
+        type=float,
+        default=0.0,
+        help="rate of duplicated messages throughout, 0 to 1 (default 0; the schedules "
+        "add duplication faults of their own)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.servers < 1 or args.clients < 1:
         parser.error("--seeds, --servers and --clients must be at least 1")
     if args.duration <= 0 or args.rate <= 0:
         parser.error("--duration and --rate must be positive")
+    if not 0 <= args.duplication <= 1:
+        parser.error("--duplication must be from 0 to 1")
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     started = time.perf_counter()
     results = soak(
@@ -328,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration=args.duration,
         clients=args.clients,
         rate=args.rate,
+        duplication=args.duplication,
     )
     wall = time.perf_counter() - started
     failed = [r.seed for r in results if not r.ok]

@@ -15,6 +15,7 @@ from ._faults import (
     Crash,
     CrashLeader,
     Delay,
+    Duplication,
     Fault,
     FaultSchedule,
     Heal,
@@ -69,6 +70,7 @@ def faults(
         "isolate": st.builds(Isolate, at, name),
         "isolate_leader": st.builds(IsolateLeader, at),
         "loss": st.builds(Loss, at, st.sampled_from([0.0, 0.05, 0.2, 0.5])),
+        "duplication": st.builds(Duplication, at, st.sampled_from([0.0, 0.1, 0.5])),
         "delay": st.sampled_from([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)]).flatmap(
             lambda lh: st.builds(Delay, at, st.just(lh[0]), st.just(lh[1]))
         ),
