@@ -2,10 +2,11 @@
 
 Two servers form a cluster and elect a leader; a third, which knows no one and needs a
 majority of 2, is added by the leader; the leader takes a write, a follower redirects;
-the leader stops, and the newcomer triggers an election that someone else wins.
+the leader stops, and the newcomer triggers an election and wins it: it holds the whole
+log, and the other survivor, which has heard from no leader since, grants its vote.
 Runs on Trio's virtual clock, so the timeouts take no wall time and it finishes at once.
-(Which server wins each election varies: the servers are not given seeds here, exactly
-as in the contract's story. Pass ``seed=`` to each server to fix it.)
+(Which server wins the first election varies: the servers are not given seeds here,
+exactly as in the contract's story. Pass ``seed=`` to each server to fix it.)
 """
 
 from __future__ import annotations

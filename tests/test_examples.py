@@ -32,6 +32,7 @@ def test_quickstart_story(seed: int, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     first = out.splitlines()[0].split()[0]
     assert new_leader in {"raft1", "raft2", "raft3"} - {first}
+    assert new_leader == "raft3"  # as its docstring says: the newcomer wins its election
     assert "raft3 added" in out
     assert "redirects to" in out
 

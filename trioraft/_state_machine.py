@@ -14,6 +14,9 @@ class StateMachine:
     :meth:`write` and :meth:`read`; :meth:`snapshot` / :meth:`restore` are optional.
     Both ``write`` and ``read`` are plain methods and must be deterministic: every
     replica applies the same commands in the same order and must end in the same state.
+    Commands are values: in one process every replica is handed the same object, so
+    neither ``write`` nor the caller may mutate a command once written, and ``read`` must
+    not change the state.
 
     Optional hooks, called on every server when defined:
 
