@@ -3,14 +3,15 @@
 In the spirit of etcd-io/raft's ``raft_paper_test.go``: every test names the rule it checks
 (Figure 2 of the Raft paper, or a section of the paper (§5) or of Ongaro's dissertation
 (§3.10, §4, §6, §9)) and fails if that rule is broken. No trio here: nodes are built
-directly, time is an explicit float, and messages are carried by hand from one node's
-``outbox`` (or a leader's ``replicate``) to another node's ``step``.
+directly, time is an explicit float, and each node's Ready/Advance cycle is carried out
+by the shared pure-core harness (``trioraft.testing._pure``), which persists what a
+Ready asks for and carries the messages by hand to another node's ``step``.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pytest
 
@@ -20,58 +21,54 @@ from trioraft._core import (
     AppendEntries,
     AppendResponse,
     Config,
+    CoreOptions,
     Entry,
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
     LeaderNotReady,
     Message,
+    PersistedState,
     RaftNode,
     RequestVote,
     Role,
-    ServerOptions,
     TimeoutNow,
     TransferInProgress,
     VoteResponse,
 )
+from trioraft.testing._pure import Drop, PureCluster, command, persist_state, persisted, pump
 
 # --------------------------------------------------------------------------- helpers
 
 ABC = ("a", "b", "c")
 ABCDE = ("a", "b", "c", "d", "e")
-MIN_ET = 0.15  # ServerOptions' default election timeouts
+MIN_ET = 0.15  # CoreOptions' default election timeouts
 MAX_ET = 0.30
 
+entry = command
+make_storage = persisted
 
-def entry(index: int, term: int) -> Entry:
-    """A command entry whose data is a function of (index, term), so that two logs that
-    hold "the same" entry compare equal."""
-    return Entry(term, index, EntryKind.COMMAND, ("cmd", index, term))
-
-
-def make_storage(terms: Iterable[int] = (), *, term: int = 0, commit: int = 0) -> MemoryStorage:
-    """A storage whose log has one entry per item of ``terms`` (the entry's term)."""
-    storage = MemoryStorage()
-    for index, t in enumerate(terms, start=1):
-        storage.log.append(entry(index, t))
-    storage.term = max([term, *terms]) if terms else term
-    storage.commit_index = commit
-    return storage
+#: Nodes made by these helpers, by id: the storage their Readys are persisted into (and
+#: their cluster, if any), so that ``take(node)`` does what the runtime would.
+_OWNERS: dict[int, tuple[RaftNode, MemoryStorage, Cluster | None]] = {}
 
 
 def make_node(
     name: str,
     voters: Iterable[str] = ABC,
     *,
-    storage: MemoryStorage | None = None,
+    storage: PersistedState | None = None,
     seed: int = 0,
     now: float = 0.0,
     **options,
 ) -> RaftNode:
-    opts = ServerOptions(initial_config=tuple(voters), **options)
-    if storage is None:
-        storage = MemoryStorage()
-    return RaftNode(name, storage, opts, random.Random(seed), now)
+    opts = CoreOptions(initial_config=tuple(voters), **options)
+    store = MemoryStorage()
+    if storage is not None:
+        persist_state(store, storage)
+    node = RaftNode(name, opts, random.Random(seed), now, store.state(), compaction=False)
+    _OWNERS[id(node)] = (node, store, None)
+    return node
 
 
 def log_terms(node: RaftNode) -> list[int]:
@@ -82,121 +79,49 @@ def log_entries(node: RaftNode) -> list[Entry]:
     return node.log.slice(node.log.first_index, node.log.last_index)
 
 
+def storage_of(node: RaftNode) -> MemoryStorage:
+    owner = _OWNERS.get(id(node))
+    assert owner is not None and owner[0] is node, "not a node of these helpers"
+    return owner[1]
+
+
 def stored_log(node: RaftNode) -> list[Entry]:
-    log = node.storage.log
+    log = storage_of(node).log
     return log.slice(log.first_index, log.last_index)
 
 
 def take(node: RaftNode) -> list[Message]:
-    out = node.outbox
-    node.outbox = []
-    return out
+    """Carry out the node's Readys as the runtime would; return what it sends."""
+    owner = _OWNERS.get(id(node))
+    if owner is not None and owner[0] is node and owner[2] is not None:
+        return owner[2].take(node.name)
+    storage = owner[1] if owner is not None and owner[0] is node else None
+    return [m for rd in pump(node, storage) for m in rd.messages]
 
 
-Drop = Callable[[Message], bool]
+def heartbeat_to(node: RaftNode, peer: str) -> Message | None:
+    """The heartbeat (or entries) a leader sends ``peer`` when asked to now."""
+    node.heartbeat_now()
+    out = [m for m in take(node) if m.dst == peer and isinstance(m, (Heartbeat, AppendEntries))]
+    return out[0] if out else None
 
 
-class Cluster:
-    """Nodes of one cluster and the messages in flight between them, delivered by hand."""
+def silence(node: RaftNode, until: float) -> float:
+    """Let ``node``'s timer fire up to ``until`` while nobody answers (what it sends is
+    lost); returns ``until``."""
+    while node.deadline <= until:
+        node.tick(node.deadline)
+        take(node)
+    return until
 
-    def __init__(
-        self,
-        names: Iterable[str] = ABC,
-        *,
-        voters: Iterable[str] | None = None,
-        logs: dict[str, list[int]] | None = None,
-        terms: dict[str, int] | None = None,
-        seed: int = 0,
-        **options,
-    ) -> None:
-        self.names = tuple(names)
-        self.voters = tuple(voters) if voters is not None else self.names
-        self.options = ServerOptions(initial_config=self.voters, **options)
-        self.now = 0.0
-        self.storages: dict[str, MemoryStorage] = {}
-        self.nodes: dict[str, RaftNode] = {}
-        self.inflight: list[Message] = []
-        self.delivered: list[Message] = []
-        logs = logs or {}
-        terms = terms or {}
-        for i, name in enumerate(self.names):
-            self.storages[name] = make_storage(logs.get(name, ()), term=terms.get(name, 0))
-            self.nodes[name] = RaftNode(
-                name, self.storages[name], self.options, random.Random(seed * 100 + i), self.now
-            )
 
-    def __getitem__(self, name: str) -> RaftNode:
-        return self.nodes[name]
+class Cluster(PureCluster):
+    """The shared pure-core harness, with ``take(node)`` knowing each node's storage."""
 
-    def restart(self, name: str, seed: int = 99) -> RaftNode:
-        """Crash ``name`` and bring it back from its storage; its in-flight messages are lost."""
-        self.inflight = [m for m in self.inflight if m.dst != name]
-        node = RaftNode(name, self.storages[name], self.options, random.Random(seed), self.now)
-        self.nodes[name] = node
+    def _node(self, name: str, rng: random.Random) -> RaftNode:
+        node = super()._node(name, rng)
+        _OWNERS[id(node)] = (node, self.storages[name], self)
         return node
-
-    def collect(self, heartbeat: bool = False) -> None:
-        """Move every outbox, and whatever each leader has to send, into flight."""
-        for node in self.nodes.values():
-            self.inflight.extend(take(node))
-        for node in self.nodes.values():
-            if node.role is not Role.LEADER:
-                continue
-            for peer in sorted(node.progress):
-                for _ in range(1000):
-                    m = node.replicate(peer, self.now, heartbeat)
-                    if m is None:
-                        break
-                    self.inflight.append(m)
-                    if isinstance(m, Heartbeat):
-                        break
-            self.inflight.extend(take(node))
-
-    def deliver(
-        self,
-        drop: Drop | None = None,
-        *,
-        hold: Drop | None = None,
-        heartbeat: bool = False,
-        limit: int = 10_000,
-    ) -> int:
-        """Deliver every message (and every message that causes) until none is left.
-
-        Messages for which ``drop`` returns true are lost; those for which ``hold``
-        returns true stay in flight (for a later call). Returns how many were delivered.
-        """
-        self.collect(heartbeat)
-        held: list[Message] = []
-        count = 0
-        while self.inflight:
-            m = self.inflight.pop(0)
-            if drop is not None and drop(m):
-                continue
-            if hold is not None and hold(m):
-                held.append(m)
-                continue
-            self.nodes[m.dst].step(m, self.now)
-            self.delivered.append(m)
-            count += 1
-            assert count < limit, "message storm"
-            self.collect()
-        self.inflight = held
-        return count
-
-    def step_one(self, m: Message) -> None:
-        self.nodes[m.dst].step(m, self.now)
-        self.collect()
-
-    def elect(self, name: str, drop: Drop | None = None) -> RaftNode:
-        """Make ``name`` leader (a forced election), and let everything settle."""
-        self.nodes[name].trigger_election(self.now)
-        self.deliver(drop)
-        node = self.nodes[name]
-        assert node.role is Role.LEADER
-        return node
-
-    def leaders(self) -> list[str]:
-        return [n for n, node in self.nodes.items() if node.role is Role.LEADER]
 
 
 def isolate(*names: str) -> Drop:
@@ -231,7 +156,7 @@ def test_follower_times_out_into_prevote_then_election() -> None:
     assert MIN_ET <= deadline <= MAX_ET
 
     a.tick(deadline - 1e-6)  # not yet
-    assert a.role is Role.FOLLOWER and not a.outbox and a.term == 0
+    assert a.role is Role.FOLLOWER and not take(a) and a.term == 0
 
     c.now = deadline
     a.tick(c.now)
@@ -445,8 +370,8 @@ def test_higher_term_turns_leader_into_follower(index) -> None:
     m = _higher_term_messages("b", "a", 7)[index]
     a.step(m, c.now)
     assert a.role is not Role.LEADER
-    assert a.progress == {} and a.replicate("b", c.now, True) is None
-    assert seq in a.failed_reads
+    assert a.progress == {} and heartbeat_to(a, "b") is None
+    assert seq in c.failed_reads["a"]
     if isinstance(m, TimeoutNow):
         # It follows b in term 7, then campaigns at once in term 8 as it was told.
         assert a.role is Role.CANDIDATE and a.term == 8 and a.voted_for == "a"
@@ -521,7 +446,7 @@ def test_stale_term_responses_are_ignored() -> None:
     take(a)
     for voter in "bcde":
         a.step(VoteResponse(voter, "a", 3, True), 0.0)
-    assert a.role is Role.CANDIDATE and not a.outbox
+    assert a.role is Role.CANDIDATE and not take(a)
 
     c = Cluster(ABC)
     leader = c.elect("a")
@@ -610,7 +535,8 @@ def test_follower_commit_is_min_of_leader_commit_and_last_new_entry() -> None:
     # Entries 2..5 are of an old term and unchecked: a leader at commit 5 whose message
     # only vouches for index 1 lets b commit only 1.
     b.step(AppendEntries("a", "b", 2, 0, 0, (entry(1, 1),), 5), 0.0)
-    assert b.commit_index == 1 and b.storage.commit_index == 1
+    take(b)
+    assert b.commit_index == 1 and storage_of(b).commit_index == 1
     b.step(AppendEntries("a", "b", 2, 1, 1, (entry(2, 1), entry(3, 1)), 5), 0.0)
     assert b.commit_index == 3
     b.step(AppendEntries("a", "b", 2, 3, 1, (), 2), 0.0)  # an older commit: no decrease
@@ -629,9 +555,10 @@ def test_heartbeat_commit_is_bounded_by_follower_log() -> None:
         a.propose(f"x{i}", c.now)
     c.deliver(isolate("c"))
     assert a.commit_index == 4 and c["b"].commit_index == 1  # b learns it next round
-    hb = a.replicate("b", c.now, True)
+    a.heartbeat_now()
+    beats = {m.dst: m for m in take(a)}
+    hb, hb_c = beats["b"], beats["c"]
     assert isinstance(hb, Heartbeat) and hb.commit == 4
-    hb_c = a.replicate("c", c.now, True)
     assert isinstance(hb_c, Heartbeat) and hb_c.commit == 1  # c only matched the no-op
     c.step_one(hb)
     assert c["b"].commit_index == 4
@@ -808,9 +735,10 @@ def test_single_voter_leader_commits_its_noop_at_once() -> None:
     a = make_node("a", ["a"])
     a.tick(a.deadline)
     assert a.role is Role.LEADER and a.term == 1
+    take(a)  # the no-op is made durable: a alone is a quorum
     assert a.commit_index == 1 and a.committed_in_term
     seq = a.request_read(a.deadline)
-    assert a.ready_reads == [(seq, 1)]
+    assert [r for rd in pump(a) for r in rd.reads] == [(seq, 1)]
 
 
 # ---------------------------------------------------------------------- backtracking
@@ -878,10 +806,10 @@ def test_read_index_waits_for_noop_commit() -> None:
     seq = a.request_read(c.now)
     c.deliver(hold=no_entries, heartbeat=True)
     assert a.progress["b"].acked_seq >= seq and a.progress["c"].acked_seq >= seq
-    assert a.ready_reads == []  # acknowledged, but the no-op is not committed
+    assert c.reads["a"] == []  # acknowledged, but the no-op is not committed
     c.deliver()
     assert a.commit_index == 3
-    assert a.ready_reads == [(seq, 3)]
+    assert c.reads["a"] == [(seq, 3)]
 
 
 def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
@@ -889,24 +817,29 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
     after the read was requested; replies to earlier messages prove nothing."""
     c = Cluster(ABCDE)
     a = c.elect("a")
-    before = [a.replicate(p, c.now, True) for p in "bcde"]  # sent before the read
+    a.heartbeat_now()
+    before = take(a)  # sent before the read
     seq = a.request_read(c.now)
-    assert a.ready_reads == []
+    assert c.reads["a"] == []
+    after = {m.dst: m for m in take(a)}  # the read asks for a round of its own
     for m in before:
         assert isinstance(m, Heartbeat) and m.seq < seq
         c[m.dst].step(m, c.now)
         for reply in take(c[m.dst]):
             a.step(reply, c.now)
-    assert a.ready_reads == []  # four acknowledgements, all of older messages
+    take(a)
+    assert c.reads["a"] == []  # four acknowledgements, all of older messages
 
-    after = {p: a.replicate(p, c.now, False) for p in "bcde"}  # the read asks for a round
+    assert sorted(after) == list("bcde")
     assert all(isinstance(m, Heartbeat) and m.seq >= seq for m in after.values())
     for p in "bc":
-        assert a.ready_reads == []  # a alone, then a and b: not 3 of 5
+        take(a)
+        assert c.reads["a"] == []  # a alone, then a and b: not 3 of 5
         c[p].step(after[p], c.now)
         for reply in take(c[p]):
             a.step(reply, c.now)
-    assert a.ready_reads == [(seq, a.commit_index)]
+    take(a)
+    assert c.reads["a"] == [(seq, a.commit_index)]
 
 
 def test_reads_fail_when_leadership_is_lost() -> None:
@@ -917,17 +850,18 @@ def test_reads_fail_when_leadership_is_lost() -> None:
     first, second = a.request_read(c.now), a.request_read(c.now)
     a.step(Heartbeat("b", "a", 2, 0), c.now)
     assert a.role is Role.FOLLOWER
-    assert a.failed_reads == [first, second] and a.ready_reads == []
+    take(a)
+    assert c.failed_reads["a"] == [first, second] and c.reads["a"] == []
     with pytest.raises(trioraft.NotLeader):
         a.request_read(c.now)
 
     c2 = Cluster(ABC)
     a2 = c2.elect("a")
     seq = a2.request_read(c2.now)
-    for _ in range(2):  # the election round counts for the first CheckQuorum round
-        c2.now = a2.deadline
-        a2.tick(c2.now)
-    assert a2.role is Role.FOLLOWER and a2.failed_reads == [seq]
+    # The election round counts for the first CheckQuorum round; the second finds silence.
+    c2.now = silence(a2, c2.now + 2 * MAX_ET)
+    take(a2)
+    assert a2.role is Role.FOLLOWER and c2.failed_reads["a"] == [seq]
 
 
 # ----------------------------------------------------------------------- CheckQuorum
@@ -938,17 +872,13 @@ def test_check_quorum_leader_steps_down_without_quorum() -> None:
     timeout steps down (on its timer)."""
     c = Cluster(ABC)
     a = c.elect("a")  # b and c acknowledged the election's no-op: heard from
-    assert c.now < a.deadline <= c.now + MAX_ET
-    c.now = a.deadline - 1e-6
-    a.tick(c.now)  # too early: nothing happens
+    c.now = silence(a, c.now + MAX_ET - 1e-6)  # too early: nothing happens
     assert a.role is Role.LEADER
-    c.now = a.deadline
-    a.tick(c.now)  # the first check counts the election round's answers
+    c.now = silence(a, c.now + 1e-6)  # the first check counts the election round's answers
     assert a.role is Role.LEADER
-    c.now = a.deadline  # a whole timeout of silence ends its leadership
-    a.tick(c.now)
+    c.now = silence(a, c.now + MAX_ET)  # a whole timeout of silence ends its leadership
     assert a.role is Role.FOLLOWER and a.term == 1 and a.leader is None
-    assert a.replicate("b", c.now, True) is None
+    assert heartbeat_to(a, "b") is None
 
 
 def test_check_quorum_disabled_leader_stays() -> None:
@@ -956,9 +886,7 @@ def test_check_quorum_disabled_leader_stays() -> None:
     leader."""
     c = Cluster(ABC, check_quorum=False)
     a = c.elect("a")
-    for _ in range(5):
-        c.now = max(c.now + MAX_ET, a.deadline)
-        a.tick(c.now)
+    c.now = silence(a, c.now + 5 * MAX_ET)
     assert a.role is Role.LEADER
 
 
@@ -966,10 +894,10 @@ def test_check_quorum_leader_with_quorum_stays() -> None:
     """§6.2 CheckQuorum: a leader that hears from a quorum each timeout keeps leading."""
     c = Cluster(ABC)
     a = c.elect("a")
-    for _ in range(10):
+    for _ in range(60):
         c.now = a.deadline
-        c.deliver(isolate("c"), heartbeat=True)  # b answers, c is gone
         a.tick(c.now)
+        c.deliver(isolate("c"))  # b answers, c is gone
         assert a.role is Role.LEADER
 
 
@@ -1045,7 +973,9 @@ def test_transfer_waits_for_target_log_and_blocks_proposals() -> None:
     c.deliver(hold=isolate("b"))
     assert c["b"].log.last_index < a.log.last_index
     assert a.transfer_leadership("b", c.now) == "b"
-    assert not any(isinstance(m, TimeoutNow) for m in a.outbox)  # b is behind
+    sent = take(a)
+    assert not any(isinstance(m, TimeoutNow) for m in sent)  # b is behind
+    c.inflight.extend(sent)
     with pytest.raises(TransferInProgress):
         a.propose("late", c.now)
     c.deliver()
@@ -1063,11 +993,11 @@ def test_server_outside_its_configuration_never_campaigns() -> None:
     d = make_node("d", ABC)
     assert d.deadline == float("inf")
     d.tick(1e9)
-    assert d.role is Role.FOLLOWER and d.term == 0 and not d.outbox
+    assert d.role is Role.FOLLOWER and d.term == 0 and not take(d)
     with pytest.raises(NotVoter):
         d.trigger_election(0.0)
     d.step(TimeoutNow("a", "d", 1), 0.0)
-    assert d.role is Role.FOLLOWER and not any(isinstance(m, RequestVote) for m in d.outbox)
+    assert d.role is Role.FOLLOWER and not any(isinstance(m, RequestVote) for m in take(d))
 
 
 def test_config_change_takes_effect_on_append() -> None:
@@ -1174,7 +1104,7 @@ def test_removed_follower_stops_campaigning() -> None:
     c.deliver(heartbeat=True)
     assert cc.commit_index >= cc.config_index and cc.deadline == float("inf")
     cc.tick(1e9)
-    assert cc.role is Role.FOLLOWER and not cc.outbox
+    assert cc.role is Role.FOLLOWER and not take(cc)
     assert "c" not in a.progress
 
 
@@ -1279,7 +1209,7 @@ def test_malformed_messages_raise_and_change_nothing() -> None:
             n.commit_index,
             n.deadline,
             log_entries(n),
-            list(n.outbox),
+            list(n._outbox),
         )
 
     bad: list[object] = [

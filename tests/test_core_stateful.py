@@ -25,7 +25,6 @@ runs many more examples.
 from __future__ import annotations
 
 import contextlib
-import random
 from itertools import combinations
 
 from hypothesis import settings
@@ -38,8 +37,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from trioraft import MemoryStorage, RaftError
-from trioraft._core import Entry, Message, RaftNode, Role, ServerOptions
+from trioraft import RaftError
+from trioraft._core import Entry, Message, RaftNode, Role
+from trioraft.testing._pure import PureCluster
 
 NAMES = ("a", "b", "c", "d", "e")
 MAX_BATCH = 400  # most messages one "deliver everything" rule handles
@@ -65,8 +65,9 @@ class RaftCluster(RuleBasedStateMachine):
     )
     def setup(self, size, seed, pre_vote, check_quorum, max_entries, max_inflight, elect_first):
         self.names = NAMES[:size]
-        self.options = ServerOptions(
-            initial_config=self.names,
+        self.cluster = PureCluster(
+            self.names,
+            seed=seed,
             pre_vote=pre_vote,
             check_quorum=check_quorum,
             max_entries_per_message=max_entries,
@@ -74,12 +75,8 @@ class RaftCluster(RuleBasedStateMachine):
         )
         self.seed = seed
         self.restarts = 0
-        self.now = 0.0
-        self.storages = {name: MemoryStorage() for name in self.names}
-        self.nodes: dict[str, RaftNode] = {}
-        for i, name in enumerate(self.names):
-            rng = random.Random(seed * 1000 + i)
-            self.nodes[name] = RaftNode(name, self.storages[name], self.options, rng, self.now)
+        self.storages = self.cluster.storages
+        self.nodes: dict[str, RaftNode] = self.cluster.nodes
         self.network: list[Message] = []
         self.history: list[Message] = []  # recently delivered messages, for replays
         self.side: frozenset[str] | None = None  # a partition: this side and the rest
@@ -115,26 +112,24 @@ class RaftCluster(RuleBasedStateMachine):
         leaders = self.leaders()  # several, at most one of them current
         return leaders[i % len(leaders)]
 
+    @property
+    def now(self) -> float:
+        return self.cluster.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.cluster.now = value
+
     def pump(self) -> None:
-        """Collect every outbox, and what each leader's replication has to send."""
-        for node in self.nodes.values():
-            self.network.extend(node.take_outbox())
-        for node in self.nodes.values():
-            if node.role is not Role.LEADER:
-                continue
-            for peer in sorted(node.progress):
-                for _ in range(64):
-                    m = node.replicate(peer, self.now, False)
-                    if m is None:
-                        break
-                    self.network.append(m)
-            self.network.extend(node.take_outbox())
+        """Carry out every node's Readys (persist, send, apply, answer reads)."""
+        for name in self.names:
+            self.network.extend(self.cluster.take(name))
         self.drain_reads()
 
     def drain_reads(self) -> None:
         for name, node in self.nodes.items():
             pending = self.reads[name]
-            for seq, read_index in node.ready_reads:
+            for seq, read_index in self.cluster.reads[name]:
                 assert seq in pending, f"{name}: read {seq} unknown or answered twice"
                 term, must_cover = pending.pop(seq)
                 # Confirmed while leading that term (it may have stepped down since, in
@@ -144,12 +139,12 @@ class RaftCluster(RuleBasedStateMachine):
                 assert read_index >= must_cover, (name, seq, read_index, must_cover)
                 assert read_index <= node.commit_index
                 self.reads_answered += 1
-            node.ready_reads.clear()
-            for seq in node.failed_reads:
+            self.cluster.reads[name].clear()
+            for seq in self.cluster.failed_reads[name]:
                 assert seq in pending, f"{name}: read {seq} unknown or answered twice"
                 pending.pop(seq)
                 self.reads_answered += 1
-            node.failed_reads.clear()
+            self.cluster.failed_reads[name].clear()
             if node.role is not Role.LEADER:
                 # A server that is not leading has nothing left to answer.
                 assert not pending, f"{name} lost its leadership without failing {pending}"
@@ -254,11 +249,7 @@ class RaftCluster(RuleBasedStateMachine):
     def heartbeat(self):
         """Every leader sends a heartbeat round."""
         for node in self.nodes.values():
-            if node.role is Role.LEADER:
-                for peer in sorted(node.progress):
-                    m = node.replicate(peer, self.now, True)
-                    if m is not None:
-                        self.network.append(m)
+            node.heartbeat_now()
         self.pump()
 
     @precondition(lambda self: self.leaders())
@@ -286,7 +277,7 @@ class RaftCluster(RuleBasedStateMachine):
     def trigger_election(self, i):
         """A forced election (skipping PreVote and the leader lease)."""
         node = self.pick(i)
-        if node.is_voter:
+        if node.can_campaign:
             node.trigger_election(self.now)
             self.check_after_step()
         self.pump()
@@ -295,7 +286,7 @@ class RaftCluster(RuleBasedStateMachine):
     def elect_in_group(self, i, mask):
         """A forced election carried out among a group (the candidate and ``mask``)."""
         node = self.pick(i)
-        if node.is_voter:
+        if node.can_campaign:
             node.trigger_election(self.now)
             self.check_after_step()
             self.pump()
@@ -332,8 +323,7 @@ class RaftCluster(RuleBasedStateMachine):
         self.network = [m for m in self.network if m.dst != name]
         self.restarts += 1
         self.reads[name].clear()  # the crashed server's callers get ServerStopped
-        rng = random.Random(self.seed * 1000 + 100 + self.restarts)
-        self.nodes[name] = RaftNode(name, self.storages[name], self.options, rng, self.now)
+        self.cluster.restart(name, seed=self.seed * 1000 + 100 + self.restarts)
         self.pump()
 
     @rule(mask=group_mask)
@@ -379,7 +369,7 @@ class RaftCluster(RuleBasedStateMachine):
         for name, node in self.nodes.items():
             assert node.commit_index >= self.last_commit[name], name
             assert node.commit_index <= node.log.last_index, name
-            assert node.storage.commit_index == node.commit_index
+            assert self.storages[name].commit_index == node.commit_index
             self.last_commit[name] = node.commit_index
             for index in range(1, node.commit_index + 1):
                 held = node.log.entry(index)

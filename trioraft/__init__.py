@@ -11,7 +11,7 @@ import logging
 
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
-from ._core.options import ServerOptions
+from ._core.ready import Snapshot
 from ._errors import (
     CatchUpFailed,
     ConfigChangeInProgress,
@@ -29,9 +29,10 @@ from ._errors import (
     WrongCluster,
 )
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
+from ._options import ServerOptions
 from ._server import Server, Status, TraceEvent, serve, start_server
 from ._state_machine import StateMachine
-from ._storage import MemoryStorage, Snapshot
+from ._storage import DiskStorage, MemoryStorage, StorageError
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "CatchUpFailed",
     "Config",
     "ConfigChangeInProgress",
+    "DiskStorage",
     "Endpoint",
     "Entry",
     "EntryKind",
@@ -64,6 +66,7 @@ __all__ = [
     "StateMachine",
     "Status",
     "StoppedOutcomeUnknown",
+    "StorageError",
     "TraceEvent",
     "TransferFailed",
     "Transport",

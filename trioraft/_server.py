@@ -1,21 +1,23 @@
 """The Trio runtime: a server's tasks, and the :class:`Server` handle users call.
 
 The runtime makes no Raft decisions. It feeds the core (:class:`~trioraft._core.RaftNode`)
-events with the current time, and carries out what the core leaves behind: messages to
-send, a timer deadline, entries to apply, reads to answer. Its tasks:
+events with the current time, and carries out what the core hands it in a
+:class:`~trioraft._core.ready.Ready`, in order: persist (and wait until durable), send,
+apply, answer; then it tells the core it is done. Its tasks:
 
 * the receive loop: messages from the transport into the core;
-* the timer: one cancel scope whose deadline follows the core's (election timeout for
-  followers and candidates; CheckQuorum and transfer deadlines for a leader);
-* the apply loop: committed entries into the user's state machine, waking writers;
-* while leading, a leader-only nursery with one replication task per peer, cancelled
-  the moment leadership is lost.
+* the timer: one cancel scope whose deadline follows the core's;
+* the ready loop: the Ready/Advance cycle above (one storage sync per cycle, so whatever
+  arrived while the disk was busy is written together: group commit);
+* while leading, a leader-only nursery with one replication task per peer, which sends
+  what the core has decided to send that peer, and is cancelled the moment leadership
+  is lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import inspect
 import logging
 import math
 import random
@@ -25,9 +27,9 @@ from typing import Any
 import attrs
 import trio
 
-from ._core.messages import Config, Entry, EntryKind
+from ._core.messages import Config, Entry, EntryKind, Message
 from ._core.node import CatchUpState, LeaderNotReady, RaftNode, Role, TransferInProgress
-from ._core.options import ServerOptions
+from ._core.ready import PersistedState, Ready, SoftState
 from ._errors import (
     CatchUpFailed,
     MalformedMessage,
@@ -39,21 +41,26 @@ from ._errors import (
     TransferFailed,
     WrongCluster,
 )
+from ._glue import (
+    Hooks,
+    Signal,
+    Waiter,
+    check_machine,
+    decode_snapshot,
+    encode_snapshot,
+    machine_snapshots,
+)
 from ._network.base import Endpoint, Transport
-from ._storage import MemoryStorage
+from ._options import ServerOptions
+from ._storage import DiskStorage, MemoryStorage, Storage
 
-__all__ = ["Server", "Status", "TraceEvent", "serve", "start_server"]
+__all__ = ["Server", "Status", "TraceEvent", "check_machine", "serve", "start_server"]
 
 logger = logging.getLogger("trioraft")
 
 _MISSING: Any = object()
-#: Most committed entries applied before the apply loop lets other tasks run.
-_APPLY_BATCH = 1024
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
-#: The state machine methods that must be plain functions.
-_MACHINE_METHODS = ("write", "read", "snapshot", "restore")
-_MACHINE_HOOKS = ("validate", "on_role_change", "on_membership_change")
 
 
 @attrs.frozen
@@ -78,6 +85,8 @@ class Status:
     waiting_to_be_added: bool = False
     #: The identity of the cluster this server belongs to ("" until it knows one).
     cluster_id: str = ""
+    #: Index of the latest snapshot (0 before any).
+    snapshot_index: int = 0
 
 
 @attrs.frozen
@@ -85,56 +94,15 @@ class TraceEvent:
     """Something that happened on a server, for tracers (``tracer=`` option).
 
     ``kind`` is ``"role"`` (data: role, term, leader), ``"commit"`` (data: index),
-    ``"propose"`` (data: index, term: a leader appended a client's write) or ``"apply"``
-    (data: index, term, kind). ``time`` is ``trio.current_time()``.
+    ``"propose"`` (data: index, term: a leader appended a client's write), ``"apply"``
+    (data: index, term, kind) or ``"snapshot"`` (data: index, installed: taken here or
+    installed from the leader). ``time`` is ``trio.current_time()``.
     """
 
     time: float
     server: str
     kind: str
     data: Mapping[str, Any] = attrs.field(eq=False, hash=False)
-
-
-class _Waiter:
-    """One caller waiting for the runtime to hand it a value or an exception."""
-
-    __slots__ = ("error", "event", "term", "value")
-
-    def __init__(self, term: int = 0) -> None:
-        self.event = trio.Event()
-        self.term = term
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def resolve(self, value: Any) -> None:
-        self.value = value
-        self.event.set()
-
-    def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.event.set()
-
-    async def wait(self) -> Any:
-        await self.event.wait()
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-class _Signal:
-    """A wake-up flag for one task: ``set`` is never lost, ``wait`` consumes it."""
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-        self._event = trio.Event()
 
 
 class Server:
@@ -150,24 +118,31 @@ class Server:
         name: str,
         machine: Any,
         endpoint: Endpoint,
-        storage: MemoryStorage,
+        storage: Storage,
         options: ServerOptions,
+        state: PersistedState,
     ) -> None:
         self._name = name
         self._machine = machine
         self._endpoint = endpoint
         self._storage = storage
         self._options = options
+        self._snapshots = machine_snapshots(machine)
+        if state.snapshot is not None:
+            self._restore(state.snapshot.data)
         self._node = RaftNode(
-            name, storage, options, random.Random(options.seed), trio.current_time()
+            name,
+            options.core(),
+            random.Random(options.seed),
+            trio.current_time(),
+            state,
+            compaction=self._snapshots,
         )
-        self._last_applied = storage.snapshot.index if storage.snapshot is not None else 0
-        if storage.snapshot is not None:
-            machine.restore(storage.snapshot.data)
-        self._writes: dict[int, _Waiter] = {}
-        self._reads: dict[int, _Waiter] = {}
+        self._last_applied = self._node.applied
+        self._writes: dict[int, Waiter] = {}
+        self._reads: dict[int, Waiter] = {}
         self._changed = trio.Event()
-        self._commit_signal = _Signal()
+        self._kicked = Signal()
         self._timer_scope = trio.CancelScope()
         self._scope = trio.CancelScope()
         self._finished = trio.Event()
@@ -177,12 +152,18 @@ class Server:
         self._led_term: int | None = None
         self._leader_scope: trio.CancelScope | None = None
         self._leader_nursery: trio.Nursery | None = None
-        self._replicators: dict[str, tuple[trio.CancelScope, _Signal]] = {}
+        self._replicators: dict[str, tuple[trio.CancelScope, trio.MemorySendChannel[Message]]] = {}
         self._nursery: trio.Nursery | None = None
-        self._seen: tuple[Any, ...] = ()
+        self._soft: SoftState | None = None
         self._role = self._node.role
-        self._hooks = _Hooks(machine)
+        self._durable_snapshot = self._node.snapshot_index
+        self._hooks = Hooks(machine)
         self._tracer: Callable[[TraceEvent], None] | None = options.tracer
+        self._tracer_error: Exception | None = None
+        #: The ready loop is carrying out a Ready.
+        self._busy = False
+        #: The storage makes writes durable without waiting (MemoryStorage, no latency).
+        self._immediate = isinstance(storage, MemoryStorage) and storage.immediate
         self._traced_commit = self._node.commit_index
 
     def __repr__(self) -> str:
@@ -197,8 +178,9 @@ class Server:
         return self._name
 
     @property
-    def storage(self) -> MemoryStorage:
-        """This server's :class:`~trioraft.MemoryStorage` (reuse it to restart the server)."""
+    def storage(self) -> Any:
+        """This server's storage (a :class:`~trioraft.MemoryStorage` unless another was
+        given; reuse it to restart the server)."""
         return self._storage
 
     @property
@@ -210,6 +192,11 @@ class Server:
     def stopped(self) -> bool:
         """Whether the server has stopped."""
         return self._stopped
+
+    @property
+    def failure(self) -> ServerFailed | None:
+        """If the server stopped itself because an internal invariant broke: why."""
+        return self._failure
 
     def leader(self) -> str | None:
         """The leader's name as this server knows it, or ``None``."""
@@ -238,6 +225,7 @@ class Server:
             transfer_target=node.transfer_target,
             waiting_to_be_added=self._name not in cfg.members,
             cluster_id=node.cluster_id,
+            snapshot_index=node.snapshot_index,
         )
 
     async def write(self, command: Any) -> Any:
@@ -282,17 +270,17 @@ class Server:
         self._check_running()
         node = self._node
         try:
-            seq = node.request_read(trio.current_time())
+            ticket = node.request_read(trio.current_time())
         except NotLeader:
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise
-        waiter = _Waiter()
-        self._reads[seq] = waiter
-        self._process()
+        waiter = Waiter()
+        self._reads[ticket] = waiter
+        self._kick()
         try:
             read_index = await waiter.wait()
         finally:
-            self._reads.pop(seq, None)
+            self._reads.pop(ticket, None)
         while self._last_applied < read_index:
             await self._wait_changed()
         return self._machine.read(query)
@@ -345,7 +333,7 @@ class Server:
             await self._change_config(lambda: node.add_server_config(name, False))
         self._check_foreign(name)
         catch_up = node.start_catch_up(name, trio.current_time())
-        self._process()
+        self._kick()
         while catch_up.state is CatchUpState.PENDING:
             await self._wait_changed()
         self._check_foreign(name)
@@ -389,7 +377,7 @@ class Server:
         await trio.lowlevel.checkpoint()
         self._check_running()
         self._node.trigger_election(trio.current_time())
-        self._process()
+        self._kick()
 
     async def transfer_leadership(self, name: str | None = None) -> str:
         """Hand leadership to ``name`` (default: the most up-to-date voter), §3.10.
@@ -404,7 +392,7 @@ class Server:
         node = self._node
         start = trio.current_time()
         target = node.transfer_leadership(name, start)
-        self._process()
+        self._kick()
         if target == self._name:
             return target
         with trio.move_on_at(start + 2 * self._options.max_election_timeout):
@@ -421,6 +409,22 @@ class Server:
                 await self._wait_changed()
         raise TransferFailed(f"{target!r} did not become leader in time")
 
+    async def take_snapshot(self) -> int:
+        """Snapshot the state machine now (dissertation §5), compact the log behind it,
+        and return the snapshot's index once it is durable. The state machine must
+        implement ``snapshot()`` and ``restore()`` (else :class:`TypeError`)."""
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        if not self._snapshots:
+            raise TypeError(
+                f"{type(self._machine).__name__} does not implement snapshot() and restore()"
+            )
+        index = self._snapshot_now()
+        self._kick()
+        while self._durable_snapshot < index:
+            await self._wait_changed()
+        return index
+
     async def stop(self) -> None:
         """Stop the server: its tasks end, pending calls raise
         :class:`~trioraft.ServerStopped`, and it leaves the network. Its storage can then
@@ -429,11 +433,6 @@ class Server:
         await self._finished.wait()
 
     # ------------------------------------------------------------- internals
-    @property
-    def failure(self) -> ServerFailed | None:
-        """If the server stopped itself because an internal invariant broke: why."""
-        return self._failure
-
     def _check_running(self) -> None:
         if self._stopped:
             if self._failure is not None:
@@ -457,13 +456,21 @@ class Server:
         await self._changed.wait()
         self._check_running()
 
+    def _notify_changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _kick(self) -> None:
+        """Something was handed to the core: wake the ready loop, follow the timer."""
+        self._kicked.set()
+        deadline = self._node.deadline
+        if self._timer_scope.deadline != deadline:
+            self._timer_scope.deadline = deadline
+
     async def _await_entry(self, entry: Entry) -> Any:
-        waiter = _Waiter(entry.term)
+        waiter = Waiter(entry.term)
         self._writes[entry.index] = waiter
-        if self._node.commit_index > self._last_applied or self._node.outbox:
-            self._process()  # a single-voter cluster committed it already
-        else:
-            self._wake_replicators()
+        self._kick()
         try:
             return await waiter.wait()
         finally:
@@ -483,90 +490,171 @@ class Server:
                 await self._wait_changed()  # wait for this term's no-op to commit
         await self._await_entry(entry)
 
-    def _process(self) -> None:
-        """Carry out what the core left to do. Called after every call into the core."""
+    # ----------------------------------------------------------- ready loop
+    async def _ready_loop(self) -> None:
         node = self._node
-        outbox = node.outbox
-        if outbox:
-            node.outbox = []
-            send = self._endpoint.send
-            for message in outbox:
+        while True:
+            if not node.has_ready():
+                await self._kicked.wait()
+                continue
+            self._busy = True
+            try:
+                rd = node.ready()
+                if rd.must_persist:
+                    self._stage(rd)
+                    await self._storage.sync()
+                self._finish(rd)
+            finally:
+                self._busy = False
+            await trio.lowlevel.checkpoint()
+
+    def _ready_now(self) -> None:
+        """Carry out a Ready at once, from the task that just fed the core, when nothing
+        else is under way and the storage makes it durable without waiting (a task
+        switch saved per batch of messages); else leave it to the ready loop."""
+        node = self._node
+        if self._busy or not self._immediate or not node.has_ready():
+            self._kick()
+            return
+        rd = node.ready()
+        if rd.must_persist:
+            self._stage(rd)
+            self._storage.sync_nowait()  # type: ignore[attr-defined]
+        self._finish(rd)
+
+    def _finish(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self._durable_snapshot = max(self._durable_snapshot, rd.snapshot.index)
+        self._send(rd.messages)
+        self._carry_out(rd)
+        self._node.advance(rd)
+        self._kick()
+
+    def _stage(self, rd: Ready) -> None:
+        # Durable before anything that depends on it leaves (Figure 2: "before responding
+        # to RPCs"; API: "nothing is acknowledged before it is durable").
+        storage = self._storage
+        if rd.snapshot is not None:
+            storage.set_snapshot(rd.snapshot)
+        if rd.compact is not None:
+            storage.compact(*rd.compact)
+        if rd.truncate_from is not None:
+            storage.truncate(rd.truncate_from)
+        if rd.entries:
+            storage.append(rd.entries)
+        if rd.hard_state is not None:
+            storage.set_hard_state(rd.hard_state)
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        if not messages:
+            return
+        if self._leader_nursery is not None and (
+            self._replicators.keys() != self._node.progress.keys()
+        ):
+            self._sync_replicators()
+        send = self._endpoint.send
+        replicators = self._replicators
+        for message in messages:
+            replicator = replicators.get(message.dst)
+            if replicator is not None:
+                replicator[1].send_nowait(message)
+            else:
                 send(message)
-        deadline = node.deadline
-        if self._timer_scope.deadline != deadline:
-            self._timer_scope.deadline = deadline
+
+    def _carry_out(self, rd: Ready) -> None:
+        if rd.snapshot is not None and rd.restore:
+            self._restore(rd.snapshot.data)
+            self._last_applied = rd.snapshot.index
+            self._trace_if("snapshot", index=rd.snapshot.index, installed=True)
+        for entry in rd.committed:
+            self._apply(entry)
+        if rd.take_snapshot:
+            with contextlib.suppress(Exception):  # logged; compaction is off from now on
+                self._snapshot_now()
+        for ticket, read_index in rd.reads:
+            waiter = self._reads.get(ticket)
+            if waiter is not None:
+                waiter.resolve(read_index)
+        for ticket in rd.failed_reads:
+            waiter = self._reads.get(ticket)
+            if waiter is not None:
+                waiter.fail(
+                    NotLeader(
+                        self._node.leader, "leadership was lost before the read was confirmed"
+                    )
+                )
+        for notice in rd.notices:
+            logger.warning("%s: %s", self._name, notice)
+        if rd.soft is not None and rd.soft != self._soft:
+            self._soft_changed(rd.soft)
+        self._notify_changed()
+
+    def _soft_changed(self, soft: SoftState) -> None:
+        old = self._soft
+        self._soft = soft
+        if self._tracer is not None:
+            if old is None or (old.role, old.term, old.leader) != (
+                soft.role,
+                soft.term,
+                soft.leader,
+            ):
+                self._trace("role", role=soft.role, term=soft.term, leader=soft.leader)
+            if soft.commit != self._traced_commit:
+                self._traced_commit = soft.commit
+                self._trace("commit", index=soft.commit)
+        node = self._node
         if node.role is Role.LEADER:
             if self._led_term != node.term:
                 self._stop_leading()
                 self._start_leading()
-            elif (
-                self._leader_nursery is not None
-                and self._replicators.keys() != node.progress.keys()
-            ):
-                self._sync_replicators()
-            self._wake_replicators()
         elif self._led_term is not None:
             self._stop_leading()
-        if node.ready_reads:
-            for seq, read_index in node.ready_reads:
-                waiter = self._reads.get(seq)
-                if waiter is not None:
-                    waiter.resolve(read_index)
-            node.ready_reads.clear()
-        if node.failed_reads:
-            for seq in node.failed_reads:
-                waiter = self._reads.get(seq)
-                if waiter is not None:
-                    waiter.fail(
-                        NotLeader(node.leader, "leadership was lost before the read was confirmed")
-                    )
-            node.failed_reads.clear()
-        if node.commit_index > self._last_applied:
-            self._commit_signal.set()
-        if node.notices:
-            for notice in node.notices:
-                logger.warning("%s: %s", self._name, notice)
-            node.notices.clear()
-        seen = (
-            node.role,
-            node.term,
-            node.leader,
-            node.commit_index,
-            node.transfer_target,
-            node.config_index,
-            node.events,
-        )
-        if seen != self._seen:
-            if self._tracer is not None:
-                self._trace_changes(seen)
-            self._seen = seen
-            if node.role is not self._role:
-                self._role = node.role
-                self._hooks.role_changed(node.role)
-            self._notify_changed()
+        if node.role is not self._role:
+            self._role = node.role
+            self._hooks.role_changed(node.role)
+
+    def _restore(self, data: bytes) -> None:
+        machine_state, _extra = decode_snapshot(data)
+        restore = getattr(self._machine, "restore", None)
+        if restore is None:
+            raise TypeError(
+                f"the storage holds a snapshot, but {type(self._machine).__name__} has no "
+                "restore() method"
+            )
+        restore(machine_state)
+
+    def _snapshot_now(self) -> int:
+        """Snapshot the machine at the last applied entry; hand it to the core."""
+        index = self._last_applied
+        try:
+            data = encode_snapshot(self._machine.snapshot())
+        except Exception as exc:
+            self._node.compaction = False
+            logger.error(
+                "%s: snapshot() failed, so this server stops compacting its log: %r",
+                self._name,
+                exc,
+            )
+            raise
+        snapshot = self._node.snapshot_taken(index, data)
+        self._trace_if("snapshot", index=snapshot.index, installed=False)
+        return snapshot.index
 
     def _trace(self, event: str, **data: Any) -> None:
         assert self._tracer is not None
-        self._tracer(TraceEvent(trio.current_time(), self._name, event, data))
+        try:
+            self._tracer(TraceEvent(trio.current_time(), self._name, event, data))
+        except Exception as exc:
+            # A tracer's exception (the testing toolkit's InvariantViolation) is a
+            # report for the program, not an internal failure of this server.
+            self._tracer_error = exc
+            raise
 
-    def _trace_changes(self, seen: tuple[Any, ...]) -> None:
-        old = self._seen or (None, None, None, None)
-        if seen[:3] != old[:3]:
-            self._trace("role", role=seen[0], term=seen[1], leader=seen[2])
-        if seen[3] != self._traced_commit:
-            self._traced_commit = seen[3]
-            self._trace("commit", index=seen[3])
+    def _trace_if(self, event: str, **data: Any) -> None:
+        if self._tracer is not None:
+            self._trace(event, **data)
 
-    def _wake_replicators(self) -> None:
-        has_pending = self._node.has_pending
-        for peer, (_, signal) in self._replicators.items():
-            if has_pending(peer):
-                signal.set()
-
-    def _notify_changed(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
+    # -------------------------------------------------------------- leading
     def _start_leading(self) -> None:
         assert self._nursery is not None
         self._led_term = self._node.term
@@ -582,6 +670,8 @@ class Server:
             self._leader_scope.cancel()
         self._leader_scope = None
         self._leader_nursery = None
+        for _, channel in self._replicators.values():
+            channel.close()
         self._replicators.clear()
         # Writes this leader appended that are not known committed may or may not
         # commit under the next leader: their outcome is unknown. Committed ones will be
@@ -608,48 +698,31 @@ class Server:
 
     def _sync_replicators(self) -> None:
         nursery = self._leader_nursery
-        assert nursery is not None
+        if nursery is None:
+            return
         progress = self._node.progress
         for peer in progress:
             if peer not in self._replicators:
-                scope, signal = trio.CancelScope(), _Signal()
-                self._replicators[peer] = (scope, signal)
-                nursery.start_soon(self._replicate, peer, scope, signal)
+                send, receive = trio.open_memory_channel[Message](math.inf)
+                scope = trio.CancelScope()
+                self._replicators[peer] = (scope, send)
+                nursery.start_soon(self._replicate, scope, receive)
         for peer in [p for p in self._replicators if p not in progress]:
-            self._replicators.pop(peer)[0].cancel()
+            scope, send = self._replicators.pop(peer)
+            send.close()
+            scope.cancel()
 
-    async def _replicate(self, peer: str, scope: trio.CancelScope, signal: _Signal) -> None:
-        # One task per follower: sends at once when idle, batches whatever accumulated
-        # while it was busy, pipelines within the core's in-flight window, and sends a
-        # heartbeat when nothing else went out for a heartbeat interval.
-        node = self._node
+    async def _replicate(
+        self, scope: trio.CancelScope, messages: trio.MemoryReceiveChannel[Message]
+    ) -> None:
+        # One task per follower: it sends what the core decided to send that follower,
+        # in order, so a slow connection to one follower never holds up the others.
         send = self._endpoint.send
-        interval = self._options.heartbeat_interval
-        last_sent = -math.inf
         with scope:
-            while True:
-                now = trio.current_time()
-                # Compare with the very deadline we sleep until: ``now - last_sent >=
-                # interval`` can be False at that deadline through float rounding, and the
-                # task would spin without blocking (virtual time would stop).
-                deadline = last_sent + interval
-                due = now >= deadline
-                try:
-                    message = node.replicate(peer, now, due)
-                except Exception as exc:
-                    self._fail(exc)
-                    return
-                if message is not None:
-                    send(message)
-                    last_sent = now
-                elif due:
-                    # Nothing even though a heartbeat is due: we no longer lead, or the
-                    # peer left. Block (a past deadline here would hide our cancellation).
-                    await signal.wait()
-                else:
-                    with trio.move_on_at(deadline):
-                        await signal.wait()
+            async for message in messages:
+                send(message)
 
+    # ---------------------------------------------------------------- tasks
     async def _receive_loop(self) -> None:
         node = self._node
         receive = self._endpoint.receive_batch
@@ -664,7 +737,7 @@ class Server:
                 except Exception as exc:
                     self._fail(exc)
                     return
-            self._process()
+            self._ready_now()
 
     async def _timer_loop(self) -> None:
         node = self._node
@@ -679,7 +752,7 @@ class Server:
                 except Exception as exc:
                     self._fail(exc)
                     return
-                self._process()
+                self._kick()
 
     async def _watch_membership(self) -> None:
         # Legal but easy to get wrong: a server in no configuration does nothing until a
@@ -694,20 +767,6 @@ class Server:
                 node.config,
                 self._name,
             )
-
-    async def _apply_loop(self) -> None:
-        node = self._node
-        log = node.log
-        while True:
-            if node.commit_index <= self._last_applied:
-                await self._commit_signal.wait()
-                continue
-            hi = min(node.commit_index, self._last_applied + _APPLY_BATCH)
-            for entry in log.slice(self._last_applied + 1, hi):
-                self._apply(entry)
-            self._notify_changed()
-            if node.commit_index > self._last_applied:
-                await trio.lowlevel.checkpoint()  # more to apply: let others run first
 
     def _apply(self, entry: Entry) -> None:
         value: Any = None
@@ -747,12 +806,20 @@ class Server:
                     self._nursery = nursery
                     nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._timer_loop)
-                    nursery.start_soon(self._apply_loop)
+                    nursery.start_soon(self._guarded_ready_loop)
                     nursery.start_soon(self._watch_membership)
-                    self._process()
+                    self._kick()
                     task_status.started(self)
         finally:
             self._shutdown()
+
+    async def _guarded_ready_loop(self) -> None:
+        try:
+            await self._ready_loop()
+        except Exception as exc:
+            if exc is self._tracer_error:
+                raise
+            self._fail(exc)
 
     def _shutdown(self) -> None:
         self._stopped = True
@@ -775,32 +842,12 @@ class Server:
         self._finished.set()
 
 
-class _Hooks:
-    """The optional state machine hooks, called defensively."""
-
-    def __init__(self, machine: Any) -> None:
-        self._machine = machine
-        self._validate = getattr(machine, "validate", None)
-        self._on_role = getattr(machine, "on_role_change", None)
-        self._on_membership = getattr(machine, "on_membership_change", None)
-
-    def validate(self, command: Any) -> None:
-        if self._validate is not None:
-            self._validate(command)
-
-    def role_changed(self, role: Role) -> None:
-        if self._on_role is not None:
-            try:
-                self._on_role(role)
-            except Exception:
-                logger.exception("on_role_change(%s) raised", role)
-
-    def membership_changed(self, config: Config) -> None:
-        if self._on_membership is not None:
-            try:
-                self._on_membership(frozenset(config.voters), frozenset(config.learners))
-            except Exception:
-                logger.exception("on_membership_change raised")
+def _check_storage(storage: Any) -> Storage:
+    if not isinstance(storage, (MemoryStorage, DiskStorage)):
+        raise ValueError(
+            f"storage must be a trioraft.MemoryStorage or trioraft.DiskStorage, got {storage!r}"
+        )
+    return storage
 
 
 async def serve(
@@ -823,43 +870,25 @@ async def serve(
     opts = ServerOptions.from_kwargs(options)
     if not isinstance(name, str) or not name:
         raise ValueError(f"server name must be a non-empty string, got {name!r}")
-    storage = opts.storage if opts.storage is not None else MemoryStorage()
-    if not isinstance(storage, MemoryStorage):
-        raise ValueError(f"storage must be a trioraft.MemoryStorage, got {storage!r}")
+    storage = _check_storage(opts.storage if opts.storage is not None else MemoryStorage())
     if not callable(machine):
         raise TypeError(f"machine must be a state machine class or factory, got {machine!r}")
     instance = machine() if init_arg is _MISSING else machine(init_arg)
     check_machine(instance)
-    storage.acquire(name)
+    await storage.acquire(name)
     try:
+        state = await storage.load()
         endpoint = network.register(name)
     except BaseException:
         storage.release()
         raise
     try:
-        server = Server(name, instance, endpoint, storage, opts)
+        server = Server(name, instance, endpoint, storage, opts, state)
     except BaseException:
         endpoint.close()
         storage.release()
         raise
     await server._run(task_status)
-
-
-def check_machine(instance: Any) -> None:
-    """Raise :class:`TypeError` if ``instance`` cannot serve as a state machine: it
-    lacks ``write`` or ``read``, or one of its methods is ``async def`` (they are called
-    synchronously, in log order; a coroutine would be returned as the reply)."""
-    kind = type(instance).__name__
-    for method in ("write", "read"):
-        if not callable(getattr(instance, method, None)):
-            raise TypeError(f"{kind} has no {method}() method: it is not a state machine")
-    for method in _MACHINE_METHODS + _MACHINE_HOOKS:
-        fn = getattr(instance, method, None)
-        if fn is not None and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
-            raise TypeError(
-                f"{kind}.{method} is async (async def): state machine methods are plain "
-                "functions, called in log order on every server; make it a def"
-            )
 
 
 async def start_server(

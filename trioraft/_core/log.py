@@ -117,6 +117,14 @@ class RaftLog:
             return self.snapshot_index + pos
         return None
 
+    def reset(self, index: int, term: int, entries: Sequence[Entry] = ()) -> None:
+        """Replace everything: entries up to ``index`` (of ``term``) are compacted away,
+        ``entries`` follow."""
+        self._entries = []
+        self.snapshot_index = index
+        self.snapshot_term = term
+        self.extend(entries)
+
     def compact(self, index: int, term: int) -> None:
         """Forget every entry up to ``index`` (whose term is ``term``)."""
         if index <= self.snapshot_index:

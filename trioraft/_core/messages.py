@@ -22,6 +22,8 @@ __all__ = [
     "EntryKind",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallSnapshot",
+    "InstallSnapshotResponse",
     "Message",
     "RequestVote",
     "TimeoutNow",
@@ -166,3 +168,30 @@ class TimeoutNow(Message):
 class ClusterMismatch(Message):
     """A server refuses a message from a server of another cluster (its ``cluster`` is
     the refusing server's identity). Never answered."""
+
+
+@attrs.frozen
+class InstallSnapshot(Message):
+    """One chunk of the leader's snapshot (dissertation §5.3): ``data`` holds the bytes
+    ``offset`` to ``offset + len(data)`` of the snapshot of the log up to ``index`` (whose
+    entry had ``snapshot_term``), ``size`` bytes in all, with the configuration in force
+    at ``index``. The last chunk is the one that reaches ``size``."""
+
+    index: int
+    snapshot_term: int
+    config: Config
+    offset: int
+    size: int
+    data: bytes
+
+
+@attrs.frozen
+class InstallSnapshotResponse(Message):
+    """Reply to :class:`InstallSnapshot`: the follower holds the first ``offset`` bytes of
+    the snapshot at ``index`` (``done``: it installed it). ``gap``: the chunk did not
+    follow what it holds; the leader resends from ``offset``."""
+
+    index: int
+    offset: int
+    done: bool = False
+    gap: bool = False

@@ -1,17 +1,22 @@
 """The Raft node: every rule of the algorithm, and no I/O.
 
 A :class:`RaftNode` consumes events (a message arrived, the timer fired, a client
-proposes, a read is requested) with the current time passed in, updates its persistent
-state in its :class:`~trioraft.MemoryStorage` *before* anything leaves it, and leaves
-what the runtime has to do in plain attributes: messages in :attr:`RaftNode.outbox`,
-confirmed reads in :attr:`RaftNode.ready_reads`, the next timer deadline in
-:attr:`RaftNode.deadline`, the commit index to apply up to in
-:attr:`RaftNode.commit_index`. It never imports trio, never reads a clock and draws
-randomness only from the ``random.Random`` it is given, so it runs the same way every
-time it is given the same inputs.
+proposes, a read is requested) with the current time passed in, and keeps everything in
+memory. What the runtime must do about it (persist, send, apply, answer) comes out of one
+call, :meth:`RaftNode.ready`, which returns a :class:`~trioraft._core.ready.Ready`; the
+runtime does it, in order, then calls :meth:`RaftNode.advance` (etcd-io/raft's
+Ready/Advance contract, see :mod:`trioraft._core.ready`). The node never writes storage
+itself: it only ever *asks* for a write, and messages that acknowledge something travel in
+the same Ready as the write they depend on, so they leave only once it is durable.
+
+All Raft timing lives here too: :attr:`RaftNode.deadline` is when :meth:`RaftNode.tick`
+must be called next (election timeouts, heartbeats, CheckQuorum, transfer and catch-up
+deadlines, snapshot transfer retries). The node never imports trio, never reads a clock
+and draws randomness only from the ``random.Random`` it is given, so it runs the same way
+every time it is given the same inputs.
 
 References: "Figure 2" is the Raft paper's summary of the algorithm; "§x.y" are sections
-of the paper (§5) or of Ongaro's dissertation (§3.10, §4, §6, §9).
+of the paper (§5) or of Ongaro's dissertation (§3.10, §4, §5.3 snapshots, §6, §9).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import enum
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import (
     ConfigChangeInProgress,
@@ -31,6 +36,7 @@ from .._errors import (
     TransferFailed,
     UnknownServer,
 )
+from .log import RaftLog
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -40,16 +46,16 @@ from .messages import (
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
     RequestVote,
     TimeoutNow,
     VoteResponse,
 )
-from .options import ServerOptions
+from .options import CoreOptions
 from .progress import Progress, ProgressMode
-
-if TYPE_CHECKING:
-    from .._storage import MemoryStorage
+from .ready import HardState, PersistedState, Ready, Snapshot, SoftState
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -62,6 +68,8 @@ __all__ = [
 ]
 
 INF = math.inf
+#: Most committed entries handed to the runtime in one Ready (it applies them in one go).
+APPLY_BATCH = 1024
 
 
 class Role(enum.Enum):
@@ -132,96 +140,106 @@ class CatchUp:
         self.reason = reason
 
 
+class _Incoming:
+    """A snapshot a follower is receiving, chunk by chunk."""
+
+    __slots__ = ("data", "key")
+
+    def __init__(self, key: tuple[int, int, int]) -> None:
+        self.key = key
+        self.data = bytearray()
+
+
 class RaftNode:
     """One server's Raft state machine. Call its methods from one thread at a time."""
 
     def __init__(
         self,
         name: str,
-        storage: MemoryStorage,
-        options: ServerOptions,
+        options: CoreOptions,
         rng: random.Random,
         now: float,
+        state: PersistedState | None = None,
+        *,
+        compaction: bool = True,
     ) -> None:
         self.name = name
-        self.storage = storage
         self.options = options
         self._rng = rng
-        self.log = storage.log
-        if storage.base_config is None:
-            storage.base_config = Config(voters=options.initial_config)
-        # Every configuration in the log, oldest first; the base one sits at the
-        # snapshot index. The last one is in force as soon as it is appended (§4.1).
-        base_index = storage.snapshot.index if storage.snapshot is not None else 0
-        base = storage.snapshot.config if storage.snapshot is not None else storage.base_config
-        self._configs: list[tuple[int, Config]] = [(base_index, base)]
-        for entry in self.log.slice(self.log.first_index, self.log.last_index):
-            if entry.kind is EntryKind.CONFIG:
-                self._configs.append((entry.index, entry.data))
+        self._now = now
+        #: Whether the node asks for snapshots (the state machine can take them).
+        self.compaction = compaction
+        self._restore_state(state if state is not None else PersistedState())
 
         self.role = Role.FOLLOWER
         self.leader: str | None = None
-        #: Highest index known committed (persisted, so a restart can apply at once).
-        self.commit_index = storage.commit_index
-        #: Messages to send, in order. The runtime empties it.
-        self.outbox: list[Message] = []
-        #: Reads confirmed by a quorum: (seq, read index). The runtime empties it.
-        self.ready_reads: list[tuple[int, int]] = []
-        #: Reads dropped because leadership was lost. The runtime empties it.
-        self.failed_reads: list[int] = []
-        #: Things worth a log line (messages refused from another cluster, ...). The
-        #: runtime empties it.
-        self.notices: list[str] = []
+        self._outbox: list[Message] = []
+        self._read_states: list[tuple[int, int]] = []
+        self._failed_reads: list[int] = []
+        #: Things worth a log line (messages refused from another cluster, ...).
+        self._notices: list[str] = []
         #: Servers that refused to follow this leader because they belong to another
-        #: cluster: name -> that cluster's identity (kept while leading).
+        #: cluster (or, on a follower, that it refused): name -> that cluster's identity.
         self.foreign: dict[str, str] = {}
 
         self._election_deadline = INF
         self._last_leader_contact = -INF
         self._votes: dict[str, bool] = {}
         self._campaign_force = False
+        self._incoming: _Incoming | None = None
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
         self._seq = 0  # read round stamp, carried by every message to followers
         self._pending_reads: list[int] = []
         self._leader_tick_at = INF
+        self._replication_due = False
         #: Learners being caught up before promotion (§4.2.1), by name.
         self.catch_ups: dict[str, CatchUp] = {}
         self._stepping_down = False  # removed from the configuration: handing over
-        #: Bumped whenever a catch-up or a transfer changes state (the runtime watches it).
+        #: Bumped whenever a catch-up, a transfer or a learner's first answer changes
+        #: state (the runtime wakes its waiters on it).
         self.events = 0
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
+        self._soft_key_handed: tuple[Any, ...] = ()
         self._reset_election_timer(now)
 
+    def _restore_state(self, state: PersistedState) -> None:
+        hs = state.hard_state
+        self.term = hs.term
+        self.voted_for = hs.voted_for
+        self.cluster_id = hs.cluster_id
+        self.base_config = hs.base_config or Config(voters=self.options.initial_config)
+        self.log = RaftLog()
+        self.log.reset(state.log_index, state.log_term, state.entries)
+        self.snapshot = state.snapshot
+        base = (0, self.base_config)
+        if state.snapshot is not None:
+            base = (state.snapshot.index, state.snapshot.config)
+        # Every configuration in the log after the base one, oldest first. The last one
+        # is in force as soon as it is appended (§4.1).
+        self._configs: list[tuple[int, Config]] = [base]
+        for entry in state.entries:
+            if entry.kind is EntryKind.CONFIG and entry.index > base[0]:
+                self._configs.append((entry.index, entry.data))
+        #: Highest index applied by the runtime (the snapshot's, on a restart).
+        self.applied = base[0]
+        self._applied_handed = base[0]
+        #: Highest index known committed (persisted, so a restart can apply at once).
+        self.commit_index = max(hs.commit, base[0])
+        # What the storage holds: the hard state last handed out, the first entry not
+        # yet handed out, the last entry known durable.
+        self._hs_key = (hs.term, hs.voted_for, hs.commit, hs.cluster_id, hs.base_config)
+        self._unstable_from = self.log.last_index + 1
+        self._stable_index = self.log.last_index
+        self._pending_snapshot: Snapshot | None = None
+        self._restore = False
+        self._pending_compact: tuple[int, int] | None = None
+        self._truncate_from: int | None = None
+
     # ------------------------------------------------------------------ state
-    @property
-    def cluster_id(self) -> str:
-        """The identity of this server's cluster ("" until its first entry commits).
-
-        The first leader of a new cluster writes a fresh identity into its first entry;
-        it becomes every server's identity once that entry is known committed, and is
-        persisted. Messages carry it; a server refuses messages of another cluster.
-        """
-        return self.storage.cluster_id
-
-    @property
-    def term(self) -> int:
-        """The current term (persisted)."""
-        return self.storage.term
-
-    @property
-    def voted_for(self) -> str | None:
-        """Who this server voted for in the current term (persisted)."""
-        return self.storage.voted_for
-
-    def _set_hard_state(self, term: int, voted_for: str | None) -> None:
-        # Figure 2: currentTerm and votedFor are persisted before responding to RPCs.
-        self.storage.term = term
-        self.storage.voted_for = voted_for
-
     @property
     def config(self) -> Config:
         """The configuration in force: the latest one in the log, committed or not (§4.1)."""
@@ -233,18 +251,20 @@ class RaftNode:
         return self._configs[-1][0]
 
     @property
+    def committed_config(self) -> Config:
+        """The latest configuration whose entry this server knows to be committed."""
+        return self._config_at(self.commit_index)
+
+    def _config_at(self, index: int) -> Config:
+        for at, config in reversed(self._configs):
+            if at <= index:
+                return config
+        return self._configs[0][1]
+
+    @property
     def is_voter(self) -> bool:
         """Whether this server votes in its current configuration."""
         return self.name in self.config.voters
-
-    @property
-    def committed_config(self) -> Config:
-        """The latest configuration whose entry this server knows to be committed."""
-        commit = self.commit_index
-        for index, config in reversed(self._configs):
-            if index <= commit:
-                return config
-        return self._configs[0][1]
 
     @property
     def can_campaign(self) -> bool:
@@ -267,11 +287,22 @@ class RaftNode:
         return self.config.quorum(self.options.min_majority)
 
     @property
+    def snapshot_index(self) -> int:
+        """Index of the latest snapshot (0 if none)."""
+        return self.snapshot.index if self.snapshot is not None else 0
+
+    @property
     def deadline(self) -> float:
         """When the runtime must call :meth:`tick` next (``inf``: never)."""
-        if self.role is Role.LEADER:
-            return min(self._leader_tick_at, self._transfer_deadline)
-        return self._election_deadline
+        if self.role is not Role.LEADER:
+            return self._election_deadline
+        deadline = min(self._leader_tick_at, self._transfer_deadline)
+        interval = self.options.heartbeat_interval
+        for pr in self.progress.values():
+            due = pr.last_sent + interval
+            if due < deadline:
+                deadline = due
+        return deadline
 
     @property
     def committed_in_term(self) -> bool:
@@ -302,6 +333,137 @@ class RaftNode:
             return True
         return now - self._last_leader_contact < self.options.min_election_timeout
 
+    # ---------------------------------------------------------- Ready/Advance
+    def _hard_state(self) -> HardState:
+        return HardState(
+            self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config
+        )
+
+    def _hard_key(self) -> tuple[Any, ...]:
+        return (self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config)
+
+    def _soft_key(self) -> tuple[Any, ...]:
+        return (
+            self.role,
+            self.term,
+            self.leader,
+            self.commit_index,
+            self.transfer_target,
+            self._configs[-1][0],
+            self.events,
+        )
+
+    def has_ready(self) -> bool:
+        """Whether :meth:`ready` has anything for the runtime."""
+        return bool(
+            self._outbox
+            or (self._replication_due and self.role is Role.LEADER)
+            or self._unstable_from <= self.log.last_index
+            or self._pending_snapshot is not None
+            or self._pending_compact is not None
+            or self._truncate_from is not None
+            or self.commit_index > self._applied_handed
+            or self._read_states
+            or self._failed_reads
+            or self._notices
+            or self._hard_key() != self._hs_key
+            or self._soft_key() != self._soft_key_handed
+        )
+
+    def ready(self) -> Ready:
+        """Everything the runtime has to do now, in order; then call :meth:`advance`."""
+        if self.role is Role.LEADER and self._replication_due:
+            self._replicate_all()
+        key = self._hard_key()
+        changed = None
+        if key != self._hs_key:
+            changed = self._hard_state()
+            self._hs_key = key
+        last = self.log.last_index
+        entries = tuple(self.log.slice(self._unstable_from, last))
+        self._unstable_from = last + 1
+        committed = self._committed_to_apply()
+        rd = Ready(
+            hard_state=changed,
+            snapshot=self._pending_snapshot,
+            restore=self._restore,
+            compact=self._pending_compact,
+            truncate_from=self._truncate_from,
+            entries=entries,
+            messages=tuple(self._outbox),
+            committed=committed,
+            reads=tuple(self._read_states),
+            failed_reads=tuple(self._failed_reads),
+            take_snapshot=self._snapshot_due(committed),
+            notices=tuple(self._notices),
+            soft=SoftState(*self._soft_key()),
+        )
+        self._soft_key_handed = self._soft_key()
+        self._pending_snapshot = None
+        self._restore = False
+        self._pending_compact = None
+        self._truncate_from = None
+        self._outbox = []
+        self._read_states = []
+        self._failed_reads = []
+        self._notices = []
+        return rd
+
+    def _committed_to_apply(self) -> tuple[Entry, ...]:
+        hi = min(self.commit_index, self._applied_handed + APPLY_BATCH)
+        if hi <= self._applied_handed:
+            return ()
+        committed = tuple(self.log.slice(self._applied_handed + 1, hi))
+        self._applied_handed = hi
+        return committed
+
+    def _snapshot_due(self, committed: tuple[Entry, ...]) -> bool:
+        # §5: snapshot once snapshot_threshold entries were applied since the last one.
+        return (
+            self.compaction
+            and bool(committed)
+            and committed[-1].index - self.snapshot_index >= self.options.snapshot_threshold
+        )
+
+    def advance(self, rd: Ready) -> None:
+        """The runtime did everything ``rd`` asked for."""
+        if rd.entries:
+            last = rd.entries[-1]
+            # Entries truncated since the Ready was made are not the ones persisted.
+            if self.log.term_at(last.index) == last.term and last.index > self._stable_index:
+                self._stable_index = last.index
+        if rd.snapshot is not None and rd.restore:
+            self.applied = max(self.applied, rd.snapshot.index)
+        if rd.committed:
+            self.applied = max(self.applied, rd.committed[-1].index)
+        if self.role is Role.LEADER and rd.entries:
+            self._maybe_commit(self._now)  # the leader counts itself once durable
+
+    def snapshot_taken(self, index: int, data: bytes) -> Snapshot:
+        """The runtime snapshotted the state machine after applying entry ``index``
+        (``data``: the encoded state). The next Ready persists it and compacts the log,
+        keeping ``snapshot_trailing`` entries behind it (§5.1)."""
+        if index <= self.snapshot_index:
+            assert self.snapshot is not None
+            return self.snapshot
+        if index > self.applied:
+            raise ValueError(f"cannot snapshot at {index}: only {self.applied} applied")
+        term = self.log.term_at(index)
+        assert term is not None, f"entry {index} to snapshot is not in the log"
+        config = self._config_at(index)
+        snapshot = Snapshot(index, term, config, data, self.cluster_id)
+        self.snapshot = snapshot
+        self._pending_snapshot = snapshot
+        self._restore = False
+        self._configs = [(index, config)] + [(i, c) for i, c in self._configs if i > index]
+        cut = index - self.options.snapshot_trailing
+        if cut > self.log.snapshot_index:
+            cut_term = self.log.term_at(cut)
+            assert cut_term is not None
+            self.log.compact(cut, cut_term)
+            self._pending_compact = (cut, cut_term)
+        return snapshot
+
     # ---------------------------------------------------------------- input
     def step(self, m: Message, now: float) -> None:
         """Handle one message from another server."""
@@ -314,6 +476,7 @@ class RaftNode:
             raise MalformedMessage(f"message with an invalid term: {m!r}")
         if not isinstance(m.cluster, str):
             raise MalformedMessage(f"message with an invalid cluster identity: {m!r}")
+        self._now = now
         if isinstance(m, ClusterMismatch) or (
             m.cluster != self.cluster_id and m.cluster and self.cluster_id
         ):
@@ -329,60 +492,68 @@ class RaftNode:
             # (it was down, or the leader that removed it is gone): tell it.
             self._retiring[m.src] = self.config_index
             self._sync_progress()
-
         if m.term > self.term:
-            # Figure 2: a message from a newer term turns any server into a follower of
-            # that term. Three exceptions keep PreVote and disruption protection sound.
-            if isinstance(m, RequestVote):
-                if not m.force and self._in_lease(now):
-                    # §4.2.3: ignore elections while a leader is known to be alive.
-                    self._send(
-                        VoteResponse(
-                            self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id
-                        )
-                    )
-                    return
-                if not m.pre_vote:
-                    self._become_follower(m.term, None, now)
-            elif isinstance(m, VoteResponse) and m.pre_vote and m.granted:
-                pass  # granted pre-votes carry the term we would campaign in (§9.6)
-            else:
-                leader = m.src if isinstance(m, (AppendEntries, Heartbeat, TimeoutNow)) else None
-                self._become_follower(m.term, leader, now)
+            if not self._on_newer_term(m, now):
+                return
         elif m.term < self.term:
-            # Figure 2: reject requests from older terms, telling the sender our term so
-            # a stale leader or candidate steps down. Stale responses are dropped.
-            if isinstance(m, AppendEntries):
-                self._send(
-                    AppendResponse(
-                        self.name,
-                        m.src,
-                        self.term,
-                        False,
-                        reject_index=m.prev_log_index,
-                        commit_index=self.commit_index,
-                        cluster=self.cluster_id,
-                    )
-                )
-            elif isinstance(m, Heartbeat):
-                self._send(
-                    HeartbeatResponse(
-                        self.name,
-                        m.src,
-                        self.term,
-                        m.seq,
-                        self.commit_index,
-                        cluster=self.cluster_id,
-                    )
-                )
-            elif isinstance(m, RequestVote):
+            self._reject_stale(m)
+            return
+        handler(self, m, now)
+
+    def _on_newer_term(self, m: Message, now: float) -> bool:
+        # Figure 2: a message from a newer term turns any server into a follower of that
+        # term. Three exceptions keep PreVote and disruption protection sound. Returns
+        # whether the message is to be handled further.
+        if isinstance(m, RequestVote):
+            if not m.force and self._in_lease(now):
+                # §4.2.3: ignore elections while a leader is known to be alive.
                 self._send(
                     VoteResponse(
                         self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id
                     )
                 )
+                return False
+            if not m.pre_vote:
+                self._become_follower(m.term, None, now)
+        elif isinstance(m, VoteResponse) and m.pre_vote and m.granted:
+            pass  # granted pre-votes carry the term we would campaign in (§9.6)
+        else:
+            leader = (
+                m.src
+                if isinstance(m, (AppendEntries, Heartbeat, TimeoutNow, InstallSnapshot))
+                else None
+            )
+            self._become_follower(m.term, leader, now)
+        return True
+
+    def _reject_stale(self, m: Message) -> None:
+        # Figure 2: reject requests from older terms, telling the sender our term so a
+        # stale leader or candidate steps down. Stale responses are dropped.
+        if isinstance(m, AppendEntries):
+            reply: Message = AppendResponse(
+                self.name,
+                m.src,
+                self.term,
+                False,
+                reject_index=m.prev_log_index,
+                commit_index=self.commit_index,
+                cluster=self.cluster_id,
+            )
+        elif isinstance(m, Heartbeat):
+            reply = HeartbeatResponse(
+                self.name, m.src, self.term, m.seq, self.commit_index, cluster=self.cluster_id
+            )
+        elif isinstance(m, RequestVote):
+            reply = VoteResponse(
+                self.name, m.src, self.term, False, m.pre_vote, cluster=self.cluster_id
+            )
+        elif isinstance(m, InstallSnapshot):
+            reply = InstallSnapshotResponse(
+                self.name, m.src, self.term, m.index, 0, cluster=self.cluster_id
+            )
+        else:
             return
-        handler(self, m, now)
+        self._send(reply)
 
     def _on_foreign(self, m: Message) -> None:
         # Cluster identity: a server never takes part in another cluster's log.
@@ -393,48 +564,71 @@ class RaftNode:
                 and m.cluster
                 and m.cluster != self.cluster_id
             ):
-                if self.foreign.get(m.src) != m.cluster:
-                    self.foreign[m.src] = m.cluster
-                    self.notices.append(
-                        f"{m.src!r} belongs to another cluster (identity {m.cluster}) and "
-                        f"refuses to follow this leader of cluster {self.cluster_id}"
-                    )
-                    self.events += 1
-                catch_up = self.catch_ups.get(m.src)
-                if catch_up is not None and catch_up.state is CatchUpState.PENDING:
-                    catch_up.foreign_cluster = m.cluster
-                    catch_up.fail(f"it belongs to another cluster (identity {m.cluster})")
-                    self.events += 1
+                self._record_foreign_refusal(m.src, m.cluster)
             return
-        if isinstance(m, (AppendEntries, Heartbeat, RequestVote, TimeoutNow)):
+        if isinstance(m, (AppendEntries, Heartbeat, RequestVote, TimeoutNow, InstallSnapshot)):
             if m.src not in self.foreign:
                 self.foreign[m.src] = m.cluster
-                self.notices.append(
+                self._notices.append(
                     f"refused messages from {m.src!r} of cluster {m.cluster}: this server "
                     f"belongs to cluster {self.cluster_id}"
                 )
             self._send(ClusterMismatch(self.name, m.src, self.term, cluster=self.cluster_id))
 
-    def _on_foreign_handler(self, m: Message, now: float) -> None:
+    def _record_foreign_refusal(self, name: str, cluster: str) -> None:
+        if self.foreign.get(name) != cluster:
+            self.foreign[name] = cluster
+            self._notices.append(
+                f"{name!r} belongs to another cluster (identity {cluster}) and refuses to "
+                f"follow this leader of cluster {self.cluster_id}"
+            )
+            self.events += 1
+        catch_up = self.catch_ups.get(name)
+        if catch_up is not None and catch_up.state is CatchUpState.PENDING:
+            catch_up.foreign_cluster = cluster
+            catch_up.fail(f"it belongs to another cluster (identity {cluster})")
+            self.events += 1
+
+    def _on_cluster_mismatch(self, m: Message, now: float) -> None:
         self._on_foreign(m)  # never reached: step() hands these to _on_foreign first
 
     def tick(self, now: float) -> None:
         """The timer reached :attr:`deadline`."""
+        self._now = now
         if now < self.deadline:
             return
         if self.role is Role.LEADER:
-            if now >= self._transfer_deadline:
-                self._abort_transfer()
-                if self._stepping_down:
-                    self._become_follower(self.term, None, now)  # no one took over in time
-                    return
-            if now >= self._leader_tick_at:
-                self._leader_tick(now)
+            self._tick_leader(now)
             return
         if self.can_campaign:
             self._campaign(now, pre=self.options.pre_vote, force=False)
         else:
             self._election_deadline = INF
+
+    def _tick_leader(self, now: float) -> None:
+        if now >= self._transfer_deadline:
+            self._abort_transfer()
+            if self._stepping_down:
+                self._become_follower(self.term, None, now)  # no one took over in time
+                return
+        interval = self.options.heartbeat_interval
+        for pr in self.progress.values():
+            if now >= pr.last_sent + interval:
+                # Nothing sent for a heartbeat interval: a heartbeat is due, and in
+                # snapshot mode, the chunks in flight are presumed lost (§5.3).
+                pr.heartbeat_wanted = True
+                if pr.mode is ProgressMode.SNAPSHOT:
+                    self._snapshot_stalled(pr, now)
+                self._replication_due = True
+        if now >= self._leader_tick_at:
+            self._leader_tick(now)
+
+    def _snapshot_stalled(self, pr: Progress, now: float) -> None:
+        if now - pr.snapshot_progress_at > self.options.max_election_timeout:
+            # No progress for an election timeout: start over, with the latest snapshot.
+            pr.become_snapshot(self.snapshot_index, now)
+        else:
+            pr.snapshot_sent = pr.snapshot_acked  # resend what was not acknowledged
 
     # ------------------------------------------------------------ elections
     def trigger_election(self, now: float) -> None:
@@ -444,6 +638,7 @@ class RaftNode:
         """
         if not self.can_campaign:
             raise NotVoter(f"{self.name!r} is not a voter in its configuration {self.config}")
+        self._now = now
         self._campaign(now, pre=False, force=True)
 
     def _campaign(self, now: float, *, pre: bool, force: bool) -> None:
@@ -454,8 +649,10 @@ class RaftNode:
             self.role = Role.PRE_CANDIDATE
             vote_term = self.term + 1
         else:
-            # §5.2: increment the term, vote for ourselves, ask everyone else.
-            self._set_hard_state(self.term + 1, self.name)
+            # §5.2: increment the term, vote for ourselves, ask everyone else. The vote
+            # is persisted (in the same Ready) before any RequestVote leaves.
+            self.term += 1
+            self.voted_for = self.name
             self.role = Role.CANDIDATE
             vote_term = self.term
         self.leader = None
@@ -493,23 +690,16 @@ class RaftNode:
                 and self._log_up_to_date(m)
                 and (m.force or not self._in_lease(now))
             )
-            self._send(
-                VoteResponse(
-                    self.name,
-                    m.src,
-                    m.term if grant else self.term,
-                    grant,
-                    True,
-                    cluster=self.cluster_id,
-                )
-            )
+            term = m.term if grant else self.term
+            self._send(VoteResponse(self.name, m.src, term, grant, True, cluster=self.cluster_id))
             return
         # Here m.term == self.term. Figure 2: one vote per term, first come first served
         # (a server already following a leader in this term has nothing to vote for).
         can_vote = self.voted_for == m.src or (self.voted_for is None and self.leader is None)
         grant = can_vote and self._log_up_to_date(m)
         if grant:
-            self._set_hard_state(self.term, m.src)
+            # Figure 2: votedFor is persisted before the vote is granted (same Ready).
+            self.voted_for = m.src
             self._reset_election_timer(now)  # §5.2: granting a vote resets the timer
         self._send(VoteResponse(self.name, m.src, self.term, grant, False, cluster=self.cluster_id))
 
@@ -545,7 +735,8 @@ class RaftNode:
 
     def _become_follower(self, term: int, leader: str | None, now: float) -> None:
         if term > self.term:
-            self._set_hard_state(term, None)
+            self.term = term
+            self.voted_for = None
         self._leave_leadership()
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -558,9 +749,10 @@ class RaftNode:
             return
         self.progress = {}
         self._retiring = {}
-        self.failed_reads.extend(self._pending_reads)
+        self._failed_reads.extend(self._pending_reads)
         self._pending_reads = []
         self._leader_tick_at = INF
+        self._replication_due = False
         self.transfer_target = None
         self._transfer_deadline = INF
         self._stepping_down = False
@@ -595,20 +787,12 @@ class RaftNode:
         if self.log.last_index == 0 and not self.cluster_id:
             identity = f"{self._rng.getrandbits(64):016x}"
         self._append(EntryKind.NOOP, identity)
-        self._maybe_commit(now)  # alone in the cluster, it is committed at once
 
     def _leader_tick(self, now: float) -> None:
         """Every election timeout (the longest) while leading."""
         self._leader_tick_at = now + self.options.max_election_timeout
+        self._tick_retiring()
         timeout = self.options.max_election_timeout
-        for name in list(self._retiring):
-            pr = self.progress.get(name)
-            if pr is None:
-                continue
-            pr.idle_ticks = 0 if pr.recent_active else pr.idle_ticks + 1
-            pr.recent_active = False
-            if pr.idle_ticks >= RETIRING_TICKS:
-                self._retire_done(name)  # gone for now; told again if it campaigns
         for name, catch_up in self.catch_ups.items():
             # §4.2.1: abandon a catch-up that makes no progress for an election timeout.
             if catch_up.state is CatchUpState.PENDING and now - catch_up.last_progress > timeout:
@@ -627,7 +811,26 @@ class RaftNode:
         if active < self.quorum:
             self._become_follower(self.term, None, now)
 
+    def _tick_retiring(self) -> None:
+        for name in list(self._retiring):
+            pr = self.progress.get(name)
+            if pr is None:
+                continue
+            pr.idle_ticks = 0 if pr.recent_active else pr.idle_ticks + 1
+            pr.recent_active = False
+            if pr.idle_ticks >= RETIRING_TICKS:
+                self._retire_done(name)  # gone for now; told again if it campaigns
+
     # ------------------------------------------------------------ replication
+    def heartbeat_now(self) -> None:
+        """On a leader: send every follower a heartbeat (or what else is due) in the next
+        Ready, now rather than when its heartbeat interval ends (etcd's MsgBeat)."""
+        if self.role is not Role.LEADER:
+            return
+        for pr in self.progress.values():
+            pr.heartbeat_wanted = True
+        self._replication_due = True
+
     def _on_append_entries(self, m: AppendEntries, now: float) -> None:
         self._follow(m.src, now)
         prev, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
@@ -636,57 +839,54 @@ class RaftNode:
             # log too (Leader Completeness, §5.4): skip them rather than compare.
             skip = self.commit_index - prev
             if skip >= len(entries):
-                self._send(
-                    AppendResponse(
-                        self.name,
-                        m.src,
-                        self.term,
-                        True,
-                        self.commit_index,
-                        seq=m.seq,
-                        commit_index=self.commit_index,
-                        cluster=self.cluster_id,
-                    )
-                )
+                self._send_append_response(m, True, self.commit_index)
                 return
             entries = entries[skip:]
             prev = self.commit_index
         elif not self.log.matches(prev, prev_term):
-            # Figure 2 (AppendEntries 2): reply false if the log has no entry at
-            # prevLogIndex with prevLogTerm. The hint lets the leader skip a term's worth
-            # of entries per round trip instead of one entry (§5.3, "fast backup").
-            if prev > self.log.last_index:
-                conflict_index, conflict_term = self.log.last_index + 1, None
-            else:
-                conflict_term = self.log.term_at(prev)
-                conflict_index = max(self.log.first_index_of_term(prev), self.commit_index + 1)
-            self._send(
-                AppendResponse(
-                    self.name,
-                    m.src,
-                    self.term,
-                    False,
-                    reject_index=m.prev_log_index,
-                    conflict_index=conflict_index,
-                    conflict_term=conflict_term,
-                    seq=m.seq,
-                    commit_index=self.commit_index,
-                    cluster=self.cluster_id,
-                )
-            )
+            self._reject_append(m)
             return
         self._append_from_leader(entries, now)
         last_new = prev + len(entries)
         # Figure 2 (AppendEntries 5): commitIndex = min(leaderCommit, index of last new entry).
         if m.leader_commit > self.commit_index:
             self._commit_to(min(m.leader_commit, last_new), now)
+        # The acknowledgement leaves only once the entries are durable (same Ready).
+        self._send_append_response(m, True, last_new)
+
+    def _send_append_response(self, m: AppendEntries, success: bool, match: int) -> None:
         self._send(
             AppendResponse(
                 self.name,
                 m.src,
                 self.term,
-                True,
-                last_new,
+                success,
+                match,
+                seq=m.seq,
+                commit_index=self.commit_index,
+                cluster=self.cluster_id,
+            )
+        )
+
+    def _reject_append(self, m: AppendEntries) -> None:
+        # Figure 2 (AppendEntries 2): reply false if the log has no entry at prevLogIndex
+        # with prevLogTerm. The hint lets the leader skip a term's worth of entries per
+        # round trip instead of one entry (§5.3, "fast backup").
+        prev = m.prev_log_index
+        if prev > self.log.last_index:
+            conflict_index, conflict_term = self.log.last_index + 1, None
+        else:
+            conflict_term = self.log.term_at(prev)
+            conflict_index = max(self.log.first_index_of_term(prev), self.commit_index + 1)
+        self._send(
+            AppendResponse(
+                self.name,
+                m.src,
+                self.term,
+                False,
+                reject_index=prev,
+                conflict_index=conflict_index,
+                conflict_term=conflict_term,
                 seq=m.seq,
                 commit_index=self.commit_index,
                 cluster=self.cluster_id,
@@ -708,9 +908,7 @@ class RaftNode:
                         f"Raft safety violated on {self.name}: leader overwrites committed "
                         f"entry {entry.index} (commit index {self.commit_index})"
                     )
-                log.truncate_after(entry.index - 1)
-                while self._configs[-1][0] >= entry.index:
-                    self._configs.pop()  # §4.1: fall back to the previous configuration
+                self._truncate(entry.index)
             # Figure 2 (AppendEntries 4): append any new entries not already in the log.
             new = entries[i:] if i else entries
             log.extend(new)
@@ -722,6 +920,15 @@ class RaftNode:
                 # election timer starts or stops accordingly (§4.1).
                 self._reset_election_timer(now)
             return
+
+    def _truncate(self, index: int) -> None:
+        """Drop entries from ``index`` on (in memory now; from storage in the next Ready,
+        which rewrites the log from the first entry it hands out)."""
+        self.log.truncate_after(index - 1)
+        while self._configs[-1][0] >= index:
+            self._configs.pop()  # §4.1: fall back to the previous configuration
+        self._unstable_from = min(self._unstable_from, index)
+        self._stable_index = min(self._stable_index, index - 1)
 
     def _follow(self, leader: str, now: float) -> None:
         """A message from the leader of our term: follow it and restart the timer."""
@@ -754,28 +961,17 @@ class RaftNode:
             self._campaign(now, pre=False, force=True)
 
     def _on_append_response(self, m: AppendResponse, now: float) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self.progress.get(m.src)
+        pr = self._heard_from(m.src, m.seq, m.commit_index)
         if pr is None:
             return
-        pr.recent_active = True
-        if m.seq > pr.acked_seq:
-            pr.acked_seq = m.seq
-        if m.commit_index > pr.commit:
-            pr.commit = m.commit_index
-            if m.src in self._retiring:
-                self._check_retired(m.src)
-                if m.src not in self.progress:
-                    return
         if m.success:
             first = pr.match == 0
             advanced = pr.acknowledge(m.match_index)
-            if first and advanced:
-                self.events += 1  # its first answer (a new learner waits for it)
             if pr.mode is ProgressMode.PROBE:
                 pr.become_replicate()
             if advanced:
+                if first:
+                    self.events += 1  # its first answer (a new learner waits for it)
                 self._maybe_commit(now)
                 self._after_match(m.src, now)
         elif m.reject_index > pr.match and (
@@ -791,105 +987,144 @@ class RaftNode:
             pr.become_probe(min(next_index, m.reject_index))
         self._check_reads()
 
-    def _on_heartbeat_response(self, m: HeartbeatResponse, now: float) -> None:
+    def _heard_from(self, name: str, seq: int, commit: int) -> Progress | None:
+        """Book-keeping common to every answer a leader receives; the peer's progress,
+        or None if there is nothing more to do."""
         if self.role is not Role.LEADER:
-            return
-        pr = self.progress.get(m.src)
+            return None
+        pr = self.progress.get(name)
+        if pr is None:
+            return None
+        pr.recent_active = True
+        self._replication_due = True
+        if seq > pr.acked_seq:
+            pr.acked_seq = seq
+        if commit > pr.commit:
+            pr.commit = commit
+            if name in self._retiring:
+                self._check_retired(name)
+                if name not in self.progress:
+                    self._check_reads()
+                    return None
+        return pr
+
+    def _on_heartbeat_response(self, m: HeartbeatResponse, now: float) -> None:
+        pr = self._heard_from(m.src, m.seq, m.commit_index)
         if pr is None:
             return
-        pr.recent_active = True
-        if m.seq > pr.acked_seq:
-            pr.acked_seq = m.seq
-        if m.commit_index > pr.commit:
-            pr.commit = m.commit_index
-            if m.src in self._retiring:
-                self._check_retired(m.src)
-                if m.src not in self.progress:
-                    self._check_reads()
-                    return
         if pr.mode is ProgressMode.PROBE:
             pr.probe_sent = False  # the probe or its answer may be lost: allow another
-        elif pr.match < self.log.last_index and pr.match == pr.heartbeat_match:
+        elif (
+            pr.mode is ProgressMode.REPLICATE
+            and pr.match < self.log.last_index
+            and pr.match == pr.heartbeat_match
+        ):
             # No progress over a whole heartbeat round while entries are outstanding:
             # messages were lost. Probe again from what is known to match.
             pr.become_probe(pr.match + 1)
         pr.heartbeat_match = pr.match
         self._check_reads()
 
-    def replicate(self, peer: str, now: float, heartbeat_due: bool) -> Message | None:
-        """The next message to send to ``peer``, or ``None`` if nothing is due.
+    def _replicate_all(self) -> None:
+        self._replication_due = False
+        now = self._now
+        for peer, pr in self.progress.items():
+            for _ in range(self.options.max_inflight + 1):
+                message = self._next_message(peer, pr)
+                if message is None:
+                    break
+                pr.last_sent = now
+                self._outbox.append(message)
 
-        Used by the leader's per-peer replication task: entries the follower lacks
-        (batched up to ``max_entries_per_message``, pipelined up to ``max_inflight``
-        messages in flight), else a heartbeat when one is due or a read waits.
-        """
-        if self.role is not Role.LEADER:
-            return None
-        pr = self.progress.get(peer)
-        if pr is None:
-            return None
-        log = self.log
-        if self._entries_due(pr):
-            prev = pr.next - 1
-            prev_term = log.term_at(prev)
-            if prev_term is None:
-                raise AssertionError(f"entry {prev} needed by {peer!r} was compacted")
-            hi = min(log.last_index, pr.next + self.options.max_entries_per_message - 1)
-            entries = tuple(log.slice(pr.next, hi))
-            if pr.mode is ProgressMode.PROBE:
-                pr.probe_sent = True
+    def _next_message(self, peer: str, pr: Progress) -> Message | None:
+        """The next message to send to ``peer``, or ``None`` if nothing is due: entries
+        it lacks (batched up to ``max_entries_per_message``, pipelined up to
+        ``max_inflight`` messages), snapshot chunks, else a heartbeat when one is due or
+        a read waits."""
+        if pr.mode is not ProgressMode.SNAPSHOT and self._entries_due(pr):
+            if pr.next - 1 < self.log.snapshot_index:
+                # §5.3: the entries it needs are compacted away: send the snapshot.
+                pr.become_snapshot(self.snapshot_index, self._now)
             else:
-                pr.next = hi + 1
-                pr.inflight.append(hi)
+                return self._append_entries(peer, pr)
+        if pr.mode is ProgressMode.SNAPSHOT:
+            chunk = self._snapshot_chunk(peer, pr)
+            if chunk is not None:
+                return chunk
+        if pr.heartbeat_wanted:
             pr.heartbeat_wanted = False
-            return AppendEntries(
-                self.name,
-                peer,
-                self.term,
-                prev,
-                prev_term,
-                entries,
-                self.commit_index,
-                self._seq,
-                cluster=self.cluster_id,
-            )
-        if heartbeat_due or pr.heartbeat_wanted:
-            pr.heartbeat_wanted = False
-            return Heartbeat(
-                self.name,
-                peer,
-                self.term,
-                min(pr.match, self.commit_index),
-                self._seq,
-                cluster=self.cluster_id,
-            )
+            commit = min(pr.match, self.commit_index)
+            return Heartbeat(self.name, peer, self.term, commit, self._seq, cluster=self.cluster_id)
         return None
+
+    def _append_entries(self, peer: str, pr: Progress) -> AppendEntries:
+        log = self.log
+        prev = pr.next - 1
+        prev_term = log.term_at(prev)
+        assert prev_term is not None, f"entry {prev} needed by {peer!r} is not in the log"
+        hi = min(log.last_index, pr.next + self.options.max_entries_per_message - 1)
+        entries = tuple(log.slice(pr.next, hi))
+        if pr.mode is ProgressMode.PROBE:
+            pr.probe_sent = True
+        else:
+            pr.next = hi + 1
+            pr.inflight.append(hi)
+        pr.heartbeat_wanted = False
+        return AppendEntries(
+            self.name,
+            peer,
+            self.term,
+            prev,
+            prev_term,
+            entries,
+            self.commit_index,
+            self._seq,
+            cluster=self.cluster_id,
+        )
+
+    def _snapshot_chunk(self, peer: str, pr: Progress) -> InstallSnapshot | None:
+        snapshot = self.snapshot
+        assert snapshot is not None, f"{peer!r} needs a snapshot and there is none"
+        if pr.snapshot_index != snapshot.index:
+            pr.become_snapshot(snapshot.index, self._now)  # a newer one: send that
+        size = len(snapshot.data)
+        chunk_size = self.options.snapshot_chunk_size
+        window = self.options.max_inflight * chunk_size
+        sent = pr.snapshot_sent
+        if sent >= max(size, 1) or sent - pr.snapshot_acked >= window:
+            return None
+        data = snapshot.data[sent : sent + chunk_size]
+        pr.snapshot_sent = sent + max(len(data), 1)
+        pr.heartbeat_wanted = False
+        return InstallSnapshot(
+            self.name,
+            peer,
+            self.term,
+            snapshot.index,
+            snapshot.term,
+            snapshot.config,
+            sent,
+            size,
+            data,
+            cluster=self.cluster_id,
+        )
 
     def _entries_due(self, pr: Progress) -> bool:
         if pr.mode is ProgressMode.PROBE:
             return not pr.probe_sent
         return pr.next <= self.log.last_index and len(pr.inflight) < self.options.max_inflight
 
-    def has_pending(self, peer: str) -> bool:
-        """Whether :meth:`replicate` has something for ``peer`` without a heartbeat being
-        due (the runtime wakes a replication task only then)."""
-        pr = self.progress.get(peer)
-        return (
-            pr is not None
-            and self.role is Role.LEADER
-            and (pr.heartbeat_wanted or self._entries_due(pr))
-        )
-
     def _maybe_commit(self, now: float) -> None:
         # Figure 2 (leaders): commit N if a quorum has matchIndex >= N and log[N] is of
-        # the current term. §5.4.2: never count replicas of an older term's entry.
+        # the current term. §5.4.2: never count replicas of an older term's entry. The
+        # leader counts itself only for entries it has made durable.
         voters = self.config.voters
         quorum = self.quorum
         if quorum > len(voters):
             return
-        last = self.log.last_index
+        mine = self._stable_index
         matches = sorted(
-            (last if v == self.name else (self.progress[v].match if v in self.progress else 0))
+            (mine if v == self.name else (self.progress[v].match if v in self.progress else 0))
             for v in voters
         )
         candidate = matches[len(matches) - quorum]
@@ -898,13 +1133,13 @@ class RaftNode:
 
     def _commit_to(self, index: int, now: float) -> None:
         self.commit_index = index
-        self.storage.commit_index = index
-        if not self.storage.cluster_id:
+        if not self.cluster_id:
             self._fix_identity()
         if self.role is not Role.LEADER:
             if self._election_deadline != INF and not self.can_campaign:
                 self._election_deadline = INF  # its removal is committed (§4.2.2)
             return
+        self._replication_due = True  # followers learn the new commit index
         self._check_reads()
         if self.config_index <= index:
             # The configuration in force is committed. Removed servers that know it
@@ -929,7 +1164,7 @@ class RaftNode:
             return
         first = self.log.entry(1)
         if first.kind is EntryKind.NOOP and isinstance(first.data, str) and first.data:
-            self.storage.cluster_id = first.data
+            self.cluster_id = first.data
 
     def _check_retired(self, peer: str) -> None:
         # A removed server is told until it knows that the configuration without it is
@@ -963,22 +1198,110 @@ class RaftNode:
                 # A removed leader hears nothing more from the cluster: step down now.
                 self._become_follower(self.term, None, now)
 
+    # -------------------------------------------------------------- snapshots
+    def _on_install_snapshot(self, m: InstallSnapshot, now: float) -> None:
+        self._follow(m.src, now)
+        if m.index <= self.commit_index:
+            # It already holds everything the snapshot covers (committed, so matching).
+            self._send_snapshot_response(m, m.size, done=True)
+            return
+        incoming = self._incoming
+        key = (m.index, m.snapshot_term, m.size)
+        if incoming is None or incoming.key != key:
+            if m.offset != 0:
+                self._send_snapshot_response(m, 0, gap=True)
+                return
+            incoming = self._incoming = _Incoming(key)
+        held = len(incoming.data)
+        if m.offset > held:
+            self._send_snapshot_response(m, held, gap=True)  # a chunk was lost: resend
+            return
+        incoming.data += m.data[held - m.offset :]
+        if len(incoming.data) < m.size:
+            self._send_snapshot_response(m, len(incoming.data))
+            return
+        self._incoming = None
+        self._install_snapshot(
+            Snapshot(m.index, m.snapshot_term, m.config, bytes(incoming.data), m.cluster), now
+        )
+        # Acknowledged once the snapshot is durable (the same Ready persists it).
+        self._send_snapshot_response(m, m.size, done=True)
+
+    def _install_snapshot(self, snapshot: Snapshot, now: float) -> None:
+        # §5.3 (Figure 13): if the log holds the snapshot's last entry, keep what follows
+        # it; otherwise discard the whole log. Either way, the state machine is reset
+        # from the snapshot and everything up to it counts as committed and applied.
+        was_voter = self.can_campaign
+        index, term = snapshot.index, snapshot.term
+        keep = self.log.term_at(index) == term and index <= self.log.last_index
+        retained = self.log.slice(index + 1, self.log.last_index) if keep else []
+        self.log.reset(index, term, retained)
+        if not keep:
+            self._truncate_from = index + 1
+            self._stable_index = index
+        self._unstable_from = max(self._unstable_from, index + 1)
+        self._pending_compact = (index, term)
+        self._pending_snapshot = snapshot
+        self._restore = True
+        self.snapshot = snapshot
+        self._configs = [(index, snapshot.config)] + [
+            (e.index, e.data) for e in retained if e.kind is EntryKind.CONFIG
+        ]
+        self.commit_index = max(self.commit_index, index)
+        self._applied_handed = index
+        if not self.cluster_id and snapshot.cluster_id:
+            self.cluster_id = snapshot.cluster_id
+        if self.can_campaign != was_voter:
+            self._reset_election_timer(now)
+
+    def _send_snapshot_response(
+        self, m: InstallSnapshot, offset: int, *, done: bool = False, gap: bool = False
+    ) -> None:
+        self._send(
+            InstallSnapshotResponse(
+                self.name, m.src, self.term, m.index, offset, done, gap, cluster=self.cluster_id
+            )
+        )
+
+    def _on_install_snapshot_response(self, m: InstallSnapshotResponse, now: float) -> None:
+        pr = self._heard_from(m.src, 0, 0)
+        if pr is None:
+            return
+        if pr.mode is not ProgressMode.SNAPSHOT or m.index != pr.snapshot_index:
+            if m.done and m.index > pr.match and pr.mode is ProgressMode.SNAPSHOT:
+                self._snapshot_installed(m.src, pr, m.index, now)  # an older one: fine
+            return
+        if m.done:
+            self._snapshot_installed(m.src, pr, m.index, now)
+            return
+        if m.offset > pr.snapshot_acked:
+            pr.snapshot_acked = m.offset
+            pr.snapshot_progress_at = now
+        if m.gap:
+            pr.snapshot_sent = max(m.offset, pr.snapshot_acked)  # resend from its offset
+
+    def _snapshot_installed(self, peer: str, pr: Progress, index: int, now: float) -> None:
+        pr.acknowledge(index)
+        pr.become_probe(index + 1)
+        self._maybe_commit(now)
+        self._after_match(peer, now)
+
     # --------------------------------------------------------------- proposals
     def _append(self, kind: EntryKind, data: Any) -> Entry:
         entry = Entry(self.term, self.log.last_index + 1, kind, data)
         self.log.append(entry)
+        self._replication_due = True
         return entry
 
     def propose(self, command: Any, now: float) -> Entry:
-        """Append a client command to the leader's log; returns its entry."""
+        """Append a client command to the leader's log; returns its entry. It commits once
+        a quorum holds it durably (the leader itself counts once it persisted it)."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if self.transfer_target is not None:
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
-        entry = self._append(EntryKind.COMMAND, command)
-        if len(self.config.voters) == 1:
-            self._maybe_commit(now)  # a single-voter cluster commits at once
-        return entry
+        self._now = now
+        return self._append(EntryKind.COMMAND, command)
 
     def _wanted_peers(self) -> list[str]:
         return [p for p in self.config.members if p != self.name] + list(self._retiring)
@@ -992,6 +1315,7 @@ class RaftNode:
         for peer in list(self.progress):
             if peer not in wanted:
                 del self.progress[peer]
+        self._replication_due = True
 
     def change_config(self, config: Config, now: float) -> Entry:
         """Append a new configuration (dissertation §4.1: one server at a time, in force
@@ -1007,6 +1331,25 @@ class RaftNode:
                 f"the configuration change at index {self.config_index} is not committed yet"
             )
         old = self.config
+        self._check_change(old, config)
+        self._now = now
+        index = self.log.last_index + 1
+        for peer in old.members:
+            if peer not in config.members and peer != self.name:
+                self._retiring[peer] = index
+        for peer in config.members:
+            if peer not in old.members and peer != self.name:
+                # A server joining (or rejoining under a name removed earlier) may have
+                # any log, or none: what the leader knew of that name means nothing now.
+                self._retiring.pop(peer, None)
+                self.progress[peer] = Progress(index)
+                self.foreign.pop(peer, None)
+        self._configs.append((index, config))
+        entry = self._append(EntryKind.CONFIG, config)
+        self._sync_progress()
+        return entry
+
+    def _check_change(self, old: Config, config: Config) -> None:
         changed = set(old.voters) ^ set(config.voters)
         changed |= set(old.learners) ^ set(config.learners)
         if len(changed) > 1:
@@ -1020,23 +1363,6 @@ class RaftNode:
                 f"min_majority={floor} needs at least {floor} voters, or no quorum could "
                 "ever form again"
             )
-        index = self.log.last_index + 1
-        for peer in old.members:
-            if peer not in config.members and peer != self.name:
-                self._retiring[peer] = index
-        next_index = self.log.last_index + 1
-        for peer in config.members:
-            if peer not in old.members and peer != self.name:
-                # A server joining (or rejoining under a name removed earlier) may have
-                # any log, or none: what the leader knew of that name means nothing now.
-                self._retiring.pop(peer, None)
-                self.progress[peer] = Progress(next_index)
-                self.foreign.pop(peer, None)
-        self._configs.append((index, config))
-        entry = self._append(EntryKind.CONFIG, config)
-        self._sync_progress()
-        self._maybe_commit(now)
-        return entry
 
     def add_server_config(self, name: str, voter: bool) -> Config:
         """The configuration that adds ``name`` (as a voter, or a learner)."""
@@ -1066,20 +1392,22 @@ class RaftNode:
 
     # ------------------------------------------------------------------ reads
     def request_read(self, now: float) -> int:
-        """Start a linearizable read (§6.4 ReadIndex); returns its ticket (``seq``).
+        """Start a linearizable read (§6.4 ReadIndex); returns its ticket.
 
         When a quorum has acknowledged a message sent after the request, and the no-op
-        of this term has committed, ``(seq, read_index)`` appears in :attr:`ready_reads`.
-        If leadership is lost first, ``seq`` appears in :attr:`failed_reads`.
+        of this term has committed, ``(ticket, read_index)`` comes out in a Ready's
+        ``reads``; if leadership is lost first, the ticket comes out in ``failed_reads``.
         """
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
+        self._now = now
         self._seq += 1
         self._pending_reads.append(self._seq)
         for peer in self.config.voters:
             pr = self.progress.get(peer)
             if pr is not None:
                 pr.heartbeat_wanted = True
+                self._replication_due = True
         self._check_reads()
         return self._seq
 
@@ -1098,7 +1426,7 @@ class RaftNode:
         pending = self._pending_reads
         n = 0
         while n < len(pending) and pending[n] <= confirmed:
-            self.ready_reads.append((pending[n], self.commit_index))
+            self._read_states.append((pending[n], self.commit_index))
             n += 1
         if n:
             del pending[:n]
@@ -1135,6 +1463,7 @@ class RaftNode:
             return target
         if self.transfer_target is not None:
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
+        self._now = now
         self._begin_transfer(target, now)
         return target
 
@@ -1143,6 +1472,7 @@ class RaftNode:
         self._transfer_deadline = now + self.options.max_election_timeout
         self._timeout_now_sent = False
         self.events += 1
+        self._replication_due = True
         self._after_match(target, now)
 
     def _abort_transfer(self) -> None:
@@ -1191,13 +1521,7 @@ class RaftNode:
 
     # ------------------------------------------------------------------ misc
     def _send(self, m: Message) -> None:
-        self.outbox.append(m)
-
-    def take_outbox(self) -> list[Message]:
-        """Return and clear the messages to send."""
-        out = self.outbox
-        self.outbox = []
-        return out
+        self._outbox.append(m)
 
 
 _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {
@@ -1208,5 +1532,7 @@ _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {
     Heartbeat: RaftNode._on_heartbeat,
     HeartbeatResponse: RaftNode._on_heartbeat_response,
     TimeoutNow: RaftNode._on_timeout_now,
-    ClusterMismatch: RaftNode._on_foreign_handler,
+    InstallSnapshot: RaftNode._on_install_snapshot,
+    InstallSnapshotResponse: RaftNode._on_install_snapshot_response,
+    ClusterMismatch: RaftNode._on_cluster_mismatch,
 }

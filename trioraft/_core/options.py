@@ -1,4 +1,4 @@
-"""Server options, validated once, with clear errors."""
+"""The Raft core's options, validated once, with clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ServerOptions"]
+__all__ = ["CoreOptions", "check_known"]
 
 
 def _config_names(value: Any) -> tuple[str, ...]:
@@ -40,12 +40,9 @@ def _positive_int(name: str, value: Any) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class ServerOptions:
-    """Every option a server takes (``trioraft.start_server(..., **options)``).
-
-    Construct with :meth:`from_kwargs` to get a :class:`ValueError` naming any unknown
-    option; every value is checked when the object is built.
-    """
+class CoreOptions:
+    """The options that shape Raft's decisions (the core's); :class:`trioraft.ServerOptions`
+    adds the runtime's. Every value is checked when the object is built."""
 
     #: Names of the voting members at start. A server not in it never starts an election.
     initial_config: tuple[str, ...] = attrs.field(default=(), converter=_config_names)
@@ -57,10 +54,6 @@ class ServerOptions:
     max_election_timeout: float = 0.30
     #: How often a leader sends to an idle follower.
     heartbeat_interval: float = 0.05
-    #: Seed of this server's random number generator (election timeouts).
-    seed: int | None = None
-    #: A ``MemoryStorage`` to use (or to restart from); a new one when ``None``.
-    storage: Any = None
     #: PreVote (dissertation §9.6): a server only becomes a candidate once a quorum would vote.
     pre_vote: bool = True
     #: CheckQuorum: a leader that has not heard from a quorum for an election timeout
@@ -68,11 +61,16 @@ class ServerOptions:
     check_quorum: bool = True
     #: Most entries in one AppendEntries message.
     max_entries_per_message: int = 2048
-    #: Most unacknowledged AppendEntries messages in flight to one follower.
+    #: Most unacknowledged AppendEntries messages (or snapshot chunks) in flight to one
+    #: follower.
     max_inflight: int = 8
-    #: Runtime only: ``tracer(event)`` is called with a :class:`~trioraft.TraceEvent` for
-    #: each role/term change, commit and apply of this server (see ``trioraft.testing``).
-    tracer: Any = None
+    #: Once this many entries have been applied since the last snapshot, the server
+    #: snapshots its state machine and compacts its log (dissertation §5).
+    snapshot_threshold: int = 10_000
+    #: Entries kept behind a snapshot, so a briefly slow follower catches up from the log.
+    snapshot_trailing: int = 1_000
+    #: Most bytes of a snapshot in one InstallSnapshot message.
+    snapshot_chunk_size: int = 1 << 20
 
     def __attrs_post_init__(self) -> None:
         if self.min_majority is not None:
@@ -91,26 +89,31 @@ class ServerOptions:
                 f"min_election_timeout ({self.min_election_timeout}), or followers "
                 "would start elections against a healthy leader"
             )
-        if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
-        ):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         _positive_int("max_entries_per_message", self.max_entries_per_message)
         _positive_int("max_inflight", self.max_inflight)
-        if self.tracer is not None and not callable(self.tracer):
-            raise ValueError(f"tracer must be callable, got {self.tracer!r}")
+        _positive_int("snapshot_threshold", self.snapshot_threshold)
+        _positive_int("snapshot_chunk_size", self.snapshot_chunk_size)
+        trailing = self.snapshot_trailing
+        if isinstance(trailing, bool) or not isinstance(trailing, int) or trailing < 0:
+            raise ValueError(f"snapshot_trailing must be an integer >= 0, got {trailing!r}")
         for flag in ("pre_vote", "check_quorum"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
 
-    @classmethod
-    def from_kwargs(cls, options: dict[str, Any]) -> ServerOptions:
-        """Build from keyword options, rejecting unknown names with a clear ``ValueError``."""
-        known = {a.name for a in attrs.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown server option(s) {', '.join(map(repr, unknown))}; "
-                f"valid options are {', '.join(sorted(known))}"
-            )
-        return cls(**options)
+    def core(self) -> CoreOptions:
+        """Just the core's options."""
+        if type(self) is CoreOptions:
+            return self
+        names = [a.name for a in attrs.fields(CoreOptions)]
+        return CoreOptions(**{name: getattr(self, name) for name in names})
+
+
+def check_known(cls: type, options: dict[str, Any]) -> None:
+    """Raise a clear ``ValueError`` naming any option ``cls`` (an attrs class) lacks."""
+    known = {a.name for a in attrs.fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown server option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options are {', '.join(sorted(known))}"
+        )

@@ -7,6 +7,9 @@ A follower is in one of two modes (as in etcd-io/raft's tracker):
 * ``REPLICATE``: the logs match up to ``match``. The leader streams entries
   optimistically, advancing ``next`` as it sends, with at most ``max_inflight``
   unacknowledged messages in flight.
+* ``SNAPSHOT``: the follower needs entries the leader has compacted away. The leader
+  sends its snapshot in chunks (at most ``max_inflight`` unacknowledged) and nothing
+  else until the follower has installed it (dissertation §5.3; etcd's snapshot state).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class ProgressMode(enum.Enum):
 
     PROBE = "probe"
     REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
 
 
 class Progress:
@@ -34,11 +38,16 @@ class Progress:
         "heartbeat_wanted",
         "idle_ticks",
         "inflight",
+        "last_sent",
         "match",
         "mode",
         "next",
         "probe_sent",
         "recent_active",
+        "snapshot_acked",
+        "snapshot_index",
+        "snapshot_progress_at",
+        "snapshot_sent",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -63,6 +72,14 @@ class Progress:
         self.commit = 0
         #: Leader ticks in a row without hearing from it (for removed servers).
         self.idle_ticks = 0
+        #: When the leader last sent it anything (heartbeats are due an interval later).
+        self.last_sent = -float("inf")
+        #: In SNAPSHOT mode: the snapshot being sent, the bytes the follower holds, the
+        #: bytes sent, and when the follower last made progress.
+        self.snapshot_index = 0
+        self.snapshot_acked = 0
+        self.snapshot_sent = 0
+        self.snapshot_progress_at = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -74,6 +91,16 @@ class Progress:
         """Back off to probing from ``next_index``."""
         self.mode = ProgressMode.PROBE
         self.next = max(next_index, self.match + 1)
+        self.probe_sent = False
+        self.inflight.clear()
+
+    def become_snapshot(self, index: int, now: float) -> None:
+        """Send the snapshot at ``index`` from its first byte."""
+        self.mode = ProgressMode.SNAPSHOT
+        self.snapshot_index = index
+        self.snapshot_acked = 0
+        self.snapshot_sent = 0
+        self.snapshot_progress_at = now
         self.probe_sent = False
         self.inflight.clear()
 

@@ -17,7 +17,7 @@ from .._errors import NotLeader, OutcomeUnknown, ServerStopped
 from .._network.memory import MemoryNetwork
 from .._server import Server, TraceEvent, start_server
 from .._state_machine import StateMachine
-from .._storage import MemoryStorage
+from .._storage.memory import MemoryStorage
 from ._invariants import InvariantMonitor, _same
 
 __all__ = ["LIVENESS_ELECTION_TIMEOUTS", "Cluster", "open_cluster"]
@@ -215,7 +215,7 @@ class Cluster:
             return False
         newest = max(
             running,
-            key=lambda s: (s.storage.log.last_term, s.storage.log.last_index, s.name),
+            key=lambda s: (s._node.log.last_term, s._node.log.last_index, s.name),
         )
         status = newest.status()
         quorum = max(self.options.get("min_majority") or 0, len(status.voters) // 2 + 1)
@@ -273,7 +273,7 @@ class Cluster:
 
     def _stable(self, leader: Server) -> bool:
         status = leader.status()
-        if leader.storage.log.term_at(status.commit_index) != status.term:
+        if leader._node.log.term_at(status.commit_index) != status.term:
             return False  # its no-op has not committed yet
         members = status.voters | status.learners
         for server in self.servers.values():

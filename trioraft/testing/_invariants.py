@@ -90,7 +90,7 @@ class InvariantMonitor:
         elif event.kind == "propose":
             server = self._servers.get(event.server)
             if server is not None:
-                command = server.storage.log.entry(data["index"]).data
+                command = server._node.log.entry(data["index"]).data
                 self._written[data["index"], data["term"]] = _copy(command)
         elif event.kind == "commit":
             server = self._servers.get(event.server)
@@ -98,8 +98,8 @@ class InvariantMonitor:
                 self._record_commit(server, data["index"])
 
     def _record_commit(self, server: Server, commit: int) -> None:
-        log = server.storage.log
-        term_now = server.storage.term
+        log = server._node.log
+        term_now = server._node.term
         start = max(log.first_index, self._recorded.get(server.name, 0) + 1)
         if commit > self._recorded.get(server.name, 0):
             self._recorded[server.name] = commit
@@ -124,7 +124,7 @@ class InvariantMonitor:
         server = self._servers.get(name)
         if server is None:
             return
-        log = server.storage.log
+        log = server._node.log
         if log.term_at(index) != term or index < log.first_index:
             return
         written = self._written[index, term]
@@ -147,7 +147,7 @@ class InvariantMonitor:
             s for s in (servers if servers is not None else self._servers.values()) if not s.stopped
         ]
         for server in live:
-            self._record_commit(server, server.storage.commit_index)
+            self._record_commit(server, server._node.commit_index)
         for a, b in itertools.combinations(live, 2):
             self._check_log_matching(a, b)
         for server in live:
@@ -159,9 +159,9 @@ class InvariantMonitor:
         # the logs are identical in all entries up to that index.
         # Committed prefixes are compared entry by entry through ``committed``; here we
         # only need to look above the lower of the two commit indexes.
-        la, lb = a.storage.log, b.storage.log
+        la, lb = a._node.log, b._node.log
         low = max(
-            la.first_index, lb.first_index, min(a.storage.commit_index, b.storage.commit_index) + 1
+            la.first_index, lb.first_index, min(a._node.commit_index, b._node.commit_index) + 1
         )
         top = min(la.last_index, lb.last_index)
         index = top
@@ -178,8 +178,8 @@ class InvariantMonitor:
 
     def _check_leader_completeness(self, leader: Server) -> None:
         # Leader Completeness (§5.4): a leader holds every entry committed in earlier terms.
-        log = leader.storage.log
-        term = leader.storage.term
+        log = leader._node.log
+        term = leader._node.term
         for index, (entry_term, seen_in_term) in self.committed.items():
             if (
                 seen_in_term < term

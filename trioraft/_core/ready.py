@@ -1,0 +1,106 @@
+"""What the core hands the runtime (a :class:`Ready`), and what it restarts from.
+
+The runtime asks the core for a :class:`Ready` whenever :meth:`RaftNode.has_ready` is
+true and carries it out in this order (etcd-io/raft's Ready/Advance contract):
+
+1. persist, durably and in one go: ``snapshot``, then ``compact``, ``truncate_from`` and
+   ``entries`` (the log), then ``hard_state``;
+2. send ``messages`` (only now: they acknowledge what step 1 made durable);
+3. if ``restore``, restore the state machine from ``snapshot``; then apply ``committed``
+   in order, answer ``reads`` and fail ``failed_reads``; if ``take_snapshot``, snapshot
+   the state machine now and hand it to :meth:`RaftNode.snapshot_taken`;
+4. call :meth:`RaftNode.advance` with the Ready.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .messages import Config, Entry, Message
+
+__all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState"]
+
+
+@attrs.frozen
+class Snapshot:
+    """A state machine snapshot covering the log up to ``index`` (of term ``term``).
+
+    ``config`` is the configuration in force at ``index``; ``data`` the encoded state
+    (bytes); ``cluster_id`` the identity of the cluster it belongs to.
+    """
+
+    index: int
+    term: int
+    config: Config
+    data: bytes
+    cluster_id: str = ""
+
+
+@attrs.frozen
+class HardState:
+    """What a server persists besides its log and snapshot (Figure 2's ``currentTerm``
+    and ``votedFor``, plus the commit index, the cluster's identity and the configuration
+    the server started from)."""
+
+    term: int = 0
+    voted_for: str | None = None
+    commit: int = 0
+    cluster_id: str = ""
+    base_config: Config | None = None
+
+
+@attrs.frozen
+class PersistedState:
+    """Everything a storage holds, as loaded when a server (re)starts."""
+
+    hard_state: HardState = HardState()
+    snapshot: Snapshot | None = None
+    #: The compaction point of the log: entries up to ``log_index`` are gone, and the
+    #: one at ``log_index`` had ``log_term``.
+    log_index: int = 0
+    log_term: int = 0
+    #: The entries after the compaction point, in order.
+    entries: tuple[Entry, ...] = ()
+
+
+@attrs.frozen
+class SoftState:
+    """Volatile state the runtime reports and waits on (not persisted)."""
+
+    role: object
+    term: int
+    leader: str | None
+    commit: int
+    transfer_target: str | None
+    config_index: int
+    events: int
+
+
+@attrs.frozen
+class Ready:
+    """Everything the runtime has to do, in order (see the module docstring)."""
+
+    hard_state: HardState | None = None
+    snapshot: Snapshot | None = None
+    restore: bool = False
+    compact: tuple[int, int] | None = None
+    truncate_from: int | None = None
+    entries: tuple[Entry, ...] = ()
+    messages: tuple[Message, ...] = ()
+    committed: tuple[Entry, ...] = ()
+    reads: tuple[tuple[int, int], ...] = ()
+    failed_reads: tuple[int, ...] = ()
+    take_snapshot: bool = False
+    notices: tuple[str, ...] = ()
+    soft: SoftState | None = None
+
+    @property
+    def must_persist(self) -> bool:
+        """Whether step 1 has anything to do."""
+        return bool(
+            self.hard_state is not None
+            or self.snapshot is not None
+            or self.compact is not None
+            or self.truncate_from is not None
+            or self.entries
+        )

@@ -1,0 +1,135 @@
+"""Small runtime helpers: waiters, wake-up signals, and the state machine's hooks."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import trio
+
+from ._codec import decode_value, encode_value
+from ._core.messages import Config
+from ._core.node import Role
+from ._state_machine import StateMachine
+
+__all__ = ["Hooks", "Signal", "Waiter", "check_machine", "machine_snapshots"]
+
+logger = logging.getLogger("trioraft")
+
+#: The state machine methods that must be plain functions.
+_MACHINE_METHODS = ("write", "read", "snapshot", "restore")
+_MACHINE_HOOKS = ("validate", "on_role_change", "on_membership_change")
+#: Version of the snapshot payload: [version, machine state, other state by name].
+SNAPSHOT_FORMAT = 1
+
+
+class Waiter:
+    """One caller waiting for the runtime to hand it a value or an exception."""
+
+    __slots__ = ("error", "event", "term", "value")
+
+    def __init__(self, term: int = 0) -> None:
+        self.event = trio.Event()
+        self.term = term
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Any) -> None:
+        self.value = value
+        self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.event.set()
+
+    async def wait(self) -> Any:
+        await self.event.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Signal:
+    """A wake-up flag for one task: ``set`` is never lost, ``wait`` consumes it."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event = trio.Event()
+
+
+def check_machine(instance: Any) -> None:
+    """Raise :class:`TypeError` if ``instance`` cannot serve as a state machine: it
+    lacks ``write`` or ``read``, or one of its methods is ``async def`` (they are called
+    synchronously, in log order; a coroutine would be returned as the reply)."""
+    kind = type(instance).__name__
+    for method in ("write", "read"):
+        if not callable(getattr(instance, method, None)):
+            raise TypeError(f"{kind} has no {method}() method: it is not a state machine")
+    for method in _MACHINE_METHODS + _MACHINE_HOOKS:
+        fn = getattr(instance, method, None)
+        if fn is not None and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+            raise TypeError(
+                f"{kind}.{method} is async (async def): state machine methods are plain "
+                "functions, called in log order on every server; make it a def"
+            )
+
+
+def machine_snapshots(instance: Any) -> bool:
+    """Whether the state machine implements ``snapshot`` and ``restore``."""
+    cls = type(instance)
+    for method in ("snapshot", "restore"):
+        fn = getattr(cls, method, None)
+        if not callable(fn) or fn is getattr(StateMachine, method):
+            return False
+    return True
+
+
+def encode_snapshot(machine_state: Any, extra: dict[str, Any] | None = None) -> bytes:
+    """The bytes of a snapshot: the machine's state, and room for state that is not the
+    machine's (client sessions, ...) by name."""
+    return encode_value([SNAPSHOT_FORMAT, machine_state, extra or {}])
+
+
+def decode_snapshot(data: bytes) -> tuple[Any, dict[str, Any]]:
+    """The machine's state and the other state of a snapshot's bytes."""
+    payload = decode_value(data)
+    if not (isinstance(payload, list) and len(payload) == 3 and payload[0] == SNAPSHOT_FORMAT):
+        raise ValueError("not a trioraft snapshot (unknown format)")
+    return payload[1], payload[2]
+
+
+class Hooks:
+    """The optional state machine hooks, called defensively."""
+
+    def __init__(self, machine: Any) -> None:
+        self._machine = machine
+        self._validate = getattr(machine, "validate", None)
+        self._on_role = getattr(machine, "on_role_change", None)
+        self._on_membership = getattr(machine, "on_membership_change", None)
+
+    def validate(self, command: Any) -> None:
+        if self._validate is not None:
+            self._validate(command)
+
+    def role_changed(self, role: Role) -> None:
+        if self._on_role is not None:
+            try:
+                self._on_role(role)
+            except Exception:
+                logger.exception("on_role_change(%s) raised", role)
+
+    def membership_changed(self, config: Config) -> None:
+        if self._on_membership is not None:
+            try:
+                self._on_membership(frozenset(config.voters), frozenset(config.learners))
+            except Exception:
+                logger.exception("on_membership_change raised")

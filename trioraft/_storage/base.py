@@ -1,0 +1,68 @@
+"""The storage interface: what the runtime needs from a storage, and nothing more.
+
+The runtime stages what a :class:`~trioraft._core.ready.Ready` asks to persist with the
+writing methods, in this order: :meth:`Storage.set_snapshot`, :meth:`Storage.compact`,
+:meth:`Storage.truncate`, :meth:`Storage.append`, :meth:`Storage.set_hard_state`; then
+awaits :meth:`Storage.sync`, which makes all of it durable at once (one transaction: the
+group commit). Nothing staged counts until ``sync`` returns: a crash loses it, and
+:meth:`Storage.load` never returns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .._core.messages import Entry
+from .._core.ready import HardState, PersistedState, Snapshot
+from .._errors import RaftError
+
+__all__ = ["Storage", "StorageError"]
+
+
+class StorageError(RaftError, ValueError):
+    """A storage cannot be used: it is in use by another running server, belongs to
+    another server name, is not a trioraft store, or is damaged. The message names the
+    storage and the problem."""
+
+
+class Storage(Protocol):
+    """What both :class:`~trioraft.MemoryStorage` and :class:`~trioraft.DiskStorage`
+    implement. Only the runtime calls these."""
+
+    async def acquire(self, name: str) -> None:
+        """Claim the storage for the server ``name``; :class:`StorageError` if it is in
+        use or belongs to another name."""
+        ...
+
+    def release(self) -> None:
+        """Give the storage back (the server stopped)."""
+        ...
+
+    async def load(self) -> PersistedState:
+        """Everything durable: hard state, snapshot, log."""
+        ...
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """Stage: the latest snapshot is ``snapshot``."""
+        ...
+
+    def compact(self, index: int, term: int) -> None:
+        """Stage: drop the entries up to ``index`` (whose term is ``term``)."""
+        ...
+
+    def truncate(self, index: int) -> None:
+        """Stage: drop the entries from ``index`` on."""
+        ...
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Stage: drop the entries from ``entries[0].index`` on, then add ``entries``."""
+        ...
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        """Stage: the hard state is ``hard_state``."""
+        ...
+
+    async def sync(self) -> None:
+        """Make everything staged durable, at once."""
+        ...

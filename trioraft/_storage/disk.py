@@ -1,0 +1,347 @@
+"""DiskStorage: a server's hard state, log and snapshot in a directory, on SQLite.
+
+Layout of the directory: ``raft.db`` (SQLite in WAL mode, ``synchronous=FULL``) holds the
+hard state, the log and the latest snapshot's metadata; the snapshot's bytes sit beside
+it in ``snapshot-<index>-<term>.bin``, written atomically (temporary file, fsync, rename,
+fsync of the directory) before the transaction that points to it; ``LOCK`` is held (an
+exclusive ``flock``) while a server uses the directory.
+
+Everything staged between two :meth:`DiskStorage.sync` calls is written in one
+transaction (group commit), in a worker thread, so the Trio thread never waits on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .._codec import decode_value, encode_value
+from .._core.messages import Config, Entry, EntryKind
+from .._core.ready import HardState, PersistedState, Snapshot
+from .base import StorageError
+
+__all__ = ["DiskStorage"]
+
+FORMAT = "trioraft-disk-1"
+_DB = "raft.db"
+_LOCK = "LOCK"
+_KINDS = {EntryKind.NOOP: 0, EntryKind.COMMAND: 1, EntryKind.CONFIG: 2}
+_KIND_OF = {v: k for k, v in _KINDS.items()}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB
+);
+"""
+#: Directories in use by a server of this process (flock says so for other processes).
+_IN_USE: set[str] = set()
+_IN_USE_LOCK = threading.Lock()
+
+
+def _config_value(config: Config | None) -> Any:
+    return None if config is None else [list(config.voters), list(config.learners)]
+
+
+def _config_of(value: Any) -> Config | None:
+    return None if value is None else Config(voters=value[0], learners=value[1])
+
+
+def _entry_row(entry: Entry) -> tuple[int, int, int, bytes]:
+    data = _config_value(entry.data) if entry.kind is EntryKind.CONFIG else entry.data
+    return (entry.index, entry.term, _KINDS[entry.kind], encode_value(data))
+
+
+def _entry_of(row: tuple[int, int, int, bytes]) -> Entry:
+    index, term, kind_code, blob = row
+    kind = _KIND_OF[kind_code]
+    data = decode_value(blob)
+    if kind is EntryKind.CONFIG:
+        data = _config_of(data)
+    return Entry(term, index, kind, data)
+
+
+class DiskStorage:
+    """A server's persistent state in the directory ``path`` (created if missing).
+
+    It keeps what :class:`~trioraft.MemoryStorage` keeps (term, vote, log, commit index,
+    snapshot, base configuration, cluster identity), durably: nothing a server
+    acknowledges is lost when its process is killed at any moment. Commands, snapshots
+    and the other values it stores must be msgpack values.
+
+    A directory in use by a running server (in this or another process), one that
+    belongs to another server name, one that is not a trioraft store, or a damaged one
+    raises :class:`~trioraft.StorageError` when a server starts on it; it is never
+    silently reinitialised.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._key = ""
+        self._staged: list[tuple[str, Any]] = []
+        self._guard = threading.Lock()
+        #: How many transactions made something durable.
+        self.syncs = 0
+
+    def __repr__(self) -> str:
+        return f"<DiskStorage {str(self.path)!r}>"
+
+    def _error(self, problem: str) -> StorageError:
+        return StorageError(f"storage directory {str(self.path)!r}: {problem}")
+
+    # ------------------------------------------------------------- ownership
+    async def acquire(self, name: str) -> None:
+        """Lock the directory for the server ``name`` and open its database (in a worker
+        thread)."""
+        await trio.to_thread.run_sync(self._acquire, name)
+
+    def _acquire(self, name: str) -> None:
+        self._open_directory()
+        try:
+            self._lock()
+            self._open_db(name)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open_directory(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error(f"cannot create it ({exc.strerror})") from None
+        if not self.path.is_dir():
+            raise self._error("not a directory")
+        if not (self.path / _DB).exists():
+            strangers = [p.name for p in self.path.iterdir() if p.name != _LOCK]
+            if strangers:
+                raise self._error(
+                    f"not a trioraft store (it holds {', '.join(sorted(strangers)[:3])} but "
+                    f"no {_DB}); it is never reinitialised: use an empty directory"
+                )
+
+    def _lock(self) -> None:
+        key = str(self.path.resolve())
+        with _IN_USE_LOCK:
+            if key in _IN_USE:
+                raise self._error("in use by a running server of this process")
+            _IN_USE.add(key)
+        self._key = key
+        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise self._error("in use by a running server of another process") from None
+        self._lock_fd = fd
+
+    def _open_db(self, name: str) -> None:
+        try:
+            db = sqlite3.connect(self.path / _DB, isolation_level=None, check_same_thread=False)
+            self._db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            meta = self._read_meta(db)
+            if not meta:
+                with db:
+                    db.executescript(_SCHEMA)
+                    db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+                    db.execute("INSERT INTO meta VALUES ('owner', ?)", (name,))
+                return
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"damaged: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise self._error(f"not a trioraft store (format {meta.get('format')!r})")
+        if meta.get("owner") != name:
+            raise self._error(
+                f"belongs to server {meta.get('owner')!r}; it cannot be used by {name!r}"
+            )
+
+    @staticmethod
+    def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            return {}
+        return dict(db.execute("SELECT key, value FROM meta"))
+
+    def release(self) -> None:
+        """Close the database and unlock the directory. Staged writes are dropped."""
+        self._staged.clear()
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self._key:
+            with _IN_USE_LOCK:
+                _IN_USE.discard(self._key)
+            self._key = ""
+
+    @property
+    def in_use(self) -> bool:
+        """Whether a running server of this process holds the directory."""
+        return self._db is not None
+
+    # ------------------------------------------------------------------ load
+    async def load(self) -> PersistedState:
+        """Everything durable, read in a worker thread."""
+        return await trio.to_thread.run_sync(self._load)
+
+    def _load(self) -> PersistedState:
+        db = self._conn()
+        try:
+            with self._guard:
+                meta = self._read_meta(db)
+                rows = db.execute("SELECT idx, term, kind, data FROM entries ORDER BY idx")
+                entries = tuple(_entry_of(row) for row in rows)
+            hs = meta.get("hard_state")
+            hard_state = HardState() if hs is None else self._hard_state_of(decode_value(hs))
+            log_index, log_term = decode_value(meta.get("log", encode_value([0, 0])))
+            snapshot = self._load_snapshot(meta.get("snapshot"))
+        except (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise self._error(f"damaged: {exc}") from None
+        if entries and entries[0].index != log_index + 1:
+            raise self._error(f"damaged: the log starts at {entries[0].index}, after {log_index}")
+        return PersistedState(hard_state, snapshot, log_index, log_term, entries)
+
+    @staticmethod
+    def _hard_state_of(value: Any) -> HardState:
+        term, voted_for, commit, cluster_id, base = value
+        return HardState(term, voted_for, commit, cluster_id, _config_of(base))
+
+    def _load_snapshot(self, blob: bytes | None) -> Snapshot | None:
+        if blob is None:
+            return None
+        index, term, config, cluster_id, filename, size = decode_value(blob)
+        try:
+            data = (self.path / filename).read_bytes()
+        except OSError as exc:
+            raise self._error(f"damaged: snapshot file {filename!r}: {exc.strerror}") from None
+        if len(data) != size:
+            raise self._error(
+                f"damaged: snapshot file {filename!r} holds {len(data)} bytes, not {size}"
+            )
+        return Snapshot(index, term, _config_of(config) or Config(), data, cluster_id)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise self._error("not open (no running server holds it)")
+        return self._db
+
+    # ---------------------------------------------------------------- writes
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """Stage a new latest snapshot."""
+        self._staged.append(("snapshot", snapshot))
+
+    def compact(self, index: int, term: int) -> None:
+        """Stage dropping the entries up to ``index``."""
+        self._staged.append(("compact", (index, term)))
+
+    def truncate(self, index: int) -> None:
+        """Stage dropping the entries from ``index`` on."""
+        self._staged.append(("truncate", index))
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Stage replacing the entries from ``entries[0].index`` on with ``entries``."""
+        if entries:
+            rows = [_entry_row(e) for e in entries]
+            self._staged.append(("append", rows))
+
+    def set_hard_state(self, hard_state: HardState) -> None:
+        """Stage a new hard state."""
+        hs = hard_state
+        value = [hs.term, hs.voted_for, hs.commit, hs.cluster_id, _config_value(hs.base_config)]
+        self._staged.append(("hard_state", encode_value(value)))
+
+    async def sync(self) -> None:
+        """Write everything staged in one transaction (in a worker thread); return once
+        it is durable."""
+        if not self._staged:
+            return
+        staged, self._staged = self._staged, []
+        await trio.to_thread.run_sync(self._commit, staged)
+
+    def _commit(self, staged: list[tuple[str, Any]]) -> None:
+        db = self._conn()
+        with self._guard:
+            old_files = self._write_snapshot_files(staged)
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for op, arg in staged:
+                    self._apply(db, op, arg)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+            self.syncs += 1
+        for path in old_files:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def _write_snapshot_files(self, staged: list[tuple[str, Any]]) -> list[Path]:
+        """Write the staged snapshots' bytes atomically; return the files they replace."""
+        written = [arg for op, arg in staged if op == "snapshot"]
+        if not written:
+            return []
+        keep = {self._snapshot_name(s) for s in written[-1:]}
+        for snapshot in written[-1:]:
+            _write_atomically(self.path, self._snapshot_name(snapshot), snapshot.data)
+        return [p for p in self.path.glob("snapshot-*.bin") if p.name not in keep]
+
+    @staticmethod
+    def _snapshot_name(snapshot: Snapshot) -> str:
+        return f"snapshot-{snapshot.index}-{snapshot.term}.bin"
+
+    def _apply(self, db: sqlite3.Connection, op: str, arg: Any) -> None:
+        if op == "append":
+            db.execute("DELETE FROM entries WHERE idx >= ?", (arg[0][0],))
+            db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", arg)
+        elif op == "hard_state":
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('hard_state', ?)", (arg,))
+        elif op == "truncate":
+            db.execute("DELETE FROM entries WHERE idx >= ?", (arg,))
+        elif op == "compact":
+            index, term = arg
+            db.execute("DELETE FROM entries WHERE idx <= ?", (index,))
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('log', ?)", (encode_value([index, term]),)
+            )
+        elif op == "snapshot":
+            s: Snapshot = arg
+            value = [
+                s.index, s.term, _config_value(s.config), s.cluster_id,
+                self._snapshot_name(s), len(s.data),
+            ]  # fmt: skip
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (encode_value(value),))
+
+
+def _write_atomically(directory: Path, name: str, data: bytes) -> None:
+    """Write ``data`` to ``directory/name`` so that a crash leaves either nothing or all
+    of it: a temporary file, fsync, rename, fsync of the directory."""
+    tmp = directory / f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / name)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,209 @@
+"""Pure-core simulation: Raft nodes driven by hand, without trio, tasks or clocks.
+
+:class:`PureCluster` holds :class:`~trioraft._core.RaftNode` objects, one
+:class:`~trioraft.MemoryStorage` each, and the messages in flight between them. It does
+for each node what the runtime does (the Ready/Advance cycle: persist, send, apply,
+advance), and lets a test deliver, drop, hold, duplicate and reorder messages and move a
+float clock by hand. The rule tests, the stateful Hypothesis test and anything that
+needs to check a rule of the algorithm exhaustively build on it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._core.messages import Config, Entry, EntryKind, Message
+from .._core.node import RaftNode, Role
+from .._core.options import CoreOptions
+from .._core.ready import HardState, PersistedState, Ready
+from .._storage.memory import MemoryStorage
+
+__all__ = ["Drop", "PureCluster", "command", "persisted", "pump"]
+
+#: A filter over messages: true for those to drop (or hold).
+Drop = Callable[[Message], bool]
+
+
+def command(index: int, term: int) -> Entry:
+    """A command entry whose data is a function of (index, term), so that two logs that
+    hold "the same" entry compare equal."""
+    return Entry(term, index, EntryKind.COMMAND, ("cmd", index, term))
+
+
+def persisted(
+    terms: Iterable[int] = (),
+    *,
+    term: int = 0,
+    commit: int = 0,
+    voted_for: str | None = None,
+    config: Config | None = None,
+) -> PersistedState:
+    """A stored state whose log has one command entry per item of ``terms`` (its term)."""
+    terms = list(terms)
+    entries = tuple(command(i, t) for i, t in enumerate(terms, start=1))
+    hard = HardState(max([term, *terms]), voted_for, commit, "", config)
+    return PersistedState(hard_state=hard, entries=entries)
+
+
+def persist(storage: MemoryStorage, rd: Ready) -> None:
+    """Stage what ``rd`` asks to persist and make it durable (as the runtime does)."""
+    if rd.snapshot is not None:
+        storage.set_snapshot(rd.snapshot)
+    if rd.compact is not None:
+        storage.compact(*rd.compact)
+    if rd.truncate_from is not None:
+        storage.truncate(rd.truncate_from)
+    if rd.entries:
+        storage.append(rd.entries)
+    if rd.hard_state is not None:
+        storage.set_hard_state(rd.hard_state)
+    storage.sync_nowait()
+
+
+def pump(node: RaftNode, storage: MemoryStorage | None = None) -> list[Ready]:
+    """Run ``node``'s Ready/Advance cycle until it has nothing more; persist into
+    ``storage`` if given. Returns the Readys, in order."""
+    readies: list[Ready] = []
+    for _ in range(10_000):
+        if not node.has_ready():
+            return readies
+        rd = node.ready()
+        if storage is not None:
+            persist(storage, rd)
+        node.advance(rd)
+        readies.append(rd)
+    raise AssertionError(f"{node.name}: endless Readys")
+
+
+class PureCluster:
+    """Nodes of one cluster and the messages in flight between them, delivered by hand.
+
+    ``applied[name]`` lists the entries each node handed out to apply, in order;
+    ``reads[name]`` the ``(ticket, read index)`` pairs of confirmed reads and
+    ``failed_reads[name]`` the tickets of failed ones; ``snapshots_taken`` whether a
+    node was asked to snapshot (the harness then snapshots a counter of applied commands).
+    """
+
+    def __init__(
+        self,
+        names: Iterable[str] = ("a", "b", "c"),
+        *,
+        voters: Iterable[str] | None = None,
+        logs: dict[str, list[int]] | None = None,
+        terms: dict[str, int] | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> None:
+        self.names = tuple(names)
+        self.voters = tuple(voters) if voters is not None else self.names
+        self.options = CoreOptions(initial_config=self.voters, **options)
+        self.now = 0.0
+        self.storages: dict[str, MemoryStorage] = {}
+        self.nodes: dict[str, RaftNode] = {}
+        self.inflight: list[Message] = []
+        self.delivered: list[Message] = []
+        self.applied: dict[str, list[Entry]] = {}
+        self.reads: dict[str, list[tuple[int, int]]] = {}
+        self.failed_reads: dict[str, list[int]] = {}
+        logs = logs or {}
+        terms = terms or {}
+        for i, name in enumerate(self.names):
+            storage = MemoryStorage()
+            state = persisted(logs.get(name, ()), term=terms.get(name, 0))
+            persist_state(storage, state)
+            self.storages[name] = storage
+            self.nodes[name] = self._node(name, random.Random(seed * 100 + i))
+
+    def _node(self, name: str, rng: random.Random) -> RaftNode:
+        state = self.storages[name].state()
+        node = RaftNode(name, self.options, rng, self.now, state, compaction=False)
+        self.applied[name] = []
+        self.reads.setdefault(name, [])
+        self.failed_reads.setdefault(name, [])
+        return node
+
+    def __getitem__(self, name: str) -> RaftNode:
+        return self.nodes[name]
+
+    def restart(self, name: str, seed: int = 99) -> RaftNode:
+        """Crash ``name`` and bring it back from its storage; its in-flight messages are lost."""
+        self.inflight = [m for m in self.inflight if m.dst != name]
+        node = self._node(name, random.Random(seed))
+        self.nodes[name] = node
+        return node
+
+    def take(self, name: str) -> list[Message]:
+        """Run ``name``'s Ready cycle; return the messages it sends."""
+        messages: list[Message] = []
+        for rd in pump(self.nodes[name], self.storages[name]):
+            messages.extend(rd.messages)
+            self.applied[name].extend(rd.committed)
+            self.reads[name].extend(rd.reads)
+            self.failed_reads[name].extend(rd.failed_reads)
+        return messages
+
+    def collect(self, heartbeat: bool = False) -> None:
+        """Move what every node has to send into flight (with ``heartbeat``, leaders send
+        a heartbeat to every follower first)."""
+        for name, node in self.nodes.items():
+            if heartbeat and node.role is Role.LEADER:
+                node.heartbeat_now()
+            self.inflight.extend(self.take(name))
+
+    def deliver(
+        self,
+        drop: Drop | None = None,
+        *,
+        hold: Drop | None = None,
+        heartbeat: bool = False,
+        limit: int = 10_000,
+    ) -> int:
+        """Deliver every message (and every message that causes) until none is left.
+
+        Messages for which ``drop`` returns true are lost; those for which ``hold``
+        returns true stay in flight (for a later call). Returns how many were delivered.
+        """
+        self.collect(heartbeat)
+        held: list[Message] = []
+        count = 0
+        while self.inflight:
+            m = self.inflight.pop(0)
+            if drop is not None and drop(m):
+                continue
+            if hold is not None and hold(m):
+                held.append(m)
+                continue
+            self.nodes[m.dst].step(m, self.now)
+            self.delivered.append(m)
+            count += 1
+            assert count < limit, "message storm"
+            self.collect()
+        self.inflight = held
+        return count
+
+    def step_one(self, m: Message) -> None:
+        """Deliver one message, and put what it causes in flight."""
+        self.nodes[m.dst].step(m, self.now)
+        self.collect()
+
+    def elect(self, name: str, drop: Drop | None = None) -> RaftNode:
+        """Make ``name`` leader (a forced election), and let everything settle."""
+        self.nodes[name].trigger_election(self.now)
+        self.deliver(drop)
+        node = self.nodes[name]
+        assert node.role is Role.LEADER, f"{name} did not win: {node.role}"
+        return node
+
+    def leaders(self) -> list[str]:
+        """Names of the nodes that believe they lead."""
+        return [n for n, node in self.nodes.items() if node.role is Role.LEADER]
+
+
+def persist_state(storage: MemoryStorage, state: PersistedState) -> None:
+    """Make ``storage`` hold ``state`` (for tests that start from a given log)."""
+    if state.entries:
+        storage.append(state.entries)
+    storage.set_hard_state(state.hard_state)
+    storage.sync_nowait()
