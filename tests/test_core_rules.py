@@ -10,25 +10,19 @@ Ready asks for and carries the messages by hand to another node's ``step``.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterable
-
 import pytest
 
 import trioraft
-from trioraft import ConfigChangeInProgress, MalformedMessage, MemoryStorage, NotVoter
+from trioraft import ConfigChangeInProgress, MalformedMessage, NotVoter
 from trioraft._core import (
     AppendEntries,
     AppendResponse,
     Config,
-    CoreOptions,
-    Entry,
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
     LeaderNotReady,
     Message,
-    PersistedState,
     RaftNode,
     RequestVote,
     Role,
@@ -36,7 +30,22 @@ from trioraft._core import (
     TransferInProgress,
     VoteResponse,
 )
-from trioraft.testing._pure import Drop, PureCluster, command, persist_state, persisted, pump
+from trioraft.testing._pure import (
+    Drop,
+    PureCluster,
+    command,
+    heartbeat_to,
+    isolate,
+    log_entries,
+    log_terms,
+    make_node,
+    persisted,
+    pump,
+    silence,
+    storage_of,
+    stored_log,
+    take,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -47,86 +56,7 @@ MAX_ET = 0.30
 
 entry = command
 make_storage = persisted
-
-#: Nodes made by these helpers, by id: the storage their Readys are persisted into (and
-#: their cluster, if any), so that ``take(node)`` does what the runtime would.
-_OWNERS: dict[int, tuple[RaftNode, MemoryStorage, Cluster | None]] = {}
-
-
-def make_node(
-    name: str,
-    voters: Iterable[str] = ABC,
-    *,
-    storage: PersistedState | None = None,
-    seed: int = 0,
-    now: float = 0.0,
-    **options,
-) -> RaftNode:
-    opts = CoreOptions(initial_config=tuple(voters), **options)
-    store = MemoryStorage()
-    if storage is not None:
-        persist_state(store, storage)
-    node = RaftNode(name, opts, random.Random(seed), now, store.state(), compaction=False)
-    _OWNERS[id(node)] = (node, store, None)
-    return node
-
-
-def log_terms(node: RaftNode) -> list[int]:
-    return [e.term for e in node.log.slice(node.log.first_index, node.log.last_index)]
-
-
-def log_entries(node: RaftNode) -> list[Entry]:
-    return node.log.slice(node.log.first_index, node.log.last_index)
-
-
-def storage_of(node: RaftNode) -> MemoryStorage:
-    owner = _OWNERS.get(id(node))
-    assert owner is not None and owner[0] is node, "not a node of these helpers"
-    return owner[1]
-
-
-def stored_log(node: RaftNode) -> list[Entry]:
-    log = storage_of(node).log
-    return log.slice(log.first_index, log.last_index)
-
-
-def take(node: RaftNode) -> list[Message]:
-    """Carry out the node's Readys as the runtime would; return what it sends."""
-    owner = _OWNERS.get(id(node))
-    if owner is not None and owner[0] is node and owner[2] is not None:
-        return owner[2].take(node.name)
-    storage = owner[1] if owner is not None and owner[0] is node else None
-    return [m for rd in pump(node, storage) for m in rd.messages]
-
-
-def heartbeat_to(node: RaftNode, peer: str) -> Message | None:
-    """The heartbeat (or entries) a leader sends ``peer`` when asked to now."""
-    node.heartbeat_now()
-    out = [m for m in take(node) if m.dst == peer and isinstance(m, (Heartbeat, AppendEntries))]
-    return out[0] if out else None
-
-
-def silence(node: RaftNode, until: float) -> float:
-    """Let ``node``'s timer fire up to ``until`` while nobody answers (what it sends is
-    lost); returns ``until``."""
-    while node.deadline <= until:
-        node.tick(node.deadline)
-        take(node)
-    return until
-
-
-class Cluster(PureCluster):
-    """The shared pure-core harness, with ``take(node)`` knowing each node's storage."""
-
-    def _node(self, name: str, rng: random.Random) -> RaftNode:
-        node = super()._node(name, rng)
-        _OWNERS[id(node)] = (node, self.storages[name], self)
-        return node
-
-
-def isolate(*names: str) -> Drop:
-    """A filter losing every message to or from any of ``names``."""
-    return lambda m: m.src in names or m.dst in names
+Cluster = PureCluster
 
 
 def campaign(c: Cluster, name: str, rounds: int, drop: Drop | None = None) -> None:
@@ -879,6 +809,18 @@ def test_check_quorum_leader_steps_down_without_quorum() -> None:
     c.now = silence(a, c.now + MAX_ET)  # a whole timeout of silence ends its leadership
     assert a.role is Role.FOLLOWER and a.term == 1 and a.leader is None
     assert heartbeat_to(a, "b") is None
+
+
+def test_leader_deadline_moves_on_at_every_tick() -> None:
+    """All timing lives in the core: after a tick, the leader's next deadline is in the
+    future even before the runtime carries out the Ready (it may be waiting on its disk),
+    so the runtime's one timer never fires twice at the same instant."""
+    c = Cluster(ABC)
+    a = c.elect("a")
+    for _ in range(20):
+        c.now = a.deadline
+        a.tick(c.now)
+        assert a.deadline > c.now
 
 
 def test_check_quorum_disabled_leader_stays() -> None:

@@ -62,8 +62,19 @@ class RaftCluster(RuleBasedStateMachine):
         max_entries=st.sampled_from([1, 2, 64]),
         max_inflight=st.sampled_from([1, 2, 8]),
         elect_first=st.booleans(),
+        compaction=st.sampled_from([None, (4, 0), (6, 2)]),
     )
-    def setup(self, size, seed, pre_vote, check_quorum, max_entries, max_inflight, elect_first):
+    def setup(
+        self,
+        size,
+        seed,
+        pre_vote,
+        check_quorum,
+        max_entries,
+        max_inflight,
+        elect_first,
+        compaction,
+    ):
         self.names = NAMES[:size]
         self.cluster = PureCluster(
             self.names,
@@ -72,6 +83,10 @@ class RaftCluster(RuleBasedStateMachine):
             check_quorum=check_quorum,
             max_entries_per_message=max_entries,
             max_inflight=max_inflight,
+            compaction=compaction is not None,
+            snapshot_threshold=compaction[0] if compaction else 10_000,
+            snapshot_trailing=compaction[1] if compaction else 1_000,
+            snapshot_chunk_size=8,
         )
         self.seed = seed
         self.restarts = 0
@@ -356,10 +371,11 @@ class RaftCluster(RuleBasedStateMachine):
         """Same index and term: identical logs up to there (§5.3)."""
         nodes = list(self.nodes.values())
         for x, y in combinations(nodes, 2):
+            lo = max(x.log.first_index, y.log.first_index)
             hi = min(x.log.last_index, y.log.last_index)
-            for index in range(hi, 0, -1):
+            for index in range(hi, lo - 1, -1):
                 if x.log.term_at(index) == y.log.term_at(index):
-                    assert x.log.slice(1, index) == y.log.slice(1, index), (x.name, y.name)
+                    assert x.log.slice(lo, index) == y.log.slice(lo, index), (x.name, y.name)
                     break
 
     @invariant()
@@ -371,7 +387,7 @@ class RaftCluster(RuleBasedStateMachine):
             assert node.commit_index <= node.log.last_index, name
             assert self.storages[name].commit_index == node.commit_index
             self.last_commit[name] = node.commit_index
-            for index in range(1, node.commit_index + 1):
+            for index in range(node.log.first_index, node.commit_index + 1):
                 held = node.log.entry(index)
                 known = self.committed.setdefault(index, held)
                 assert known == held, f"{name} committed {held} where {known} was committed"
@@ -389,7 +405,8 @@ class RaftCluster(RuleBasedStateMachine):
                 follower = self.nodes[peer]
                 if follower.term == leader.term and pr.match:
                     assert follower.log.last_index >= pr.match, (leader.name, peer, pr)
-                    assert follower.log.slice(1, pr.match) == leader.log.slice(1, pr.match)
+                    lo = max(follower.log.first_index, leader.log.first_index)
+                    assert follower.log.slice(lo, pr.match) == leader.log.slice(lo, pr.match)
 
     @invariant()
     def leader_completeness(self):
@@ -401,7 +418,17 @@ class RaftCluster(RuleBasedStateMachine):
             for index, committed in self.committed.items():
                 if self.committed_seen_in[index] <= node.term:
                     assert index <= node.log.last_index, (node.name, index)
-                    assert node.log.entry(index) == committed, (node.name, index)
+                    if index >= node.log.first_index:
+                        assert node.log.entry(index) == committed, (node.name, index)
+
+    @invariant()
+    def applied_commands_agree(self):
+        """State Machine Safety as the state machines see it: every server has applied a
+        prefix of one sequence of commands, snapshots and restores included (§5.4.3, §5)."""
+        machines = sorted(self.cluster.machines.values(), key=len)
+        longest = machines[-1]
+        for machine in machines:
+            assert machine == longest[: len(machine)], "two servers applied different commands"
 
 
 TestRaftCluster = RaftCluster.TestCase

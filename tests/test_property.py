@@ -3,7 +3,9 @@
 Each example is one deterministic run (``trioraft.testing.check_fault_schedule``) of 3 to
 5 servers (and two spares outside the cluster) under a Hypothesis-drawn fault schedule:
 partitions, isolations, heals, loss, delay, duplication, crashes, restarts, elections,
-transfers, membership changes; while a client writes. The cluster's InvariantMonitor
+transfers, membership changes; while a client writes. Half the runs compact their logs
+every few entries (so followers catch up by InstallSnapshot), and half take time to sync
+their storage (so a crash loses what was written and not yet synced). The cluster's InvariantMonitor
 checks election safety, log matching, leader completeness and state machine safety as it
 goes; after the final recovery a leader must be elected within the liveness bound, every
 acknowledged write must be applied exactly once, and every server must agree on the
@@ -29,13 +31,17 @@ from hypothesis import strategies as st
 from trioraft.testing import (
     Crash,
     FaultSchedule,
+    Isolate,
+    Recover,
     RemoveServer,
+    Restart,
+    TransferLeadership,
     check_fault_schedule,
 )
 from trioraft.testing._scenario import SPARES
 from trioraft.testing.strategies import fault_schedules
 
-Scenario = tuple[FaultSchedule, int, int, dict[str, Any]]
+Scenario = tuple[FaultSchedule, int, int, dict[str, Any], tuple[float, float] | None]
 
 #: Real seconds spent shrinking after the first failure; then every further example
 #: passes at once, so Hypothesis stops and reports the smallest failure found so far.
@@ -49,17 +55,20 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     names = [f"s{i}" for i in range(1, n + 1)]
     schedule = draw(fault_schedules(names, duration=6.0, max_faults=15, spares=SPARES))
     seed = draw(st.integers(0, 2**32 - 1))
-    options = {"pre_vote": draw(st.booleans()), "check_quorum": draw(st.booleans())}
-    return schedule, n, seed, options
+    options: dict[str, Any] = {"pre_vote": draw(st.booleans()), "check_quorum": draw(st.booleans())}
+    if draw(st.booleans()):
+        options |= {"snapshot_threshold": draw(st.sampled_from([5, 20])), "snapshot_trailing": 2}
+    latency = draw(st.sampled_from([None, (0.0, 0.004)]))
+    return schedule, n, seed, options, latency
 
 
 def bounded(case: Scenario) -> None:
     """Run one scenario; report the first failure at once; bound shrinking in time."""
     if _first_failure and time.monotonic() - _first_failure[0] > SHRINK_BUDGET:
         return
-    schedule, n, seed, options = case
+    schedule, n, seed, options, latency = case
     try:
-        check_fault_schedule(schedule, servers=n, seed=seed, options=options)
+        check_fault_schedule(schedule, servers=n, seed=seed, options=options, sync_latency=latency)
     except AssertionError as exc:
         if not _first_failure:
             _first_failure.append(time.monotonic())
@@ -79,9 +88,22 @@ REMOVED_LEADER = FaultSchedule(
 )
 
 
+#: A leader whose storage took time to sync once ticked forever at one instant (its
+#: heartbeat deadline stayed in the past until the Ready went out): a livelock.
+SLOW_SYNC = FaultSchedule(
+    (
+        Isolate(0.194, "s2"),
+        TransferLeadership(0.301),
+        Restart(2.718, "s4"),
+        Recover(2.784),
+    )
+)
+
+
 # At least 200 examples (about 5 s): fewer missed a deliberately broken vote rule.
 @settings(max_examples=max(200, settings.default.max_examples))
-@example((REMOVED_LEADER, 3, 84, {"pre_vote": True, "check_quorum": True}))
+@example((REMOVED_LEADER, 3, 84, {"pre_vote": True, "check_quorum": True}, None))
+@example((SLOW_SYNC, 5, 10157, {"pre_vote": False, "snapshot_threshold": 5}, (0.0, 0.004)))
 @given(scenarios())
 def test_safety_and_liveness_under_random_faults(case: Scenario) -> None:
     bounded(case)
@@ -106,5 +128,11 @@ def test_long_random_runs(seed: int) -> None:
     n = rng.randint(3, 5)
     names = [f"s{i}" for i in range(1, n + 1)]
     schedule = FaultSchedule.random(rng, names, duration=20, count=40, spares=SPARES)
-    options = {"pre_vote": rng.random() < 0.5, "check_quorum": rng.random() < 0.5}
-    check_fault_schedule(schedule, servers=n, seed=seed, options=options)
+    options = {
+        "pre_vote": rng.random() < 0.5,
+        "check_quorum": rng.random() < 0.5,
+        "snapshot_threshold": rng.choice([5, 50, 10_000]),
+        "snapshot_trailing": rng.choice([0, 5]),
+    }
+    latency = rng.choice([None, (0.0, 0.004)])
+    check_fault_schedule(schedule, servers=n, seed=seed, options=options, sync_latency=latency)

@@ -446,8 +446,8 @@ class RaftNode:
         if index <= self.snapshot_index:
             assert self.snapshot is not None
             return self.snapshot
-        if index > self.applied:
-            raise ValueError(f"cannot snapshot at {index}: only {self.applied} applied")
+        if index > self._applied_handed:
+            raise ValueError(f"cannot snapshot at {index}: only {self._applied_handed} applied")
         term = self.log.term_at(index)
         assert term is not None, f"entry {index} to snapshot is not in the log"
         config = self._config_at(index)
@@ -615,8 +615,11 @@ class RaftNode:
         for pr in self.progress.values():
             if now >= pr.last_sent + interval:
                 # Nothing sent for a heartbeat interval: a heartbeat is due, and in
-                # snapshot mode, the chunks in flight are presumed lost (§5.3).
+                # snapshot mode, the chunks in flight are presumed lost (§5.3). It counts
+                # as sent now (it leaves with the next Ready), so the deadline moves on
+                # even while the runtime waits for its storage.
                 pr.heartbeat_wanted = True
+                pr.last_sent = now
                 if pr.mode is ProgressMode.SNAPSHOT:
                     self._snapshot_stalled(pr, now)
                 self._replication_due = True

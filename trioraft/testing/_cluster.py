@@ -76,6 +76,10 @@ class Cluster:
         self._tracers: list[Callable[[TraceEvent], None]] = [monitor.observe]
         #: The duplication rate :meth:`recover` leaves on (0: a clean network).
         self.duplication_baseline = 0.0
+        #: How long each sync of the storages this cluster makes takes, ``(low, high)``
+        #: seconds (``None``: at once). With it, a crash can lose what a server wrote
+        #: and had not yet synced, as on a real disk.
+        self.sync_latency: tuple[float, float] | None = None
         #: After a recovery: (when it happened, when a leader must be there by).
         self._liveness: tuple[float, float] | None = None
         self._recovering = False
@@ -108,7 +112,12 @@ class Cluster:
         self._incarnation[name] = incarnation + 1
         merged = {"initial_config": self.names, **self.options, **options}
         merged.setdefault("seed", derive_seed(self.seed, name, incarnation))
-        storage = self.storages.setdefault(name, merged.pop("storage", None) or MemoryStorage())
+        storage = merged.pop("storage", None)
+        if name not in self.storages:
+            self.storages[name] = storage or MemoryStorage(
+                sync_latency=self.sync_latency, seed=derive_seed(self.seed, name, "storage")
+            )
+        storage = self.storages[name]
         args = () if self.init_arg is _MISSING else (self.init_arg,)
         server = await start_server(
             self.nursery,
@@ -324,6 +333,7 @@ async def open_cluster(
     init_arg: Any = _MISSING,
     network: MemoryNetwork | None = None,
     check_interval: float | None = 0.05,
+    sync_latency: tuple[float, float] | None = None,
     **server_options: Any,
 ) -> AsyncIterator[Cluster]:
     """Start a cluster of ``machine`` servers and yield a :class:`Cluster`.
@@ -332,7 +342,9 @@ async def open_cluster(
     server gets ``initial_config`` = all names unless ``server_options`` says otherwise,
     and a seed derived from ``seed``; the network is ``MemoryNetwork(seed=seed)`` unless
     given. Raft's invariants are checked as the cluster runs (every ``check_interval``
-    seconds, and at every role change and apply). Leaving the block stops everything.
+    seconds, and at every role change and apply). Each server gets a
+    :class:`~trioraft.MemoryStorage` whose syncs take ``sync_latency`` (see
+    :attr:`Cluster.sync_latency`). Leaving the block stops everything.
     """
     if isinstance(names_or_count, int):
         if names_or_count < 1:
@@ -346,6 +358,7 @@ async def open_cluster(
     monitor = InvariantMonitor(context=f"seed={seed}")
     async with trio.open_nursery() as nursery:
         cluster = Cluster(nursery, machine, init_arg, names, seed, net, monitor, server_options)
+        cluster.sync_latency = sync_latency
         for name in names:
             await cluster.start(name)
         if check_interval is not None:

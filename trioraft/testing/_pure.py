@@ -14,13 +14,29 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._core.messages import Config, Entry, EntryKind, Message
+from .._codec import decode_value, encode_value
+from .._core.messages import AppendEntries, Config, Entry, EntryKind, Heartbeat, Message
 from .._core.node import RaftNode, Role
 from .._core.options import CoreOptions
 from .._core.ready import HardState, PersistedState, Ready
 from .._storage.memory import MemoryStorage
 
-__all__ = ["Drop", "PureCluster", "command", "persisted", "pump"]
+__all__ = [
+    "Drop",
+    "PureCluster",
+    "command",
+    "heartbeat_to",
+    "isolate",
+    "log_entries",
+    "log_terms",
+    "make_node",
+    "persisted",
+    "pump",
+    "silence",
+    "storage_of",
+    "stored_log",
+    "take",
+]
 
 #: A filter over messages: true for those to drop (or hold).
 Drop = Callable[[Message], bool]
@@ -82,8 +98,10 @@ class PureCluster:
 
     ``applied[name]`` lists the entries each node handed out to apply, in order;
     ``reads[name]`` the ``(ticket, read index)`` pairs of confirmed reads and
-    ``failed_reads[name]`` the tickets of failed ones; ``snapshots_taken`` whether a
-    node was asked to snapshot (the harness then snapshots a counter of applied commands).
+    ``failed_reads[name]`` the tickets of failed ones. Each node's "state machine" is
+    ``machines[name]``, the list of the commands it applied; with ``compaction=True`` the
+    nodes snapshot it when asked (``snapshot_threshold``) and restore it from snapshots
+    they install, as the runtime does with a real state machine.
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class PureCluster:
         logs: dict[str, list[int]] | None = None,
         terms: dict[str, int] | None = None,
         seed: int = 0,
+        compaction: bool = False,
         **options: Any,
     ) -> None:
         self.names = tuple(names)
@@ -107,6 +126,8 @@ class PureCluster:
         self.applied: dict[str, list[Entry]] = {}
         self.reads: dict[str, list[tuple[int, int]]] = {}
         self.failed_reads: dict[str, list[int]] = {}
+        self.machines: dict[str, list[Any]] = {}
+        self.compaction = compaction
         logs = logs or {}
         terms = terms or {}
         for i, name in enumerate(self.names):
@@ -118,8 +139,10 @@ class PureCluster:
 
     def _node(self, name: str, rng: random.Random) -> RaftNode:
         state = self.storages[name].state()
-        node = RaftNode(name, self.options, rng, self.now, state, compaction=False)
+        node = RaftNode(name, self.options, rng, self.now, state, compaction=self.compaction)
+        _OWNERS[id(node)] = (node, self.storages[name], self)
         self.applied[name] = []
+        self.machines[name] = [] if state.snapshot is None else decode_value(state.snapshot.data)
         self.reads.setdefault(name, [])
         self.failed_reads.setdefault(name, [])
         return node
@@ -136,13 +159,30 @@ class PureCluster:
 
     def take(self, name: str) -> list[Message]:
         """Run ``name``'s Ready cycle; return the messages it sends."""
+        node, storage = self.nodes[name], self.storages[name]
         messages: list[Message] = []
-        for rd in pump(self.nodes[name], self.storages[name]):
+        for _ in range(10_000):
+            if not node.has_ready():
+                return messages
+            rd = node.ready()
+            persist(storage, rd)
             messages.extend(rd.messages)
-            self.applied[name].extend(rd.committed)
-            self.reads[name].extend(rd.reads)
-            self.failed_reads[name].extend(rd.failed_reads)
-        return messages
+            self._apply(name, rd)
+            node.advance(rd)
+        raise AssertionError(f"{name}: endless Readys")
+
+    def _apply(self, name: str, rd: Ready) -> None:
+        machine = self.machines[name]
+        if rd.snapshot is not None and rd.restore:
+            machine[:] = decode_value(rd.snapshot.data)
+        for entry in rd.committed:
+            if entry.kind is EntryKind.COMMAND:
+                machine.append(entry.data)
+        self.applied[name].extend(rd.committed)
+        self.reads[name].extend(rd.reads)
+        self.failed_reads[name].extend(rd.failed_reads)
+        if rd.take_snapshot:
+            self.nodes[name].snapshot_taken(rd.committed[-1].index, encode_value(machine))
 
     def collect(self, heartbeat: bool = False) -> None:
         """Move what every node has to send into flight (with ``heartbeat``, leaders send
@@ -183,6 +223,21 @@ class PureCluster:
         self.inflight = held
         return count
 
+    def run(self, seconds: float, drop: Drop | None = None) -> None:
+        """Let ``seconds`` pass: every timer fires when due (each node ticks), and every
+        message is delivered at once (except those ``drop`` loses)."""
+        until = self.now + seconds
+        while True:
+            due = min(node.deadline for node in self.nodes.values())
+            if due > until:
+                break
+            self.now = max(self.now, due)
+            for node in self.nodes.values():
+                if node.deadline <= self.now:
+                    node.tick(self.now)
+            self.deliver(drop)
+        self.now = until
+
     def step_one(self, m: Message) -> None:
         """Deliver one message, and put what it causes in flight."""
         self.nodes[m.dst].step(m, self.now)
@@ -207,3 +262,80 @@ def persist_state(storage: MemoryStorage, state: PersistedState) -> None:
         storage.append(state.entries)
     storage.set_hard_state(state.hard_state)
     storage.sync_nowait()
+
+
+#: Nodes made here, by id: the storage their Readys are persisted into, and their
+#: cluster if any, so that ``take(node)`` does what the runtime would.
+_OWNERS: dict[int, tuple[RaftNode, MemoryStorage, PureCluster | None]] = {}
+
+
+def make_node(
+    name: str,
+    voters: Iterable[str] = ("a", "b", "c"),
+    *,
+    storage: PersistedState | None = None,
+    seed: int = 0,
+    now: float = 0.0,
+    **options: Any,
+) -> RaftNode:
+    """A lone node (voters ``voters``), started from ``storage`` if given."""
+    opts = CoreOptions(initial_config=tuple(voters), **options)
+    store = MemoryStorage()
+    if storage is not None:
+        persist_state(store, storage)
+    node = RaftNode(name, opts, random.Random(seed), now, store.state(), compaction=False)
+    _OWNERS[id(node)] = (node, store, None)
+    return node
+
+
+def storage_of(node: RaftNode) -> MemoryStorage:
+    """The storage a node made here persists into."""
+    owner = _OWNERS.get(id(node))
+    assert owner is not None and owner[0] is node, "not a node of this harness"
+    return owner[1]
+
+
+def take(node: RaftNode) -> list[Message]:
+    """Carry out the node's Readys as the runtime would; return what it sends."""
+    owner = _OWNERS.get(id(node))
+    if owner is not None and owner[0] is node and owner[2] is not None:
+        return owner[2].take(node.name)
+    storage = owner[1] if owner is not None and owner[0] is node else None
+    return [m for rd in pump(node, storage) for m in rd.messages]
+
+
+def heartbeat_to(node: RaftNode, peer: str) -> Message | None:
+    """The heartbeat (or entries) a leader sends ``peer`` when asked to now."""
+    node.heartbeat_now()
+    out = [m for m in take(node) if m.dst == peer and isinstance(m, (Heartbeat, AppendEntries))]
+    return out[0] if out else None
+
+
+def silence(node: RaftNode, until: float) -> float:
+    """Let ``node``'s timer fire up to ``until`` while nobody answers (what it sends is
+    lost); returns ``until``."""
+    while node.deadline <= until:
+        node.tick(node.deadline)
+        take(node)
+    return until
+
+
+def isolate(*names: str) -> Drop:
+    """A filter losing every message to or from any of ``names``."""
+    return lambda m: m.src in names or m.dst in names
+
+
+def log_entries(node: RaftNode) -> list[Entry]:
+    """The entries a node holds, in order."""
+    return node.log.slice(node.log.first_index, node.log.last_index)
+
+
+def log_terms(node: RaftNode) -> list[int]:
+    """The terms of the entries a node holds, in order."""
+    return [e.term for e in log_entries(node)]
+
+
+def stored_log(node: RaftNode) -> list[Entry]:
+    """The entries a node made here has made durable, in order."""
+    log = storage_of(node).log
+    return log.slice(log.first_index, log.last_index)

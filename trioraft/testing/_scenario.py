@@ -28,11 +28,17 @@ HANG_TIMEOUT = 120.0
 
 
 async def _scenario(
-    schedule: FaultSchedule, servers: int, seed: int, options: dict[str, Any]
+    schedule: FaultSchedule,
+    servers: int,
+    seed: int,
+    options: dict[str, Any],
+    sync_latency: tuple[float, float] | None,
 ) -> None:
     acknowledged: list[int] = []
     issued: list[int] = []
-    async with open_cluster(Counter, servers, seed=seed, check_interval=0.02, **options) as cluster:
+    async with open_cluster(
+        Counter, servers, seed=seed, check_interval=0.02, sync_latency=sync_latency, **options
+    ) as cluster:
         for spare in SPARES:
             await cluster.start(spare, initial_config=())
 
@@ -76,12 +82,18 @@ async def _scenario(
     assert not missing, f"acknowledged writes were lost: {sorted(missing)}"
 
 
-def reproduction(schedule: FaultSchedule, servers: int, seed: int, options: dict[str, Any]) -> str:
+def reproduction(
+    schedule: FaultSchedule,
+    servers: int,
+    seed: int,
+    options: dict[str, Any],
+    sync_latency: tuple[float, float] | None = None,
+) -> str:
     """A shell command that reruns exactly this scenario, from any directory."""
     code = (
         "from trioraft.testing import *; "
         f"check_fault_schedule({schedule!r}, servers={servers}, seed={seed}, "
-        f"options={options!r})"
+        f"options={options!r}, sync_latency={sync_latency!r})"
     )
     return f'python -c "{code}"'
 
@@ -92,23 +104,35 @@ def check_fault_schedule(
     servers: int = 3,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    sync_latency: tuple[float, float] | None = None,
 ) -> None:
     """Run a counter cluster of ``servers`` servers (``s1``, ``s2``, ...) and two spares
     under ``schedule`` while a client writes, deterministically for ``seed``; then recover
     and check Raft's invariants, liveness, and that every acknowledged write was applied
-    exactly once, in one order on every server. ``options`` are server options.
+    exactly once, in one order on every server. ``options`` are server options (small
+    ``snapshot_threshold`` values exercise compaction); with ``sync_latency``, storage
+    syncs take time, so crashes lose what was written and not yet synced.
 
     Raises :class:`AssertionError` on any failure, with the schedule, the seed and a
     command that reproduces it (see :func:`reproduction`).
     """
     opts = dict(options or {})
     try:
-        run(_scenario, schedule, servers, seed, opts, seed=seed, hang_timeout=HANG_TIMEOUT)
+        run(
+            _scenario,
+            schedule,
+            servers,
+            seed,
+            opts,
+            sync_latency,
+            seed=seed,
+            hang_timeout=HANG_TIMEOUT,
+        )
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
+        repro = reproduction(schedule, servers, seed, opts, sync_latency)
         raise AssertionError(
-            f"scenario failed with seed={seed}, {servers} servers, options={opts}.\n"
-            f"schedule:\n{schedule}\n"
-            f"reproduce with:\n  {reproduction(schedule, servers, seed, opts)}"
+            f"scenario failed with seed={seed}, {servers} servers, options={opts}, "
+            f"sync_latency={sync_latency}.\nschedule:\n{schedule}\nreproduce with:\n  {repro}"
         ) from exc

@@ -1,0 +1,252 @@
+"""DiskStorage: durable servers on SQLite (real clock and real files, bounded in time).
+
+The promises checked (API, "Durable storage"): a cluster restarted on its directories,
+in this process or a new one, comes back with everything it acknowledged, the same on
+every server, and keeps serving, also after a SIGKILL at a random moment; writes that
+arrive together share a transaction (group commit); snapshots are stored beside the
+database and survive a restart; a directory in use, of another server, that is not a
+trioraft store, or that is damaged raises StorageError naming it, and is never
+reinitialised.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import trio
+
+import trioraft
+from trioraft import DiskStorage, StorageError
+
+from machines import Counter
+
+NAMES = ["a", "b", "c"]
+
+
+async def start_cluster(
+    nursery: trio.Nursery, root: Path, **options: object
+) -> dict[str, trioraft.Server]:
+    network = trioraft.MemoryNetwork(seed=0)
+    return {
+        name: await trioraft.start_server(
+            nursery,
+            Counter,
+            name=name,
+            network=network,
+            initial_config=NAMES,
+            storage=DiskStorage(root / name),
+            seed=i,
+            **options,
+        )
+        for i, name in enumerate(NAMES)
+    }
+
+
+async def leader_of(servers: dict[str, trioraft.Server]) -> trioraft.Server:
+    name = await servers["a"].await_leader()
+    return servers[name]
+
+
+async def test_cluster_restarts_from_its_directories(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(nursery, tmp_path)
+            leader = await leader_of(servers)
+            for i in range(1, 31):
+                assert await leader.write(1) == i
+            async with trio.open_nursery() as writers:  # many at once: group commit
+                for _ in range(64):
+                    writers.start_soon(leader.write, 1)
+            assert leader.storage.syncs < 30 + 64
+            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(nursery, tmp_path)
+            leader = await leader_of(servers)
+            assert await leader.read(None) == 94
+            assert await leader.write(1) == 95
+            nursery.cancel_scope.cancel()
+
+
+async def test_snapshots_on_disk_survive_a_restart(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(
+                nursery, tmp_path, snapshot_threshold=20, snapshot_trailing=5
+            )
+            leader = await leader_of(servers)
+            for _ in range(70):
+                await leader.write(1)
+            index = await leader.take_snapshot()
+            nursery.cancel_scope.cancel()
+        files = sorted(p.name for p in (tmp_path / leader.name).glob("snapshot-*.bin"))
+        assert files == [f"snapshot-{index}-{leader.status().term}.bin"]  # old ones gone
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(nursery, tmp_path)
+            assert servers[leader.name].status().snapshot_index == index
+            assert servers[leader.name].machine.value == 70  # restored from the snapshot
+            new = await leader_of(servers)
+            assert await new.write(1) == 71
+            nursery.cancel_scope.cancel()
+
+
+async def test_directory_in_use_is_refused(tmp_path: Path) -> None:
+    network = trioraft.MemoryNetwork()
+    async with trio.open_nursery() as nursery:
+        await trioraft.start_server(
+            nursery, Counter, name="a", network=network, storage=DiskStorage(tmp_path / "a")
+        )
+        with pytest.raises(StorageError, match="in use by a running server"):
+            await trioraft.start_server(
+                nursery, Counter, name="a2", network=network, storage=DiskStorage(tmp_path / "a")
+            )
+        nursery.cancel_scope.cancel()
+
+
+async def test_directory_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
+    holder = textwrap.dedent(
+        f"""
+        import fcntl, os, sys, time
+        fd = os.open({str(tmp_path / "LOCK")!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(30)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StorageError, match="another process"):
+            await DiskStorage(tmp_path).acquire("a")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_directory_of_another_server_is_refused(tmp_path: Path) -> None:
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    storage.release()
+    with pytest.raises(StorageError, match="belongs to server 'a'"):
+        await DiskStorage(tmp_path).acquire("b")
+
+
+async def test_foreign_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StorageError, match="not a trioraft store"):
+        await DiskStorage(tmp_path).acquire("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+async def test_damaged_store_is_refused(tmp_path: Path) -> None:
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    storage.release()
+    (tmp_path / "raft.db").write_bytes(b"this is not a database" * 100)
+    for name in ("raft.db-wal", "raft.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    with pytest.raises(StorageError, match=r"damaged|not a trioraft store"):
+        await DiskStorage(tmp_path).acquire("a")
+
+
+async def test_missing_snapshot_file_is_damage(tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(nursery, tmp_path)
+            leader = await leader_of(servers)
+            await leader.write(1)
+            await leader.take_snapshot()
+            nursery.cancel_scope.cancel()
+    for path in (tmp_path / leader.name).glob("snapshot-*.bin"):
+        path.unlink()
+    storage = DiskStorage(tmp_path / leader.name)
+    await storage.acquire(leader.name)
+    try:
+        with pytest.raises(StorageError, match="damaged: snapshot file"):
+            await storage.load()
+    finally:
+        storage.release()
+
+
+# --------------------------------------------------------------------- a real kill
+
+CHILD = textwrap.dedent(
+    """
+    import sys, trio, trioraft
+    from trioraft.testing import Counter
+
+    root, mode = sys.argv[1], sys.argv[2]
+    NAMES = ["a", "b", "c"]
+
+    async def main():
+        network = trioraft.MemoryNetwork(seed=0)
+        async with trio.open_nursery() as nursery:
+            servers = {}
+            for i, name in enumerate(NAMES):
+                servers[name] = await trioraft.start_server(
+                    nursery, Counter, name=name, network=network, initial_config=NAMES,
+                    storage=trioraft.DiskStorage(f"{root}/{name}"), seed=i,
+                    snapshot_threshold=25, snapshot_trailing=5)
+            leader = servers[await servers["a"].await_leader()]
+            if mode == "write":
+                while True:
+                    value = await leader.write(1)
+                    print(value, flush=True)  # acknowledged
+            value = await leader.read(None)
+            await leader.write(0)  # every server applies up to here
+            with trio.fail_after(10):
+                while any(s.status().last_applied < leader.status().commit_index
+                          for s in servers.values()):
+                    await trio.sleep(0.01)
+            print(value, *(servers[n].machine.value for n in NAMES), flush=True)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, seed: int) -> None:
+    """A process runs a 3-server cluster on DiskStorage taking writes and is killed with
+    SIGKILL at a random moment; a new process reopening the directories finds every
+    acknowledged write, the same on all three, and keeps serving."""
+    rng = random.Random(seed)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    writer = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), "write"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    acknowledged = 0
+    try:
+        assert writer.stdout is not None
+        target = rng.randint(20, 120)
+        for line in writer.stdout:
+            acknowledged = int(line)
+            if acknowledged >= target:
+                break
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+    assert acknowledged >= 20, "the writer never got going"
+    reader = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "read"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert reader.returncode == 0, reader.stderr
+    value, *replicas = map(int, reader.stdout.split())
+    assert value >= acknowledged  # nothing acknowledged was lost
+    assert replicas == [value] * 3  # the same on all three
