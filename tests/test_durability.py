@@ -183,17 +183,20 @@ async def test_crash_during_sync_loses_only_what_was_never_acknowledged(
         assert await server.write(5) == 5
         durable = storage.log.last_index
         outcome: list[BaseException] = []
+        done = trio.Event()
 
         async def write() -> None:
             try:
                 await server.write(7)
             except trioraft.RaftError as exc:
                 outcome.append(exc)
+            done.set()
 
         nursery.start_soon(write)
         await trio.sleep(0.5)  # appended, staged, not yet synced
         assert server._node.log.last_index > storage.log.last_index == durable
         await server.stop()
+        await done.wait()  # the writer has seen how its write ended
         assert len(outcome) == 1 and isinstance(outcome[0], trioraft.OutcomeUnknown)
         assert storage.log.last_index == durable  # the unsynced entry is gone
         again = await trioraft.start_server(
