@@ -105,6 +105,8 @@ class _Settings:
     clients: int
     rate: float
     duplication: float
+    snapshot_threshold: int
+    sync_latency: tuple[float, float] | None
 
 
 async def _soak_run(
@@ -113,7 +115,14 @@ async def _soak_run(
     names = [f"s{i}" for i in range(1, settings.servers + 1)]
     history = History()
     workload, rate, clients = settings.workload, settings.rate, settings.clients
-    async with open_cluster(settings.machine, names, seed=seed) as cluster:
+    async with open_cluster(
+        settings.machine,
+        names,
+        seed=seed,
+        sync_latency=settings.sync_latency,
+        snapshot_threshold=settings.snapshot_threshold,
+        snapshot_trailing=min(5, settings.snapshot_threshold),
+    ) as cluster:
         recorder.attach(cluster)
         cluster.duplication_baseline = settings.duplication
         cluster.set_duplication(settings.duplication)
@@ -180,6 +189,8 @@ def soak_seed(
     clients: int = 3,
     rate: float = 10.0,
     duplication: float = 0.0,
+    snapshot_threshold: int = 40,
+    sync_latency: tuple[float, float] | None = (0.0, 0.002),
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
@@ -187,7 +198,9 @@ def soak_seed(
     (default: :func:`~trioraft.testing.counter_model`), ``workload`` draws each client
     operation; ``rate`` is operations per virtual second over all ``clients``;
     ``duplication`` is a rate of duplicated messages kept on throughout (recoveries
-    included), on top of the schedule's own duplication faults."""
+    included), on top of the schedule's own duplication faults. Servers compact their
+    logs every ``snapshot_threshold`` entries (so InstallSnapshot runs) and their storage
+    syncs take ``sync_latency`` (so a crash loses what was not yet synced)."""
     settings = _Settings(
         servers=servers,
         duration=duration,
@@ -197,6 +210,8 @@ def soak_seed(
         clients=clients,
         rate=rate,
         duplication=duplication,
+        snapshot_threshold=snapshot_threshold,
+        sync_latency=sync_latency,
     )
     schedule = _schedule(seed, servers, duration)
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
@@ -310,6 +325,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rate of duplicated messages throughout, 0 to 1 (default 0; the schedules "
         "add duplication faults of their own)",
     )
+    parser.add_argument(
+        "--snapshot-threshold",
+        type=int,
+        default=40,
+        help="entries applied between snapshots (default 40: compaction and InstallSnapshot "
+        "all the time)",
+    )
+    parser.add_argument(
+        "--sync-latency",
+        type=float,
+        default=0.002,
+        help="most virtual seconds a storage sync takes (default 0.002; 0: at once)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.servers < 1 or args.clients < 1:
@@ -328,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients=args.clients,
         rate=args.rate,
         duplication=args.duplication,
+        snapshot_threshold=args.snapshot_threshold,
+        sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
     )
     wall = time.perf_counter() - started
     failed = [r.seed for r in results if not r.ok]
