@@ -9,18 +9,24 @@ raises :class:`TypeError` naming the type. No pickle, ever.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
 
-__all__ = ["decode_value", "encode_value"]
+__all__ = ["decode_value", "encode_value", "packer", "unpack"]
 
 _TUPLE = 1  # msgpack extension code of a tuple
+_local = threading.local()
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
-        return msgpack.ExtType(_TUPLE, _packer().pack(list(obj)))
+        # A packer of its own: msgpack's packers are not reentrant.
+        inner = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+        return msgpack.ExtType(_TUPLE, inner.pack(list(obj)))
+    if isinstance(obj, int):
+        raise TypeError(f"cannot encode the integer {obj}: msgpack integers have 64 bits")
     raise TypeError(
         f"cannot encode a {type(obj).__module__}.{type(obj).__qualname__}: values stored or "
         "sent by trioraft must be msgpack values (None, bool, int, float, str, bytes, and "
@@ -28,23 +34,38 @@ def _default(obj: Any) -> Any:
     )
 
 
-def _packer() -> msgpack.Packer:
-    return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+def packer() -> msgpack.Packer:
+    """This thread's packer of user values (tuples kept apart from lists)."""
+    p = getattr(_local, "packer", None)
+    if p is None:
+        p = _local.packer = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+    return p
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _TUPLE:
-        return tuple(decode_value(data))
+        value = unpack(data)
+        if not isinstance(value, list):
+            raise ValueError("a tuple extension must hold a list")
+        return tuple(value)
     raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def unpack(data: bytes) -> Any:
+    """Decode msgpack ``data`` (raising msgpack's or :class:`ValueError` on bad input)."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
 
 
 def encode_value(value: Any) -> bytes:
     """``value`` as msgpack bytes; :class:`TypeError` naming the type if it is not a
     msgpack value."""
     try:
-        packed: bytes = _packer().pack(value)
+        packed: bytes = packer().pack(value)
     except OverflowError as exc:
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
+    except TypeError:
+        _local.packer = None  # a failed pack may leave the packer's buffer dirty
+        raise
     return packed
 
 
@@ -52,8 +73,6 @@ def decode_value(data: bytes) -> Any:
     """The value :func:`encode_value` encoded as ``data``; :class:`ValueError` if the
     bytes are not such an encoding."""
     try:
-        return msgpack.unpackb(
-            data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True
-        )
+        return unpack(data)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
         raise ValueError(f"not an encoded value: {exc}") from None

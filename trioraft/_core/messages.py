@@ -35,15 +35,22 @@ def _sorted_names(names: Any) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
+def _sorted_pairs(pairs: Any) -> tuple[tuple[str, str], ...]:
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return tuple(sorted((str(name), str(address)) for name, address in items))
+
+
 @attrs.frozen
 class Config:
-    """A cluster membership: who votes and who only listens (learners).
+    """A cluster membership: who votes and who only listens (learners), and the network
+    addresses of members added with one (so that every member can reach them).
 
     Names are kept sorted so that iterating a configuration never depends on hashing.
     """
 
     voters: tuple[str, ...] = attrs.field(converter=_sorted_names, default=())
     learners: tuple[str, ...] = attrs.field(converter=_sorted_names, default=())
+    addresses: tuple[tuple[str, str], ...] = attrs.field(converter=_sorted_pairs, default=())
 
     def __attrs_post_init__(self) -> None:
         both = set(self.voters) & set(self.learners)
@@ -54,6 +61,13 @@ class Config:
     def members(self) -> tuple[str, ...]:
         """Voters and learners, sorted."""
         return tuple(sorted(self.voters + self.learners))
+
+    def address_of(self, name: str) -> str | None:
+        """The address ``name`` was added with, if any."""
+        for member, address in self.addresses:
+            if member == name:
+                return address
+        return None
 
     def quorum(self, min_majority: int | None) -> int:
         """Votes (or acknowledgements) needed: ``max(min_majority or 0, len(voters)//2 + 1)``."""

@@ -1367,19 +1367,25 @@ class RaftNode:
                 "ever form again"
             )
 
-    def add_server_config(self, name: str, voter: bool) -> Config:
-        """The configuration that adds ``name`` (as a voter, or a learner)."""
+    def add_server_config(self, name: str, voter: bool, address: str | None = None) -> Config:
+        """The configuration that adds ``name`` (as a voter, or a learner), reachable at
+        ``address`` if given (else at the address it had, if any)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"server names are non-empty strings, got {name!r}")
+        if address is not None and (not isinstance(address, str) or not address):
+            raise ValueError(f"an address is a non-empty 'host:port' string, got {address!r}")
         cfg = self.config
         if name in cfg.voters:
             raise ValueError(f"{name!r} is already a voter")
         if name in cfg.learners and not voter:
             raise ValueError(f"{name!r} is already a learner")
         learners = [n for n in cfg.learners if n != name]
+        addresses = dict(cfg.addresses)
+        if address is not None:
+            addresses[name] = address
         if voter:
-            return Config(voters=(*cfg.voters, name), learners=learners)
-        return Config(voters=cfg.voters, learners=(*learners, name))
+            return Config(voters=(*cfg.voters, name), learners=learners, addresses=addresses)
+        return Config(voters=cfg.voters, learners=(*learners, name), addresses=addresses)
 
     def remove_server_config(self, name: str) -> Config:
         """The configuration without ``name``."""
@@ -1391,6 +1397,7 @@ class RaftNode:
         return Config(
             voters=[n for n in cfg.voters if n != name],
             learners=[n for n in cfg.learners if n != name],
+            addresses={n: a for n, a in cfg.addresses if n != name},
         )
 
     # ------------------------------------------------------------------ reads

@@ -47,11 +47,15 @@ _IN_USE_LOCK = threading.Lock()
 
 
 def _config_value(config: Config | None) -> Any:
-    return None if config is None else [list(config.voters), list(config.learners)]
+    if config is None:
+        return None
+    return [list(config.voters), list(config.learners), [list(p) for p in config.addresses]]
 
 
 def _config_of(value: Any) -> Config | None:
-    return None if value is None else Config(voters=value[0], learners=value[1])
+    if value is None:
+        return None
+    return Config(voters=value[0], learners=value[1], addresses=value[2])
 
 
 def _entry_row(entry: Entry) -> tuple[int, int, int, bytes]:

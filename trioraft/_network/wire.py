@@ -1,0 +1,261 @@
+"""The wire format: messages as length-prefixed msgpack frames, decoded with checks.
+
+A frame is a 4-byte big-endian length, then that many bytes: a version byte
+(:data:`VERSION`) and a msgpack array ``[type code, field, field, ...]`` with the
+message's fields in declaration order. Entries travel as ``[term, index, kind, data]``,
+configurations as ``[voters, learners]``, user values (commands, replies, queries) as
+:mod:`trioraft._codec` values (tuples stay tuples). No pickle anywhere.
+
+Decoding checks every field against the message class's declared type: a frame that is
+not exactly a well-formed message raises :class:`~trioraft.MalformedMessage`, and nothing
+else (the fuzz test feeds it random and mutated bytes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import msgpack
+
+from .._codec import packer, unpack
+from .._core.messages import (
+    AppendEntries,
+    AppendResponse,
+    ClusterMismatch,
+    Config,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    TimeoutNow,
+    VoteResponse,
+)
+from .._errors import MalformedMessage
+from .._protocol import OPS, ClientRequest, ClientResponse
+
+__all__ = ["HEADER", "VERSION", "decode", "encode", "frame_length"]
+
+#: The version byte of every frame.
+VERSION = 1
+#: Bytes of the length prefix.
+HEADER = 4
+_LENGTH = struct.Struct(">I")
+
+_TYPES: dict[int, type[Message]] = {
+    1: RequestVote,
+    2: VoteResponse,
+    3: AppendEntries,
+    4: AppendResponse,
+    5: Heartbeat,
+    6: HeartbeatResponse,
+    7: TimeoutNow,
+    8: ClusterMismatch,
+    9: InstallSnapshot,
+    10: InstallSnapshotResponse,
+    20: ClientRequest,
+    21: ClientResponse,
+}
+_CODES = {cls: code for code, cls in _TYPES.items()}
+_KIND_CODES = {EntryKind.NOOP: 0, EntryKind.COMMAND: 1, EntryKind.CONFIG: 2}
+_KINDS = {v: k for k, v in _KIND_CODES.items()}
+
+
+class _Bad(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ encoding
+def _config_out(config: Config) -> list[Any]:
+    return [list(config.voters), list(config.learners), [list(p) for p in config.addresses]]
+
+
+def _entry_out(entry: Entry) -> list[Any]:
+    data = entry.data
+    if entry.kind is EntryKind.CONFIG:
+        data = _config_out(data)
+    return [entry.term, entry.index, _KIND_CODES[entry.kind], data]
+
+
+def _field_out(value: Any) -> Any:
+    if isinstance(value, Config):
+        return _config_out(value)
+    if isinstance(value, tuple) and value and isinstance(value[0], Entry):
+        return [_entry_out(e) for e in value]
+    return value
+
+
+def encode(message: Message) -> bytes:
+    """The frame (length prefix included) of ``message``. Raises :class:`TypeError` if
+    it carries a value that is not a msgpack value (naming its type)."""
+    code = _CODES.get(type(message))
+    if code is None:
+        raise MalformedMessage(f"not a message that can be sent: {message!r}")
+    fields = [code] + [_field_out(getattr(message, name)) for name in _FIELDS[type(message)]]
+    body: bytes = packer().pack(fields)
+    return _LENGTH.pack(len(body) + 1) + bytes((VERSION,)) + body
+
+
+def frame_length(header: bytes) -> int:
+    """The length of the frame body announced by a 4-byte ``header``."""
+    (length,) = _LENGTH.unpack(header)
+    return int(length)
+
+
+# ------------------------------------------------------------------ decoding
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _Bad(f"expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"expected a boolean, got {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"expected a string, got {value!r}")
+    return value
+
+
+def _bytes(value: Any) -> bytes:
+    if not isinstance(value, bytes):
+        raise _Bad(f"expected bytes, got {type(value).__name__}")
+    return value
+
+
+def _any(value: Any) -> Any:
+    return value  # a user value: whatever msgpack (and the tuple extension) decoded
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+        raise _Bad(f"expected a list of server names, got {value!r}")
+    return tuple(value)
+
+
+def _config(value: Any) -> Config:
+    if not isinstance(value, list) or len(value) != 3:
+        raise _Bad(f"expected a configuration [voters, learners, addresses], got {value!r}")
+    voters, learners, addresses = value
+    if not isinstance(addresses, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
+        for p in addresses
+    ):
+        raise _Bad(f"expected a list of [name, address] pairs, got {addresses!r}")
+    try:
+        return Config(voters=_names(voters), learners=_names(learners), addresses=addresses)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _entries(value: Any) -> tuple[Entry, ...]:
+    if not isinstance(value, list):
+        raise _Bad(f"expected a list of entries, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 4:
+            raise _Bad(f"expected an entry [term, index, kind, data], got {item!r}")
+        term, index, code, data = item
+        kind = _KINDS.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
+        if kind is None:
+            raise _Bad(f"unknown entry kind {code!r}")
+        if kind is EntryKind.CONFIG:
+            data = _config(data)
+        out.append(Entry(_int(term), _int(index), kind, data))
+    for a, b in itertools.pairwise(out):
+        if b.index != a.index + 1:
+            raise _Bad("entries are not consecutive")
+    return tuple(out)
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def optional(value: Any) -> Any:
+        return None if value is None else check(value)
+
+    return optional
+
+
+_CHECKS: dict[Any, Callable[[Any], Any]] = {
+    int: _int,
+    bool: _bool,
+    str: _str,
+    bytes: _bytes,
+    Config: _config,
+    typing.Any: _any,
+}
+
+
+def _check_for(annotation: Any) -> Callable[[Any], Any]:
+    if annotation in _CHECKS:
+        return _CHECKS[annotation]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is tuple and args and args[0] is Entry:
+        return _entries
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _optional(_check_for(inner))
+    raise TypeError(f"no wire check for {annotation!r}")
+
+
+def _fields(cls: type[Message]) -> tuple[str, ...]:
+    return tuple(a.name for a in attrs.fields(cls))
+
+
+_FIELDS: dict[type[Message], tuple[str, ...]] = {cls: _fields(cls) for cls in _CODES}
+_SPECS: dict[type[Message], list[Callable[[Any], Any]]] = {}
+for _cls in _CODES:
+    _hints = typing.get_type_hints(_cls)
+    _SPECS[_cls] = [_check_for(_hints[name]) for name in _FIELDS[_cls]]
+
+
+def _validate(message: Message) -> None:
+    if not message.src or not message.dst:
+        raise _Bad("a message names its sender and its addressee")
+    if isinstance(message, ClientRequest) and message.op not in OPS:
+        raise _Bad(f"unknown client operation {message.op!r}")
+
+
+def decode(body: bytes) -> Message:
+    """The message of a frame ``body`` (without the length prefix). Raises
+    :class:`~trioraft.MalformedMessage` naming the problem, and nothing else."""
+    if not body:
+        raise MalformedMessage("empty frame")
+    if body[0] != VERSION:
+        raise MalformedMessage(f"frame of wire version {body[0]}, expected {VERSION}")
+    try:
+        fields = unpack(body[1:])
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise MalformedMessage(f"not msgpack: {exc}") from None
+    except Exception as exc:  # msgpack raises a few others on hostile input
+        raise MalformedMessage(f"not msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(fields, list) or not fields:
+        raise MalformedMessage("a frame holds a list: [type, fields...]")
+    cls = _TYPES.get(fields[0]) if isinstance(fields[0], int) else None
+    if cls is None or isinstance(fields[0], bool):
+        raise MalformedMessage(f"unknown message type {fields[0]!r}")
+    specs = _SPECS[cls]
+    if len(fields) != len(specs) + 1:
+        raise MalformedMessage(
+            f"{cls.__name__} has {len(specs)} fields, the frame holds {len(fields) - 1}"
+        )
+    try:
+        values = [check(value) for check, value in zip(specs, fields[1:], strict=True)]
+        message = cls(*values[:3], **dict(zip(_FIELDS[cls][3:], values[3:], strict=True)))
+        _validate(message)
+    except (_Bad, ValueError, TypeError) as exc:
+        raise MalformedMessage(f"bad {cls.__name__}: {exc}") from None
+    return message
