@@ -9,12 +9,14 @@ your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call
 
 import logging
 
+from ._client import Client, open_client
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
 from ._core.ready import Snapshot
 from ._errors import (
     CatchUpFailed,
     ConfigChangeInProgress,
+    MachineError,
     MalformedMessage,
     NameInUse,
     NotLeader,
@@ -23,12 +25,14 @@ from ._errors import (
     RaftError,
     ServerFailed,
     ServerStopped,
+    SessionExpired,
     StoppedOutcomeUnknown,
     TransferFailed,
     UnknownServer,
     WrongCluster,
 )
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
+from ._network.tcp import TcpNetwork, TcpStatistics, open_tcp_network
 from ._options import ServerOptions
 from ._server import Server, Status, TraceEvent, serve, start_server
 from ._state_machine import StateMachine
@@ -43,11 +47,13 @@ logging.getLogger("trioraft").addHandler(logging.NullHandler())
 __all__ = [
     "CatchUpFailed",
     "Config",
+    "Client",
     "ConfigChangeInProgress",
     "DiskStorage",
     "Endpoint",
     "Entry",
     "EntryKind",
+    "MachineError",
     "MalformedMessage",
     "MemoryNetwork",
     "MemoryStorage",
@@ -62,17 +68,22 @@ __all__ = [
     "ServerFailed",
     "ServerOptions",
     "ServerStopped",
+    "SessionExpired",
     "Snapshot",
     "StateMachine",
     "Status",
     "StoppedOutcomeUnknown",
     "StorageError",
+    "TcpNetwork",
+    "TcpStatistics",
     "TraceEvent",
     "TransferFailed",
     "Transport",
     "UnknownServer",
     "WrongCluster",
     "__version__",
+    "open_client",
+    "open_tcp_network",
     "serve",
     "start_server",
 ]

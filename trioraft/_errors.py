@@ -10,8 +10,10 @@ __all__ = [
     "NotLeader",
     "NotVoter",
     "OutcomeUnknown",
+    "MachineError",
     "RaftError",
     "ServerFailed",
+    "SessionExpired",
     "ServerStopped",
     "StoppedOutcomeUnknown",
     "TransferFailed",
@@ -107,6 +109,22 @@ class WrongCluster(RaftError):
     with empty storage instead."""
 
 
+class SessionExpired(RaftError):
+    """A client's session expired (no activity for ``session_timeout`` seconds of the
+    cluster's time) or is unknown to the cluster: the write was not applied. The client
+    opens a new session for its later writes."""
+
+
+class MachineError(RaftError):
+    """The state machine's ``write`` raised an exception that could not travel as itself
+    (a client over TCP): ``type_name`` and ``text`` describe it."""
+
+    def __init__(self, type_name: str, text: str) -> None:
+        self.type_name = type_name
+        self.text = text
+        super().__init__(f"the state machine raised {type_name}: {text}")
+
+
 def _public(*classes: type) -> None:
     # Show them as trioraft.NotLeader, not trioraft._errors.NotLeader.
     for cls in classes:
@@ -128,4 +146,6 @@ _public(
     MalformedMessage,
     CatchUpFailed,
     WrongCluster,
+    SessionExpired,
+    MachineError,
 )

@@ -29,6 +29,9 @@ class ServerOptions(CoreOptions):
     #: ``tracer(event)`` is called with a :class:`~trioraft.TraceEvent` for each role or
     #: term change, commit, proposal and apply of this server (see ``trioraft.testing``).
     tracer: Any = None
+    #: A client session with no activity for this many seconds (of the time the leaders
+    #: stamp into the log) expires (dissertation §6.3). Give every server the same.
+    session_timeout: float = 3600.0
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -38,6 +41,9 @@ class ServerOptions(CoreOptions):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         if self.tracer is not None and not callable(self.tracer):
             raise ValueError(f"tracer must be callable, got {self.tracer!r}")
+        timeout = self.session_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"session_timeout must be a positive number, got {timeout!r}")
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> ServerOptions:

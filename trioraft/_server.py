@@ -52,6 +52,8 @@ from ._glue import (
 )
 from ._network.base import Endpoint, Transport
 from ._options import ServerOptions
+from ._protocol import ClientRequest
+from ._sessions import ClusterClock, Sessions
 from ._storage import DiskStorage, MemoryStorage, Storage
 
 __all__ = ["Server", "Status", "TraceEvent", "check_machine", "serve", "start_server"]
@@ -128,6 +130,10 @@ class Server:
         self._storage = storage
         self._options = options
         self._snapshots = machine_snapshots(machine)
+        self._sessions = Sessions(options.session_timeout)
+        self._clock = ClusterClock()
+        self._last_stamp = 0.0  # the latest time this server stamped, as leader
+        self._last_stamp_applied = 0.0
         if state.snapshot is not None:
             self._restore(state.snapshot.data)
         self._node = RaftNode(
@@ -160,6 +166,10 @@ class Server:
         self._hooks = Hooks(machine)
         self._tracer: Callable[[TraceEvent], None] | None = options.tracer
         self._tracer_error: Exception | None = None
+        self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
+        self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
+            endpoint, "learn_addresses", None
+        )
         #: The ready loop is carrying out a Ready.
         self._busy = False
         #: The storage makes writes durable without waiting (MemoryStorage, no latency).
@@ -243,6 +253,8 @@ class Server:
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise NotLeader(node.leader)
         self._hooks.validate(command)
+        if self._check_value is not None:
+            self._check_value(command)
         while True:
             try:
                 entry = node.propose(command, trio.current_time())
@@ -301,7 +313,9 @@ class Server:
                 return leader
             await self._wait_changed()
 
-    async def add_server(self, name: str, *, voter: bool = True) -> None:
+    async def add_server(
+        self, name: str, *, voter: bool = True, address: str | None = None
+    ) -> None:
         """Add ``name`` to the cluster; returns once the change is committed. Leader only.
 
         With ``voter=True`` (the default) the server joins as a learner first, the
@@ -320,17 +334,23 @@ class Server:
         Changes happen one at a time: a change requested while another is uncommitted
         raises :class:`~trioraft.ConfigChangeInProgress`. A change requested before the
         leader has committed an entry of its term waits for that first.
+
+        ``address`` (``"host:port"``) is where the new member listens, on a TCP network:
+        it travels in the configuration entry, so every member (including one restarted
+        later) can reach it.
         """
         await trio.lowlevel.checkpoint()
         self._check_running()
         node = self._node
+        if address is not None:
+            self._learn_addresses({name: address})
         if not voter:
-            await self._change_config(lambda: node.add_server_config(name, False))
+            await self._change_config(lambda: node.add_server_config(name, False, address))
             await self._first_answer(name)
             return
         if name not in node.config.learners:
-            node.add_server_config(name, True)  # validates the name before any change
-            await self._change_config(lambda: node.add_server_config(name, False))
+            node.add_server_config(name, True, address)  # validates before any change
+            await self._change_config(lambda: node.add_server_config(name, False, address))
         self._check_foreign(name)
         catch_up = node.start_catch_up(name, trio.current_time())
         self._kick()
@@ -589,9 +609,15 @@ class Server:
             self._soft_changed(rd.soft)
         self._notify_changed()
 
+    def _learn_addresses(self, addresses: Mapping[str, str]) -> None:
+        if self._learn is not None and addresses:
+            self._learn(addresses)
+
     def _soft_changed(self, soft: SoftState) -> None:
         old = self._soft
         self._soft = soft
+        if old is None or old.config_index != soft.config_index:
+            self._learn_addresses(dict(self._node.config.addresses))
         if self._tracer is not None:
             if old is None or (old.role, old.term, old.leader) != (
                 soft.role,
@@ -614,7 +640,7 @@ class Server:
             self._hooks.role_changed(node.role)
 
     def _restore(self, data: bytes) -> None:
-        machine_state, _extra = decode_snapshot(data)
+        machine_state, extra = decode_snapshot(data)
         restore = getattr(self._machine, "restore", None)
         if restore is None:
             raise TypeError(
@@ -622,12 +648,15 @@ class Server:
                 "restore() method"
             )
         restore(machine_state)
+        self._sessions.restore(extra.get("sessions", []))
+        self._clock.observe(extra.get("clock", 0.0), trio.current_time())
 
     def _snapshot_now(self) -> int:
         """Snapshot the machine at the last applied entry; hand it to the core."""
         index = self._last_applied
         try:
-            data = encode_snapshot(self._machine.snapshot())
+            extra = {"sessions": self._sessions.snapshot(), "clock": self._last_stamp_applied}
+            data = encode_snapshot(self._machine.snapshot(), extra)
         except Exception as exc:
             self._node.compaction = False
             logger.error(
@@ -730,6 +759,9 @@ class Server:
             batch = await receive()
             now = trio.current_time()
             for message in batch:
+                if isinstance(message, ClientRequest):
+                    self._serve_client(message)
+                    continue
                 try:
                     node.step(message, now)
                 except MalformedMessage as exc:
@@ -754,6 +786,12 @@ class Server:
                     return
                 self._kick()
 
+    def _serve_client(self, request: ClientRequest) -> None:
+        if self._nursery is not None:
+            from ._serving import serve_request
+
+            self._nursery.start_soon(serve_request, self, self._endpoint, request)
+
     async def _watch_membership(self) -> None:
         # Legal but easy to get wrong: a server in no configuration does nothing until a
         # leader adds it. Say so once, a few election timeouts after start.
@@ -768,18 +806,69 @@ class Server:
                 self._name,
             )
 
+    def _observe_stamp(self, stamp: float) -> None:
+        self._last_stamp_applied = max(self._last_stamp_applied, stamp)
+        self._clock.observe(stamp, trio.current_time())
+
+    def _stamp(self) -> float:
+        """The time a leader stamps into a client entry: the cluster's clock, never
+        below an earlier stamp (so stamps grow along the log)."""
+        stamp = max(self._clock.now(trio.current_time()), self._last_stamp)
+        self._last_stamp = stamp
+        return stamp
+
+    async def open_session(self) -> int:
+        """Open a client session (dissertation §6.3); returns the client's id. Leader
+        only. Used by :func:`trioraft.open_client`."""
+        return int(await self._propose_and_wait(EntryKind.SESSION, [self._stamp()]))
+
+    async def write_in_session(self, client: int, seq: int, lowest: int, command: Any) -> Any:
+        """Apply ``command`` as write number ``seq`` of session ``client`` (the client has
+        seen every reply below ``lowest``): at most once, however often it is retried.
+        Leader only. Used by :func:`trioraft.open_client`."""
+        self._hooks.validate(command)
+        data = [client, seq, lowest, self._stamp(), command]
+        return await self._propose_and_wait(EntryKind.CLIENT, data)
+
+    async def _propose_and_wait(self, kind: EntryKind, data: Any) -> Any:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._check_running()
+        if self._check_value is not None:
+            self._check_value(data)
+        while True:
+            try:
+                entry = self._node.propose_entry(kind, data, trio.current_time())
+                break
+            except TransferInProgress:
+                await self._wait_changed()
+        return await self._await_entry(entry)
+
+    def _run_write(self, command: Any) -> tuple[Any, BaseException | None]:
+        try:
+            return self._machine.write(command), None
+        except Exception as exc:
+            # Deterministic state machines raise identically on every replica, so the
+            # server goes on; the writer receives the exception.
+            logger.debug("%s: write(%r) raised %r", self._name, command, exc)
+            return None, exc
+
     def _apply(self, entry: Entry) -> None:
         value: Any = None
         error: BaseException | None = None
-        if entry.kind is EntryKind.COMMAND:
-            try:
-                value = self._machine.write(entry.data)
-            except Exception as exc:
-                # Deterministic state machines raise identically on every replica, so
-                # the server goes on; the writer receives the exception.
-                error = exc
-                logger.debug("%s: write(%r) raised %r", self._name, entry.data, exc)
-        elif entry.kind is EntryKind.CONFIG:
+        kind = entry.kind
+        if kind is EntryKind.COMMAND:
+            value, error = self._run_write(entry.data)
+        elif kind is EntryKind.CLIENT:
+            # §6.3: a numbered command of a client session, applied at most once.
+            client, seq, lowest, stamp, command = entry.data
+            self._observe_stamp(stamp)
+            value, error = self._sessions.apply(
+                client, seq, lowest, stamp, lambda: self._run_write(command)
+            )
+        elif kind is EntryKind.SESSION:
+            self._observe_stamp(entry.data[0])
+            value = self._sessions.open(entry.index, entry.data[0])
+        elif kind is EntryKind.CONFIG:
             self._hooks.membership_changed(entry.data)
         self._last_applied = entry.index
         if self._tracer is not None:

@@ -80,6 +80,10 @@ class EntryKind(enum.Enum):
     NOOP = "noop"  # appended by a new leader at the start of its term (§5.4.2, §6.4)
     COMMAND = "command"  # a user command for the state machine
     CONFIG = "config"  # a new membership (dissertation §4.1)
+    SESSION = "session"  # a client opens a session (dissertation §6.3): data [time]
+    #: A client's numbered command (§6.3): data [client id, seq, lowest unanswered, time,
+    #: command]; applied at most once per (client id, seq).
+    CLIENT = "client"
 
 
 @attrs.frozen

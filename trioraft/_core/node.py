@@ -1306,6 +1306,17 @@ class RaftNode:
         self._now = now
         return self._append(EntryKind.COMMAND, command)
 
+    def propose_entry(self, kind: EntryKind, data: Any, now: float) -> Entry:
+        """Append an entry of a client session (§6.3: ``SESSION`` or ``CLIENT``)."""
+        if kind not in (EntryKind.SESSION, EntryKind.CLIENT):
+            raise ValueError(f"not a client entry kind: {kind}")
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self.transfer_target is not None:
+            raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
+        self._now = now
+        return self._append(kind, data)
+
     def _wanted_peers(self) -> list[str]:
         return [p for p in self.config.members if p != self.name] + list(self._retiring)
 

@@ -66,7 +66,13 @@ _TYPES: dict[int, type[Message]] = {
     21: ClientResponse,
 }
 _CODES = {cls: code for code, cls in _TYPES.items()}
-_KIND_CODES = {EntryKind.NOOP: 0, EntryKind.COMMAND: 1, EntryKind.CONFIG: 2}
+_KIND_CODES = {
+    EntryKind.NOOP: 0,
+    EntryKind.COMMAND: 1,
+    EntryKind.CONFIG: 2,
+    EntryKind.SESSION: 3,
+    EntryKind.CLIENT: 4,
+}
 _KINDS = {v: k for k, v in _KIND_CODES.items()}
 
 

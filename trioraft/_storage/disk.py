@@ -33,7 +33,13 @@ __all__ = ["DiskStorage"]
 FORMAT = "trioraft-disk-1"
 _DB = "raft.db"
 _LOCK = "LOCK"
-_KINDS = {EntryKind.NOOP: 0, EntryKind.COMMAND: 1, EntryKind.CONFIG: 2}
+_KINDS = {
+    EntryKind.NOOP: 0,
+    EntryKind.COMMAND: 1,
+    EntryKind.CONFIG: 2,
+    EntryKind.SESSION: 3,
+    EntryKind.CLIENT: 4,
+}
 _KIND_OF = {v: k for k, v in _KINDS.items()}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);

@@ -1,0 +1,171 @@
+"""Clients and exactly-once writes (dissertation §6.3), in simulation (autojump clock).
+
+The promises checked (API, "Clients and exactly-once writes"): a client's write is
+applied exactly once whatever happens to leaders (isolated, crashed, replaced), every
+``write`` returns, and each returns its own reply; retries of one numbered write return
+the first reply without applying it again; replies are dropped once acknowledged; the
+session table survives snapshots and restarts; a session idle for ``session_timeout``
+seconds of the leaders' stamped time expires at the same log position everywhere, and
+a write on it raises ``SessionExpired`` and is not applied; a state machine's exception
+reaches the writer once; reads are linearizable.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trioraft
+from trioraft.testing import Cluster, open_cluster, run
+
+from machines import Counter
+
+
+async def stable(cluster: Cluster) -> trioraft.Server:
+    with trio.fail_after(20):
+        return await cluster.wait_for_leader()
+
+
+async def churn(cluster: Cluster, rounds: int) -> None:
+    """Isolate, crash and replace leaders, then recover each time."""
+    for i in range(rounds):
+        await trio.sleep(0.4)
+        leader = cluster.leader()
+        if leader is None:
+            continue
+        if i % 2:
+            cluster.isolate(leader.name)
+        else:
+            await cluster.crash(leader.name)
+        await trio.sleep(0.6)
+        await cluster.recover()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_writes_apply_exactly_once_through_leader_changes(seed: int) -> None:
+    async def scenario() -> tuple[list[int], int, int]:
+        async with open_cluster(
+            Counter, 3, seed=seed, snapshot_threshold=15, snapshot_trailing=3
+        ) as cluster:
+            cluster.set_delay(0.0, 0.02)
+            await stable(cluster)
+            replies: list[int] = []
+            async with trioraft.open_client(
+                list(cluster.names), network=cluster.network
+            ) as client:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(churn, cluster, 6)
+
+                    async def writer() -> None:
+                        for _ in range(40):
+                            replies.append(await client.write(1))
+
+                    async with trio.open_nursery() as writers:
+                        for _ in range(3):
+                            writers.start_soon(writer)
+                    nursery.cancel_scope.cancel()
+                await cluster.recover()
+                value = await client.read(None)
+            leader = await stable(cluster)
+            return replies, value, leader.machine.value
+
+    replies, read, value = run(scenario, seed=seed, hang_timeout=120)
+    assert len(replies) == 120  # every write returned
+    assert sorted(replies) == list(range(1, 121))  # each its own reply: applied once
+    assert read == value == 120
+
+
+def test_a_retried_write_returns_the_first_reply_without_applying_again() -> None:
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=1) as cluster:
+            leader = await stable(cluster)
+            client = await leader.open_session()
+            assert await leader.write_in_session(client, 1, 1, 5) == 5
+            assert await leader.write_in_session(client, 1, 1, 5) == 5  # a retry
+            assert await leader.write_in_session(client, 2, 1, 5) == 10
+            assert leader.machine.applied == [5, 5]
+            # Acknowledged (lowest=3): the kept replies are dropped; a late duplicate of
+            # an answered write is refused, not applied.
+            assert await leader.write_in_session(client, 3, 3, 1) == 11
+            with pytest.raises(trioraft.SessionExpired):
+                await leader.write_in_session(client, 1, 3, 5)
+            assert leader.machine.value == 11
+
+    run(scenario, seed=1)
+
+
+def test_session_table_survives_snapshots_and_restarts() -> None:
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=2, snapshot_threshold=5) as cluster:
+            leader = await stable(cluster)
+            client = await leader.open_session()
+            assert await leader.write_in_session(client, 1, 1, 7) == 7
+            for _ in range(12):
+                await cluster.write(1)
+            await leader.take_snapshot()
+            for name in list(cluster.servers):
+                await cluster.crash(name)
+            await cluster.recover()
+            leader = await stable(cluster)
+            assert leader.status().snapshot_index > 0
+            # The retry of write 1 finds its kept reply in the restored table.
+            assert await leader.write_in_session(client, 1, 1, 7) == 7
+            assert leader.machine.value == 19
+
+    run(scenario, seed=2)
+
+
+def test_idle_session_expires_everywhere_and_refuses_writes() -> None:
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=3, session_timeout=5.0) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(
+                list(cluster.names), network=cluster.network
+            ) as client:
+                assert await client.write(1) == 1
+                first = client.session
+                await trio.sleep(3)
+                assert await client.write(1) == 2  # activity keeps it alive
+                await trio.sleep(4)
+                other = await (await stable(cluster)).open_session()  # stamps time on
+                await trio.sleep(4)  # 8 s idle, stamped by entries of others
+                await (await stable(cluster)).write_in_session(other, 1, 1, 0)
+                with pytest.raises(trioraft.SessionExpired):
+                    await client.write(100)
+                assert await client.write(1) == 3  # a new session, and 100 was not applied
+                assert client.session != first
+            await trio.sleep(0.5)
+            for server in cluster.servers.values():
+                assert first not in server._sessions  # expired on every server alike
+
+    run(scenario, seed=3)
+
+
+def test_machine_exception_reaches_the_writer_once() -> None:
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=4) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(
+                list(cluster.names), network=cluster.network
+            ) as client:
+                with pytest.raises(ValueError, match="boom"):
+                    await client.write("boom")
+                assert await client.write(2) == 2
+                leader = await stable(cluster)
+                assert leader.machine.applied.count("boom") == 1
+
+    run(scenario, seed=4)
+
+
+def test_client_follows_redirects_and_reads_linearizably() -> None:
+    async def scenario() -> None:
+        async with open_cluster(Counter, 5, seed=5) as cluster:
+            leader = await stable(cluster)
+            followers = [n for n in cluster.names if n != leader.name]
+            async with trioraft.open_client(followers, network=cluster.network) as client:
+                assert await client.write(3) == 3
+                assert client.leader == leader.name  # redirected there
+                assert await client.read(None) == 3
+
+    run(scenario, seed=5)

@@ -1,0 +1,372 @@
+"""Clients: writes applied exactly once whatever happens to leaders, linearizable reads.
+
+:func:`open_client` connects to a cluster, over a :class:`~trioraft.MemoryNetwork` (the
+client attaches under a name of its own, so it meets the network's faults as servers
+do) or over TCP (``"host:port"`` addresses). The client opens a session (dissertation
+§6.3) and numbers its writes; it follows redirects and retries through leader changes,
+lost connections and unknown outcomes, and the cluster applies each numbered write at
+most once and keeps its reply, so a retry gets the first reply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import trio
+
+from ._codec import encode_value
+from ._errors import RaftError, SessionExpired
+from ._network.memory import MemoryNetwork
+from ._network.tcp import (
+    HANDSHAKE_TIMEOUT,
+    FrameStream,
+    HandshakeError,
+    _contexts,
+    client_handshake,
+    parse_address,
+)
+from ._network.wire import decode, encode
+from ._protocol import ClientRequest, ClientResponse
+from ._sessions import error_from
+
+__all__ = ["Client", "open_client"]
+
+#: How long one attempt waits for an answer before trying again (seconds).
+ATTEMPT_TIMEOUT = 1.0
+#: Pause before retrying when no leader is known.
+RETRY_PAUSE = 0.05
+_names = itertools.count(1)
+
+
+class _Transport(Protocol):
+    async def request(self, target: str, request: ClientRequest) -> ClientResponse | None: ...
+
+    def resolve(self, leader: str) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _Waiting:
+    __slots__ = ("event", "response")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.response: ClientResponse | None = None
+
+
+class _MemoryTransport:
+    """Requests over a MemoryNetwork, as the client ``name``."""
+
+    def __init__(self, network: MemoryNetwork, name: str, nursery: trio.Nursery) -> None:
+        self.name = name
+        self._endpoint = network.register(name)
+        self._waiting: dict[int, _Waiting] = {}
+        nursery.start_soon(self._receive)
+
+    async def _receive(self) -> None:
+        try:
+            while True:
+                for message in await self._endpoint.receive_batch():
+                    if isinstance(message, ClientResponse):
+                        waiting = self._waiting.get(message.request_id)
+                        if waiting is not None:
+                            waiting.response = message
+                            waiting.event.set()
+        except trio.ClosedResourceError:
+            return
+
+    async def request(self, target: str, request: ClientRequest) -> ClientResponse | None:
+        waiting = self._waiting[request.request_id] = _Waiting()
+        try:
+            self._endpoint.send(request)
+            with trio.move_on_after(ATTEMPT_TIMEOUT):
+                await waiting.event.wait()
+            return waiting.response
+        finally:
+            del self._waiting[request.request_id]
+
+    def resolve(self, leader: str) -> str | None:
+        return leader
+
+    async def aclose(self) -> None:
+        self._endpoint.close()
+
+
+class _Connection:
+    def __init__(self, frames: FrameStream, server: str) -> None:
+        self.frames = frames
+        self.server = server
+        self.waiting: dict[int, _Waiting] = {}
+        self.broken = False
+
+
+class _TcpTransport:
+    """Requests over TCP connections, one per server address, opened when needed."""
+
+    def __init__(
+        self,
+        name: str,
+        nursery: trio.Nursery,
+        secret: bytes | None,
+        ssl_context: Any,
+        max_frame: int = 64 << 20,
+    ) -> None:
+        self.name = name
+        self._nursery = nursery
+        self._secret = secret
+        self._ssl = _contexts(ssl_context)[1]
+        self._max_frame = max_frame
+        self._connections: dict[str, _Connection] = {}
+        self._locks: dict[str, trio.Lock] = {}
+        #: Server name -> address, learnt from the handshakes.
+        self._addresses: dict[str, str] = {}
+
+    def resolve(self, leader: str) -> str | None:
+        return self._addresses.get(leader)
+
+    async def _connect(self, address: str) -> _Connection:
+        lock = self._locks.setdefault(address, trio.Lock())
+        async with lock:
+            connection = self._connections.get(address)
+            if connection is not None and not connection.broken:
+                return connection
+            host, port = parse_address(address)
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                if self._ssl is not None:
+                    stream = trio.SSLStream(stream, self._ssl, server_hostname=host)
+                frames = FrameStream(stream, self._max_frame)
+                server = await client_handshake(frames, self._secret, "client", self.name)
+            self._addresses[server] = address
+            connection = _Connection(frames, server)
+            self._connections[address] = connection
+            self._nursery.start_soon(self._read, connection)
+            return connection
+
+    async def _read(self, connection: _Connection) -> None:
+        try:
+            while True:
+                body = await connection.frames.receive()
+                if body is None:
+                    break
+                message = decode(body)
+                if isinstance(message, ClientResponse):
+                    waiting = connection.waiting.get(message.request_id)
+                    if waiting is not None:
+                        waiting.response = message
+                        waiting.event.set()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, RaftError):
+            pass
+        finally:
+            connection.broken = True
+            for waiting in connection.waiting.values():
+                waiting.event.set()
+            await trio.aclose_forcefully(connection.frames.stream)
+
+    async def request(self, target: str, request: ClientRequest) -> ClientResponse | None:
+        try:
+            connection = await self._connect(target)
+        except (OSError, trio.TooSlowError, HandshakeError, RaftError):
+            return None
+        waiting = connection.waiting[request.request_id] = _Waiting()
+        try:
+            with trio.move_on_after(ATTEMPT_TIMEOUT):
+                await connection.frames.send(encode(request))
+                await waiting.event.wait()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            connection.broken = True
+        finally:
+            del connection.waiting[request.request_id]
+        return waiting.response
+
+    async def aclose(self) -> None:
+        for connection in self._connections.values():
+            await trio.aclose_forcefully(connection.frames.stream)
+
+
+class Client:
+    """A client of a trioraft cluster (made by :func:`open_client`).
+
+    ``write`` applies a command exactly once; ``read`` is linearizable. Both retry
+    (following redirects, through leader changes, lost connections and unknown
+    outcomes) until they have an answer or the caller's cancel scope ends. Several
+    tasks may use one client at once.
+    """
+
+    def __init__(self, targets: Sequence[str], transport: _Transport, remote: bool) -> None:
+        self._targets = list(targets)
+        self._transport = transport
+        self._remote = remote
+        self._rotation = 0
+        self._hint: str | None = None
+        #: The server the client last got an answer from (its name).
+        self.leader: str | None = None
+        self._requests = itertools.count(1)
+        self._session = 0
+        self._session_lock = trio.Lock()
+        self._seqs = itertools.count(1)
+        self._outstanding: set[int] = set()
+
+    @property
+    def session(self) -> int:
+        """The client's session id (0 before its first write)."""
+        return self._session
+
+    async def write(self, command: Any) -> Any:
+        """Apply ``command`` once, whatever happens to leaders; return the state machine's
+        reply. An exception raised by the state machine's ``write`` is raised here (over
+        TCP, as the built-in exception of that name, else :exc:`~trioraft.MachineError`).
+        Raises :exc:`~trioraft.SessionExpired` if the session expired (the command is
+        not applied; later writes open a new session)."""
+        if self._remote:
+            encode_value(command)  # TypeError naming the type, here
+        session = await self._open_session()
+        seq = next(self._seqs)
+        self._outstanding.add(seq)
+        try:
+            lowest = min(self._outstanding)
+            return await self._call("write", command, session=session, seq=seq, lowest=lowest)
+        except SessionExpired:
+            if self._session == session:
+                self._session = 0
+            raise
+        finally:
+            self._outstanding.discard(seq)
+
+    async def read(self, query: Any) -> Any:
+        """A linearizable read of the state machine (``machine.read(query)``)."""
+        if self._remote:
+            encode_value(query)
+        return await self._call("read", query)
+
+    async def status(self) -> dict[str, Any]:
+        """The status of the server the client reaches (a dict of ``Status``'s fields)."""
+        result: dict[str, Any] = await self._call("status", None, any_server=True)
+        return result
+
+    async def add_server(
+        self, name: str, *, voter: bool = True, address: str | None = None
+    ) -> None:
+        """Ask the leader to add ``name`` (see :meth:`Server.add_server`)."""
+        await self._call("add", [name, address, voter])
+
+    async def remove_server(self, name: str) -> None:
+        """Ask the leader to remove ``name``."""
+        await self._call("remove", name)
+
+    async def transfer_leadership(self, name: str | None = None) -> str:
+        """Ask the leader to hand over to ``name`` (or the best voter); the new leader."""
+        result: str = await self._call("transfer", name)
+        return result
+
+    async def _open_session(self) -> int:
+        async with self._session_lock:
+            if not self._session:
+                self._session = int(await self._call("open", None))
+            return self._session
+
+    def _target(self) -> str:
+        if self._hint is not None:
+            resolved = self._transport.resolve(self._hint)
+            if resolved is not None:
+                return resolved
+        target = self._targets[self._rotation % len(self._targets)]
+        return target
+
+    def _rotate(self) -> None:
+        self._hint = None
+        self._rotation += 1
+
+    async def _call(
+        self,
+        op: str,
+        payload: Any,
+        *,
+        session: int = 0,
+        seq: int = 0,
+        lowest: int = 0,
+        any_server: bool = False,
+    ) -> Any:
+        name = getattr(self._transport, "name", "client")
+        while True:
+            target = self._target()
+            request = ClientRequest(
+                name, target, 0, next(self._requests), op, session, seq, lowest, payload
+            )
+            response = await self._transport.request(target, request)
+            if response is None:  # no answer in time, or no connection: another server
+                self._rotate()
+                await trio.sleep(RETRY_PAUSE)
+                continue
+            if not response.error:
+                self.leader = response.src
+                if not any_server:
+                    self._hint = response.src
+                return response.value
+            if any_server and response.error == "not_leader":
+                continue
+            self._raise_or_redirect(response)
+            await trio.sleep(0 if self._hint is not None else RETRY_PAUSE)
+
+    def _raise_or_redirect(self, response: ClientResponse) -> None:
+        error = response.error
+        if error == "not_leader":
+            if response.leader is not None and response.leader != response.src:
+                self._hint = response.leader
+            else:
+                self._rotate()
+        elif error in ("unknown", "unavailable"):
+            self._rotate()  # the same numbered write is retried: applied at most once
+        elif error == "session_expired":
+            raise SessionExpired(response.message)
+        elif error == "machine":
+            value = response.value
+            exc = value if isinstance(value, BaseException) else error_from(value)
+            assert exc is not None
+            raise exc
+        elif error == "type":
+            raise TypeError(response.message)
+        elif error == "invalid":
+            raise ValueError(response.message)
+        else:
+            raise RaftError(response.message or f"the server answered {error!r}")
+
+
+@asynccontextmanager
+async def open_client(
+    servers: Sequence[str],
+    *,
+    network: MemoryNetwork | None = None,
+    secret: bytes | None = None,
+    ssl_context: Any = None,
+    name: str | None = None,
+) -> AsyncIterator[Client]:
+    """A :class:`Client` of the cluster whose servers are ``servers``.
+
+    With ``network`` (a :class:`~trioraft.MemoryNetwork`), ``servers`` are the servers'
+    names on it, and the client attaches to it under ``name`` (default ``client-N``).
+    Without, ``servers`` are ``"host:port"`` addresses of a TCP cluster; ``secret`` and
+    ``ssl_context`` are as for :func:`~trioraft.open_tcp_network`.
+    """
+    targets = list(servers)
+    if not targets:
+        raise ValueError("open_client needs at least one server")
+    async with trio.open_nursery() as nursery:
+        transport: _Transport
+        if network is not None:
+            transport = _MemoryTransport(network, name or f"client-{next(_names)}", nursery)
+        else:
+            for address in targets:
+                parse_address(address)
+            client_name = name or f"client-{os.urandom(8).hex()}"
+            transport = _TcpTransport(client_name, nursery, secret, ssl_context)
+        client = Client(targets, transport, remote=network is None)
+        try:
+            yield client
+        finally:
+            await transport.aclose()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,565 @@
+"""TCP: one server per process, across machines.
+
+:func:`open_tcp_network` listens on an address while it is open, and carries the messages
+of the server registered on it to its peers, one outgoing connection per peer (opened
+with ``trio.open_tcp_stream``, reconnected with backoff), and those of clients that
+connect to it. Every connection starts with a handshake: with a shared ``secret``, both
+ends prove they know it (HMAC-SHA256 over fresh nonces) before any message is read;
+with an ``ssl_context``, the stream is TLS (mutual TLS if the context asks for client
+certificates); with neither, the network only listens on a loopback address.
+
+Frames are those of :mod:`trioraft._network.wire`. A malformed, oversized (over
+``max_frame``) or wrongly-typed frame, a message whose sender is not the peer that
+authenticated, or a failed handshake closes that one connection, is counted in
+:meth:`TcpNetwork.statistics` and logged; the server never stops for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import attrs
+import trio
+
+from .._codec import decode_value, encode_value
+from .._core.messages import Message
+from .._errors import MalformedMessage, NameInUse
+from .._protocol import ClientRequest, ClientResponse
+from . import wire
+
+__all__ = [
+    "FrameStream",
+    "HandshakeError",
+    "TcpEndpoint",
+    "TcpNetwork",
+    "TcpStatistics",
+    "client_handshake",
+    "open_tcp_network",
+    "parse_address",
+]
+
+logger = logging.getLogger("trioraft.tcp")
+
+#: Seconds a handshake may take.
+HANDSHAKE_TIMEOUT = 5.0
+#: Seconds one send may block before the connection is presumed dead.
+SEND_TIMEOUT = 5.0
+#: Frames queued for one peer or client; beyond, new ones are dropped (Raft resends).
+QUEUE_SIZE = 4096
+#: Reconnection backoff: first wait, and the longest.
+BACKOFF = (0.02, 1.0)
+_NONCE = 32
+
+
+class HandshakeError(Exception):
+    """A connection's handshake failed (wrong secret, bad hello, ...)."""
+
+
+@attrs.frozen
+class TcpStatistics:
+    """Counters of a :class:`TcpNetwork` since it was opened."""
+
+    sent: int
+    received: int
+    #: Messages dropped because their peer or client could not take them.
+    dropped: int
+    #: Connections closed for a frame that is not a well-formed message.
+    malformed: int
+    #: Connections closed for a frame over ``max_frame``.
+    oversized: int
+    #: Connections closed for a message whose sender is not the connection's peer.
+    forged: int
+    #: Connections closed because the handshake (authentication) failed.
+    auth_failures: int
+    #: Connections open now (incoming and outgoing).
+    connections: int
+    #: Outgoing connections opened (including reconnections).
+    connects: int
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) as ``(host, port)``; ``ValueError`` if not."""
+    if not isinstance(address, str) or ":" not in address:
+        raise ValueError(f"expected a 'host:port' address, got {address!r}")
+    host, _, port_text = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"bad port in address {address!r}") from None
+    if not host or not 0 <= port < 65536:
+        raise ValueError(f"bad address {address!r}")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class FrameStream:
+    """Frames over a byte stream: ``send`` one, ``receive`` the next (``None`` at EOF)."""
+
+    def __init__(self, stream: trio.abc.Stream, max_frame: int) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    async def _read(self, n: int) -> bytes | None:
+        while len(self._buffer) < n:
+            chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
+            if not chunk:
+                if self._buffer:
+                    raise MalformedMessage("the connection closed in the middle of a frame")
+                return None
+            self._buffer += chunk
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+    async def receive(self) -> bytes | None:
+        """The next frame's body; ``None`` at a clean end of stream. Raises
+        :class:`OversizedFrame` or :class:`~trioraft.MalformedMessage`."""
+        header = await self._read(wire.HEADER)
+        if header is None:
+            return None
+        length = wire.frame_length(header)
+        if length > self.max_frame:
+            raise OversizedFrame(f"a frame of {length} bytes is over max_frame={self.max_frame}")
+        body = await self._read(length)
+        if body is None:
+            raise MalformedMessage("the connection closed in the middle of a frame")
+        return body
+
+    async def send(self, frame: bytes) -> None:
+        """Send whole frames (length prefixes included)."""
+        await self.stream.send_all(frame)
+
+
+class OversizedFrame(MalformedMessage):
+    """A frame longer than ``max_frame``."""
+
+
+def _control(fields: dict[str, Any]) -> bytes:
+    body = bytes((wire.VERSION,)) + encode_value(fields)
+    return len(body).to_bytes(4, "big") + body
+
+
+async def _read_control(frames: FrameStream) -> dict[str, Any]:
+    body = await frames.receive()
+    if body is None or not body or body[0] != wire.VERSION:
+        raise HandshakeError("no handshake")
+    try:
+        fields = decode_value(body[1:])
+    except ValueError as exc:
+        raise HandshakeError(f"bad handshake: {exc}") from None
+    if not isinstance(fields, dict):
+        raise HandshakeError("bad handshake")
+    return fields
+
+
+def _mac(secret: bytes | None, *parts: bytes) -> bytes:
+    if secret is None:
+        return b""
+    return hmac.new(secret, b"\0".join(parts), hashlib.sha256).digest()
+
+
+async def client_handshake(frames: FrameStream, secret: bytes | None, role: str, name: str) -> str:
+    """The connecting side's handshake: prove knowledge of ``secret`` and check that the
+    other end knows it too. Returns the other end's server name."""
+    hello = await _read_control(frames)
+    theirs = hello.get("nonce")
+    if hello.get("hello") != "trioraft" or not isinstance(theirs, bytes):
+        raise HandshakeError("not a trioraft server")
+    mine = os.urandom(_NONCE)
+    mac = _mac(secret, b"connect", theirs, mine, role.encode(), name.encode())
+    await frames.send(_control({"role": role, "name": name, "nonce": mine, "mac": mac}))
+    answer = await _read_control(frames)
+    if answer.get("ok") is not True:
+        raise HandshakeError(f"refused: {answer.get('error', 'no reason given')}")
+    server = answer.get("name")
+    if not isinstance(server, str):
+        raise HandshakeError("bad handshake answer")
+    expected = _mac(secret, b"accept", mine, theirs, server.encode())
+    if not hmac.compare_digest(expected, answer.get("mac", b"")):
+        raise HandshakeError("the server does not know the shared secret")
+    return server
+
+
+async def _server_handshake(
+    frames: FrameStream, secret: bytes | None, name: str
+) -> tuple[str, str]:
+    mine = os.urandom(_NONCE)
+    await frames.send(_control({"hello": "trioraft", "nonce": mine}))
+    hello = await _read_control(frames)
+    role, peer, theirs = hello.get("role"), hello.get("name"), hello.get("nonce")
+    if role not in ("peer", "client") or not isinstance(peer, str) or not peer:
+        raise HandshakeError("bad hello")
+    if not isinstance(theirs, bytes):
+        raise HandshakeError("bad hello")
+    expected = _mac(secret, b"connect", mine, theirs, role.encode(), peer.encode())
+    if not hmac.compare_digest(expected, hello.get("mac", b"")):
+        await frames.send(_control({"ok": False, "error": "authentication failed"}))
+        raise HandshakeError(f"{peer!r} failed authentication")
+    reply = _mac(secret, b"accept", theirs, mine, name.encode())
+    await frames.send(_control({"ok": True, "name": name, "mac": reply}))
+    return role, peer
+
+
+class TcpEndpoint:
+    """The server's attachment to a :class:`TcpNetwork`."""
+
+    def __init__(self, network: TcpNetwork, name: str) -> None:
+        self._network = network
+        self._name = name
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self._name
+
+    def send(self, message: Message) -> None:
+        """Send ``message`` without blocking (dropped if its peer cannot take it)."""
+        if message.src != self._name:
+            raise MalformedMessage(f"{self._name!r} cannot send a message from {message.src!r}")
+        if not self._closed:
+            self._network._send(message)
+
+    def check_value(self, value: Any) -> None:
+        """Raise :class:`TypeError` if ``value`` cannot cross this network."""
+        encode_value(value)
+
+    def learn_addresses(self, addresses: Mapping[str, str]) -> None:
+        """Peers added later, and where to reach them (from the configuration)."""
+        self._network.learn_addresses(addresses)
+
+    async def receive_batch(self) -> list[Message]:
+        """Wait for messages to this server; return all that have arrived."""
+        if self._closed:
+            raise trio.ClosedResourceError(f"endpoint {self._name!r} is closed")
+        return await self._network._receive_batch()
+
+    def close(self) -> None:
+        """Leave the network (the listener stays until the network closes)."""
+        self._closed = True
+        self._network._unregister(self)
+
+
+class TcpNetwork:
+    """A transport over TCP for one server per process. Made by :func:`open_tcp_network`."""
+
+    def __init__(
+        self,
+        listen: str,
+        peers: Mapping[str, str],
+        secret: bytes | None,
+        ssl_context: Any,
+        max_frame: int,
+    ) -> None:
+        host, port = parse_address(listen)
+        if secret is None and ssl_context is None and not _is_loopback(host):
+            raise ValueError(
+                f"listen address {listen!r} is not a loopback address: give a secret (or an "
+                "ssl_context) so that only the cluster's members can talk to it"
+            )
+        if secret is not None and (not isinstance(secret, bytes) or not secret):
+            raise ValueError("secret must be non-empty bytes")
+        if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
+            raise ValueError(f"max_frame must be an integer >= 1024, got {max_frame!r}")
+        self.listen = listen
+        self._host, self._port = host, port
+        self._addresses = {name: address for name, address in peers.items()}
+        for address in self._addresses.values():
+            parse_address(address)
+        self._secret = secret
+        self._server_ssl, self._client_ssl = _contexts(ssl_context)
+        self.max_frame = max_frame
+        self._endpoint: TcpEndpoint | None = None
+        self._inbox_send, self._inbox = trio.open_memory_channel[Message](QUEUE_SIZE)
+        self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._nursery: trio.Nursery | None = None
+        self._counts = dict.fromkeys(
+            ("sent", "received", "dropped", "malformed", "oversized", "forged", "auth_failures",
+             "connections", "connects"),
+            0,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<TcpNetwork listen={self.listen!r} peers={sorted(self._addresses)}>"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful with port 0)."""
+        return self._port
+
+    def statistics(self) -> TcpStatistics:
+        """Message and connection counters (Trio's ``statistics()`` convention)."""
+        return TcpStatistics(**self._counts)
+
+    # ---------------------------------------------------------- registration
+    def register(self, name: str) -> TcpEndpoint:
+        """Attach the server ``name`` (one per network)."""
+        if self._endpoint is not None:
+            raise NameInUse(f"{self._endpoint.name!r} is already registered on this network")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a server name must be a non-empty string, got {name!r}")
+        self._addresses.pop(name, None)
+        endpoint = TcpEndpoint(self, name)
+        self._endpoint = endpoint
+        for peer in list(self._addresses):
+            self._connect(peer)
+        return endpoint
+
+    def _unregister(self, endpoint: TcpEndpoint) -> None:
+        if self._endpoint is endpoint:
+            self._endpoint = None
+            for queue in self._queues.values():
+                queue.close()
+            self._queues.clear()
+
+    def learn_addresses(self, addresses: Mapping[str, str]) -> None:
+        """Reach the members named in ``addresses`` there (peers given at the start keep
+        their address)."""
+        for name, address in addresses.items():
+            if self._endpoint is not None and name == self._endpoint.name:
+                continue
+            if name not in self._addresses:
+                parse_address(address)
+                self._addresses[name] = address
+                if self._endpoint is not None:
+                    self._connect(name)
+
+    # ------------------------------------------------------------- sending
+    def _send(self, message: Message) -> None:
+        queue = self._clients.get(message.dst) or self._queues.get(message.dst)
+        if queue is None:
+            self._counts["dropped"] += 1
+            return
+        try:
+            frame = wire.encode(message)
+        except (TypeError, MalformedMessage) as exc:
+            self._counts["dropped"] += 1
+            logger.error("cannot send %s to %r: %s", type(message).__name__, message.dst, exc)
+            return
+        try:
+            queue.send_nowait(frame)
+            self._counts["sent"] += 1
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self._counts["dropped"] += 1
+
+    async def _receive_batch(self) -> list[Message]:
+        batch = [await self._inbox.receive()]
+        while len(batch) < 1024:
+            try:
+                batch.append(self._inbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
+    def _deliver(self, message: Message) -> None:
+        try:
+            self._inbox_send.send_nowait(message)
+            self._counts["received"] += 1
+        except trio.WouldBlock:
+            self._counts["dropped"] += 1
+
+    # --------------------------------------------------------- connections
+    def _connect(self, peer: str) -> None:
+        if peer in self._queues or self._nursery is None:
+            return
+        send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
+        self._queues[peer] = send
+        self._nursery.start_soon(self._connector, peer, receive)
+
+    async def _connector(self, peer: str, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+        backoff = BACKOFF[0]
+        while self._endpoint is not None:
+            try:
+                await self._run_outgoing(peer, frames)
+                backoff = BACKOFF[0]
+            except trio.EndOfChannel:
+                return
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError, HandshakeError,
+                    MalformedMessage, ssl.SSLError) as exc:  # fmt: skip
+                logger.debug("connection to %r: %s", peer, exc)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF[1])
+
+    async def _run_outgoing(self, peer: str, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+        assert self._endpoint is not None
+        host, port = parse_address(self._addresses[peer])
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            self._counts["connects"] += 1
+            if self._client_ssl is not None:
+                stream = trio.SSLStream(stream, self._client_ssl, server_hostname=host)
+            framed = FrameStream(stream, self.max_frame)
+            await client_handshake(framed, self._secret, "peer", self._endpoint.name)
+        self._counts["connections"] += 1
+        try:
+            async with stream:
+                await _pump(framed, frames)
+        finally:
+            self._counts["connections"] -= 1
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        framed_stream: trio.abc.Stream = stream
+        if self._server_ssl is not None:
+            framed_stream = trio.SSLStream(stream, self._server_ssl, server_side=True)
+        framed = FrameStream(framed_stream, self.max_frame)
+        self._counts["connections"] += 1
+        try:
+            async with framed_stream:
+                await self._serve_connection(framed)
+        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            logger.debug("connection closed: %s", exc)
+        finally:
+            self._counts["connections"] -= 1
+
+    async def _serve_connection(self, framed: FrameStream) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                role, peer = await _server_handshake(framed, self._secret, endpoint.name)
+        except (HandshakeError, trio.TooSlowError, MalformedMessage) as exc:
+            self._counts["auth_failures"] += 1
+            logger.warning("refused a connection: %s", exc)
+            return
+        if role == "client":
+            await self._serve_client(framed, peer)
+        else:
+            await self._read_messages(framed, peer, client=False)
+
+    async def _serve_client(self, framed: FrameStream, name: str) -> None:
+        if name in self._clients or (self._endpoint and name == self._endpoint.name):
+            self._counts["auth_failures"] += 1
+            return
+        send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
+        self._clients[name] = send
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_pump_quietly, framed, receive)
+                await self._read_messages(framed, name, client=True)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._clients.pop(name, None)
+            send.close()
+
+    async def _read_messages(self, framed: FrameStream, peer: str, *, client: bool) -> None:
+        expected = ClientRequest if client else None
+        while True:
+            try:
+                body = await framed.receive()
+                if body is None:
+                    return
+                message = wire.decode(body)
+            except OversizedFrame as exc:
+                self._counts["oversized"] += 1
+                logger.warning("closed the connection of %r: %s", peer, exc)
+                return
+            except MalformedMessage as exc:
+                self._counts["malformed"] += 1
+                logger.warning("closed the connection of %r: malformed frame: %s", peer, exc)
+                return
+            if message.src != peer or (
+                type(message) is not expected
+                if client
+                else isinstance(message, (ClientRequest, ClientResponse))
+            ):
+                self._counts["forged"] += 1
+                logger.warning(
+                    "closed the connection of %r: it sent a %s from %r",
+                    peer,
+                    type(message).__name__,
+                    message.src,
+                )
+                return
+            self._deliver(message)
+
+    async def _serve(self, task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+        listeners = await trio.open_tcp_listeners(self._port, host=self._host)
+        self._port = listeners[0].socket.getsockname()[1]
+        if self._host not in ("0.0.0.0", "::", ""):
+            self.listen = f"{self._host}:{self._port}" if ":" not in self._host else (
+                f"[{self._host}]:{self._port}"
+            )  # fmt: skip
+        await trio.serve_listeners(self._handle, listeners, task_status=task_status)
+
+
+async def _pump(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    """Send queued frames, several at a time; a send that blocks too long ends it."""
+    while True:
+        batch = [await frames.receive()]
+        while len(batch) < 256:
+            try:
+                batch.append(frames.receive_nowait())
+            except trio.WouldBlock:
+                break
+        with trio.fail_after(SEND_TIMEOUT):
+            await framed.send(b"".join(batch))
+
+
+async def _pump_quietly(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    with suppress(OSError, trio.BrokenResourceError, trio.TooSlowError, trio.EndOfChannel):
+        await _pump(framed, frames)
+
+
+def _contexts(ssl_context: Any) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    if ssl_context is None:
+        return None, None
+    if isinstance(ssl_context, ssl.SSLContext):
+        return ssl_context, ssl_context
+    if (
+        isinstance(ssl_context, tuple)
+        and len(ssl_context) == 2
+        and all(isinstance(c, ssl.SSLContext) for c in ssl_context)
+    ):
+        return ssl_context[0], ssl_context[1]
+    raise ValueError(
+        "ssl_context must be an ssl.SSLContext, or a (server context, client context) pair"
+    )
+
+
+@asynccontextmanager
+async def open_tcp_network(
+    *,
+    listen: str,
+    peers: Mapping[str, str],
+    secret: bytes | None = None,
+    ssl_context: Any = None,
+    max_frame: int = 64 << 20,
+) -> AsyncIterator[TcpNetwork]:
+    """A :class:`TcpNetwork` listening on ``listen`` (``"host:port"``) while the block
+    runs. Servers registered on it reach the others at ``peers`` (name → ``"host:port"``).
+
+    With ``secret`` (bytes), both ends of every connection prove knowledge of it
+    (HMAC-SHA256 challenge-response) before any message is read. With ``ssl_context``
+    (an :class:`ssl.SSLContext`, or a ``(server context, client context)`` pair), the
+    connections are TLS, mutual if the server context requires client certificates.
+    With neither, ``listen`` must be a loopback address, else :class:`ValueError`.
+    Frames over ``max_frame`` bytes (64 MiB) close their connection.
+    """
+    network = TcpNetwork(listen, peers, secret, ssl_context, max_frame)
+    async with trio.open_nursery() as nursery:
+        network._nursery = nursery
+        await nursery.start(network._serve)
+        try:
+            yield network
+        finally:
+            nursery.cancel_scope.cancel()

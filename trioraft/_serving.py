@@ -1,0 +1,113 @@
+"""A server's side of the client protocol: one task per :class:`ClientRequest`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    NotLeader,
+    OutcomeUnknown,
+    RaftError,
+    ServerStopped,
+    SessionExpired,
+)
+from ._network.base import Endpoint
+from ._protocol import ClientRequest, ClientResponse
+from ._sessions import describe_error
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+__all__ = ["serve_request", "status_dict"]
+
+logger = logging.getLogger("trioraft")
+
+
+class _Invalid(Exception):
+    pass
+
+
+def status_dict(server: Server) -> dict[str, Any]:
+    """``server.status()`` as msgpack (and JSON) values: role by name, sets as sorted lists."""
+    st = server.status()
+    return {
+        "name": st.name,
+        "role": st.role.name,
+        "term": st.term,
+        "leader": st.leader,
+        "commit_index": st.commit_index,
+        "last_applied": st.last_applied,
+        "last_log_index": st.last_log_index,
+        "voters": sorted(st.voters),
+        "learners": sorted(st.learners),
+        "snapshot_index": st.snapshot_index,
+        "cluster_id": st.cluster_id,
+    }
+
+
+async def _dispatch(server: Server, request: ClientRequest) -> Any:
+    op, payload = request.op, request.payload
+    if op == "write":
+        if request.session:
+            return await server.write_in_session(
+                request.session, request.seq, request.lowest, payload
+            )
+        return await server.write(payload)
+    if op == "read":
+        return await server.read(payload)
+    if op == "open":
+        return await server.open_session()
+    if op == "status":
+        return status_dict(server)
+    if op == "add":
+        if not (isinstance(payload, list) and len(payload) == 3):
+            raise _Invalid("add takes [name, address, voter]")
+        name, address, voter = payload
+        await server.add_server(name, voter=bool(voter), address=address)
+        return None
+    if op == "remove":
+        await server.remove_server(payload)
+        return None
+    if op == "transfer":
+        return await server.transfer_leadership(payload)
+    raise _Invalid(f"unknown operation {op!r}")
+
+
+async def serve_request(server: Server, endpoint: Endpoint, request: ClientRequest) -> None:
+    """Carry out one client request on ``server`` and send the answer."""
+    remote = getattr(endpoint, "check_value", None)
+    try:
+        value = await _dispatch(server, request)
+        if remote is not None:
+            remote(value)
+        answer = {"value": value}
+    except NotLeader as exc:
+        answer = {"error": "not_leader", "leader": exc.leader, "message": str(exc)}
+    except OutcomeUnknown as exc:
+        answer = {"error": "unknown", "message": str(exc)}
+    except ServerStopped as exc:
+        answer = {"error": "unavailable", "message": str(exc)}
+    except SessionExpired as exc:
+        answer = {"error": "session_expired", "message": str(exc)}
+    except _Invalid as exc:
+        answer = {"error": "invalid", "message": str(exc)}
+    except RaftError as exc:
+        answer = {"error": "raft", "message": f"{type(exc).__name__}: {exc}"}
+    except TypeError as exc:
+        if request.op in ("write", "read") and "msgpack" in str(exc):
+            answer = {"error": "type", "message": str(exc)}
+        else:
+            answer = _machine_error(exc, remote is not None)
+    except Exception as exc:
+        answer = _machine_error(exc, remote is not None)
+    response = ClientResponse(server.name, request.src, 0, request.request_id, **answer)
+    try:
+        endpoint.send(response)
+    except Exception as exc:  # a closed endpoint, an unencodable reply: say so, go on
+        logger.debug("%s: could not answer %r: %r", server.name, request.src, exc)
+
+
+def _machine_error(exc: Exception, remote: bool) -> dict[str, Any]:
+    # The state machine's own exception (write or validate raised): to the caller, once.
+    return {"error": "machine", "value": describe_error(exc) if remote else exc}

@@ -1,0 +1,154 @@
+"""Client sessions (dissertation §6.3, as LogCabin keeps them): exactly-once writes.
+
+A client opens a session (a log entry; its index is the client's id) and numbers its
+writes. Each write entry carries the client's id, the write's number, the lowest number
+the client has not yet seen answered, and a time stamped by the leader. Every server
+applies the same entries in the same order, so every server keeps the same table:
+
+* a write whose number was applied before is not applied again: its kept reply is
+  returned (so a retry after a lost reply or an unknown outcome is safe);
+* replies below the lowest unanswered number are dropped (the client has them);
+* a session with no activity for ``timeout`` seconds of *stamped* time expires, at the
+  same log position on every server; a write on it is refused with
+  :exc:`~trioraft.SessionExpired` and not applied.
+
+The table is part of every snapshot (``snapshot()`` / ``restore()``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import SessionExpired
+
+__all__ = ["ClusterClock", "Sessions", "describe_error", "error_from"]
+
+
+class _Session:
+    __slots__ = ("last_active", "replies")
+
+    def __init__(self, last_active: float) -> None:
+        self.last_active = last_active
+        #: seq -> (value, error): the replies not yet acknowledged.
+        self.replies: dict[int, tuple[Any, BaseException | None]] = {}
+
+
+class Sessions:
+    """The replicated table of client sessions; changed only by applying entries."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._table: dict[int, _Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, client: int) -> bool:
+        return client in self._table
+
+    def expire(self, now: float) -> None:
+        """Forget the sessions idle for longer than the timeout at stamped time ``now``."""
+        limit = now - self.timeout
+        for client in [c for c, s in self._table.items() if s.last_active < limit]:
+            del self._table[client]
+
+    def open(self, client: int, now: float) -> int:
+        """Apply the entry (at index ``client``) opening a session."""
+        self.expire(now)
+        self._table[client] = _Session(now)
+        return client
+
+    def apply(
+        self,
+        client: int,
+        seq: int,
+        lowest: int,
+        now: float,
+        run: Callable[[], tuple[Any, BaseException | None]],
+    ) -> tuple[Any, BaseException | None]:
+        """Apply a client's numbered command: ``run()`` it at most once; return its reply
+        (``(value, error)``), the kept one for a duplicate."""
+        self.expire(now)
+        session = self._table.get(client)
+        if session is None:
+            return None, SessionExpired(
+                f"session {client} expired (no activity for {self.timeout:g} s) or never "
+                "existed: the command was not applied"
+            )
+        session.last_active = now
+        for old in [s for s in session.replies if s < lowest]:
+            del session.replies[old]
+        kept = session.replies.get(seq)
+        if kept is not None:
+            return kept
+        if seq < lowest:
+            # Answered and acknowledged already: a very late duplicate. Not applied again.
+            return None, SessionExpired(f"write {seq} of session {client} was answered already")
+        reply = run()
+        session.replies[seq] = reply
+        return reply
+
+    def snapshot(self) -> list[Any]:
+        """The table as msgpack values (for snapshots)."""
+        return [
+            [
+                client,
+                s.last_active,
+                [[seq, v, describe_error(e)] for seq, (v, e) in s.replies.items()],
+            ]
+            for client, s in sorted(self._table.items())
+        ]
+
+    def restore(self, data: list[Any]) -> None:
+        """Replace the table with a :meth:`snapshot`."""
+        self._table = {}
+        for client, last_active, replies in data:
+            session = _Session(last_active)
+            for seq, value, error in replies:
+                session.replies[seq] = (value, error_from(error))
+            self._table[client] = session
+
+
+def describe_error(error: BaseException | None) -> list[str] | None:
+    """An exception as msgpack values: ``[type name, text]``."""
+    if error is None:
+        return None
+    cls = type(error)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return [name, str(error)]
+
+
+def error_from(description: list[str] | None) -> BaseException | None:
+    """The exception a :func:`describe_error` describes: the built-in exception of that
+    name, else a :exc:`~trioraft.MachineError`."""
+    if description is None:
+        return None
+    from ._errors import MachineError
+
+    name, text = description
+    cls = getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls(text)
+    return MachineError(name, text)
+
+
+class ClusterClock:
+    """Time as the leaders stamp it into the log: it advances while some leader runs and
+    never goes back, whichever leader stamps (LogCabin's cluster clock)."""
+
+    def __init__(self) -> None:
+        self._stamp = 0.0
+        self._local = 0.0
+
+    def now(self, local: float) -> float:
+        """The cluster time now, ``local`` being this server's clock."""
+        return self._stamp + max(0.0, local - self._local)
+
+    def observe(self, stamp: float, local: float) -> None:
+        """An entry stamped ``stamp`` was applied at local time ``local``."""
+        if stamp >= self.now(local):
+            self._stamp, self._local = stamp, local
