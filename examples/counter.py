@@ -18,22 +18,34 @@ import trioraft
 
 
 class Counter(trioraft.StateMachine):
-    """A replicated counter: ``write(n)`` adds n and returns the total."""
+    """A replicated counter: ``write(n)`` adds n and returns the total.
 
-    def __init__(self, name: str, start: int = 0) -> None:
+    ``python -m trioraft serve --machine examples.counter:Counter`` serves it too.
+    """
+
+    def __init__(self, start: int = 0, *, name: str = "") -> None:
         self.name = name
         self.value = start
 
     def write(self, command: int) -> int:
+        if isinstance(command, bool) or not isinstance(command, int):
+            raise TypeError(f"the counter adds integers, not {command!r}")
         self.value += command
         return self.value
 
     def read(self, query: Any) -> int:
         return self.value
 
+    def snapshot(self) -> int:
+        return self.value
+
+    def restore(self, snapshot: int) -> None:
+        self.value = snapshot
+
     def on_role_change(self, role: trioraft.Role) -> None:
-        """Optional hook: narrate each server's role changes as they happen."""
-        say(f"  {self.name} is now {role.value.replace('_', '-')}")
+        """Optional hook: narrate each server's role changes as they happen (in the demo)."""
+        if self.name:
+            say(f"  {self.name} is now {role.value.replace('_', '-')}")
 
 
 def say(message: str) -> None:
@@ -65,7 +77,7 @@ async def main() -> None:
         servers = {
             name: await trioraft.start_server(
                 nursery,
-                functools.partial(Counter, name),
+                functools.partial(Counter, name=name),
                 0,
                 name=name,
                 network=network,

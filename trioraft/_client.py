@@ -47,6 +47,8 @@ class _Transport(Protocol):
 
     def resolve(self, leader: str) -> str | None: ...
 
+    def learn(self, leader: str, address: str) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -92,6 +94,9 @@ class _MemoryTransport:
     def resolve(self, leader: str) -> str | None:
         return leader
 
+    def learn(self, leader: str, address: str) -> None:
+        pass
+
     async def aclose(self) -> None:
         self._endpoint.close()
 
@@ -127,6 +132,13 @@ class _TcpTransport:
 
     def resolve(self, leader: str) -> str | None:
         return self._addresses.get(leader)
+
+    def learn(self, leader: str, address: str) -> None:
+        try:
+            parse_address(address)
+        except ValueError:
+            return
+        self._addresses.setdefault(leader, address)
 
     async def _connect(self, address: str) -> _Connection:
         lock = self._locks.setdefault(address, trio.Lock())
@@ -170,8 +182,8 @@ class _TcpTransport:
     async def request(self, target: str, request: ClientRequest) -> ClientResponse | None:
         try:
             connection = await self._connect(target)
-        except (OSError, trio.TooSlowError, HandshakeError, RaftError):
-            return None
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError, RaftError):
+            return None  # ssl.SSLError is an OSError
         waiting = connection.waiting[request.request_id] = _Waiting()
         try:
             with trio.move_on_after(ATTEMPT_TIMEOUT):
@@ -317,6 +329,8 @@ class Client:
         if error == "not_leader":
             if response.leader is not None and response.leader != response.src:
                 self._hint = response.leader
+                if response.leader_address:
+                    self._transport.learn(response.leader, response.leader_address)
             else:
                 self._rotate()
         elif error in ("unknown", "unavailable"):

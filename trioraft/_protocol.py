@@ -50,3 +50,5 @@ class ClientResponse(Message):
     value: Any = None
     leader: str | None = None
     message: str = ""
+    #: The leader's address, when the server knows it (a client over TCP goes there).
+    leader_address: str = ""

@@ -83,7 +83,14 @@ async def serve_request(server: Server, endpoint: Endpoint, request: ClientReque
             remote(value)
         answer = {"value": value}
     except NotLeader as exc:
-        answer = {"error": "not_leader", "leader": exc.leader, "message": str(exc)}
+        address_of = getattr(endpoint, "address_of", None)
+        where = address_of(exc.leader) if address_of is not None and exc.leader else None
+        answer = {
+            "error": "not_leader",
+            "leader": exc.leader,
+            "message": str(exc),
+            "leader_address": where or "",
+        }
     except OutcomeUnknown as exc:
         answer = {"error": "unknown", "message": str(exc)}
     except ServerStopped as exc:

@@ -246,6 +246,12 @@ class TcpEndpoint:
         """Peers added later, and where to reach them (from the configuration)."""
         self._network.learn_addresses(addresses)
 
+    def address_of(self, name: str) -> str | None:
+        """Where the server ``name`` listens, if known (this server's own address too)."""
+        if name == self._name:
+            return self._network.listen
+        return self._network._addresses.get(name)
+
     async def receive_batch(self) -> list[Message]:
         """Wait for messages to this server; return all that have arrived."""
         if self._closed:
@@ -425,8 +431,8 @@ class TcpNetwork:
         try:
             async with framed_stream:
                 await self._serve_connection(framed)
-        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
-            logger.debug("connection closed: %s", exc)
+        except Exception as exc:  # whatever a connection does, the server goes on
+            logger.debug("connection closed: %r", exc)
         finally:
             self._counts["connections"] -= 1
 
@@ -469,6 +475,8 @@ class TcpNetwork:
                 if body is None:
                     return
                 message = wire.decode(body)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
             except OversizedFrame as exc:
                 self._counts["oversized"] += 1
                 logger.warning("closed the connection of %r: %s", peer, exc)

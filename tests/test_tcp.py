@@ -1,0 +1,310 @@
+"""TCP: the wire format, authentication, bad input, and a cluster over loopback.
+
+The promises checked (API, "TCP"): every message survives a round trip through a frame;
+the decoder answers any bytes at all with MalformedMessage and nothing else; a peer or
+client that fails authentication (wrong secret, no secret) is disconnected and changes
+nothing; garbage, a frame over ``max_frame``, a well-formed message of the wrong type or
+with a forged sender closes that one connection, is counted, and the server keeps
+serving; TLS and mutual TLS; without a secret or TLS the network listens only on
+loopback; commands that are not msgpack values raise TypeError at the call. Real
+sockets on 127.0.0.1 and free ports, real clock, every wait bounded.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgpack
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import trioraft
+from trioraft._core import (
+    AppendEntries,
+    AppendResponse,
+    ClusterMismatch,
+    Config,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    TimeoutNow,
+    VoteResponse,
+)
+from trioraft._network import wire
+from trioraft._network.tcp import FrameStream, client_handshake
+from trioraft._protocol import ClientRequest, ClientResponse
+
+from machines import Counter
+
+SECRET = b"the cluster's shared secret"
+
+MESSAGES: list[Message] = [
+    RequestVote("a", "b", 3, 10, 2, pre_vote=True, force=False, cluster="c0ffee"),
+    VoteResponse("b", "a", 3, True, True),
+    AppendEntries(
+        "a",
+        "b",
+        3,
+        9,
+        2,
+        (
+            Entry(3, 10, EntryKind.COMMAND, ("set", "k", [1, 2.5, None, b"\x00"])),
+            Entry(3, 11, EntryKind.CONFIG, Config(["a", "b"], ["c"], {"c": "127.0.0.1:9"})),
+            Entry(3, 12, EntryKind.NOOP, None),
+            Entry(3, 13, EntryKind.SESSION, [12.5]),
+            Entry(3, 14, EntryKind.CLIENT, [13, 1, 1, 12.75, {"x": (1, 2)}]),
+        ),
+        8,
+        4,
+    ),
+    AppendResponse("b", "a", 3, False, 0, 9, 7, 2, 4, 8),
+    AppendResponse("b", "a", 3, True, 14, conflict_term=None),
+    Heartbeat("a", "b", 3, 8, 5),
+    HeartbeatResponse("b", "a", 3, 5, 8),
+    TimeoutNow("a", "b", 3),
+    ClusterMismatch("d", "a", 1, cluster="dead"),
+    InstallSnapshot("a", "b", 3, 100, 2, Config(["a", "b", "c"]), 1024, 4096, b"\x01" * 64),
+    InstallSnapshotResponse("b", "a", 3, 100, 2048, False, True),
+    ClientRequest("client-1", "a", 0, 7, "write", 3, 2, 1, ("inc", 5)),
+    ClientResponse("a", "client-1", 0, 7, "not_leader", None, "b", "go there", "1.2.3.4:5"),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_survives_a_frame(message: Message) -> None:
+    frame = wire.encode(message)
+    assert wire.frame_length(frame[:4]) == len(frame) - 4
+    assert frame[4] == wire.VERSION
+    decoded = wire.decode(frame[4:])
+    assert decoded == message and type(decoded) is type(message)
+
+
+def test_commands_that_are_not_msgpack_values_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"builtins\.set"):
+        wire.encode(AppendEntries("a", "b", 1, 0, 0, (Entry(1, 1, EntryKind.COMMAND, {1}),), 0))
+
+
+def _decode_cleanly(body: bytes) -> None:
+    try:
+        message = wire.decode(body)
+    except trioraft.MalformedMessage:
+        return
+    assert isinstance(message, Message)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200))
+def test_decoder_answers_random_bytes_with_malformed_message(data: bytes) -> None:
+    _decode_cleanly(data)
+    _decode_cleanly(bytes((wire.VERSION,)) + data)
+
+
+@settings(max_examples=500)
+@given(st.data())
+def test_decoder_answers_mutated_frames_with_malformed_message(data: st.DataObject) -> None:
+    body = bytearray(wire.encode(data.draw(st.sampled_from(MESSAGES)))[4:])
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not body:
+            break
+        i = data.draw(st.integers(0, len(body) - 1))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip":
+            body[i] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del body[i:]
+        else:
+            body[i:i] = data.draw(st.binary(min_size=1, max_size=8))
+    _decode_cleanly(bytes(body))
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(2**63), 2**64 - 1), st.text(), st.none(), st.booleans(), st.binary()
+        )
+    )
+)
+def test_decoder_answers_wrongly_typed_fields_with_malformed_message(fields: list[Any]) -> None:
+    for code in (1, 3, 4, 9, 20, 21):
+        _decode_cleanly(bytes((wire.VERSION,)) + msgpack.packb([code, *fields]))
+
+
+def test_listening_off_loopback_needs_a_secret_or_tls() -> None:
+    with pytest.raises(ValueError, match="not a loopback address"):
+        trioraft.TcpNetwork("0.0.0.0:0", {}, None, None, 1 << 20)
+
+
+# ------------------------------------------------------------------- live sockets
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def tcp_cluster(
+    secret: bytes | None = SECRET, ssl_context: Any = None, max_frame: int = 64 << 20
+) -> AsyncIterator[tuple[dict[str, trioraft.Server], dict[str, Any], dict[str, str]]]:
+    names = ["a", "b", "c"]
+    addresses = {n: f"127.0.0.1:{free_port()}" for n in names}
+    servers: dict[str, trioraft.Server] = {}
+    networks: dict[str, Any] = {}
+
+    async def run_one(name: str, task_status: trio.TaskStatus[None]) -> None:
+        peers = {m: a for m, a in addresses.items() if m != name}
+        async with trioraft.open_tcp_network(
+            listen=addresses[name],
+            peers=peers,
+            secret=secret,
+            ssl_context=ssl_context,
+            max_frame=max_frame,
+        ) as network, trio.open_nursery() as nursery:  # fmt: skip
+            networks[name] = network
+            servers[name] = await trioraft.start_server(
+                nursery, Counter, name=name, network=network, initial_config=names
+            )
+            task_status.started()
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                await nursery.start(run_one, name)
+            await servers["a"].await_leader()
+            yield servers, networks, addresses
+            nursery.cancel_scope.cancel()
+
+
+async def test_cluster_over_loopback_with_a_client() -> None:
+    async with tcp_cluster() as (servers, networks, addresses):
+        async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
+            for i in range(1, 21):
+                assert await client.write(1) == i
+            assert await client.read(None) == 20
+            with pytest.raises(TypeError, match=r"builtins\.set"):
+                await client.write({1, 2})
+            with pytest.raises(ValueError, match="boom"):
+                await client.write("boom")
+        assert all(net.statistics().malformed == 0 for net in networks.values())
+
+
+async def raw_connection(address: str) -> trio.SocketStream:
+    host, port = address.split(":")
+    return await trio.open_tcp_stream(host, int(port))
+
+
+async def assert_still_serves(
+    servers: dict[str, trioraft.Server], addresses: dict[str, str]
+) -> None:
+    async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
+        before = await client.read(None)
+        assert await client.write(1) == before + 1
+
+
+async def test_wrong_or_missing_secret_is_disconnected_and_changes_nothing() -> None:
+    async with tcp_cluster() as (servers, networks, addresses):
+        leader = servers[await servers["a"].await_leader()]
+        target = addresses[leader.name]
+        for secret in (b"not the secret", None):
+            stream = await raw_connection(target)
+            frames = FrameStream(stream, 1 << 20)
+            with pytest.raises(trioraft._network.tcp.HandshakeError):
+                await client_handshake(frames, secret, "client", "intruder")
+            await stream.aclose()
+        async with trioraft.open_client([target], secret=b"wrong") as client:
+            with trio.move_on_after(2):
+                await client.write(100)
+                pytest.fail("a client with the wrong secret got a write through")
+        assert networks[leader.name].statistics().auth_failures >= 3
+        assert leader.machine.value == 0
+        await assert_still_serves(servers, addresses)
+
+
+async def authenticated(address: str, role: str, name: str) -> FrameStream:
+    stream = await raw_connection(address)
+    frames = FrameStream(stream, 1 << 30)
+    await client_handshake(frames, SECRET, role, name)
+    return frames
+
+
+async def expect_closed(frames: FrameStream) -> None:
+    with trio.fail_after(5):
+        while True:
+            try:
+                if await frames.receive() is None:
+                    return
+            except (trio.BrokenResourceError, OSError):
+                return
+
+
+BadInput = Callable[[], bytes]
+
+
+@pytest.mark.parametrize(
+    ("role", "make", "counter"),
+    [
+        ("peer", lambda: b"\x00\x00\x00\x05garbage", "malformed"),
+        ("peer", lambda: (1 << 21).to_bytes(4, "big") + b"\x01", "oversized"),
+        ("peer", lambda: wire.encode(Heartbeat("b", "a", 99, 0)), "forged"),
+        ("peer", lambda: wire.encode(ClientRequest("x", "a", 0, 1, "write", payload=5)), "forged"),
+        ("client", lambda: wire.encode(Heartbeat("x", "a", 99, 0)), "forged"),
+        ("client", lambda: wire.encode(ClientRequest("b", "a", 0, 1, "read")), "forged"),
+    ],
+    ids=["garbage", "oversized", "forged-sender", "wrong-type-peer", "raft-from-client", "spoof"],
+)
+async def test_bad_input_closes_one_connection_and_is_counted(
+    role: str, make: BadInput, counter: str
+) -> None:
+    async with tcp_cluster(max_frame=1 << 20) as (servers, networks, addresses):
+        target = servers["c"]
+        network = networks["c"]
+        term = target.status().term
+        before = getattr(network.statistics(), counter)
+        frames = await authenticated(addresses["c"], role, "x" if role == "peer" else "x")
+        await frames.send(make())
+        await expect_closed(frames)
+        assert getattr(network.statistics(), counter) == before + 1
+        assert not target.stopped and target.status().term == term  # nothing changed
+        await assert_still_serves(servers, addresses)
+
+
+async def test_tls_and_mutual_tls() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # mutual: clients show a certificate
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ca.configure_trust(client_ctx)
+    cert.configure_cert(client_ctx)
+    async with tcp_cluster(secret=None, ssl_context=(server_ctx, client_ctx)) as (
+        servers,
+        networks,
+        addresses,
+    ):
+        async with trioraft.open_client(
+            list(addresses.values()), ssl_context=(server_ctx, client_ctx)
+        ) as client:
+            assert await client.write(5) == 5
+        stranger = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ca.configure_trust(stranger)  # trusts the servers, but has no certificate
+        async with trioraft.open_client([addresses["a"]], ssl_context=stranger) as client:
+            with trio.move_on_after(2):
+                await client.write(100)
+                pytest.fail("a client without a certificate got a write through")
+        assert servers["a"].machine.value == 5

@@ -1,0 +1,282 @@
+"""The command line: ``python -m trioraft serve|status|write|read|add|remove|transfer``.
+
+``serve`` runs one server on TCP and ``DiskStorage`` until SIGINT or SIGTERM; the other
+commands are clients of a running cluster. Every command exits non-zero with a one-line
+message on error (an unreachable cluster, no leader in time, bad JSON, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._client import open_client
+from ._core.node import Role
+from ._errors import RaftError
+from ._network.tcp import open_tcp_network, parse_address
+from ._server import TraceEvent, start_server
+from ._storage import DiskStorage
+
+__all__ = ["main"]
+
+#: Seconds a client command may take, by default.
+DEFAULT_TIMEOUT = 10.0
+
+
+class CommandError(Exception):
+    """An error to report in one line, with a non-zero exit status."""
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{what} is not valid JSON ({exc.msg}): {text!r}") from None
+
+
+def _secret(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read the secret file {path!r}: {exc.strerror}") from None
+    if not secret:
+        raise CommandError(f"the secret file {path!r} is empty")
+    return secret
+
+
+def _machine(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise CommandError(f"--machine takes module:attribute, got {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # import from the current directory, as documented
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
+        raise CommandError(f"cannot load the state machine {spec!r}: {exc}") from None
+
+
+def _peer(text: str) -> tuple[str, str]:
+    name, sep, address = text.partition("=")
+    if not sep or not name:
+        raise CommandError(f"--peer takes NAME=HOST:PORT, got {text!r}")
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return name, address
+
+
+def _cluster(text: str) -> list[str]:
+    addresses = [a.strip() for a in text.split(",") if a.strip()]
+    if not addresses:
+        raise CommandError("--cluster takes HOST:PORT[,HOST:PORT...]")
+    for address in addresses:
+        try:
+            parse_address(address)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    return addresses
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _role_printer(name: str) -> Any:
+    def tracer(event: TraceEvent) -> None:
+        if event.kind != "role":
+            return
+        role, term, leader = event.data["role"], event.data["term"], event.data["leader"]
+        if role is Role.LEADER:
+            _say(f"{name}: leader (term {term})")
+        elif role is Role.FOLLOWER:
+            _say(f"{name}: follower of {leader} (term {term})" if leader else
+                 f"{name}: follower, no leader known (term {term})")  # fmt: skip
+        else:
+            _say(f"{name}: {role.value.replace('_', '-')} (term {term})")
+
+    return tracer
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    machine = _machine(args.machine)
+    init = _json(args.init_arg, "--init-arg") if args.init_arg is not None else None
+    peers = dict(_peer(p) for p in args.peer or ())
+    secret = _secret(args.secret_file)
+    config = () if args.learner else [args.name, *peers]
+    extra = () if init is None else (init,)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            open_tcp_network(listen=args.listen, peers=peers, secret=secret) as network,
+            trio.open_nursery() as nursery,
+        ):
+            server = await start_server(
+                nursery,
+                machine,
+                *extra,
+                name=args.name,
+                network=network,
+                initial_config=config,
+                storage=DiskStorage(args.data_dir),
+                tracer=_role_printer(args.name),
+            )
+            _say(f"{args.name}: listening on {network.listen} (data in {args.data_dir})")
+            async for signum in signals:
+                _say(f"{args.name}: {signal.Signals(signum).name}, stopping")
+                break
+            await server.stop()
+            nursery.cancel_scope.cancel()
+    _say(f"{args.name}: stopped")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    addresses = _cluster(args.cluster)
+    secret = _secret(args.secret_file)
+    payload: Any = None
+    if args.command in ("write", "read"):
+        payload = _json(args.value, "the value")
+    try:
+        with trio.fail_after(args.timeout):
+            async with open_client(addresses, secret=secret) as client:
+                return await _run_client(args, client, addresses, secret, payload)
+    except trio.TooSlowError:
+        raise CommandError(
+            f"no answer from the cluster at {args.cluster} within {args.timeout:g} s "
+            "(unreachable, or no leader)"
+        ) from None
+
+
+async def _run_client(
+    args: argparse.Namespace, client: Any, addresses: list[str], secret: bytes | None, payload: Any
+) -> int:
+    command = args.command
+    if command == "write":
+        _say(json.dumps(_jsonable(await client.write(payload))))
+    elif command == "read":
+        _say(json.dumps(_jsonable(await client.read(payload))))
+    elif command == "add":
+        await client.add_server(args.name, voter=not args.learner, address=args.address)
+        _say(f"added {args.name} ({args.address}) as {'learner' if args.learner else 'voter'}")
+    elif command == "remove":
+        await client.remove_server(args.name)
+        _say(f"removed {args.name}")
+    elif command == "transfer":
+        _say(f"{await client.transfer_leadership(args.name)} leads now")
+    elif command == "status":
+        await _status(args, addresses, secret)
+    return 0
+
+
+async def _status(args: argparse.Namespace, addresses: list[str], secret: bytes | None) -> None:
+    for address in addresses:
+        async with open_client([address], secret=secret) as one:
+            with trio.move_on_after(max(1.0, args.timeout / len(addresses))) as scope:
+                status = await one.status()
+            if scope.cancelled_caught:
+                if args.json:
+                    _say(json.dumps({"address": address, "error": "unreachable"}))
+                else:
+                    _say(f"{address}: unreachable")
+                continue
+        status["address"] = address
+        if args.json:
+            _say(json.dumps(status))
+        else:
+            _say(
+                f"{status['name']} ({address}): {status['role'].lower()} term {status['term']} "
+                f"leader {status['leader']} commit {status['commit_index']} "
+                f"applied {status['last_applied']} voters {','.join(status['voters'])}"
+                + (f" learners {','.join(status['learners'])}" if status["learners"] else "")
+            )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trioraft", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run one server until SIGINT or SIGTERM")
+    serve.add_argument("--name", required=True)
+    serve.add_argument("--listen", required=True, help="HOST:PORT to listen on")
+    serve.add_argument("--peer", action="append", help="NAME=HOST:PORT of another server")
+    serve.add_argument("--machine", required=True, help="module:attribute of the state machine")
+    serve.add_argument("--init-arg", help="JSON argument of the state machine's constructor")
+    serve.add_argument("--data-dir", required=True, help="the server's DiskStorage directory")
+    serve.add_argument("--secret-file", help="file holding the cluster's shared secret")
+    serve.add_argument("--learner", action="store_true", help="start with no configuration")
+    for name, help_text in [
+        ("status", "print the status of each server"),
+        ("write", "write a JSON command; print the reply"),
+        ("read", "read with a JSON query; print the answer"),
+        ("add", "add a server"),
+        ("remove", "remove a server"),
+        ("transfer", "hand leadership over"),
+    ]:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--cluster", required=True, help="HOST:PORT[,HOST:PORT...]")
+        sub.add_argument("--secret-file")
+        sub.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="one JSON object per server")
+        elif name in ("write", "read"):
+            sub.add_argument("value", help="a JSON value")
+        elif name == "add":
+            sub.add_argument("name")
+            sub.add_argument("address", help="HOST:PORT the new server listens on")
+            sub.add_argument("--learner", action="store_true")
+        elif name == "remove":
+            sub.add_argument("name")
+        elif name == "transfer":
+            sub.add_argument("name", nargs="?")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    runner = _serve if args.command == "serve" else _client_command
+    try:
+        return trio.run(runner, args)
+    except BaseException as group:
+        exc = _leaf(group)
+        if isinstance(exc, CommandError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, (RaftError, ValueError, TypeError, OSError)):
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        raise
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (possibly nested) exception groups."""
+    while isinstance(getattr(exc, "exceptions", None), tuple) and exc.exceptions:  # type: ignore[attr-defined]
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return exc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
