@@ -189,7 +189,7 @@ async def tcp_cluster(
 
 
 async def test_cluster_over_loopback_with_a_client() -> None:
-    async with tcp_cluster() as (servers, networks, addresses):
+    async with tcp_cluster() as (_servers, networks, addresses):
         async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
             for i in range(1, 21):
                 assert await client.write(1) == i
@@ -273,7 +273,7 @@ async def test_bad_input_closes_one_connection_and_is_counted(
         network = networks["c"]
         term = target.status().term
         before = getattr(network.statistics(), counter)
-        frames = await authenticated(addresses["c"], role, "x" if role == "peer" else "x")
+        frames = await authenticated(addresses["c"], role, "x")
         await frames.send(make())
         await expect_closed(frames)
         assert getattr(network.statistics(), counter) == before + 1
@@ -294,7 +294,7 @@ async def test_tls_and_mutual_tls() -> None:
     cert.configure_cert(client_ctx)
     async with tcp_cluster(secret=None, ssl_context=(server_ctx, client_ctx)) as (
         servers,
-        networks,
+        _networks,
         addresses,
     ):
         async with trioraft.open_client(
