@@ -176,16 +176,20 @@ def _mac(secret: bytes | None, *parts: bytes) -> bytes:
     return hmac.new(secret, b"\0".join(parts), hashlib.sha256).digest()
 
 
-async def client_handshake(frames: FrameStream, secret: bytes | None, role: str, name: str) -> str:
+async def client_handshake(
+    frames: FrameStream, secret: bytes | None, role: str, name: str, listen: str = ""
+) -> str:
     """The connecting side's handshake: prove knowledge of ``secret`` and check that the
-    other end knows it too. Returns the other end's server name."""
+    other end knows it too (a peer also says where it listens). Returns the other end's
+    server name."""
     hello = await _read_control(frames)
     theirs = hello.get("nonce")
     if hello.get("hello") != "trioraft" or not isinstance(theirs, bytes):
         raise HandshakeError("not a trioraft server")
     mine = os.urandom(_NONCE)
-    mac = _mac(secret, b"connect", theirs, mine, role.encode(), name.encode())
-    await frames.send(_control({"role": role, "name": name, "nonce": mine, "mac": mac}))
+    mac = _mac(secret, b"connect", theirs, mine, role.encode(), name.encode(), listen.encode())
+    hello_back = {"role": role, "name": name, "nonce": mine, "mac": mac, "listen": listen}
+    await frames.send(_control(hello_back))
     answer = await _read_control(frames)
     if answer.get("ok") is not True:
         raise HandshakeError(f"refused: {answer.get('error', 'no reason given')}")
@@ -200,22 +204,23 @@ async def client_handshake(frames: FrameStream, secret: bytes | None, role: str,
 
 async def _server_handshake(
     frames: FrameStream, secret: bytes | None, name: str
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
     mine = os.urandom(_NONCE)
     await frames.send(_control({"hello": "trioraft", "nonce": mine}))
     hello = await _read_control(frames)
     role, peer, theirs = hello.get("role"), hello.get("name"), hello.get("nonce")
     if role not in ("peer", "client") or not isinstance(peer, str) or not peer:
         raise HandshakeError("bad hello")
-    if not isinstance(theirs, bytes):
+    listen = hello.get("listen", "")
+    if not isinstance(theirs, bytes) or not isinstance(listen, str):
         raise HandshakeError("bad hello")
-    expected = _mac(secret, b"connect", mine, theirs, role.encode(), peer.encode())
+    expected = _mac(secret, b"connect", mine, theirs, role.encode(), peer.encode(), listen.encode())
     if not hmac.compare_digest(expected, hello.get("mac", b"")):
         await frames.send(_control({"ok": False, "error": "authentication failed"}))
         raise HandshakeError(f"{peer!r} failed authentication")
     reply = _mac(secret, b"accept", theirs, mine, name.encode())
     await frames.send(_control({"ok": True, "name": name, "mac": reply}))
-    return role, peer
+    return role, peer, listen
 
 
 class TcpEndpoint:
@@ -414,7 +419,7 @@ class TcpNetwork:
             if self._client_ssl is not None:
                 stream = trio.SSLStream(stream, self._client_ssl, server_hostname=host)
             framed = FrameStream(stream, self.max_frame)
-            await client_handshake(framed, self._secret, "peer", self._endpoint.name)
+            await client_handshake(framed, self._secret, "peer", self._endpoint.name, self.listen)
         self._counts["connections"] += 1
         try:
             async with stream:
@@ -442,15 +447,19 @@ class TcpNetwork:
             return
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                role, peer = await _server_handshake(framed, self._secret, endpoint.name)
+                role, peer, listen = await _server_handshake(framed, self._secret, endpoint.name)
         except (HandshakeError, trio.TooSlowError, MalformedMessage) as exc:
             self._counts["auth_failures"] += 1
             logger.warning("refused a connection: %s", exc)
             return
         if role == "client":
             await self._serve_client(framed, peer)
-        else:
-            await self._read_messages(framed, peer, client=False)
+            return
+        if listen:
+            # A peer we may not know yet (it added us, or we were added): answer it there.
+            with suppress(ValueError):
+                self.learn_addresses({peer: listen})
+        await self._read_messages(framed, peer, client=False)
 
     async def _serve_client(self, framed: FrameStream, name: str) -> None:
         if name in self._clients or (self._endpoint and name == self._endpoint.name):

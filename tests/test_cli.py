@@ -1,0 +1,174 @@
+"""The command line, with three servers in three processes on loopback.
+
+The promises checked (API, "Command line"): ``serve`` runs a server on DiskStorage, says
+when it listens and each role change, and stops cleanly on SIGTERM; ``write``, ``read``,
+``status --json``, ``add``, ``remove`` and ``transfer`` work against the running cluster;
+when the leader is killed with SIGKILL, writes go on; restarted on its directory, it
+rejoins and every server converges; every command exits non-zero with a one-line message
+on error. Processes are started on 127.0.0.1 and free ports, and killed even when the
+test fails; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Processes:
+    """The servers this test started (each killed at the end, whatever happens)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.secret = tmp / "secret"
+        self.secret.write_text("s3cret\n")
+        self.addresses: dict[str, str] = {}
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def address(self, name: str) -> str:
+        if name not in self.addresses:
+            self.addresses[name] = f"127.0.0.1:{free_port()}"
+        return self.addresses[name]
+
+    def serve(self, name: str, peers: list[str], *extra: str) -> None:
+        log = open(self.tmp / f"{name}.log", "a")  # noqa: SIM115
+        cmd = [
+            sys.executable, "-m", "trioraft", "serve", "--name", name,
+            "--listen", self.address(name),
+            *[f"--peer={p}={self.address(p)}" for p in peers],
+            "--machine", "examples.counter:Counter",
+            "--data-dir", str(self.tmp / "data" / name),
+            "--secret-file", str(self.secret), *extra,
+        ]  # fmt: skip
+        self.procs[name] = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            assert time.monotonic() < deadline, f"{name} never said {text!r}:\n{self.log(name)}"
+            time.sleep(0.05)
+
+    def cli(self, *args: str, cluster: list[str] | None = None, check: bool = True) -> str:
+        names = cluster or list(self.addresses)
+        cmd = [
+            sys.executable, "-m", "trioraft", args[0],
+            "--cluster", ",".join(self.address(n) for n in names),
+            "--secret-file", str(self.secret), *args[1:],
+        ]  # fmt: skip
+        result = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True,
+                                timeout=60)  # fmt: skip
+        if check:
+            assert result.returncode == 0, f"{args}: {result.stderr}"
+        return result.stdout if check else result.stderr
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+def statuses(procs: Processes, names: list[str]) -> dict[str, dict[str, object]]:
+    out = procs.cli("status", "--json", cluster=names)
+    return {s["name"]: s for s in map(json.loads, out.splitlines()) if "name" in s}
+
+
+def wait_until(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_three_processes_survive_a_sigkill_and_change_membership(processes: Processes) -> None:
+    names = ["a", "b", "c"]
+    for name in names:
+        processes.address(name)
+    for name in names:
+        processes.serve(name, [p for p in names if p != name])
+    for name in names:
+        processes.wait_for_log(name, f"{name}: listening on {processes.address(name)}")
+    assert processes.cli("write", "5").strip() == "5"
+    assert processes.cli("read", "null").strip() == "5"
+    leader = statuses(processes, names)["a"]["leader"]
+    assert leader in names
+    processes.wait_for_log(str(leader), f"{leader}: leader (term")
+
+    processes.kill(str(leader))  # SIGKILL the leader: writes go on
+    survivors = [n for n in names if n != leader]
+    assert processes.cli("write", "1", cluster=survivors).strip() == "6"
+
+    processes.serve(str(leader), survivors)  # restarted on its directory
+    processes.wait_for_log(str(leader), f"{leader}: follower of")
+    assert processes.cli("write", "1").strip() == "7"
+    wait_until(lambda: {s["last_applied"] for s in statuses(processes, names).values()} == {
+        max(s["commit_index"] for s in statuses(processes, names).values())
+    })  # fmt: skip
+
+    processes.address("d")  # a fourth server, added through the command line
+    processes.serve("d", [], "--learner")
+    processes.wait_for_log("d", "d: listening on")
+    assert "added d" in processes.cli("add", "d", processes.address("d"))
+    new = processes.cli("transfer", "d").strip()
+    assert new == "d leads now"
+    everyone = [*names, "d"]
+    assert statuses(processes, everyone)["d"]["role"] == "LEADER"
+    assert processes.cli("write", "1").strip() == "8"
+    processes.cli("transfer", "a")
+    assert "removed d" in processes.cli("remove", "d", cluster=names)
+    assert statuses(processes, names)["a"]["voters"] == names
+
+    processes.kill("b", signal.SIGTERM)  # a clean stop
+    assert "b: SIGTERM, stopping" in processes.log("b") and "b: stopped" in processes.log("b")
+
+
+def test_commands_fail_in_one_line(processes: Processes, tmp_path: Path) -> None:
+    port = free_port()
+    processes.addresses["nobody"] = f"127.0.0.1:{port}"
+    err = processes.cli("write", "1", "--timeout", "1", check=False)
+    assert err.startswith("error: no answer from the cluster") and err.count("\n") == 1
+    err = processes.cli("write", "{bad", check=False)
+    assert err.startswith("error: the value is not valid JSON") and err.count("\n") == 1
+    result = subprocess.run(
+        [sys.executable, "-m", "trioraft", "serve", "--name", "x", "--listen",
+         f"127.0.0.1:{port}", "--machine", "nowhere:Thing", "--data-dir", str(tmp_path / "x")],
+        cwd=ROOT, env=processes.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: cannot load the state machine 'nowhere:Thing'")
