@@ -51,9 +51,7 @@ def test_writes_apply_exactly_once_through_leader_changes(seed: int) -> None:
             cluster.set_delay(0.0, 0.02)
             await stable(cluster)
             replies: list[int] = []
-            async with trioraft.open_client(
-                list(cluster.names), network=cluster.network
-            ) as client:
+            async with trioraft.open_client(list(cluster.names), network=cluster.network) as client:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(churn, cluster, 6)
 
@@ -120,9 +118,7 @@ def test_idle_session_expires_everywhere_and_refuses_writes() -> None:
     async def scenario() -> None:
         async with open_cluster(Counter, 3, seed=3, session_timeout=5.0) as cluster:
             await stable(cluster)
-            async with trioraft.open_client(
-                list(cluster.names), network=cluster.network
-            ) as client:
+            async with trioraft.open_client(list(cluster.names), network=cluster.network) as client:
                 assert await client.write(1) == 1
                 first = client.session
                 await trio.sleep(3)
@@ -146,9 +142,7 @@ def test_machine_exception_reaches_the_writer_once() -> None:
     async def scenario() -> None:
         async with open_cluster(Counter, 3, seed=4) as cluster:
             await stable(cluster)
-            async with trioraft.open_client(
-                list(cluster.names), network=cluster.network
-            ) as client:
+            async with trioraft.open_client(list(cluster.names), network=cluster.network) as client:
                 with pytest.raises(ValueError, match="boom"):
                     await client.write("boom")
                 assert await client.write(2) == 2
