@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import attrs
 import trio
 
+from .._client import open_client
 from .._errors import NotLeader, RaftError
 from ._cluster import open_cluster
 from ._faults import FaultSchedule
@@ -107,6 +108,7 @@ class _Settings:
     duplication: float
     snapshot_threshold: int
     sync_latency: tuple[float, float] | None
+    sessions: bool
 
 
 async def _soak_run(
@@ -147,9 +149,25 @@ async def _soak_run(
                 except (RaftError, ValueError):
                     pass
 
+        async def session_client(k: int) -> None:
+            # Client mode: trioraft.open_client, which retries until it has an answer,
+            # writes exactly once (sessions, dissertation §6.3).
+            client_rng = random.Random(f"{seed}/client/{k}")
+            async with open_client(names, network=cluster.network, name=f"c{k}") as remote:
+                while True:
+                    await trio.sleep(client_rng.expovariate(rate / clients))
+                    kind, value = workload(client_rng)
+                    async with history.operation(k, kind, value) as op:
+                        if kind == "write":
+                            op.output = await remote.write(value)
+                            acknowledged.append(op.output)
+                        else:
+                            op.output = await remote.read(value)
+
+        acknowledged: list[Any] = []
         async with trio.open_nursery() as nursery:
             for k in range(clients):
-                nursery.start_soon(client, k)
+                nursery.start_soon(session_client if settings.sessions else client, k)
             await schedule.run(cluster)
             await trio.sleep_until(settings.duration)
             nursery.cancel_scope.cancel()
@@ -175,6 +193,8 @@ async def _soak_run(
     if result.ok is not True:
         raise AssertionError(f"the history is not linearizable:\n{result}")
     operations = history.operations
+    if settings.sessions and len(set(acknowledged)) != len(acknowledged):
+        raise AssertionError(f"two writes of clients got the same reply: {sorted(acknowledged)}")
     return len(operations), sum(op.unknown for op in operations)
 
 
@@ -191,6 +211,7 @@ def soak_seed(
     duplication: float = 0.0,
     snapshot_threshold: int = 40,
     sync_latency: tuple[float, float] | None = (0.0, 0.002),
+    sessions: bool = False,
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
@@ -200,7 +221,10 @@ def soak_seed(
     ``duplication`` is a rate of duplicated messages kept on throughout (recoveries
     included), on top of the schedule's own duplication faults. Servers compact their
     logs every ``snapshot_threshold`` entries (so InstallSnapshot runs) and their storage
-    syncs take ``sync_latency`` (so a crash loses what was not yet synced)."""
+    syncs take ``sync_latency`` (so a crash loses what was not yet synced). With
+    ``sessions``, the clients are :func:`trioraft.open_client` clients, whose writes
+    are applied exactly once: every write returns (unless the run ends first), each
+    reply is distinct, and the history is linearizable."""
     settings = _Settings(
         servers=servers,
         duration=duration,
@@ -212,6 +236,7 @@ def soak_seed(
         duplication=duplication,
         snapshot_threshold=snapshot_threshold,
         sync_latency=sync_latency,
+        sessions=sessions,
     )
     schedule = _schedule(seed, servers, duration)
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
@@ -338,6 +363,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.002,
         help="most virtual seconds a storage sync takes (default 0.002; 0: at once)",
     )
+    parser.add_argument(
+        "--client-mode",
+        action="store_true",
+        help="clients are trioraft.open_client clients (exactly-once writes through "
+        "sessions) instead of direct calls on the leader",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.servers < 1 or args.clients < 1:
@@ -358,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duplication=args.duplication,
         snapshot_threshold=args.snapshot_threshold,
         sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
+        sessions=args.client_mode,
     )
     wall = time.perf_counter() - started
     failed = [r.seed for r in results if not r.ok]
