@@ -18,12 +18,15 @@ from trioraft._core import (
     AppendEntries,
     AppendResponse,
     Config,
+    CoreOptions,
     EntryKind,
     Heartbeat,
     HeartbeatResponse,
     LeaderNotReady,
     Message,
     RaftNode,
+    ReadIndexRequest,
+    ReadIndexResponse,
     RequestVote,
     Role,
     TimeoutNow,
@@ -792,6 +795,87 @@ def test_reads_fail_when_leadership_is_lost() -> None:
     c2.now = silence(a2, c2.now + 2 * MAX_ET)
     take(a2)
     assert a2.role is Role.FOLLOWER and c2.failed_reads["a"] == [seq]
+
+
+def test_follower_read_asks_the_leader_for_a_read_index() -> None:
+    """§6.4 (follower reads): a follower asks the leader for a read index; the leader
+    confirms its leadership with a quorum round, then answers with its commit index; the
+    follower answers once it has applied that far."""
+    c = Cluster(ABC, follower_reads=True)
+    a = c.elect("a")
+    a.propose("x", c.now)
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    ticket = b.request_read(c.now)
+    (ask,) = take(b)
+    assert isinstance(ask, ReadIndexRequest) and ask.dst == "a"
+    c.step_one(ask)
+    assert not any(isinstance(m, ReadIndexResponse) for m in c.inflight)  # a round first
+    c.deliver()
+    assert c.reads["b"] == [(ticket, a.commit_index)]
+
+
+def test_follower_read_fails_when_its_leader_changes() -> None:
+    """§6.4: a follower's read asked of a leader it no longer follows is failed (it will
+    not be answered), never answered from a stale state."""
+    c = Cluster(ABC, follower_reads=True)
+    c.elect("a")
+    b = c["b"]
+    ticket = b.request_read(c.now)
+    c.inflight.clear()
+    take(b)  # the request is lost
+    c.elect("c", drop=lambda m: m.src == "a" or m.dst == "a")
+    take(b)
+    assert ticket in c.failed_reads["b"] and c.reads["b"] == []
+    without = Cluster(ABC)  # follower_reads off: NotLeader, naming the leader
+    without.elect("a")
+    with pytest.raises(trioraft.NotLeader) as info:
+        without["b"].request_read(without.now)
+    assert info.value.leader == "a"
+
+
+def test_lease_read_answers_at_once_while_the_lease_holds() -> None:
+    """§6.4.1: once a quorum acknowledged a round sent at T, the leader answers reads at
+    once (no round, nothing sent) until T + min_election_timeout less the drift margin."""
+    c = Cluster(ABC, lease_reads=True)
+    a = c.elect("a")
+    sent_at = c.now
+    c.deliver(heartbeat=True)  # a round acknowledged: the lease runs from its send time
+    c.now += 0.05
+    ticket = a.request_read(c.now)
+    assert not take(a) or all(not isinstance(m, Heartbeat) for m in c.inflight)
+    assert c.reads["a"][-1] == (ticket, a.commit_index)
+    # Past the lease (0.9 * 0.15 after the round), a read needs a round again.
+    c.now = sent_at + 0.9 * MIN_ET + 1e-6
+    late = a.request_read(c.now)
+    sent = take(a)
+    assert [m.dst for m in sent if isinstance(m, Heartbeat)] == ["b", "c"]
+    assert all(t != late for t, _ in c.reads["a"])
+
+
+def test_lease_needs_check_quorum_and_a_new_leader_starts_without_one() -> None:
+    """§6.4.1: lease reads are only safe with CheckQuorum; a new leader has no lease
+    until a quorum acknowledged a round of its own; a forced election respects leases."""
+    with pytest.raises(ValueError, match="lease_reads needs check_quorum"):
+        CoreOptions(lease_reads=True, check_quorum=False)
+    c = Cluster(ABC, lease_reads=True)
+    a = c.elect("a")
+    c.deliver(heartbeat=True)
+    c.now += 0.01
+    c["b"].trigger_election(c.now)  # voters hear from a: they refuse to break its lease
+    c.deliver()
+    assert a.role is Role.LEADER and c.leaders() == ["a"]
+    c.now += 1.0
+    b = c["b"]  # later, once the lease is long gone, b is elected
+    b.trigger_election(c.now)
+    c.deliver(hold=lambda m: isinstance(m, (AppendEntries, Heartbeat)))
+    assert b.role is Role.LEADER
+    c.deliver(hold=lambda m: isinstance(m, AppendResponse))  # its no-op is out, unanswered
+    ticket = b.request_read(c.now)
+    c.collect()
+    assert c.reads["b"] == []  # no lease yet: a round of its own is needed
+    c.deliver()
+    assert c.reads["b"] == [(ticket, b.commit_index)]
 
 
 # ----------------------------------------------------------------------- CheckQuorum

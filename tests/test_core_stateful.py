@@ -63,6 +63,7 @@ class RaftCluster(RuleBasedStateMachine):
         max_inflight=st.sampled_from([1, 2, 8]),
         elect_first=st.booleans(),
         compaction=st.sampled_from([None, (4, 0), (6, 2)]),
+        lease_reads=st.booleans(),
     )
     def setup(
         self,
@@ -74,6 +75,7 @@ class RaftCluster(RuleBasedStateMachine):
         max_inflight,
         elect_first,
         compaction,
+        lease_reads,
     ):
         self.names = NAMES[:size]
         self.cluster = PureCluster(
@@ -87,6 +89,7 @@ class RaftCluster(RuleBasedStateMachine):
             snapshot_threshold=compaction[0] if compaction else 10_000,
             snapshot_trailing=compaction[1] if compaction else 1_000,
             snapshot_chunk_size=8,
+            lease_reads=lease_reads and check_quorum,
         )
         self.seed = seed
         self.restarts = 0

@@ -276,8 +276,11 @@ class Server:
 
     async def read(self, query: Any) -> Any:
         """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
-        round of heartbeats, waits until it has applied everything committed when the read
-        began, then answers ``machine.read(query)``. Leader only."""
+        round of heartbeats (or, with ``lease_reads``, not while its lease holds, §6.4.1),
+        waits until it has applied everything committed when the read began, then answers
+        ``machine.read(query)``. Leader only, unless ``follower_reads``: a follower then
+        asks the leader for the read index, waits until it has applied that far, and
+        answers locally."""
         await trio.lowlevel.checkpoint_if_cancelled()
         self._check_running()
         node = self._node

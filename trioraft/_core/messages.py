@@ -25,6 +25,8 @@ __all__ = [
     "InstallSnapshot",
     "InstallSnapshotResponse",
     "Message",
+    "ReadIndexRequest",
+    "ReadIndexResponse",
     "RequestVote",
     "TimeoutNow",
     "VoteResponse",
@@ -213,3 +215,21 @@ class InstallSnapshotResponse(Message):
     offset: int
     done: bool = False
     gap: bool = False
+
+
+@attrs.frozen
+class ReadIndexRequest(Message):
+    """A follower asks the leader for a read index (dissertation §6.4, follower reads)."""
+
+    ticket: int
+
+
+@attrs.frozen
+class ReadIndexResponse(Message):
+    """The leader's answer to :class:`ReadIndexRequest`: once it has confirmed it still
+    leads, the index the follower must apply up to before answering (``ok``); or a
+    refusal (it no longer leads)."""
+
+    ticket: int
+    index: int = 0
+    ok: bool = False

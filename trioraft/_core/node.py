@@ -49,11 +49,13 @@ from .messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
     RequestVote,
     TimeoutNow,
     VoteResponse,
 )
-from .options import CoreOptions
+from .options import LEASE_DRIFT, CoreOptions
 from .progress import Progress, ProgressMode
 from .ready import HardState, PersistedState, Ready, Snapshot, SoftState
 
@@ -191,7 +193,14 @@ class RaftNode:
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
         self._seq = 0  # read round stamp, carried by every message to followers
-        self._pending_reads: list[int] = []
+        #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
+        self._pending_reads: list[tuple[int, int, str | None]] = []
+        self._next_ticket = 0
+        #: On a follower: reads asked of the leader, by ticket (-> that leader).
+        self._remote_reads: dict[int, str] = {}
+        #: On a leader: when the first message of each round stamp was sent (§6.4.1).
+        self._round_sent: dict[int, float] = {}
+        self._lease_until = -INF
         self._leader_tick_at = INF
         self._replication_due = False
         #: Learners being caught up before promotion (§4.2.1), by name.
@@ -551,6 +560,10 @@ class RaftNode:
             reply = InstallSnapshotResponse(
                 self.name, m.src, self.term, m.index, 0, cluster=self.cluster_id
             )
+        elif isinstance(m, ReadIndexRequest):
+            reply = ReadIndexResponse(
+                self.name, m.src, self.term, m.ticket, cluster=self.cluster_id
+            )
         else:
             return
         self._send(reply)
@@ -612,6 +625,10 @@ class RaftNode:
                 self._become_follower(self.term, None, now)  # no one took over in time
                 return
         interval = self.options.heartbeat_interval
+        if self.options.lease_reads and any(
+            now >= pr.last_sent + interval for pr in self.progress.values()
+        ):
+            self._seq += 1  # a new round: its acknowledgements renew the lease (§6.4.1)
         for pr in self.progress.values():
             if now >= pr.last_sent + interval:
                 # Nothing sent for a heartbeat interval: a heartbeat is due, and in
@@ -642,7 +659,9 @@ class RaftNode:
         if not self.can_campaign:
             raise NotVoter(f"{self.name!r} is not a voter in its configuration {self.config}")
         self._now = now
-        self._campaign(now, pre=False, force=True)
+        # With lease reads, a forced election must not break a leader's lease: voters
+        # may refuse it while they hear from their leader (§6.4.1).
+        self._campaign(now, pre=False, force=not self.options.lease_reads)
 
     def _campaign(self, now: float, *, pre: bool, force: bool) -> None:
         self._campaign_force = force
@@ -659,6 +678,7 @@ class RaftNode:
             self.role = Role.CANDIDATE
             vote_term = self.term
         self.leader = None
+        self._fail_remote_reads()
         self._votes = {self.name: True}
         self._reset_election_timer(now)
         if self._tally(now):
@@ -743,6 +763,7 @@ class RaftNode:
         self._leave_leadership()
         self.role = Role.FOLLOWER
         self.leader = leader
+        self._fail_remote_reads()
         if leader is not None:
             self._last_leader_contact = now
         self._reset_election_timer(now)
@@ -752,8 +773,15 @@ class RaftNode:
             return
         self.progress = {}
         self._retiring = {}
-        self._failed_reads.extend(self._pending_reads)
+        for _, ticket, requester in self._pending_reads:
+            if requester is None:
+                self._failed_reads.append(ticket)
+            else:
+                self._send(ReadIndexResponse(self.name, requester, self.term, ticket,
+                                             cluster=self.cluster_id))  # fmt: skip
         self._pending_reads = []
+        self._round_sent = {}
+        self._lease_until = -INF
         self._leader_tick_at = INF
         self._replication_due = False
         self.transfer_target = None
@@ -941,7 +969,9 @@ class RaftNode:
             )
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.term, leader, now)  # §5.2: a candidate defers
-        self.leader = leader
+        if self.leader != leader:
+            self.leader = leader
+            self._fail_remote_reads()
         self._last_leader_contact = now
         self._reset_election_timer(now)
 
@@ -1031,6 +1061,8 @@ class RaftNode:
     def _replicate_all(self) -> None:
         self._replication_due = False
         now = self._now
+        if self.options.lease_reads:
+            self._round_sent.setdefault(self._seq, now)
         for peer, pr in self.progress.items():
             for _ in range(self.options.max_inflight + 1):
                 message = self._next_message(peer, pr)
@@ -1413,44 +1445,121 @@ class RaftNode:
 
     # ------------------------------------------------------------------ reads
     def request_read(self, now: float) -> int:
-        """Start a linearizable read (§6.4 ReadIndex); returns its ticket.
+        """Start a linearizable read; returns its ticket.
 
-        When a quorum has acknowledged a message sent after the request, and the no-op
-        of this term has committed, ``(ticket, read_index)`` comes out in a Ready's
-        ``reads``; if leadership is lost first, the ticket comes out in ``failed_reads``.
+        On the leader (§6.4 ReadIndex): when a quorum has acknowledged a message sent
+        after the request, and the no-op of this term has committed, ``(ticket, read
+        index)`` comes out in a Ready's ``reads`` (at once while a lease holds, §6.4.1).
+        On a follower with ``follower_reads``: it asks the leader for the read index.
+        If leadership is lost first, the ticket comes out in ``failed_reads``.
         """
-        if self.role is not Role.LEADER:
-            raise NotLeader(self.leader)
         self._now = now
+        if self.role is not Role.LEADER:
+            if not (self.options.follower_reads and self.leader and self.role is Role.FOLLOWER):
+                raise NotLeader(self.leader)
+            self._next_ticket += 1
+            ticket = self._next_ticket
+            self._remote_reads[ticket] = self.leader
+            self._send(ReadIndexRequest(self.name, self.leader, self.term, ticket,
+                                        cluster=self.cluster_id))  # fmt: skip
+            return ticket
+        self._next_ticket += 1
+        self._read_for(self._next_ticket, None, now)
+        return self._next_ticket
+
+    def _read_for(self, ticket: int, requester: str | None, now: float) -> None:
+        """A leader serves a read: at once under a lease, else after a quorum round."""
+        if self._lease_holds(now):
+            self._answer_read(ticket, requester, self.commit_index)
+            return
         self._seq += 1
-        self._pending_reads.append(self._seq)
+        self._pending_reads.append((self._seq, ticket, requester))
         for peer in self.config.voters:
             pr = self.progress.get(peer)
             if pr is not None:
                 pr.heartbeat_wanted = True
                 self._replication_due = True
         self._check_reads()
-        return self._seq
 
-    def _check_reads(self) -> None:
-        if not self._pending_reads or not self.committed_in_term:
-            return  # §6.4: reads wait until the leader has committed its no-op
+    def _answer_read(self, ticket: int, requester: str | None, index: int) -> None:
+        if requester is None:
+            self._read_states.append((ticket, index))
+        else:
+            self._send(ReadIndexResponse(self.name, requester, self.term, ticket, index, True,
+                                         cluster=self.cluster_id))  # fmt: skip
+
+    def _lease_holds(self, now: float) -> bool:
+        # §6.4.1: a leader whose quorum acknowledged a round sent at T is the only leader
+        # until T + min_election_timeout (voters refuse elections meanwhile: CheckQuorum),
+        # less a margin for clock drift. Not while handing over leadership.
+        return (
+            self.options.lease_reads
+            and now < self._lease_until
+            and self.committed_in_term
+            and self.transfer_target is None
+        )
+
+    def _quorum_acked_seq(self) -> float:
         voters = self.config.voters
         quorum = self.quorum
         if quorum > len(voters):
-            return
+            return 0
         acked = sorted(
             (INF if v == self.name else (self.progress[v].acked_seq if v in self.progress else 0))
             for v in voters
         )
-        confirmed = acked[len(acked) - quorum]
+        return acked[len(acked) - quorum]
+
+    def _check_reads(self) -> None:
+        confirmed = self._quorum_acked_seq()
+        if self.options.lease_reads:
+            self._extend_lease(confirmed)
+        if not self._pending_reads or not self.committed_in_term:
+            return  # §6.4: reads wait until the leader has committed its no-op
         pending = self._pending_reads
         n = 0
-        while n < len(pending) and pending[n] <= confirmed:
-            self._read_states.append((pending[n], self.commit_index))
+        while n < len(pending) and pending[n][0] <= confirmed:
+            _, ticket, requester = pending[n]
+            self._answer_read(ticket, requester, self.commit_index)
             n += 1
         if n:
             del pending[:n]
+
+    def _extend_lease(self, confirmed: float) -> None:
+        duration = self.options.min_election_timeout * (1 - LEASE_DRIFT)
+        if confirmed == INF:  # a quorum of one: no one else can ever be elected
+            self._lease_until = INF
+            return
+        sent = self._round_sent.get(int(confirmed))
+        if sent is not None:
+            self._lease_until = max(self._lease_until, sent + duration)
+        for old in [s for s in self._round_sent if s < confirmed]:
+            del self._round_sent[old]
+
+    def _on_read_index_request(self, m: ReadIndexRequest, now: float) -> None:
+        # §6.4: a follower's read: confirm leadership as for one of our own, then tell it
+        # the index to apply up to.
+        if self.role is not Role.LEADER:
+            self._send(ReadIndexResponse(self.name, m.src, self.term, m.ticket,
+                                         cluster=self.cluster_id))  # fmt: skip
+            return
+        self._read_for(m.ticket, m.src, now)
+
+    def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
+        if self._remote_reads.pop(m.ticket, None) is None:
+            return
+        if m.ok:
+            self._read_states.append((m.ticket, m.index))
+        else:
+            self._failed_reads.append(m.ticket)
+
+    def _fail_remote_reads(self) -> None:
+        """Reads asked of a leader we no longer follow will not be answered: fail them."""
+        if not self._remote_reads:
+            return
+        for ticket in [t for t, leader in self._remote_reads.items() if leader != self.leader]:
+            del self._remote_reads[ticket]
+            self._failed_reads.append(ticket)
 
     # ------------------------------------------------------ leadership transfer
     def _best_transfer_target(self) -> str | None:
@@ -1555,5 +1664,7 @@ _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {
     TimeoutNow: RaftNode._on_timeout_now,
     InstallSnapshot: RaftNode._on_install_snapshot,
     InstallSnapshotResponse: RaftNode._on_install_snapshot_response,
+    ReadIndexRequest: RaftNode._on_read_index_request,
+    ReadIndexResponse: RaftNode._on_read_index_response,
     ClusterMismatch: RaftNode._on_cluster_mismatch,
 }

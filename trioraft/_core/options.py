@@ -8,7 +8,10 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CoreOptions", "check_known"]
+__all__ = ["LEASE_DRIFT", "CoreOptions", "check_known"]
+
+#: The share of ``min_election_timeout`` a lease gives up for clock drift (§6.4.1).
+LEASE_DRIFT = 0.1
 
 
 def _config_names(value: Any) -> tuple[str, ...]:
@@ -71,6 +74,13 @@ class CoreOptions:
     snapshot_trailing: int = 1_000
     #: Most bytes of a snapshot in one InstallSnapshot message.
     snapshot_chunk_size: int = 1 << 20
+    #: ``read()`` on a follower is linearizable too: it asks the leader for a read index
+    #: (§6.4), waits until it has applied that far, and answers locally.
+    follower_reads: bool = False
+    #: The leader answers reads without a heartbeat round while its lease holds (§6.4.1):
+    #: from the send time of a quorum-acknowledged round, for ``min_election_timeout``
+    #: less a clock-drift margin. Needs ``check_quorum``.
+    lease_reads: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.min_majority is not None:
@@ -96,9 +106,14 @@ class CoreOptions:
         trailing = self.snapshot_trailing
         if isinstance(trailing, bool) or not isinstance(trailing, int) or trailing < 0:
             raise ValueError(f"snapshot_trailing must be an integer >= 0, got {trailing!r}")
-        for flag in ("pre_vote", "check_quorum"):
+        for flag in ("pre_vote", "check_quorum", "follower_reads", "lease_reads"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if self.lease_reads and not self.check_quorum:
+            raise ValueError(
+                "lease_reads needs check_quorum: without it, voters do not refuse elections "
+                "while a leader's lease holds, and a lease read could be stale"
+            )
 
     def core(self) -> CoreOptions:
         """Just the core's options."""

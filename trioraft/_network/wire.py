@@ -36,6 +36,8 @@ from .._core.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
     RequestVote,
     TimeoutNow,
     VoteResponse,
@@ -62,6 +64,8 @@ _TYPES: dict[int, type[Message]] = {
     8: ClusterMismatch,
     9: InstallSnapshot,
     10: InstallSnapshotResponse,
+    11: ReadIndexRequest,
+    12: ReadIndexResponse,
     20: ClientRequest,
     21: ClientResponse,
 }
