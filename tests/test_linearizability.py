@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,20 +14,23 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import trioraft
-from trioraft.testing import derive_seed, open_cluster, run
-from trioraft.testing._linearizability import (
+from trioraft import bench
+from trioraft.testing import (
     History,
     LinearizabilityResult,
     Model,
     Operation,
     check_linearizability,
     counter_model,
+    derive_seed,
     kv_model,
+    open_cluster,
     outputs_match,
+    run,
 )
 
 from machines import Counter
@@ -442,16 +446,238 @@ def test_model_from_state_machine_snapshot_keys() -> None:
     assert check(ops, keyed).ok
 
 
-def test_model_from_state_machine_needs_snapshots() -> None:
-    class NoSnapshot(trioraft.StateMachine):
-        def write(self, command: Any) -> Any:
-            return command
+class Tally(trioraft.StateMachine):
+    """Only write and read: no snapshot() or restore(). Lists inside a dict, and an
+    alias (``last`` is ``log``), which copies must keep."""
 
-        def read(self, query: Any) -> Any:
+    def __init__(self) -> None:
+        self.items: dict[str, list[int]] = {}
+        self.log: list[Any] = []
+        self.last = self.log
+
+    def write(self, command: Any) -> Any:
+        key, value = command
+        self.items.setdefault(key, []).append(value)
+        self.log.append(value)
+        return len(self.items[key])
+
+    def read(self, query: Any) -> Any:
+        if query == "last":
+            return list(self.last)
+        return list(self.items.get(query, []))
+
+
+def test_model_from_state_machine_without_snapshots() -> None:
+    model = Model.from_state_machine(Tally)
+    # b's write took effect first: the search tries a's first, and must find the state
+    # it started from intact (a shallow copy would share the dict and its lists).
+    ops = [
+        op(0, "a", "write", ("k", 1), 2, 0, 4),
+        op(1, "b", "write", ("k", 2), 1, 1, 3),
+        op(2, "c", "read", "k", [2, 1], 5, 6),
+        op(3, "c", "read", "last", [2, 1], 7, 8),
+        op(4, "d", "write", ("j", 3), None, 0, None),
+    ]
+    result = check(ops, model)
+    assert [o.id for o in result.linearization or []] == [1, 0, 2, 3]
+    assert check([*ops, op(5, "c", "read", "j", [3], 9, 10)], model).ok
+    rejected = check([*ops[:3], op(3, "c", "read", "last", [1, 2], 7, 8)], model)
+    assert rejected.ok is False
+    assert rejected.expected == {3: [2, 1]}
+    text = str(rejected)
+    assert "Model state after that prefix: Tally(items={'k': [2, 1]}, log=[2, 1]" in text
+    # A model state is a machine instance the search never changes.
+    state = model.init()
+    after, output = model.step(state, "write", ("k", 7))
+    assert output == 1
+    assert state.snapshot.items == {} and after.snapshot.items == {"k": [7]}
+    assert after.snapshot.last is after.snapshot.log
+    assert model.step(after, "read", "k") == (after, [7])
+    assert model.step(model.init(), "write", ("k", 7))[0] == after
+
+
+def test_model_from_a_machine_with_slots_and_no_snapshots() -> None:
+    class Register:
+        __slots__ = ("value",)
+
+        def __init__(self) -> None:
+            self.value = 0
+
+        def write(self, command: Any) -> Any:
+            self.value = command
             return None
 
-    with pytest.raises(TypeError, match="snapshot"):
-        Model.from_state_machine(NoSnapshot)
+        def read(self, query: Any) -> Any:
+            return self.value
+
+    model = Model.from_state_machine(Register)
+    ops = [
+        op(0, "a", "write", 1, None, 0, 2),
+        op(1, "b", "write", 2, None, 1, 3),
+        op(2, "c", "read", None, 1, 4, 5),
+    ]
+    assert check(ops, model).ok
+    assert check([*ops, op(3, "c", "read", None, 2, 6, 7)], model).ok is False
+
+
+def test_model_from_state_machine_whose_snapshot_is_not_implemented() -> None:
+    class Refuses(Tally):
+        def snapshot(self) -> Any:
+            raise NotImplementedError("no snapshots here")
+
+        def restore(self, snapshot: Any) -> None:
+            raise NotImplementedError("no snapshots here")
+
+    model = Model.from_state_machine(Refuses)
+    assert check(
+        [op(0, "a", "write", ("k", 1), 1, 0, 1), op(1, "b", "read", "k", [1], 2, 3)], model
+    ).ok
+
+
+def test_model_from_a_machine_that_cannot_be_copied() -> None:
+    class Locked(Tally):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lock = threading.Lock()
+
+    with pytest.raises(TypeError, match=r"Locked cannot be copied .* snapshot\(\) and restore"):
+        Model.from_state_machine(Locked)
+
+
+class Registers(trioraft.StateMachine):
+    """A dict of registers, no snapshots: ``("set", key, value)`` returns the previous
+    value, ``("cas", key, old, new)`` whether it swapped, ``("get", key)`` the value."""
+
+    def __init__(self, keys: Sequence[str] = ()) -> None:
+        self.data: dict[Any, Any] = dict.fromkeys(keys, 0)
+
+    def write(self, command: Any) -> Any:
+        if command[0] == "cas":
+            _, key, old, new = command
+            if self.data.get(key) != old:
+                return False
+            self.data[key] = new
+            return True
+        _, key, value = command
+        previous = self.data.get(key)
+        self.data[key] = value
+        return previous
+
+    def read(self, query: Any) -> Any:
+        if query[0] == "keys":
+            return sorted(self.data)
+        return self.data.get(query[1])
+
+
+class SnapshotRegisters(Registers):
+    """The same, with snapshot() and restore()."""
+
+    def snapshot(self) -> Any:
+        return self.data
+
+    def restore(self, snapshot: Any) -> None:
+        self.data = snapshot
+
+
+def test_command_key() -> None:
+    assert Model.command_key("write", ("set", "x", 1)) == "x"
+    assert Model.command_key("read", ["get", ["a", 1]]) == ("a", 1)
+    assert Model.command_key("read", ("keys",)) is None
+    assert Model.command_key("read", None) is None
+    assert Model.command_key("write", (1, "x")) is None
+    assert Model.command_key("write", ("set", {"un": "hashable"}, 1)) is None
+
+
+@pytest.mark.parametrize("machine", [Registers, SnapshotRegisters])
+def test_model_from_state_machine_checked_key_by_key(machine: type[Registers]) -> None:
+    model = Model.from_state_machine(machine, "xyz", partition_key=Model.command_key)
+    assert model.partition_key("write", ("set", "x", 1)) == "x"
+    ops = [
+        kv(0, "a", ("set", "x", 1), 0, 0, 2),
+        kv(1, "b", ("set", "x", 2), 1, 1, 3),  # after a's: it returned a's value
+        kv(2, "c", ("get", "x"), 2, 4, 5),
+        kv(3, "a", ("set", "y", 7), None, 2.5, None),  # outcome unknown: it took effect
+        kv(4, "b", ("get", "y"), 7, 6, 7),
+        kv(5, "c", ("cas", "z", 0, 5), True, 0, 8),
+        kv(6, "d", ("get", "z"), 0, 1, 2),
+        kv(7, "d", ("get", "z"), 5, 9, 10),
+    ]
+    result = check(ops, model)
+    assert result.ok is True
+    assert "in 3 independent parts" in result.reason
+    # One read in "y" answers a value nothing wrote: that part, and only it, fails.
+    bad = [*ops[:4], kv(4, "b", ("get", "y"), 8, 6, 7), *ops[5:]]
+    rejected = check(bad, model)
+    assert rejected.ok is False
+    assert rejected.partition == "y"
+    assert [o.id for o in rejected.unordered] == [4]
+    assert rejected.expected == {4: 7}
+    assert "the 2 operations on 'y'" in rejected.reason
+    # A read of every key has no key: the history is checked as a whole, still right.
+    whole = [*ops, op(8, "e", "read", ("keys",), ["x", "y", "z"], 11, 12)]
+    assert model.partition_key("read", ("keys",)) is None
+    result = check(whole, model)
+    assert result.ok is True
+    assert "independent parts" not in result.reason
+    assert check([*bad, whole[-1]], model).ok is False
+
+
+def random_register_history(seed: int) -> list[Operation]:
+    """Up to eight operations on two or three keys with small integer times (so that
+    times tie), from a sequential run at random points, some outputs then changed,
+    some outcomes lost."""
+    rng = random.Random(seed)
+    keys = "xyz"[: rng.randint(1, 3)]
+    raw = []
+    for i in range(rng.randint(0, 8)):
+        call = rng.randint(0, 6)
+        ret = call + rng.randint(0, 3)
+        key = rng.choice(keys)
+        command = rng.choice(
+            [("set", key, 1), ("set", key, 2), ("cas", key, 1, 2), ("get", key), ("get", key)]
+        )
+        raw.append((rng.uniform(call, ret), i, call, ret, command))
+    machine = Registers()
+    outputs = {}
+    for _, i, _, _, command in sorted(raw):
+        outputs[i] = machine.read(command) if command[0] == "get" else machine.write(command)
+    ops = []
+    for _, i, call, ret, command in raw:
+        fate = rng.choice(["ok", "ok", "ok", "changed", "unknown"])
+        kind = "read" if command[0] == "get" else "write"
+        if fate == "unknown":
+            ops.append(Operation(i, i, kind, command, None, call, None))
+            continue
+        output = outputs[i] if fate == "ok" else rng.choice([None, 1, 2, True, False])
+        ops.append(Operation(i, i, kind, command, output, call, ret))
+    return ops
+
+
+@pytest.mark.parametrize("machine", [Registers, SnapshotRegisters])
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_checking_key_by_key_agrees_with_checking_the_whole(
+    machine: type[Registers], seed: int
+) -> None:
+    ops = random_register_history(seed)
+    note("\n".join(o.describe() for o in ops))
+    by_key = check(ops, Model.from_state_machine(machine, partition_key=Model.command_key))
+    whole = check(ops, Model.from_state_machine(machine))
+    assert by_key.ok is whole.ok, f"seed {seed}: by key {by_key.reason}; whole {whole.reason}"
+    if by_key.ok is False:
+        assert by_key.unordered
+
+
+def test_bench_dict_machine_case() -> None:
+    ops, applied = bench.simulated_dict_history(200, 20, 50, seed=4)
+    assert len(ops) == 200 and len({o.client for o in ops}) == 20
+    assert {o.id for o in ops if not o.unknown} <= set(applied)
+    result = bench.measure_dict_linearizability(operations=200, clients=20, keys=50, seed=4)
+    assert result["accept_s"] > 0 and result["reject_s"] > 0 and result["replay_s"] > 0
+    lines = bench.render_linearizability(
+        {**bench.measure_linearizability(100, 4), "dict_machine": result}
+    )
+    assert any(line.lstrip().startswith("dict machine, 50 keys") for line in lines)
 
 
 def test_outputs_match() -> None:

@@ -16,6 +16,7 @@
   ``python -m trioraft.testing.timeline trace.jsonl -o run.html`` draws a run.
 """
 
+from ._checker import LinearizabilityResult, check_linearizability
 from ._cluster import LIVENESS_ELECTION_TIMEOUTS, Cluster, derive_seed, open_cluster
 from ._faults import (
     FAULT_KINDS,
@@ -37,19 +38,10 @@ from ._faults import (
     TransferLeadership,
     TriggerElection,
 )
+from ._history import History, Operation, PendingOperation
 from ._invariants import InvariantMonitor, InvariantViolation
-from ._linearizability import (
-    History,
-    LinearizabilityResult,
-    Model,
-    Operation,
-    PendingOperation,
-    check_linearizability,
-    counter_model,
-    kv_model,
-    outputs_match,
-)
 from ._machines import Counter
+from ._models import Model, counter_model, kv_model, outputs_match
 from ._run import HangError, run, scheduler_hooks_available
 from ._scenario import check_fault_schedule
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
