@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any
 
 import trio
 
 import trioraft
+import trioraft.recipes
 
 
-class Counter(trioraft.StateMachine):
-    """A replicated counter: ``write(n)`` adds n and returns the total.
+class Counter(trioraft.recipes.Counter):
+    """The replicated counter (:class:`trioraft.recipes.Counter`: ``write(n)`` adds n and
+    returns the total) that narrates its server's role changes.
 
     ``python -m trioraft serve --machine examples.counter:Counter`` serves it too.
     """
 
     def __init__(self, start: int = 0, *, name: str = "") -> None:
+        super().__init__(start)
         self.name = name
-        self.value = start
-
-    def write(self, command: int) -> int:
-        if isinstance(command, bool) or not isinstance(command, int):
-            raise TypeError(f"the counter adds integers, not {command!r}")
-        self.value += command
-        return self.value
-
-    def read(self, query: Any) -> int:
-        return self.value
-
-    def snapshot(self) -> int:
-        return self.value
-
-    def restore(self, snapshot: int) -> None:
-        self.value = snapshot
 
     def on_role_change(self, role: trioraft.Role) -> None:
         """Optional hook: narrate each server's role changes as they happen (in the demo)."""

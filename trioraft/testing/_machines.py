@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._state_machine import StateMachine
+from ..recipes.counter import Counter as _Counter
 
 __all__ = ["Counter"]
 
 
-class Counter(StateMachine):
-    """Adds each command (a number) to a total and remembers every command it applied.
+class Counter(_Counter):
+    """:class:`trioraft.recipes.Counter` that also remembers every command it applied
+    (so tests can compare what each replica applied, and in which order).
+
+    Adds each command (a number) to a total and remembers every command it applied.
 
     ``write(n)`` returns the new total; ``write("boom")`` raises :class:`ValueError`
     (identically on every replica). ``read(None)`` returns the total and
@@ -18,7 +21,7 @@ class Counter(StateMachine):
     """
 
     def __init__(self, start: int = 0) -> None:
-        self.value = start
+        super().__init__(start)
         self.applied: list[Any] = []
 
     def write(self, command: Any) -> Any:

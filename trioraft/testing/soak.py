@@ -29,10 +29,10 @@ import trio
 
 from .._client import open_client
 from .._errors import NotLeader, RaftError
+from ..recipes import Counter
 from ._cluster import open_cluster
 from ._faults import FaultSchedule
 from ._linearizability import History, Model, counter_model
-from ._machines import Counter
 from ._run import run
 from ._trace import TraceRecorder
 

@@ -1,0 +1,484 @@
+"""trioraft's benchmark: ``python -m trioraft.bench [--json]``.
+
+The benchmark is a list of named *sections*, run in order; each returns a JSON-able dict.
+The human-readable output is one table per section (on stdout; progress goes to stderr).
+With ``--json`` the only stdout output is one JSON object on one line:
+``{"ok": ..., "errors": [...], "meta": {...}, "options": {...}, "sections": {name: ...},
+"skipped": {name: reason}}``. The exit status is 1 if any sanity check failed.
+
+Sections and their method:
+
+``throughput``
+    A 3-server cluster in this process (a :class:`~trioraft.MemoryNetwork`, default
+    server options), in a fresh ``trio.run`` on the *real* clock, one cluster per
+    concurrency ``C``. Once a leader is elected and known to all three servers, ``C``
+    writer tasks each loop ``await leader.write(1)``, timing every write with
+    :func:`time.perf_counter`. They run for a warm-up (``--warmup``, writes not counted),
+    then for ``--seconds`` more; no write starts after that, and the run ends when the
+    last one in flight completes. Throughput is the writes completed after the warm-up
+    divided by the time from the end of the warm-up to that last completion (the same
+    accounting as the Trio floor, which has no warm-up). Latency p50/p99 are over the
+    same writes (nearest-rank percentiles); C=1 gives the one-write-at-a-time latency.
+    Sanity check: the leader's counter (``read_dirty``) equals the number of writes
+    completed, warm-up included, no write raised, and the leader never changed. Each run
+    also reports the CPU time (:func:`time.process_time`) it used per write, and its CPU
+    share (CPU seconds / wall seconds), which falls well below 1 when other processes
+    compete for the CPU: on a busy machine, CPU per write is the steadier figure.
+
+``floor``
+    The Trio floor (``trio_floor.py``, see the anchors' README), the least work any Trio
+    design of a 3-server replicated write can do, run as a subprocess of this same
+    Python once per concurrency with the same ``--seconds``; its JSON line is parsed,
+    and trioraft's throughput is reported as a ratio of the floor's for each ``C``
+    (ratio = trioraft writes/s / floor writes/s, measured in the same run, on the same
+    machine). The floor hands each write to a leader task through an unbuffered channel,
+    a rendezvous trioraft does not make (its writer appends in its own task), so ratios
+    above 1 are possible at high C. The floor's CPU share (the child's CPU time over its
+    wall time, start-up included) shows whether it had a CPU to itself. ``--floor PATH``
+    names the script; by default ``../shared/anchors/trio_floor.py`` is looked for
+    relative to the working directory, then relative to the repository root. Skipped
+    with a note when not found, or with ``--no-floor``.
+
+``election``
+    ``--trials`` seeded trials, each a fresh deterministic run under
+    :func:`trioraft.testing.run` (``seed=trial``) on Trio's virtual clock: 3 servers with
+    default timeouts and seeds derived from the trial, ``MemoryNetwork(seed=trial)``.
+    Wait for a leader, commit one write through it, stop it, and measure the virtual
+    time from the stop until a surviving server is leader and the other survivor knows
+    it (its ``leader()`` names it). The moment is caught exactly, by a network observer
+    that checks the condition whenever a message moves (the survivor that learns of the
+    new leader always answers it), not by polling. Reports median, p99 and max in
+    seconds of virtual time. It measures the protocol (timeouts, PreVote, CheckQuorum
+    leases), not the CPU.
+
+Adding a section: write ``def run_x(options, results, progress) -> dict`` and a
+``render_x(result) -> list[str]``, and register them with :func:`register_section`.
+Each section gets a ``--skip-x`` flag; ``run_x`` may raise :class:`SkipSection` with a
+reason, and may put sanity failures in its result under ``"errors"`` (a list of strings),
+which make the whole run fail. New tunables go in :class:`BenchOptions` and
+:func:`parse_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+import trioraft
+import trioraft.testing
+
+#: A section's result: a JSON-able mapping.
+Result = dict[str, Any]
+#: Where sections report progress (a line of text); stderr by default.
+Progress = Callable[[str], None]
+
+_SERVER_NAMES = ("raft1", "raft2", "raft3")
+_REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+# --------------------------------------------------------------------------- options
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def _concurrency_list(text: str) -> tuple[int, ...]:
+    values = tuple(_positive_int(part.strip()) for part in text.split(",") if part.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return values
+
+
+@attrs.frozen(kw_only=True)
+class BenchOptions:
+    """The benchmark's parameters (the command line's options, for the function API)."""
+
+    #: Measured seconds per throughput run (and per floor run).
+    seconds: float = 3.0
+    #: Seconds of writes before measuring each throughput run.
+    warmup: float = 0.5
+    #: Numbers of concurrent writer tasks, one throughput run (and floor run) each.
+    concurrency: tuple[int, ...] = (1, 16, 256)
+    #: Election trials (seeds ``0 .. trials - 1``).
+    trials: int = 200
+    #: The Trio floor script; ``None`` looks in the default places (:func:`find_floor`).
+    floor: Path | None = None
+    #: Log length a new server catches up with in the ``catchup`` section.
+    catchup_entries: int = 100_000
+    #: Simulated runs (seeds) in the ``simulation`` section.
+    sim_seeds: int = 5
+    #: Virtual seconds per simulated run.
+    sim_seconds: float = 60.0
+    #: Writes to a counter after which the ``memory`` section measures RSS and log length.
+    memory_writes: tuple[int, ...] = (100_000, 1_000_000)
+    #: Megabytes of state the ``snapshot`` section installs on a new server.
+    snapshot_mb: int = 50
+    #: Numbers of concurrent writers of the ``disk`` section (DiskStorage throughput).
+    disk_concurrency: tuple[int, ...] = (1, 16, 256)
+    #: Numbers of concurrent readers of the ``reads`` section.
+    reads_concurrency: tuple[int, ...] = (1, 16, 256)
+    #: Numbers of writes kept in flight on the leader by the ``tcp`` section.
+    tcp_concurrency: tuple[int, ...] = (1, 16, 256, 4096)
+    #: Measured seconds per ``tcp`` throughput run.
+    tcp_seconds: float = 10.0
+    #: Leader kills (SIGKILL) the ``tcp`` section times the election after.
+    tcp_elections: int = 5
+    #: Directory to write the plots (SVG) into; ``None``: no plots.
+    plot: Path | None = None
+
+    def as_json(self) -> Result:
+        """These options as a JSON-able dict."""
+        out: Result = {}
+        for field in attrs.fields(BenchOptions):
+            value = getattr(self, field.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[field.name] = value
+        return out
+
+
+# --------------------------------------------------------------------------- registry
+class SkipSection(Exception):
+    """Raised by a section's ``run`` to skip itself; the message is the reason shown."""
+
+
+@attrs.frozen
+class Section:
+    """A named part of the benchmark.
+
+    ``run(options, results, progress)`` measures and returns a JSON-able dict (``results``
+    holds the sections that ran before it, by name). ``render(result)`` turns that dict
+    into table lines. ``aliases`` are extra command-line flags that skip it, besides
+    ``--skip-<name>``.
+    """
+
+    name: str
+    title: str
+    run: Callable[[BenchOptions, Mapping[str, Result], Progress], Result]
+    render: Callable[[Result], list[str]]
+    aliases: tuple[str, ...] = ()
+    #: Whether it runs when no section is named on the command line (long sections,
+    #: such as ``tcp``, run only when named).
+    default: bool = True
+
+
+#: Every section, in the order they run.
+SECTIONS: dict[str, Section] = {}
+
+
+def register_section(
+    name: str,
+    title: str,
+    run: Callable[[BenchOptions, Mapping[str, Result], Progress], Result],
+    render: Callable[[Result], list[str]],
+    *,
+    aliases: Sequence[str] = (),
+    default: bool = True,
+) -> Section:
+    """Add a section to :data:`SECTIONS` (run after those registered before it)."""
+    if name in SECTIONS:
+        raise ValueError(f"a section named {name!r} is already registered")
+    section = Section(name, title, run, render, tuple(aliases), default)
+    SECTIONS[name] = section
+    return section
+
+
+# --------------------------------------------------------------------------- helpers
+class _Counter(trioraft.StateMachine):
+    """The replicated counter every section writes to."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    def write(self, command: int) -> int:
+        self.value += command
+        return self.value
+
+    def read(self, query: object) -> int:
+        return self.value
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (``0 < q <= 1``) of ascending ``sorted_values``."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = max(math.ceil(q * len(sorted_values)), 1)
+    return sorted_values[rank - 1]
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def _start_cluster(
+    nursery: trio.Nursery, network: trioraft.MemoryNetwork, seed_base: int
+) -> dict[str, trioraft.Server]:
+    servers: dict[str, trioraft.Server] = {}
+    for i, name in enumerate(_SERVER_NAMES):
+        servers[name] = await trioraft.start_server(
+            nursery,
+            _Counter,
+            0,
+            name=name,
+            network=network,
+            initial_config=_SERVER_NAMES,
+            seed=seed_base + i,
+        )
+    return servers
+
+
+# ----------------------------------------------------------------------------- driver
+def _meta() -> Result:
+    return {
+        "trioraft": trioraft.__version__,
+        "trio": trio.__version__,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_before": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float] | None:
+    """The system's 1, 5 and 15 minute load averages (other work skews every figure)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def run_benchmark(
+    options: BenchOptions,
+    *,
+    skip: Sequence[str] = (),
+    only: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Result:
+    """Run the registered sections, in order, and return the report:
+    ``{"ok", "errors", "meta", "options", "sections", "skipped"}`` (JSON-able). With
+    ``only``, just those sections; else every default section not named in ``skip``.
+
+    ``ok`` is false when a section reported sanity-check failures (listed in ``errors``).
+    """
+    unknown = sorted((set(skip) | set(only)) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s) {unknown}; sections are {list(SECTIONS)}")
+    say = progress if progress is not None else _stderr
+    meta = _meta()
+    sections: dict[str, Result] = {}
+    skipped: dict[str, str] = {}
+    errors: list[str] = []
+    for name, section in SECTIONS.items():
+        if only and name not in only:
+            continue
+        if name in skip or (not only and not section.default):
+            skipped[name] = "skipped on request" if name in skip else "runs only when named"
+            continue
+        try:
+            result = section.run(options, sections, say)
+        except SkipSection as exc:
+            skipped[name] = str(exc)
+            say(f"{name}: skipped: {exc}")
+            continue
+        sections[name] = result
+        errors.extend(f"{name}: {e}" for e in result.get("errors", ()))
+    return {
+        "ok": not errors,
+        "errors": errors,
+        "meta": {**meta, "load_after": _loadavg()},
+        "options": options.as_json(),
+        "sections": sections,
+        "skipped": skipped,
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out.extend("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return out
+
+
+def render_report(report: Mapping[str, Any]) -> str:
+    """The human-readable form of a :func:`run_benchmark` report."""
+    meta = report["meta"]
+    opts = report["options"]
+    parts = [
+        f"trioraft {meta['trioraft']} benchmark: Python {meta['python']}, trio {meta['trio']}, "
+        f"{meta['cpus']} CPUs, {meta['platform']}",
+        f"options: seconds={opts['seconds']:g} warmup={opts['warmup']:g} "
+        f"concurrency={','.join(map(str, opts['concurrency']))} trials={opts['trials']}",
+    ]
+    if meta.get("load_before") is not None and meta.get("load_after") is not None:
+        parts.append(
+            f"load average (1/5/15 min) before: {'/'.join(map(str, meta['load_before']))}, "
+            f"after: {'/'.join(map(str, meta['load_after']))} (other load skews the figures)"
+        )
+    for name, section in SECTIONS.items():
+        if name in report["sections"]:
+            parts.append("")
+            parts.append(f"== {section.title} [{name}]")
+            parts.extend(section.render(report["sections"][name]))
+        elif name in report["skipped"]:
+            parts.append("")
+            parts.append(f"== {section.title} [{name}]: skipped ({report['skipped'][name]})")
+    if report["errors"]:
+        parts.append("")
+        parts.extend(f"ERROR: {e}" for e in report["errors"])
+    return "\n".join(parts)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[str], bool]:
+    """Parse the command line into ``(options, sections to skip, json output?)``; the
+    sections named on it, if any, are in ``options``' :data:`ONLY`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trioraft.bench",
+        description="Benchmark trioraft: throughput, latency, election time, catch-up, "
+        "Trio floor ratio.",
+    )
+    defaults = BenchOptions()
+    parser.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=defaults.seconds,
+        help="measured seconds per throughput run and per floor run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        default=defaults.warmup,
+        help="seconds of unmeasured writes before each throughput run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency_list,
+        default=defaults.concurrency,
+        help="comma-separated numbers of concurrent writers (default 1,16,256)",
+    )
+    parser.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=defaults.trials,
+        help="election trials (default %(default)s)",
+    )
+    parser.add_argument(
+        "--floor",
+        type=Path,
+        default=None,
+        help="path of trio_floor.py (default: ../shared/anchors/trio_floor.py from the "
+        "working directory, then from the repository root)",
+    )
+    parser.add_argument(
+        "--catchup-entries",
+        type=_positive_int,
+        default=defaults.catchup_entries,
+        help="log length a new server catches up with (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sim-seeds",
+        type=_positive_int,
+        default=defaults.sim_seeds,
+        help="simulated runs in the simulation section (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sim-seconds",
+        type=_positive_float,
+        default=defaults.sim_seconds,
+        help="virtual seconds per simulated run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on the last stdout line"
+    )
+    for name, section in SECTIONS.items():
+        parser.add_argument(
+            f"--skip-{name}",
+            *section.aliases,
+            dest=f"skip_{name}",
+            action="store_true",
+            help=f"skip the {name!r} section: {section.title}",
+        )
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        metavar="SECTION",
+        help=f"run only these sections ({', '.join(SECTIONS)}); default: every section but "
+        + ", ".join(n for n, s in SECTIONS.items() if not s.default),
+    )
+    parser.add_argument("--plot", type=Path, default=None, help="write SVG plots into DIR")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sections if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    ONLY[:] = args.sections
+    options = BenchOptions(
+        seconds=args.seconds,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        trials=args.trials,
+        floor=args.floor,
+        catchup_entries=args.catchup_entries,
+        sim_seeds=args.sim_seeds,
+        sim_seconds=args.sim_seconds,
+        plot=args.plot,
+    )
+    if options.floor is not None and not options.floor.is_file():
+        parser.error(f"--floor {options.floor}: no such file")
+    skip = [name for name in SECTIONS if getattr(args, f"skip_{name}")]
+    return options, skip, bool(args.json)
+
+
+#: The sections named on the last parsed command line (empty: the default sections).
+ONLY: list[str] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: run the benchmark, print the table or the JSON line; returns the
+    exit status (1 if a sanity check failed)."""
+    options, skip, as_json = parse_args(argv)
+    report = run_benchmark(options, skip=skip, only=ONLY)
+    if as_json:
+        print(json.dumps(report, allow_nan=False), flush=True)
+    else:
+        print(render_report(report), flush=True)
+    for error in report["errors"]:
+        _stderr(f"ERROR: {error}")
+    return 0 if report["ok"] else 1

@@ -1,0 +1,147 @@
+"""The ``election`` section of the benchmark (see :mod:`trioraft.bench`)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Mapping
+
+import attrs
+import trio
+
+import trioraft
+import trioraft.testing
+
+from ._base import (
+    _SERVER_NAMES,
+    BenchOptions,
+    Progress,
+    Result,
+    _start_cluster,
+    _table,
+    percentile,
+    register_section,
+)
+
+
+# -------------------------------------------------------------------------- election
+@attrs.frozen(kw_only=True)
+class ElectionStats:
+    """Election times after the leader stops, in seconds of virtual time."""
+
+    trials: int
+    median_s: float
+    p99_s: float
+    max_s: float
+    min_s: float
+    mean_s: float
+    #: Wall-clock seconds the trials took.
+    wall_s: float
+
+    def as_json(self) -> Result:
+        """These statistics as a JSON-able dict."""
+        return attrs.asdict(self)
+
+
+async def _election_trial(trial: int) -> float:
+    network = trioraft.MemoryNetwork(seed=trial)
+    async with trio.open_nursery() as nursery:
+        servers = await _start_cluster(nursery, network, seed_base=trial * len(_SERVER_NAMES))
+        with trio.fail_after(60):
+            while True:
+                leader = servers[await servers[_SERVER_NAMES[0]].await_leader()]
+                try:
+                    await leader.write(1)
+                    break
+                except (trioraft.NotLeader, trioraft.OutcomeUnknown):
+                    await trio.sleep(0.01)  # a stale leader: ask again
+        survivors = [s for s in servers.values() if s is not leader]
+        elected = trio.Event()
+        elected_at = math.inf
+
+        def settled() -> bool:
+            name = survivors[0].leader()
+            return (
+                name is not None
+                and name != leader.name
+                and all(s.leader() == name for s in survivors)
+                and servers[name].status().role is trioraft.Role.LEADER
+            )
+
+        def observe(event: str, message: object) -> None:
+            nonlocal elected_at
+            if not elected.is_set() and settled():
+                elected_at = trio.current_time()
+                elected.set()
+
+        network.add_observer(observe)
+        stopped_at = trio.current_time()
+        await leader.stop()
+        with trio.fail_after(60):
+            await elected.wait()
+        if not settled():
+            raise AssertionError(f"trial {trial}: the new leader did not last")
+        nursery.cancel_scope.cancel()
+    return elected_at - stopped_at
+
+
+def measure_election(trials: int, progress: Progress | None = None) -> ElectionStats:
+    """Election time after the leader stops, over ``trials`` deterministic trials
+    (seeds ``0 .. trials - 1``), each a fresh :func:`trioraft.testing.run`."""
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    start = time.perf_counter()
+    times: list[float] = []
+    for trial in range(trials):
+        times.append(trioraft.testing.run(_election_trial, trial, seed=trial))
+        if progress is not None and (trial + 1) % 50 == 0 and trial + 1 < trials:
+            progress(f"election: {trial + 1}/{trials} trials")
+    times.sort()
+    return ElectionStats(
+        trials=trials,
+        median_s=statistics.median(times),
+        p99_s=percentile(times, 0.99),
+        max_s=times[-1],
+        min_s=times[0],
+        mean_s=statistics.fmean(times),
+        wall_s=time.perf_counter() - start,
+    )
+
+
+def run_election(
+    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+) -> Result:
+    """The ``election`` section: :func:`measure_election` with ``options.trials``."""
+    progress(f"election: {options.trials} trials (virtual clock) ...")
+    stats = measure_election(options.trials, progress)
+    progress(
+        f"election: median {stats.median_s * 1e3:.1f} ms, p99 {stats.p99_s * 1e3:.1f} ms, "
+        f"max {stats.max_s * 1e3:.1f} ms (virtual)"
+    )
+    return stats.as_json()
+
+
+def render_election(result: Result) -> list[str]:
+    """Table lines for the ``election`` section."""
+    rows = [
+        [
+            str(result["trials"]),
+            f"{result['min_s']:.3f}",
+            f"{result['median_s']:.3f}",
+            f"{result['mean_s']:.3f}",
+            f"{result['p99_s']:.3f}",
+            f"{result['max_s']:.3f}",
+        ]
+    ]
+    lines = _table(["trials", "min s", "median s", "mean s", "p99 s", "max s"], rows)
+    lines.append(
+        "virtual seconds from stopping the leader until a survivor leads and the other "
+        f"knows it ({result['wall_s']:.1f} s wall)"
+    )
+    return lines
+
+
+register_section(
+    "election", "Election after the leader stops (virtual clock)", run_election, render_election
+)
