@@ -27,15 +27,19 @@ from .catchup import measure_catch_up, render_catch_up
 from .election import ElectionStats, measure_election
 from .floor import find_floor, render_floor, run_floor
 from .linearizability import (
+    DictMachine,
+    measure_dict_linearizability,
     measure_linearizability,
     render_linearizability,
     simulated_counter_history,
+    simulated_dict_history,
 )
 from .simulation import measure_simulation, render_simulation
 from .throughput import ThroughputRun, measure_throughput
 
 __all__ = [
     "SECTIONS",
+    "DictMachine",
     "BenchOptions",
     "ElectionStats",
     "Progress",
@@ -45,6 +49,7 @@ __all__ = [
     "find_floor",
     "main",
     "measure_catch_up",
+    "measure_dict_linearizability",
     "measure_election",
     "measure_linearizability",
     "measure_simulation",
@@ -60,4 +65,5 @@ __all__ = [
     "run_benchmark",
     "run_floor",
     "simulated_counter_history",
+    "simulated_dict_history",
 ]
