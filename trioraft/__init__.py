@@ -34,7 +34,15 @@ from ._errors import (
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
 from ._network.tcp import TcpNetwork, TcpStatistics, open_tcp_network
 from ._options import ServerOptions
-from ._server import Server, Status, TraceEvent, serve, start_server
+from ._server import (
+    Server,
+    ServerStatistics,
+    Status,
+    TraceEvent,
+    open_server,
+    serve,
+    start_server,
+)
 from ._state_machine import StateMachine
 from ._storage import DiskStorage, MemoryStorage, StorageError
 
@@ -67,6 +75,7 @@ __all__ = [
     "Server",
     "ServerFailed",
     "ServerOptions",
+    "ServerStatistics",
     "ServerStopped",
     "SessionExpired",
     "Snapshot",
@@ -83,6 +92,7 @@ __all__ = [
     "WrongCluster",
     "__version__",
     "open_client",
+    "open_server",
     "open_tcp_network",
     "serve",
     "start_server",

@@ -21,7 +21,8 @@ import functools
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -56,7 +57,16 @@ from ._protocol import ClientRequest
 from ._sessions import ClusterClock, Sessions
 from ._storage import DiskStorage, MemoryStorage, Storage
 
-__all__ = ["Server", "Status", "TraceEvent", "check_machine", "serve", "start_server"]
+__all__ = [
+    "Server",
+    "ServerStatistics",
+    "Status",
+    "TraceEvent",
+    "check_machine",
+    "open_server",
+    "serve",
+    "start_server",
+]
 
 logger = logging.getLogger("trioraft")
 
@@ -89,6 +99,31 @@ class Status:
     cluster_id: str = ""
     #: Index of the latest snapshot (0 before any).
     snapshot_index: int = 0
+
+
+@attrs.frozen
+class ServerStatistics:
+    """Counters of one server, from :meth:`Server.statistics` (like
+    ``trio.Lock.statistics()``)."""
+
+    role: Role
+    term: int
+    commit_index: int
+    last_applied: int
+    #: Committed entries not yet applied.
+    apply_lag: int
+    #: Writes (and membership changes) waiting for their entry to be applied.
+    writes_in_flight: int
+    #: Linearizable reads waiting to be confirmed.
+    reads_in_flight: int
+    messages_sent: int
+    messages_received: int
+    #: Snapshots this server took, and installed from a leader.
+    snapshots_taken: int
+    snapshots_installed: int
+    snapshot_index: int
+    #: Entries held in the log (after the compaction point).
+    log_length: int
 
 
 @attrs.frozen
@@ -166,6 +201,12 @@ class Server:
         self._hooks = Hooks(machine)
         self._tracer: Callable[[TraceEvent], None] | None = options.tracer
         self._tracer_error: Exception | None = None
+        self._sent = 0
+        self._received = 0
+        self._snapshots_taken = 0
+        self._snapshots_installed = 0
+        #: Bodies of ``leadership()``: (term, their cancel scope).
+        self._leaderships: list[tuple[int, trio.CancelScope]] = []
         self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
         self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
             endpoint, "learn_addresses", None
@@ -448,6 +489,73 @@ class Server:
             await self._wait_changed()
         return index
 
+    def statistics(self) -> ServerStatistics:
+        """A frozen :class:`ServerStatistics` of this server (Trio's ``statistics()``)."""
+        node = self._node
+        return ServerStatistics(
+            role=node.role,
+            term=node.term,
+            commit_index=node.commit_index,
+            last_applied=self._last_applied,
+            apply_lag=max(0, node.commit_index - self._last_applied),
+            writes_in_flight=len(self._writes),
+            reads_in_flight=len(self._reads),
+            messages_sent=self._sent,
+            messages_received=self._received,
+            snapshots_taken=self._snapshots_taken,
+            snapshots_installed=self._snapshots_installed,
+            snapshot_index=node.snapshot_index,
+            log_length=node.log.last_index - node.log.snapshot_index,
+        )
+
+    @asynccontextmanager
+    async def leadership(self) -> AsyncIterator[int]:
+        """``async with server.leadership() as term:`` waits until this server leads,
+        then runs the body inside a cancel scope that is cancelled as soon as it stops
+        leading: it steps down, hands over, is removed or stopped, or its lease runs
+        out (it has not heard from a quorum for about an election timeout, so another
+        leader may soon be elected, §6.4.1). ``term`` is the term it leads.
+
+        The body runs only once this leader has committed an entry of its term and a
+        quorum has acknowledged a round of its own; so, with ``check_quorum`` (the
+        default), no other server can lead while it runs.
+        """
+        node = self._node
+        while True:
+            self._check_running()
+            if node.role is Role.LEADER and node.lease_until > trio.current_time():
+                break
+            await self._wait_changed()
+        term = node.term
+        entry = (term, trio.CancelScope(deadline=node.lease_until))
+        self._leaderships.append(entry)
+        try:
+            with entry[1]:
+                yield term
+        finally:
+            self._leaderships.remove(entry)
+
+    async def terms(self) -> AsyncIterator[int]:
+        """``async for term in server.terms():`` yields each term in which this server
+        becomes leader (as :meth:`leadership` sees it), for code that restarts per term.
+        Ends when the server stops."""
+        last = 0
+        while not self._stopped:
+            node = self._node
+            if (
+                node.role is Role.LEADER
+                and node.term > last
+                and node.lease_until > trio.current_time()
+            ):
+                last = node.term
+                yield last
+                continue
+            await self._changed.wait()
+
+    async def aclose(self) -> None:
+        """The same as :meth:`stop`, by Trio's name for it."""
+        await self.stop()
+
     async def stop(self) -> None:
         """Stop the server: its tasks end, pending calls raise
         :class:`~trioraft.ServerStopped`, and it leaves the network. Its storage can then
@@ -575,6 +683,7 @@ class Server:
             self._replicators.keys() != self._node.progress.keys()
         ):
             self._sync_replicators()
+        self._sent += len(messages)
         send = self._endpoint.send
         replicators = self._replicators
         for message in messages:
@@ -588,6 +697,7 @@ class Server:
         if rd.snapshot is not None and rd.restore:
             self._restore(rd.snapshot.data)
             self._last_applied = rd.snapshot.index
+            self._snapshots_installed += 1
             self._trace_if("snapshot", index=rd.snapshot.index, installed=True)
         for entry in rd.committed:
             self._apply(entry)
@@ -610,7 +720,19 @@ class Server:
             logger.warning("%s: %s", self._name, notice)
         if rd.soft is not None and rd.soft != self._soft:
             self._soft_changed(rd.soft)
+        if self._leaderships:
+            self._follow_leaderships()
         self._notify_changed()
+
+    def _follow_leaderships(self) -> None:
+        # The bodies of leadership() run only while this server leads with its lease
+        # (§6.4.1): the deadline follows the lease; losing the term cancels them at once.
+        node = self._node
+        for term, scope in self._leaderships:
+            if node.role is not Role.LEADER or node.term != term:
+                scope.cancel()
+            else:
+                scope.deadline = node.lease_until
 
     def _learn_addresses(self, addresses: Mapping[str, str]) -> None:
         if self._learn is not None and addresses:
@@ -668,7 +790,10 @@ class Server:
                 exc,
             )
             raise
+        before = self._node.snapshot_index
         snapshot = self._node.snapshot_taken(index, data)
+        if snapshot.index > before:
+            self._snapshots_taken += 1
         self._trace_if("snapshot", index=snapshot.index, installed=False)
         return snapshot.index
 
@@ -760,6 +885,7 @@ class Server:
         receive = self._endpoint.receive_batch
         while True:
             batch = await receive()
+            self._received += len(batch)
             now = trio.current_time()
             for message in batch:
                 if isinstance(message, ClientRequest):
@@ -928,6 +1054,8 @@ class Server:
         for waiter in self._reads.values():
             waiter.fail(self._failure or ServerStopped(f"server {self._name!r} stopped"))
         self._reads.clear()
+        for _, scope in self._leaderships:
+            scope.cancel()
         self._endpoint.close()
         self._storage.release()
         self._notify_changed()
@@ -1009,3 +1137,24 @@ async def start_server(
 
 def _name_of(obj: Any) -> str:
     return getattr(obj, "__name__", None) or repr(obj)
+
+
+@asynccontextmanager
+async def open_server(
+    machine: Callable[..., Any],
+    init_arg: Any = _MISSING,
+    *,
+    name: str,
+    network: Transport,
+    **options: Any,
+) -> AsyncIterator[Server]:
+    """``async with open_server(...) as server:``: :func:`start_server` with a nursery
+    of its own; the server stops when the block exits. Arguments as for :func:`serve`."""
+    async with trio.open_nursery() as nursery:
+        server = await start_server(
+            nursery, machine, init_arg, name=name, network=network, **options
+        )
+        try:
+            yield server
+        finally:
+            await server.stop()

@@ -625,9 +625,7 @@ class RaftNode:
                 self._become_follower(self.term, None, now)  # no one took over in time
                 return
         interval = self.options.heartbeat_interval
-        if self.options.lease_reads and any(
-            now >= pr.last_sent + interval for pr in self.progress.values()
-        ):
+        if any(now >= pr.last_sent + interval for pr in self.progress.values()):
             self._seq += 1  # a new round: its acknowledgements renew the lease (§6.4.1)
         for pr in self.progress.values():
             if now >= pr.last_sent + interval:
@@ -1061,8 +1059,7 @@ class RaftNode:
     def _replicate_all(self) -> None:
         self._replication_due = False
         now = self._now
-        if self.options.lease_reads:
-            self._round_sent.setdefault(self._seq, now)
+        self._round_sent.setdefault(self._seq, now)
         for peer, pr in self.progress.items():
             for _ in range(self.options.max_inflight + 1):
                 message = self._next_message(peer, pr)
@@ -1489,15 +1486,22 @@ class RaftNode:
                                          cluster=self.cluster_id))  # fmt: skip
 
     def _lease_holds(self, now: float) -> bool:
-        # §6.4.1: a leader whose quorum acknowledged a round sent at T is the only leader
-        # until T + min_election_timeout (voters refuse elections meanwhile: CheckQuorum),
-        # less a margin for clock drift. Not while handing over leadership.
-        return (
-            self.options.lease_reads
-            and now < self._lease_until
-            and self.committed_in_term
-            and self.transfer_target is None
-        )
+        return self.options.lease_reads and now < self.lease_until
+
+    @property
+    def lease_until(self) -> float:
+        """Until when this leader is sure no other leader can be elected (§6.4.1): a
+        quorum acknowledged a round sent at T, and voters refuse elections for a minimum
+        election timeout after hearing from their leader (with CheckQuorum); less a margin
+        for clock drift. ``-inf`` when not leading, before its no-op commits, before a
+        round of its own is acknowledged, and while it hands leadership over."""
+        if (
+            self.role is not Role.LEADER
+            or not self.committed_in_term
+            or self.transfer_target is not None
+        ):
+            return -INF
+        return self._lease_until
 
     def _quorum_acked_seq(self) -> float:
         voters = self.config.voters
@@ -1512,8 +1516,7 @@ class RaftNode:
 
     def _check_reads(self) -> None:
         confirmed = self._quorum_acked_seq()
-        if self.options.lease_reads:
-            self._extend_lease(confirmed)
+        self._extend_lease(confirmed)
         if not self._pending_reads or not self.committed_in_term:
             return  # §6.4: reads wait until the leader has committed its no-op
         pending = self._pending_reads
