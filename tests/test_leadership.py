@@ -9,6 +9,7 @@ server leads; ``open_server`` owns its server; ``aclose``; ``statistics()``.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -111,7 +112,7 @@ def test_leadership_moves_and_bodies_never_overlap(seed: int) -> None:
     assert len({name for _, _, name, _ in intervals}) >= 2  # it moved
     terms = [term for _, _, _, term in intervals]
     assert terms == sorted(terms) and len(set(terms)) == len(terms)
-    for (s1, e1, n1, t1), (s2, e2, n2, t2) in zip(intervals, intervals[1:], strict=False):
+    for (_, e1, n1, t1), (s2, _, n2, t2) in itertools.pairwise(intervals):
         assert e1 <= s2, f"{n1} (term {t1}) and {n2} (term {t2}) led at once: {e1} > {s2}"
 
 
