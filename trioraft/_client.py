@@ -228,6 +228,11 @@ class Client:
         """The client's session id (0 before its first write)."""
         return self._session
 
+    async def open_session(self) -> int:
+        """Open the client's session now if it has none (writes open it when needed);
+        return its id."""
+        return await self._open_session()
+
     async def write(self, command: Any) -> Any:
         """Apply ``command`` once, whatever happens to leaders; return the state machine's
         reply. An exception raised by the state machine's ``write`` is raised here (over

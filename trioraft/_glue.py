@@ -19,7 +19,7 @@ logger = logging.getLogger("trioraft")
 
 #: The state machine methods that must be plain functions.
 _MACHINE_METHODS = ("write", "read", "snapshot", "restore")
-_MACHINE_HOOKS = ("validate", "on_role_change", "on_membership_change")
+_MACHINE_HOOKS = ("validate", "on_role_change", "on_membership_change", "on_session_expired")
 #: Version of the snapshot payload: [version, machine state, other state by name].
 SNAPSHOT_FORMAT = 1
 
@@ -115,6 +115,7 @@ class Hooks:
         self._validate = getattr(machine, "validate", None)
         self._on_role = getattr(machine, "on_role_change", None)
         self._on_membership = getattr(machine, "on_membership_change", None)
+        self._on_session_expired = getattr(machine, "on_session_expired", None)
 
     def validate(self, command: Any) -> None:
         if self._validate is not None:
@@ -133,3 +134,12 @@ class Hooks:
                 self._on_membership(frozenset(config.voters), frozenset(config.learners))
             except Exception:
                 logger.exception("on_membership_change raised")
+
+    def session_expired(self, client: int) -> None:
+        # Replicated: a state change, so exceptions are not swallowed silently (a
+        # deterministic machine raises identically everywhere); they are logged.
+        if self._on_session_expired is not None:
+            try:
+                self._on_session_expired(client)
+            except Exception:
+                logger.exception("on_session_expired(%d) raised", client)

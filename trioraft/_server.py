@@ -972,6 +972,12 @@ class Server:
                 await self._wait_changed()
         return await self._await_entry(entry)
 
+    def _expire_sessions(self, stamp: float) -> None:
+        # Expiry is a function of the stamped time of the entry applied: every replica
+        # expires the same sessions at the same log position, and tells its machine.
+        for client in self._sessions.expire(stamp):
+            self._hooks.session_expired(client)
+
     def _run_write(self, command: Any) -> tuple[Any, BaseException | None]:
         try:
             return self._machine.write(command), None
@@ -991,11 +997,13 @@ class Server:
             # §6.3: a numbered command of a client session, applied at most once.
             client, seq, lowest, stamp, command = entry.data
             self._observe_stamp(stamp)
+            self._expire_sessions(stamp)
             value, error = self._sessions.apply(
                 client, seq, lowest, stamp, lambda: self._run_write(command)
             )
         elif kind is EntryKind.SESSION:
             self._observe_stamp(entry.data[0])
+            self._expire_sessions(entry.data[0])
             value = self._sessions.open(entry.index, entry.data[0])
         elif kind is EntryKind.CONFIG:
             self._hooks.membership_changed(entry.data)

@@ -48,11 +48,14 @@ class Sessions:
     def __contains__(self, client: int) -> bool:
         return client in self._table
 
-    def expire(self, now: float) -> None:
-        """Forget the sessions idle for longer than the timeout at stamped time ``now``."""
+    def expire(self, now: float) -> list[int]:
+        """Forget the sessions idle for longer than the timeout at stamped time ``now``;
+        return their ids, in order."""
         limit = now - self.timeout
-        for client in [c for c, s in self._table.items() if s.last_active < limit]:
+        expired = [c for c, s in sorted(self._table.items()) if s.last_active < limit]
+        for client in expired:
             del self._table[client]
+        return expired
 
     def open(self, client: int, now: float) -> int:
         """Apply the entry (at index ``client``) opening a session."""

@@ -25,6 +25,9 @@ class StateMachine:
       log order (frozensets of names).
     * ``validate(command)``: called by the leader before it appends a write; raising
       rejects the write (the writer gets the exception, nothing is appended).
+    * ``on_session_expired(client_id)``: a client session expired (see
+      :func:`trioraft.open_client`); called at the same log position on every server, so
+      it may change the state (a lock held by that client is released, for example).
     """
 
     def write(self, command: Any) -> Any:
