@@ -10,6 +10,7 @@ and a history of acquisitions and releases under faults is linearizable.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import trio
@@ -133,7 +134,7 @@ def test_lock_is_held_by_one_client_at_a_time_with_growing_tokens() -> None:
     assert len(bodies) == 12
     tokens = [token for _, _, token in bodies]
     assert tokens == sorted(tokens) and len(set(tokens)) == 12
-    for (_, end, _), (start, _, _) in zip(bodies, bodies[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(bodies):
         assert end <= start  # never two holders at once
 
 
