@@ -268,6 +268,11 @@ class Cluster:
         """The running server that leads the newest term, if any."""
         return self._newest_leader()
 
+    async def await_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
+        """The same as :meth:`wait_for_leader` (named as :meth:`trioraft.Server.await_leader`,
+        but returning the leading :class:`~trioraft.Server` rather than its name)."""
+        return await self.wait_for_leader(exclude=exclude, poll=poll)
+
     async def wait_for_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
         """Wait for a stable leader: it has committed an entry of its term, and every
         running member it can reach knows it as leader of that term. Servers named in
