@@ -299,12 +299,12 @@ def test_higher_term_turns_leader_into_follower(index) -> None:
     leader lease of §4.2.3 does not apply to RequestVote.)"""
     c = Cluster(ABC, check_quorum=False)
     a = c.elect("a")
-    seq = a.request_read(c.now)
+    ticket = a.request_read(c.now)
     m = _higher_term_messages("b", "a", 7)[index]
     a.step(m, c.now)
     assert a.role is not Role.LEADER
     assert a.progress == {} and heartbeat_to(a, "b") is None
-    assert seq in c.failed_reads["a"]
+    assert ticket in c.failed_reads["a"]
     if isinstance(m, TimeoutNow):
         # It follows b in term 7, then campaigns at once in term 8 as it was told.
         assert a.role is Role.CANDIDATE and a.term == 8 and a.voted_for == "a"
@@ -350,8 +350,8 @@ def test_stale_term_requests_rejected_with_current_term() -> None:
     """Figure 2 (AppendEntries 1, RequestVote 1): reply false if term < currentTerm, with
     the current term, so the stale sender steps down; the receiver changes nothing."""
     b = make_node("b", storage=make_storage([1, 2], term=5))
-    b.step(AppendEntries("a", "b", 3, 2, 2, (entry(3, 3),), 3, seq=4), 0.0)
-    b.step(Heartbeat("a", "b", 3, 2, seq=4), 0.0)
+    b.step(AppendEntries("a", "b", 3, 2, 2, (entry(3, 3),), 3, round=4), 0.0)
+    b.step(Heartbeat("a", "b", 3, 2, round=4), 0.0)
     b.step(RequestVote("c", "b", 4, 10, 4), 0.0)
     b.step(RequestVote("c", "b", 4, 10, 4, pre_vote=True), 0.0)
     ae, hb, rv, pv = take(b)
@@ -670,8 +670,8 @@ def test_single_voter_leader_commits_its_noop_at_once() -> None:
     assert a.role is Role.LEADER and a.term == 1
     take(a)  # the no-op is made durable: a alone is a quorum
     assert a.commit_index == 1 and a.committed_in_term
-    seq = a.request_read(a.deadline)
-    assert [r for rd in pump(a) for r in rd.reads] == [(seq, 1)]
+    ticket = a.request_read(a.deadline)
+    assert [r for rd in pump(a) for r in rd.reads] == [(ticket, 1)]
 
 
 # ---------------------------------------------------------------------- backtracking
@@ -736,13 +736,13 @@ def test_read_index_waits_for_noop_commit() -> None:
     no_entries = lambda m: isinstance(m, AppendEntries)  # noqa: E731
     c.deliver(hold=no_entries)
     assert a.role is Role.LEADER and a.commit_index == 0
-    seq = a.request_read(c.now)
+    ticket = a.request_read(c.now)
     c.deliver(hold=no_entries, heartbeat=True)
-    assert a.progress["b"].acked_seq >= seq and a.progress["c"].acked_seq >= seq
+    assert a.progress["b"].acked_round >= ticket and a.progress["c"].acked_round >= ticket
     assert c.reads["a"] == []  # acknowledged, but the no-op is not committed
     c.deliver()
     assert a.commit_index == 3
-    assert c.reads["a"] == [(seq, 3)]
+    assert c.reads["a"] == [(ticket, 3)]
 
 
 def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
@@ -752,11 +752,11 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
     a = c.elect("a")
     a.heartbeat_now()
     before = take(a)  # sent before the read
-    seq = a.request_read(c.now)
+    ticket = a.request_read(c.now)
     assert c.reads["a"] == []
     after = {m.dst: m for m in take(a)}  # the read asks for a round of its own
     for m in before:
-        assert isinstance(m, Heartbeat) and m.seq < seq
+        assert isinstance(m, Heartbeat) and m.round < ticket
         c[m.dst].step(m, c.now)
         for reply in take(c[m.dst]):
             a.step(reply, c.now)
@@ -764,7 +764,7 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
     assert c.reads["a"] == []  # four acknowledgements, all of older messages
 
     assert sorted(after) == list("bcde")
-    assert all(isinstance(m, Heartbeat) and m.seq >= seq for m in after.values())
+    assert all(isinstance(m, Heartbeat) and m.round >= ticket for m in after.values())
     for p in "bc":
         take(a)
         assert c.reads["a"] == []  # a alone, then a and b: not 3 of 5
@@ -772,7 +772,7 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
         for reply in take(c[p]):
             a.step(reply, c.now)
     take(a)
-    assert c.reads["a"] == [(seq, a.commit_index)]
+    assert c.reads["a"] == [(ticket, a.commit_index)]
 
 
 def test_reads_fail_when_leadership_is_lost() -> None:
@@ -790,11 +790,11 @@ def test_reads_fail_when_leadership_is_lost() -> None:
 
     c2 = Cluster(ABC)
     a2 = c2.elect("a")
-    seq = a2.request_read(c2.now)
+    ticket = a2.request_read(c2.now)
     # The election round counts for the first CheckQuorum round; the second finds silence.
     c2.now = silence(a2, c2.now + 2 * MAX_ET)
     take(a2)
-    assert a2.role is Role.FOLLOWER and c2.failed_reads["a"] == [seq]
+    assert a2.role is Role.FOLLOWER and c2.failed_reads["a"] == [ticket]
 
 
 def test_follower_read_asks_the_leader_for_a_read_index() -> None:

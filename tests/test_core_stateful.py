@@ -107,7 +107,7 @@ class RaftCluster(RuleBasedStateMachine):
         self.last_commit = dict.fromkeys(self.names, 0)
         self.committed: dict[int, Entry] = {}  # index -> the entry committed there
         self.committed_seen_in: dict[int, int] = {}  # index -> lowest term it was seen in
-        # Reads requested and not yet answered: node -> seq -> (term, index to cover).
+        # Reads requested and not yet answered: node -> ticket -> (term, index to cover).
         self.reads: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in self.names}
         self.reads_answered = 0
         if elect_first:  # start from a cluster with a leader, to get further in a run
@@ -147,20 +147,20 @@ class RaftCluster(RuleBasedStateMachine):
     def drain_reads(self) -> None:
         for name, node in self.nodes.items():
             pending = self.reads[name]
-            for seq, read_index in self.cluster.reads[name]:
-                assert seq in pending, f"{name}: read {seq} unknown or answered twice"
-                term, must_cover = pending.pop(seq)
+            for ticket, read_index in self.cluster.reads[name]:
+                assert ticket in pending, f"{name}: read {ticket} unknown or answered twice"
+                term, must_cover = pending.pop(ticket)
                 # Confirmed while leading that term (it may have stepped down since, in
                 # the same step: a removed leader hands over once its removal commits).
-                assert node.term == term, (name, seq)
+                assert node.term == term, (name, ticket)
                 # §6.4: the read index covers every entry committed before the request.
-                assert read_index >= must_cover, (name, seq, read_index, must_cover)
+                assert read_index >= must_cover, (name, ticket, read_index, must_cover)
                 assert read_index <= node.commit_index
                 self.reads_answered += 1
             self.cluster.reads[name].clear()
-            for seq in self.cluster.failed_reads[name]:
-                assert seq in pending, f"{name}: read {seq} unknown or answered twice"
-                pending.pop(seq)
+            for ticket in self.cluster.failed_reads[name]:
+                assert ticket in pending, f"{name}: read {ticket} unknown or answered twice"
+                pending.pop(ticket)
                 self.reads_answered += 1
             self.cluster.failed_reads[name].clear()
             if node.role is not Role.LEADER:
@@ -286,9 +286,9 @@ class RaftCluster(RuleBasedStateMachine):
     def request_read(self, i):
         node = self.pick_leader(i)
         must_cover = max(n.commit_index for n in self.nodes.values())
-        seq = node.request_read(self.now)
-        assert seq not in self.reads[node.name], f"{node.name}: read ticket {seq} reused"
-        self.reads[node.name][seq] = (node.term, must_cover)
+        ticket = node.request_read(self.now)
+        assert ticket not in self.reads[node.name], f"{node.name}: read ticket {ticket} reused"
+        self.reads[node.name][ticket] = (node.term, must_cover)
         self.pump()
 
     @rule(i=node_index)

@@ -134,13 +134,14 @@ class VoteResponse(Message):
 
 @attrs.frozen
 class AppendEntries(Message):
-    """AppendEntries RPC (Figure 2). ``seq`` is the leader's read round stamp (§6.4)."""
+    """AppendEntries RPC (Figure 2). ``round`` is the leader's round stamp: a quorum
+    acknowledging a round confirms reads (§6.4) and renews the lease (§6.4.1)."""
 
     prev_log_index: int
     prev_log_term: int
     entries: tuple[Entry, ...]
     leader_commit: int
-    seq: int = 0
+    round: int = 0
 
 
 @attrs.frozen
@@ -157,7 +158,7 @@ class AppendResponse(Message):
     reject_index: int = 0
     conflict_index: int = 0
     conflict_term: int | None = None
-    seq: int = 0
+    round: int = 0
     #: The follower's commit index once it handled the request.
     commit_index: int = 0
 
@@ -165,17 +166,17 @@ class AppendResponse(Message):
 @attrs.frozen
 class Heartbeat(Message):
     """An empty round from the leader: asserts leadership, carries a safe commit index
-    (never beyond what the follower is known to match) and a read stamp."""
+    (never beyond what the follower is known to match) and a round stamp."""
 
     commit: int
-    seq: int = 0
+    round: int = 0
 
 
 @attrs.frozen
 class HeartbeatResponse(Message):
-    """Reply to :class:`Heartbeat`, echoing its read stamp, with the follower's commit index."""
+    """Reply to :class:`Heartbeat`, echoing its round stamp, with the follower's commit index."""
 
-    seq: int = 0
+    round: int = 0
     commit_index: int = 0
 
 

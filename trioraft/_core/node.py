@@ -192,7 +192,7 @@ class RaftNode:
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
-        self._seq = 0  # read round stamp, carried by every message to followers
+        self._round = 0  # round stamp, carried by every message to followers
         #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
         self._pending_reads: list[tuple[int, int, str | None]] = []
         self._next_ticket = 0
@@ -208,7 +208,7 @@ class RaftNode:
         self._stepping_down = False  # removed from the configuration: handing over
         #: Bumped whenever a catch-up, a transfer or a learner's first answer changes
         #: state (the runtime wakes its waiters on it).
-        self.events = 0
+        self.change_count = 0
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
@@ -359,7 +359,7 @@ class RaftNode:
             self.commit_index,
             self.transfer_target,
             self._configs[-1][0],
-            self.events,
+            self.change_count,
         )
 
     def has_ready(self) -> bool:
@@ -550,7 +550,7 @@ class RaftNode:
             )
         elif isinstance(m, Heartbeat):
             reply = HeartbeatResponse(
-                self.name, m.src, self.term, m.seq, self.commit_index, cluster=self.cluster_id
+                self.name, m.src, self.term, m.round, self.commit_index, cluster=self.cluster_id
             )
         elif isinstance(m, RequestVote):
             reply = VoteResponse(
@@ -595,12 +595,12 @@ class RaftNode:
                 f"{name!r} belongs to another cluster (identity {cluster}) and refuses to "
                 f"follow this leader of cluster {self.cluster_id}"
             )
-            self.events += 1
+            self.change_count += 1
         catch_up = self.catch_ups.get(name)
         if catch_up is not None and catch_up.state is CatchUpState.PENDING:
             catch_up.foreign_cluster = cluster
             catch_up.fail(f"it belongs to another cluster (identity {cluster})")
-            self.events += 1
+            self.change_count += 1
 
     def _on_cluster_mismatch(self, m: Message, now: float) -> None:
         self._on_foreign(m)  # never reached: step() hands these to _on_foreign first
@@ -626,7 +626,7 @@ class RaftNode:
                 return
         interval = self.options.heartbeat_interval
         if any(now >= pr.last_sent + interval for pr in self.progress.values()):
-            self._seq += 1  # a new round: its acknowledgements renew the lease (§6.4.1)
+            self._round += 1  # a new round: its acknowledgements renew the lease (§6.4.1)
         for pr in self.progress.values():
             if now >= pr.last_sent + interval:
                 # Nothing sent for a heartbeat interval: a heartbeat is due, and in
@@ -789,13 +789,13 @@ class RaftNode:
             if catch_up.state is CatchUpState.PENDING:
                 catch_up.fail("leadership was lost")
         self.catch_ups = {}
-        self.events += 1
+        self.change_count += 1
 
     def _become_leader(self, now: float) -> None:
         self.role = Role.LEADER
         self.leader = self.name
         self._last_leader_contact = now
-        self._seq = 0
+        self._round = 0
         self.progress = {}
         # §4.2.2: servers removed by configurations in our log may not know it (they
         # were down, or their leader is gone): tell them, until they know it committed.
@@ -826,7 +826,7 @@ class RaftNode:
             # §4.2.1: abandon a catch-up that makes no progress for an election timeout.
             if catch_up.state is CatchUpState.PENDING and now - catch_up.last_progress > timeout:
                 catch_up.fail(f"{name!r} made no progress for an election timeout")
-                self.events += 1
+                self.change_count += 1
         if not self.options.check_quorum:
             return
         # §6.2 CheckQuorum: a leader that has not heard from a quorum within an election
@@ -891,7 +891,7 @@ class RaftNode:
                 self.term,
                 success,
                 match,
-                seq=m.seq,
+                round=m.round,
                 commit_index=self.commit_index,
                 cluster=self.cluster_id,
             )
@@ -916,7 +916,7 @@ class RaftNode:
                 reject_index=prev,
                 conflict_index=conflict_index,
                 conflict_term=conflict_term,
-                seq=m.seq,
+                round=m.round,
                 commit_index=self.commit_index,
                 cluster=self.cluster_id,
             )
@@ -980,7 +980,7 @@ class RaftNode:
             self._commit_to(min(m.commit, self.log.last_index), now)
         self._send(
             HeartbeatResponse(
-                self.name, m.src, self.term, m.seq, self.commit_index, cluster=self.cluster_id
+                self.name, m.src, self.term, m.round, self.commit_index, cluster=self.cluster_id
             )
         )
 
@@ -992,7 +992,7 @@ class RaftNode:
             self._campaign(now, pre=False, force=True)
 
     def _on_append_response(self, m: AppendResponse, now: float) -> None:
-        pr = self._heard_from(m.src, m.seq, m.commit_index)
+        pr = self._heard_from(m.src, m.round, m.commit_index)
         if pr is None:
             return
         if m.success:
@@ -1002,7 +1002,7 @@ class RaftNode:
                 pr.become_replicate()
             if advanced:
                 if first:
-                    self.events += 1  # its first answer (a new learner waits for it)
+                    self.change_count += 1  # its first answer (a new learner waits for it)
                 self._maybe_commit(now)
                 self._after_match(m.src, now)
         elif m.reject_index > pr.match and (
@@ -1018,7 +1018,7 @@ class RaftNode:
             pr.become_probe(min(next_index, m.reject_index))
         self._check_reads()
 
-    def _heard_from(self, name: str, seq: int, commit: int) -> Progress | None:
+    def _heard_from(self, name: str, stamp: int, commit: int) -> Progress | None:
         """Book-keeping common to every answer a leader receives; the peer's progress,
         or None if there is nothing more to do."""
         if self.role is not Role.LEADER:
@@ -1028,8 +1028,8 @@ class RaftNode:
             return None
         pr.recent_active = True
         self._replication_due = True
-        if seq > pr.acked_seq:
-            pr.acked_seq = seq
+        if stamp > pr.acked_round:
+            pr.acked_round = stamp
         if commit > pr.commit:
             pr.commit = commit
             if name in self._retiring:
@@ -1040,7 +1040,7 @@ class RaftNode:
         return pr
 
     def _on_heartbeat_response(self, m: HeartbeatResponse, now: float) -> None:
-        pr = self._heard_from(m.src, m.seq, m.commit_index)
+        pr = self._heard_from(m.src, m.round, m.commit_index)
         if pr is None:
             return
         if pr.mode is ProgressMode.PROBE:
@@ -1059,7 +1059,7 @@ class RaftNode:
     def _replicate_all(self) -> None:
         self._replication_due = False
         now = self._now
-        self._round_sent.setdefault(self._seq, now)
+        self._round_sent.setdefault(self._round, now)
         for peer, pr in self.progress.items():
             for _ in range(self.options.max_inflight + 1):
                 message = self._next_message(peer, pr)
@@ -1086,7 +1086,7 @@ class RaftNode:
         if pr.heartbeat_wanted:
             pr.heartbeat_wanted = False
             commit = min(pr.match, self.commit_index)
-            return Heartbeat(self.name, peer, self.term, commit, self._seq, cluster=self.cluster_id)
+            return Heartbeat(self.name, peer, self.term, commit, self._round, cluster=self.cluster_id)
         return None
 
     def _append_entries(self, peer: str, pr: Progress) -> AppendEntries:
@@ -1110,7 +1110,7 @@ class RaftNode:
             prev_term,
             entries,
             self.commit_index,
-            self._seq,
+            self._round,
             cluster=self.cluster_id,
         )
 
@@ -1469,8 +1469,8 @@ class RaftNode:
         if self._lease_holds(now):
             self._answer_read(ticket, requester, self.commit_index)
             return
-        self._seq += 1
-        self._pending_reads.append((self._seq, ticket, requester))
+        self._round += 1
+        self._pending_reads.append((self._round, ticket, requester))
         for peer in self.config.voters:
             pr = self.progress.get(peer)
             if pr is not None:
@@ -1503,19 +1503,19 @@ class RaftNode:
             return -INF
         return self._lease_until
 
-    def _quorum_acked_seq(self) -> float:
+    def _quorum_acked_round(self) -> float:
         voters = self.config.voters
         quorum = self.quorum
         if quorum > len(voters):
             return 0
         acked = sorted(
-            (INF if v == self.name else (self.progress[v].acked_seq if v in self.progress else 0))
+            (INF if v == self.name else (self.progress[v].acked_round if v in self.progress else 0))
             for v in voters
         )
         return acked[len(acked) - quorum]
 
     def _check_reads(self) -> None:
-        confirmed = self._quorum_acked_seq()
+        confirmed = self._quorum_acked_round()
         self._extend_lease(confirmed)
         if not self._pending_reads or not self.committed_in_term:
             return  # §6.4: reads wait until the leader has committed its no-op
@@ -1604,7 +1604,7 @@ class RaftNode:
         self.transfer_target = target
         self._transfer_deadline = now + self.options.max_election_timeout
         self._timeout_now_sent = False
-        self.events += 1
+        self.change_count += 1
         self._replication_due = True
         self._after_match(target, now)
 
@@ -1612,7 +1612,7 @@ class RaftNode:
         self.transfer_target = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
-        self.events += 1
+        self.change_count += 1
 
     # ------------------------------------------------------------- catch-up
     def start_catch_up(self, name: str, now: float) -> CatchUp:
@@ -1650,7 +1650,7 @@ class RaftNode:
             catch_up.round_end = self.log.last_index
             catch_up.round_start = now
             return
-        self.events += 1
+        self.change_count += 1
 
     # ------------------------------------------------------------------ misc
     def _send(self, m: Message) -> None:

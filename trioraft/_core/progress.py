@@ -32,7 +32,7 @@ class Progress:
     """The leader's view of one follower (Figure 2's ``nextIndex`` / ``matchIndex``)."""
 
     __slots__ = (
-        "acked_seq",
+        "acked_round",
         "commit",
         "heartbeat_match",
         "heartbeat_wanted",
@@ -62,8 +62,8 @@ class Progress:
         self.inflight: deque[int] = deque()
         #: Heard from since the last CheckQuorum round.
         self.recent_active = False
-        #: Highest read stamp (``seq``) the follower has acknowledged (§6.4 ReadIndex).
-        self.acked_seq = 0
+        #: Highest round stamp the follower has acknowledged (§6.4, §6.4.1).
+        self.acked_round = 0
         #: ``match`` when the previous heartbeat was answered (to notice lost messages).
         self.heartbeat_match = -1
         #: A read is waiting: send a heartbeat now even if one is not due.

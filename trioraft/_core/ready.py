@@ -73,7 +73,7 @@ class SoftState:
     commit: int
     transfer_target: str | None
     config_index: int
-    events: int
+    change_count: int
 
 
 @attrs.frozen
