@@ -1086,7 +1086,9 @@ class RaftNode:
         if pr.heartbeat_wanted:
             pr.heartbeat_wanted = False
             commit = min(pr.match, self.commit_index)
-            return Heartbeat(self.name, peer, self.term, commit, self._round, cluster=self.cluster_id)
+            return Heartbeat(
+                self.name, peer, self.term, commit, self._round, cluster=self.cluster_id
+            )
         return None
 
     def _append_entries(self, peer: str, pr: Progress) -> AppendEntries:
