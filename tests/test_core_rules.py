@@ -59,10 +59,9 @@ MAX_ET = 0.30
 
 entry = command
 make_storage = persisted
-Cluster = PureCluster
 
 
-def campaign(c: Cluster, name: str, rounds: int, drop: Drop | None = None) -> None:
+def campaign(c: PureCluster, name: str, rounds: int, drop: Drop | None = None) -> None:
     """Let ``name`` time out and campaign (without forcing) up to ``rounds`` times."""
     for _ in range(rounds):
         c.now = max(c.now, c[name].deadline)
@@ -83,7 +82,7 @@ def test_follower_times_out_into_prevote_then_election() -> None:
     """§5.2 + §9.6: a follower that hears nothing for its election timeout first runs a
     PreVote round for term+1, and only when a quorum would vote starts the real election
     (increments its term, votes for itself, sends RequestVote to every other voter)."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c["a"]
     deadline = a.deadline
     assert MIN_ET <= deadline <= MAX_ET
@@ -127,7 +126,7 @@ def test_election_timeouts_are_randomized_within_bounds() -> None:
 def test_leader_contact_resets_election_timer() -> None:
     """§5.2: a follower remains a follower while it receives valid RPCs from a leader:
     every heartbeat pushes its election deadline back."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     b = c["b"]
     for _ in range(20):  # 20 heartbeat intervals = several election timeouts
@@ -145,7 +144,7 @@ def test_leader_contact_resets_election_timer() -> None:
 def test_prevote_changes_no_term() -> None:
     """§9.6: PreVote changes no server's term. A partitioned server that keeps timing out
     stays at its term; the voters that answer its pre-votes keep theirs and their vote."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     c.now += 1.0
     hard_c = (c["c"].term, c["c"].voted_for)
@@ -172,7 +171,7 @@ def test_prevote_changes_no_term() -> None:
 def test_prevote_refused_while_voters_hear_from_leader() -> None:
     """§9.6 with §4.2.3: a voter that heard from a leader within the minimum election
     timeout refuses pre-votes, so a rejoining server cannot disrupt a healthy cluster."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     c.now += 1.0
     c.deliver(isolate("c"), heartbeat=True)  # b hears from a; c does not
@@ -192,7 +191,7 @@ def test_prevote_refused_while_voters_hear_from_leader() -> None:
 def test_candidate_with_quorum_becomes_leader_and_appends_noop() -> None:
     """§5.2: a candidate that receives votes from a quorum becomes leader. §5.4.2/§6.4:
     it appends a no-op entry of its own term at once, and commits it by quorum."""
-    c = Cluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
+    c = PureCluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
     a = c["a"]
     a.trigger_election(c.now)
     c.deliver(isolate("c"))  # b's vote is enough
@@ -207,14 +206,14 @@ def test_candidate_with_quorum_becomes_leader_and_appends_noop() -> None:
 def test_candidate_without_quorum_does_not_win() -> None:
     """§5.2: without a quorum of votes a candidate does not become leader; once a
     quorum has refused, the election is lost and it waits as a follower."""
-    c = Cluster(ABCDE)
+    c = PureCluster(ABCDE)
     a = c["a"]
     a.trigger_election(c.now)
     c.deliver(lambda m: m.src in "cde" or m.dst in "cde")  # only b votes: 2 of 5
     assert a.role is Role.CANDIDATE and a.term == 1 and not a.log.last_index
 
     # Both other voters refuse (their logs are more up to date): the election is lost.
-    c2 = Cluster(ABC, logs={"b": [1], "c": [1]})
+    c2 = PureCluster(ABC, logs={"b": [1], "c": [1]})
     a2 = c2["a"]
     a2.trigger_election(c2.now)
     assert a2.role is Role.CANDIDATE and a2.term == 1
@@ -227,7 +226,7 @@ def test_one_vote_per_term_first_come_first_served() -> None:
     """Figure 2 (RequestVote 2): a server votes for at most one candidate per term, first
     come first served, and persists its vote before answering, so a crash does not let
     it vote twice. Repeating the request of the candidate it voted for is granted again."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     b = c["b"]
     b.step(RequestVote("a", "b", 1, 0, 0), 0.0)
     assert [m.granted for m in take(b)] == [True]
@@ -297,7 +296,7 @@ def test_higher_term_turns_leader_into_follower(index) -> None:
     """Figure 2 (all servers): if a request or response carries a term above the current
     term, adopt it (with no vote) and become a follower. (Without CheckQuorum, so that the
     leader lease of §4.2.3 does not apply to RequestVote.)"""
-    c = Cluster(ABC, check_quorum=False)
+    c = PureCluster(ABC, check_quorum=False)
     a = c.elect("a")
     ticket = a.request_read(c.now)
     m = _higher_term_messages("b", "a", 7)[index]
@@ -364,7 +363,7 @@ def test_stale_term_requests_rejected_with_current_term() -> None:
     assert b.term == 5 and b.voted_for is None and b.leader is None
 
     # The stale leader, told of term 5, steps down.
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     a.step(AppendResponse("b", "a", 5, False, reject_index=1), c.now)
     assert a.role is Role.FOLLOWER and a.term == 5
@@ -381,7 +380,7 @@ def test_stale_term_responses_are_ignored() -> None:
         a.step(VoteResponse(voter, "a", 3, True), 0.0)
     assert a.role is Role.CANDIDATE and not take(a)
 
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     leader = c.elect("a")
     leader.trigger_election(c.now)
     c.deliver(hold=lambda m: m.dst == "b")  # b hears nothing of term 2
@@ -482,7 +481,7 @@ def test_follower_commit_is_min_of_leader_commit_and_last_new_entry() -> None:
 def test_heartbeat_commit_is_bounded_by_follower_log() -> None:
     """§5.3: a heartbeat carries min(match, commit) for this follower and the follower
     never commits past its last entry."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     for i in range(3):
         a.propose(f"x{i}", c.now)
@@ -505,7 +504,7 @@ def test_heartbeat_commit_is_bounded_by_follower_log() -> None:
 def test_leader_commits_entry_once_a_quorum_stores_it() -> None:
     """Figure 2 (leaders): commit N once a quorum has matchIndex >= N and log[N] is of
     the current term; followers learn it from leaderCommit."""
-    c = Cluster(ABCDE)
+    c = PureCluster(ABCDE)
     a = c.elect("a")
     assert a.commit_index == 1
     e = a.propose("x", c.now)
@@ -528,7 +527,7 @@ def test_leader_never_commits_old_term_entry_by_counting_replicas() -> None:
     # messages carrying its no-op 3@4 are lost.
     names = ("s1", "s2", "s3", "s4", "s5")
     logs = {"s1": [1, 2], "s2": [1], "s3": [1], "s4": [1], "s5": [1, 3]}
-    c = Cluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
+    c = PureCluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
     s1 = c["s1"]
     s1.trigger_election(c.now)
 
@@ -560,7 +559,7 @@ def test_old_term_entry_commits_with_current_term_entry() -> None:
     entry before it are committed (and S5 of Figure 8 can then no longer win)."""
     names = ("s1", "s2", "s3", "s4", "s5")
     logs = {"s1": [1, 2], "s2": [1, 2], "s3": [1], "s4": [1], "s5": [1, 3]}
-    c = Cluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
+    c = PureCluster(names, logs=logs, terms=dict.fromkeys(names, 3), max_entries_per_message=1)
     s1 = c["s1"]
     s1.trigger_election(c.now)
     c.deliver(lambda m: m.dst in ("s4", "s5") or m.src in ("s4", "s5"))
@@ -608,7 +607,7 @@ def test_quorum_formula(voters, min_majority, quorum) -> None:
 
 def test_min_majority_raises_election_quorum() -> None:
     """Quorum floor: with min_majority=4 of 5 voters, three votes do not elect; four do."""
-    c = Cluster(ABCDE, min_majority=4)
+    c = PureCluster(ABCDE, min_majority=4)
     a = c["a"]
     a.trigger_election(c.now)
     c.deliver(isolate("d", "e"))
@@ -621,7 +620,7 @@ def test_min_majority_raises_election_quorum() -> None:
 def test_min_majority_raises_commit_quorum() -> None:
     """Quorum floor: with min_majority=4 of 5 voters, an entry on three servers is not
     committed; on four it is."""
-    c = Cluster(ABCDE, min_majority=4)
+    c = PureCluster(ABCDE, min_majority=4)
     a = c.elect("a")
     e = a.propose("x", c.now)
     c.deliver(hold=isolate("d", "e"))
@@ -634,7 +633,7 @@ def test_min_majority_above_voter_count_never_elects() -> None:
     """Quorum floor above the number of voters: no election can ever be won, with or
     without PreVote; terms may grow but nobody leads."""
     for pre_vote in (True, False):
-        c = Cluster(ABC, min_majority=4, pre_vote=pre_vote)
+        c = PureCluster(ABC, min_majority=4, pre_vote=pre_vote)
         for _ in range(5):
             for n in ABC:
                 c.now = max(c.now, c[n].deadline)
@@ -649,7 +648,7 @@ def test_change_below_min_majority_is_refused() -> None:
     """Quorum floor: a configuration with fewer voters than min_majority could never
     commit or elect anything again (the cluster would be bricked for good), so the leader
     refuses to append one, with an error naming min_majority, and changes nothing."""
-    c = Cluster(ABC, min_majority=3)
+    c = PureCluster(ABC, min_majority=3)
     a = c.elect("a")
     before = (a.config, a.log.last_index)
     with pytest.raises(ValueError, match="min_majority=3"):
@@ -677,7 +676,7 @@ def test_single_voter_leader_commits_its_noop_at_once() -> None:
 # ---------------------------------------------------------------------- backtracking
 
 
-def _count_probes(c: Cluster, leader: str, follower: str) -> int:
+def _count_probes(c: PureCluster, leader: str, follower: str) -> int:
     return sum(
         1
         for m in c.delivered
@@ -691,7 +690,7 @@ def test_fast_backtracking_skips_a_divergent_term_per_round_trip() -> None:
     leader_log = [1] * 5 + [3] * 5
     follower_log = [1] * 5 + [2] * 60
     logs = {"a": leader_log, "b": follower_log, "c": leader_log}
-    c = Cluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
+    c = PureCluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
     c.elect("a")
     assert log_entries(c["b"]) == log_entries(c["a"])
     assert log_terms(c["b"]) == [1] * 5 + [3] * 5 + [4]
@@ -704,7 +703,7 @@ def test_fast_backtracking_when_leader_has_the_conflicting_term() -> None:
     leader_log = [1] * 5 + [2] * 3 + [3] * 2
     follower_log = [1] * 5 + [2] * 55
     logs = {"a": leader_log, "b": follower_log, "c": leader_log}
-    c = Cluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
+    c = PureCluster(ABC, logs=logs, terms=dict.fromkeys(ABC, 3), max_inflight=1)
     c.elect("a")
     assert log_entries(c["b"]) == log_entries(c["a"])
     assert _count_probes(c, "a", "b") <= 3
@@ -716,7 +715,7 @@ def test_fast_backtracking_over_many_terms_and_a_short_follower() -> None:
     follower_log = [1] * 3 + [2] * 15 + [3] * 15 + [4] * 15 + [5] * 15
     short_log = [1] * 2
     logs = {"a": leader_log, "b": follower_log, "c": leader_log, "d": short_log}
-    c = Cluster(("a", "b", "c", "d"), logs=logs, terms=dict.fromkeys("abcd", 6))
+    c = PureCluster(("a", "b", "c", "d"), logs=logs, terms=dict.fromkeys("abcd", 6))
     c.elect("a")
     for n in "bd":
         assert log_entries(c[n]) == log_entries(c["a"])
@@ -730,7 +729,7 @@ def test_fast_backtracking_over_many_terms_and_a_short_follower() -> None:
 def test_read_index_waits_for_noop_commit() -> None:
     """§6.4: a leader serves a read only once an entry of its term (its no-op) is
     committed, even after a quorum confirmed its leadership."""
-    c = Cluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
+    c = PureCluster(ABC, logs={n: [1, 1] for n in ABC}, terms=dict.fromkeys(ABC, 1))
     a = c["a"]
     a.trigger_election(c.now)
     no_entries = lambda m: isinstance(m, AppendEntries)  # noqa: E731
@@ -748,7 +747,7 @@ def test_read_index_waits_for_noop_commit() -> None:
 def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
     """§6.4: a read is confirmed only when a quorum acknowledges a message the leader sent
     after the read was requested; replies to earlier messages prove nothing."""
-    c = Cluster(ABCDE)
+    c = PureCluster(ABCDE)
     a = c.elect("a")
     a.heartbeat_now()
     before = take(a)  # sent before the read
@@ -778,7 +777,7 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
 def test_reads_fail_when_leadership_is_lost() -> None:
     """§6.4: a read that has not been confirmed when the leader loses its leadership
     fails (it must not be answered from a possibly stale state)."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     first, second = a.request_read(c.now), a.request_read(c.now)
     a.step(Heartbeat("b", "a", 2, 0), c.now)
@@ -788,7 +787,7 @@ def test_reads_fail_when_leadership_is_lost() -> None:
     with pytest.raises(trioraft.NotLeader):
         a.request_read(c.now)
 
-    c2 = Cluster(ABC)
+    c2 = PureCluster(ABC)
     a2 = c2.elect("a")
     ticket = a2.request_read(c2.now)
     # The election round counts for the first CheckQuorum round; the second finds silence.
@@ -801,7 +800,7 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
     """§6.4 (follower reads): a follower asks the leader for a read index; the leader
     confirms its leadership with a quorum round, then answers with its commit index; the
     follower answers once it has applied that far."""
-    c = Cluster(ABC, follower_reads=True)
+    c = PureCluster(ABC, follower_reads=True)
     a = c.elect("a")
     a.propose("x", c.now)
     c.deliver(heartbeat=True)
@@ -818,7 +817,7 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
 def test_follower_read_fails_when_its_leader_changes() -> None:
     """§6.4: a follower's read asked of a leader it no longer follows is failed (it will
     not be answered), never answered from a stale state."""
-    c = Cluster(ABC, follower_reads=True)
+    c = PureCluster(ABC, follower_reads=True)
     c.elect("a")
     b = c["b"]
     ticket = b.request_read(c.now)
@@ -827,7 +826,7 @@ def test_follower_read_fails_when_its_leader_changes() -> None:
     c.elect("c", drop=lambda m: m.src == "a" or m.dst == "a")
     take(b)
     assert ticket in c.failed_reads["b"] and c.reads["b"] == []
-    without = Cluster(ABC)  # follower_reads off: NotLeader, naming the leader
+    without = PureCluster(ABC)  # follower_reads off: NotLeader, naming the leader
     without.elect("a")
     with pytest.raises(trioraft.NotLeader) as info:
         without["b"].request_read(without.now)
@@ -837,7 +836,7 @@ def test_follower_read_fails_when_its_leader_changes() -> None:
 def test_lease_read_answers_at_once_while_the_lease_holds() -> None:
     """§6.4.1: once a quorum acknowledged a round sent at T, the leader answers reads at
     once (no round, nothing sent) until T + min_election_timeout less the drift margin."""
-    c = Cluster(ABC, lease_reads=True)
+    c = PureCluster(ABC, lease_reads=True)
     a = c.elect("a")
     sent_at = c.now
     c.deliver(heartbeat=True)  # a round acknowledged: the lease runs from its send time
@@ -858,7 +857,7 @@ def test_lease_needs_check_quorum_and_a_new_leader_starts_without_one() -> None:
     until a quorum acknowledged a round of its own; a forced election respects leases."""
     with pytest.raises(ValueError, match="lease_reads needs check_quorum"):
         CoreOptions(lease_reads=True, check_quorum=False)
-    c = Cluster(ABC, lease_reads=True)
+    c = PureCluster(ABC, lease_reads=True)
     a = c.elect("a")
     c.deliver(heartbeat=True)
     c.now += 0.01
@@ -884,7 +883,7 @@ def test_lease_needs_check_quorum_and_a_new_leader_starts_without_one() -> None:
 def test_check_quorum_leader_steps_down_without_quorum() -> None:
     """§6.2 CheckQuorum: a leader that has not heard from a quorum for an election
     timeout steps down (on its timer)."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")  # b and c acknowledged the election's no-op: heard from
     c.now = silence(a, c.now + MAX_ET - 1e-6)  # too early: nothing happens
     assert a.role is Role.LEADER
@@ -899,7 +898,7 @@ def test_leader_deadline_moves_on_at_every_tick() -> None:
     """All timing lives in the core: after a tick, the leader's next deadline is in the
     future even before the runtime carries out the Ready (it may be waiting on its disk),
     so the runtime's one timer never fires twice at the same instant."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     for _ in range(20):
         c.now = a.deadline
@@ -910,7 +909,7 @@ def test_leader_deadline_moves_on_at_every_tick() -> None:
 def test_check_quorum_disabled_leader_stays() -> None:
     """§6.2: CheckQuorum is an option; without it a silent cluster does not depose its
     leader."""
-    c = Cluster(ABC, check_quorum=False)
+    c = PureCluster(ABC, check_quorum=False)
     a = c.elect("a")
     c.now = silence(a, c.now + 5 * MAX_ET)
     assert a.role is Role.LEADER
@@ -918,7 +917,7 @@ def test_check_quorum_disabled_leader_stays() -> None:
 
 def test_check_quorum_leader_with_quorum_stays() -> None:
     """§6.2 CheckQuorum: a leader that hears from a quorum each timeout keeps leading."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     for _ in range(60):
         c.now = a.deadline
@@ -933,7 +932,7 @@ def test_check_quorum_leader_with_quorum_stays() -> None:
 def test_leader_lease_ignores_unforced_higher_term_request_vote() -> None:
     """§4.2.3: a voter that heard from a leader within the minimum election timeout
     ignores a RequestVote of a higher term: no vote, no term change."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     b = c["b"]
     c.now += MIN_ET / 2
@@ -954,14 +953,14 @@ def test_leader_lease_ignores_unforced_higher_term_request_vote() -> None:
 def test_forced_election_is_honoured_despite_lease() -> None:
     """§3.10/§4.2.3: a forced RequestVote (trigger_election, leadership transfer) is not
     refused for the lease: the voter adopts the term and votes if the log is up to date."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     b = c["b"]
     b.step(RequestVote("c", "b", 5, 10, 1, force=True), c.now)
     (r,) = take(b)
     assert r.granted and b.term == 5 and b.voted_for == "c"
 
-    c2 = Cluster(ABC)
+    c2 = PureCluster(ABC)
     c2.elect("a")
     c2["c"].trigger_election(c2.now)  # while everyone hears from a
     c2.deliver()
@@ -974,7 +973,7 @@ def test_forced_election_is_honoured_despite_lease() -> None:
 def test_timeout_now_makes_target_campaign_at_once() -> None:
     """§3.10: on TimeoutNow the target starts an election at once (no timeout, no
     PreVote), with a forced RequestVote."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     c.elect("a")
     b = c["b"]
     deadline = b.deadline
@@ -992,7 +991,7 @@ def test_timeout_now_makes_target_campaign_at_once() -> None:
 def test_transfer_waits_for_target_log_and_blocks_proposals() -> None:
     """§3.10: the leader stops taking proposals, brings the target's log up to date, then
     sends it TimeoutNow; the target wins the next term."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     for i in range(3):
         a.propose(i, c.now)
@@ -1030,7 +1029,7 @@ def test_config_change_takes_effect_on_append() -> None:
     """Dissertation §4.1: a server uses the latest configuration in its log, committed or
     not. After adding d, the leader needs 3 of 4 acknowledgements, even for the config
     entry itself, and followers use the new configuration as soon as they store it."""
-    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    c = PureCluster(("a", "b", "c", "d"), voters=ABC)
     a = c.elect("a")
     assert c["d"].deadline == float("inf")
     entry_ = a.change_config(a.add_server_config("d", voter=True), c.now)
@@ -1048,7 +1047,7 @@ def test_config_change_takes_effect_on_append() -> None:
 def test_second_config_change_while_one_is_uncommitted_raises() -> None:
     """Dissertation §4.1: one membership change at a time; the next one only once the
     previous one is committed."""
-    c = Cluster(("a", "b", "c", "d", "e"), voters=ABC)
+    c = PureCluster(("a", "b", "c", "d", "e"), voters=ABC)
     a = c.elect("a")
     a.change_config(a.add_server_config("d", voter=True), c.now)
     with pytest.raises(ConfigChangeInProgress):
@@ -1065,7 +1064,7 @@ def test_second_config_change_while_one_is_uncommitted_raises() -> None:
 def test_config_change_before_noop_commits_raises_leader_not_ready() -> None:
     """Single-server changes (dissertation errata): a new leader must commit an entry of
     its own term before it appends a configuration."""
-    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    c = PureCluster(("a", "b", "c", "d"), voters=ABC)
     a = c["a"]
     a.trigger_election(c.now)
     c.deliver(hold=lambda m: isinstance(m, AppendEntries))
@@ -1082,7 +1081,7 @@ def test_truncated_config_entry_reverts_configuration() -> None:
     """Dissertation §4.1: when an uncommitted configuration entry is deleted from a log
     (a conflict), the server falls back to the previous configuration, election timer
     included."""
-    c = Cluster(ABCDE)
+    c = PureCluster(ABCDE)
     a = c.elect("a")
     a.change_config(a.remove_server_config("e"), c.now)
     c.deliver(lambda m: m.dst in "bcd")  # only e stores its removal
@@ -1103,7 +1102,7 @@ def test_truncated_config_entry_reverts_configuration() -> None:
 def test_leader_that_removes_itself_steps_down_once_committed() -> None:
     """Dissertation §4.2.2: a leader removed from the configuration keeps leading (without
     counting itself) until the change commits, then steps down and hands over."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     cfg = a.change_config(a.remove_server_config("a"), c.now)
     assert a.role is Role.LEADER and a.quorum == 2
@@ -1120,7 +1119,7 @@ def test_leader_that_removes_itself_steps_down_once_committed() -> None:
 
 def test_removed_follower_stops_campaigning() -> None:
     """§4.2.2: a server removed from the configuration never starts an election."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     a.change_config(a.remove_server_config("c"), c.now)
     c.deliver()
@@ -1140,7 +1139,7 @@ def test_server_removed_by_uncommitted_entry_still_campaigns_and_commits_it() ->
     removes itself (appended, uncommitted) and crashes; a and b restart. b cannot win
     (its log is behind a's), so a, a voter of the last committed configuration, must
     campaign: it wins with b's vote (counted in Cnew = {b}), commits Cnew, and hands over."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     a.change_config(a.remove_server_config("c"), c.now)
     c.deliver()
@@ -1168,7 +1167,7 @@ def test_server_removed_by_uncommitted_entry_still_campaigns_and_commits_it() ->
 
 def test_server_removed_by_committed_entry_never_campaigns() -> None:
     """§4.2.2: once the entry removing a server is known committed, it stops campaigning."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     a.change_config(a.remove_server_config("c"), c.now)
     c.deliver()
@@ -1184,7 +1183,7 @@ def test_server_removed_by_committed_entry_never_campaigns() -> None:
 def test_crash_restart_keeps_persistent_state() -> None:
     """Figure 2 (persistent state): currentTerm, votedFor and log[] survive a crash,
     as does the commit index here; the server comes back as a follower."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     for i in range(4):
         a.propose(i, c.now)
@@ -1205,7 +1204,7 @@ def test_crash_restart_keeps_persistent_state() -> None:
 def test_restarted_node_recovers_configuration_from_log() -> None:
     """Dissertation §4.1: the configuration in force is the last one in the log, also after
     a restart (the base configuration only applies before any config entry)."""
-    c = Cluster(("a", "b", "c", "d"), voters=ABC)
+    c = PureCluster(("a", "b", "c", "d"), voters=ABC)
     a = c.elect("a")
     a.change_config(a.add_server_config("d", voter=False), c.now)
     c.deliver()
@@ -1221,7 +1220,7 @@ def test_restarted_node_recovers_configuration_from_log() -> None:
 def test_malformed_messages_raise_and_change_nothing() -> None:
     """Robustness: step() rejects a non-message, a message for another server or with an
     invalid term with MalformedMessage, leaving the node exactly as it was."""
-    c = Cluster(ABC)
+    c = PureCluster(ABC)
     a = c.elect("a")
     b = c["b"]
     c.deliver(heartbeat=True)
