@@ -37,6 +37,15 @@ __all__ = [
 #: How long a membership change or transfer started by a schedule may take.
 _CALL_BUDGET = 5.0
 
+# The one table of fault menus: the values random schedules and the Hypothesis
+# strategies (trioraft.testing.strategies) draw from.
+#: Message loss rates.
+LOSS_RATES = (0.0, 0.05, 0.2, 0.5)
+#: Message delay ranges ``(low, high)`` in seconds.
+DELAYS = ((0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2))
+#: Message duplication rates.
+DUPLICATION_RATES = (0.0, 0.1, 0.5)
+
 
 def _ms(value: float) -> float:
     return round(float(value), 3)
@@ -455,11 +464,11 @@ def _random_fault(
     if kind in ("isolate", "crash", "restart", "trigger_election"):
         return FAULT_KINDS[kind](at, rng.choice(names))  # type: ignore[call-arg]
     if kind == "loss":
-        return Loss(at, rng.choice([0.0, 0.05, 0.2, 0.5]))
+        return Loss(at, rng.choice(LOSS_RATES))
     if kind == "duplication":
-        return Duplication(at, rng.choice([0.0, 0.1, 0.5]))
+        return Duplication(at, rng.choice(DUPLICATION_RATES))
     if kind == "delay":
-        low, high = rng.choice([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)])
+        low, high = rng.choice(DELAYS)
         return Delay(at, low, high)
     if kind == "add_server":
         return AddServer(at, rng.choice(everyone), rng.random() < 0.7)

@@ -10,7 +10,10 @@ from collections.abc import Iterable, Sequence
 from hypothesis import strategies as st
 
 from ._faults import (
+    DELAYS,
+    DUPLICATION_RATES,
     FAULT_KINDS,
+    LOSS_RATES,
     AddServer,
     Crash,
     CrashLeader,
@@ -69,9 +72,9 @@ def faults(
         ),
         "isolate": st.builds(Isolate, at, name),
         "isolate_leader": st.builds(IsolateLeader, at),
-        "loss": st.builds(Loss, at, st.sampled_from([0.0, 0.05, 0.2, 0.5])),
-        "duplication": st.builds(Duplication, at, st.sampled_from([0.0, 0.1, 0.5])),
-        "delay": st.sampled_from([(0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2)]).flatmap(
+        "loss": st.builds(Loss, at, st.sampled_from(LOSS_RATES)),
+        "duplication": st.builds(Duplication, at, st.sampled_from(DUPLICATION_RATES)),
+        "delay": st.sampled_from(DELAYS).flatmap(
             lambda lh: st.builds(Delay, at, st.just(lh[0]), st.just(lh[1]))
         ),
         "crash": st.builds(Crash, at, name),
