@@ -25,7 +25,6 @@ runs many more examples.
 from __future__ import annotations
 
 import contextlib
-from itertools import combinations
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -38,7 +37,8 @@ from hypothesis.stateful import (
 )
 
 from trioraft import RaftError
-from trioraft._core import Entry, Message, RaftNode, Role
+from trioraft._core import Message, RaftNode, Role
+from trioraft.testing._figure3 import Figure3
 from trioraft.testing._pure import PureCluster
 
 NAMES = ("a", "b", "c", "d", "e")
@@ -101,12 +101,10 @@ class RaftCluster(RuleBasedStateMachine):
         self.commands = 0
 
         # What the checks remember over the whole run.
-        self.leader_of_term: dict[int, str] = {}
+        self.figure3 = Figure3(self._fail)
         self.vote_of: dict[tuple[str, int], str] = {}
         self.last_term = dict.fromkeys(self.names, 0)
         self.last_commit = dict.fromkeys(self.names, 0)
-        self.committed: dict[int, Entry] = {}  # index -> the entry committed there
-        self.committed_seen_in: dict[int, int] = {}  # index -> lowest term it was seen in
         # Reads requested and not yet answered: node -> ticket -> (term, index to cover).
         self.reads: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in self.names}
         self.reads_answered = 0
@@ -179,12 +177,15 @@ class RaftCluster(RuleBasedStateMachine):
         self.check_after_step()
         self.pump()
 
+    @staticmethod
+    def _fail(message: str) -> None:
+        raise AssertionError(message)
+
     def check_after_step(self) -> None:
         # Election Safety is checked after every single message, not only after rules.
         for name, node in self.nodes.items():
             if node.role is Role.LEADER:
-                holder = self.leader_of_term.setdefault(node.term, name)
-                assert holder == name, f"two leaders in term {node.term}: {holder}, {name}"
+                self.figure3.leader(name, node.term)
 
     # ------------------------------------------------------------------- rules
     @precondition(lambda self: self.network)
@@ -370,32 +371,19 @@ class RaftCluster(RuleBasedStateMachine):
                 assert vote == node.voted_for, f"{name} voted twice in term {node.term}"
 
     @invariant()
-    def log_matching(self):
-        """Same index and term: identical logs up to there (§5.3)."""
-        nodes = list(self.nodes.values())
-        for x, y in combinations(nodes, 2):
-            lo = max(x.log.first_index, y.log.first_index)
-            hi = min(x.log.last_index, y.log.last_index)
-            for index in range(hi, lo - 1, -1):
-                if x.log.term_at(index) == y.log.term_at(index):
-                    assert x.log.slice(lo, index) == y.log.slice(lo, index), (x.name, y.name)
-                    break
+    def figure3_properties(self):
+        """Log Matching (§5.3), State Machine Safety (§5.4.3) and Leader Completeness
+        (§5.4): the checks trioraft.testing's InvariantMonitor runs, over the nodes."""
+        self.figure3.check(self.nodes.items())
 
     @invariant()
-    def state_machine_safety(self):
-        """Nobody commits a different entry at an index already committed elsewhere, and
-        commit indexes never decrease (§5.4.3)."""
+    def commit_index_never_goes_back(self):
+        """Commit indexes never decrease, are persisted, and never pass the log (§5.4.3)."""
         for name, node in self.nodes.items():
             assert node.commit_index >= self.last_commit[name], name
             assert node.commit_index <= node.log.last_index, name
             assert self.storages[name].commit_index == node.commit_index
             self.last_commit[name] = node.commit_index
-            for index in range(node.log.first_index, node.commit_index + 1):
-                held = node.log.entry(index)
-                known = self.committed.setdefault(index, held)
-                assert known == held, f"{name} committed {held} where {known} was committed"
-                seen = self.committed_seen_in.get(index, node.term)
-                self.committed_seen_in[index] = min(seen, node.term)
 
     @invariant()
     def match_index_is_sound(self):
@@ -410,19 +398,6 @@ class RaftCluster(RuleBasedStateMachine):
                     assert follower.log.last_index >= pr.match, (leader.name, peer, pr)
                     lo = max(follower.log.first_index, leader.log.first_index)
                     assert follower.log.slice(lo, pr.match) == leader.log.slice(lo, pr.match)
-
-    @invariant()
-    def leader_completeness(self):
-        """Every committed entry is in the log of every leader of the term it was seen
-        committed in, and of every later term (§5.4)."""
-        for node in self.nodes.values():
-            if node.role is not Role.LEADER:
-                continue
-            for index, committed in self.committed.items():
-                if self.committed_seen_in[index] <= node.term:
-                    assert index <= node.log.last_index, (node.name, index)
-                    if index >= node.log.first_index:
-                        assert node.log.entry(index) == committed, (node.name, index)
 
     @invariant()
     def applied_commands_agree(self):

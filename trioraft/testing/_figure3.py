@@ -1,0 +1,118 @@
+"""Raft's safety properties (Figure 3 of the Raft paper), over nodes' state.
+
+One set of checks, shared by :class:`~trioraft.testing.InvariantMonitor` (running
+servers) and the pure-core tests (nodes driven by hand): give :class:`Figure3` the
+leaders it sees and the nodes' logs as a run goes, and it reports the first violation
+through its ``fail`` callback.
+
+* **Election Safety**: at most one leader per term (§5.2).
+* **Log Matching**: if two logs hold an entry with the same index and term, they are
+  identical in all entries up to that index (§5.3).
+* **Leader Completeness**: an entry committed in a term is in the log of every leader of
+  a later term (§5.4).
+* **State Machine Safety**: no two servers commit (so apply) different entries at one
+  index (§5.4.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._core.log import RaftLog
+from .._core.messages import Entry
+from .._core.node import RaftNode
+
+__all__ = ["Figure3"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:
+        return a is b
+
+
+def _same_entry(a: Entry, b: Entry) -> bool:
+    return a.term == b.term and a.kind is b.kind and _same(a.data, b.data)
+
+
+class Figure3:
+    """The state the checks keep over a whole run, and the checks."""
+
+    def __init__(self, fail: Callable[[str], None]) -> None:
+        self._fail = fail
+        #: term -> the server that led it.
+        self.leaders: dict[int, str] = {}
+        #: index -> (the committed entry, the lowest term any server was in when it
+        #: reported it committed): leaders of that term and later ones must hold it.
+        self.committed: dict[int, tuple[Entry, int]] = {}
+        self._recorded: dict[str, int] = {}  # per server: commit index already recorded
+
+    def leader(self, name: str, term: int) -> None:
+        """``name`` leads ``term`` (Election Safety)."""
+        other = self.leaders.setdefault(term, name)
+        if other != name:
+            self._fail(f"Election Safety violated: {other!r} and {name!r} both led term {term}")
+
+    def commits(self, name: str, node: RaftNode) -> None:
+        """Record what ``node`` (of server ``name``) knows committed (State Machine Safety:
+        the same entry everywhere at each committed index)."""
+        log, term_now, commit = node.log, node.term, node.commit_index
+        start = max(log.first_index, self._recorded.get(name, 0) + 1)
+        self._recorded[name] = max(commit, self._recorded.get(name, 0))
+        for index in range(start, min(commit, log.last_index) + 1):
+            entry = log.entry(index)
+            known = self.committed.get(index)
+            if known is None:
+                self.committed[index] = (entry, term_now)
+            elif not _same_entry(known[0], entry):
+                self._fail(
+                    f"State Machine Safety violated: {name!r} committed {entry} at index "
+                    f"{index}, another server committed {known[0]}"
+                )
+            elif term_now < known[1]:
+                self.committed[index] = (known[0], term_now)
+
+    def log_matching(self, a: str, node_a: RaftNode, b: str, node_b: RaftNode) -> None:
+        """Log Matching between two nodes' logs. Committed prefixes are compared through
+        :meth:`commits`; here only above the lower of the two commit indexes."""
+        la, lb = node_a.log, node_b.log
+        low = max(la.first_index, lb.first_index, min(node_a.commit_index, node_b.commit_index) + 1)
+        index = min(la.last_index, lb.last_index)
+        while index >= low and la.term_at(index) != lb.term_at(index):
+            index -= 1
+        for i in range(index, low - 1, -1):
+            ea, eb = la.entry(i), lb.entry(i)
+            if not _same_entry(ea, eb):
+                self._fail(
+                    f"Log Matching violated between {a!r} and {b!r}: they agree at index "
+                    f"{index} (term {la.term_at(index)}) but differ at index {i}: {ea} vs {eb}"
+                )
+
+    def leader_completeness(self, name: str, leader: RaftNode) -> None:
+        """A leader holds every entry committed in its term or earlier ones (those it
+        still holds as entries: compacted ones are in its snapshot)."""
+        log: RaftLog = leader.log
+        term = leader.term
+        for index, (entry, seen_in_term) in self.committed.items():
+            if seen_in_term > term or index < log.first_index:
+                continue
+            if index > log.last_index or not _same_entry(log.entry(index), entry):
+                self._fail(
+                    f"Leader Completeness violated: {name!r}, leader of term {term}, lacks "
+                    f"entry {index} ({entry}) committed by term {seen_in_term}"
+                )
+
+    def check(self, nodes: Iterable[tuple[str, RaftNode]]) -> None:
+        """Every check over the named nodes, now."""
+        named = list(nodes)
+        for name, node in named:
+            self.commits(name, node)
+        for i, (a, node_a) in enumerate(named):
+            for b, node_b in named[i + 1 :]:
+                self.log_matching(a, node_a, b, node_b)
+        for name, node in named:
+            if node.role.value == "leader":
+                self.leader(name, node.term)
+                self.leader_completeness(name, node)
