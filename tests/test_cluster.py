@@ -1,4 +1,11 @@
-"""Cluster behaviour on the autojump clock: elections, replication, faults, restarts."""
+"""Clusters on the autojump clock: elections, commitment and quorums, log repair, reads,
+leader-only calls, stopping and crash-restart, with a first pass over transfer and
+membership (test_membership.py goes further).
+
+Each test names the rule it checks (a section of the Raft paper, §5, or of Ongaro's
+dissertation: §3.10, §4, §6, §9) or the promise of the public contract (the API contract,
+docs/semantics.rst) it keeps, and fails if that rule or promise is broken.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,8 @@ async def applied_everywhere(cluster: trioraft.testing.Cluster, index: int) -> N
 
 
 async def test_initial_election_three_servers(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.2: three fresh voters elect exactly one leader, and every server learns its name and
+    term (two leaders, or a server following no one or another term, fails it)."""
     async with open_cluster(Counter, 3, seed=1) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -37,6 +46,7 @@ async def test_initial_election_three_servers(autojump_clock: trio.testing.MockC
 
 
 async def test_initial_election_five_servers(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.2: the same with five voters (quorum 3): exactly one leader, known to every server."""
     async with open_cluster(Counter, 5, seed=2) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -45,6 +55,8 @@ async def test_initial_election_five_servers(autojump_clock: trio.testing.MockCl
 
 
 async def test_await_leader_on_every_server(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (``await_leader``): it returns on every server once a leader is known, and
+    every server names the same one."""
     async with open_cluster(Counter, 3, seed=3) as cluster:
         with trio.fail_after(5):
             names = {await s.await_leader() for s in cluster.servers.values()}
@@ -52,6 +64,9 @@ async def test_await_leader_on_every_server(autojump_clock: trio.testing.MockClo
 
 
 async def test_reelection_after_leader_isolated(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.2 + §6.2: when the leader is cut off, the others elect a leader of a later term;
+    CheckQuorum makes the isolated one step down within about an election timeout, and once
+    healed it follows the new leader."""
     async with open_cluster(Counter, 3, seed=4) as cluster:
         with trio.fail_after(5):
             old = await cluster.wait_for_leader()
@@ -80,6 +95,9 @@ async def test_reelection_after_leader_isolated(autojump_clock: trio.testing.Moc
 
 
 async def test_no_commit_without_quorum(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.3: an entry commits only once a majority holds it. A leader cut off from both
+    followers commits and applies nothing; when it loses its leadership the pending write
+    raises OutcomeUnknown (semantics, "Writes")."""
     async with open_cluster(Counter, 3, seed=5) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -98,6 +116,8 @@ async def test_no_commit_without_quorum(autojump_clock: trio.testing.MockClock) 
 async def test_four_servers_two_isolated_do_not_commit(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§5.3: the quorum of four voters is three: a leader with one follower commits and
+    applies nothing (the write stays pending or ends in OutcomeUnknown, never in success)."""
     async with open_cluster(Counter, 4, seed=6) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -120,6 +140,9 @@ async def test_four_servers_two_isolated_do_not_commit(
 
 
 async def test_min_majority_raises_the_quorum(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (``min_majority``): the quorum is max(min_majority, majority). With
+    min_majority=3 in a cluster of three, a leader that lost one follower cannot commit,
+    where 2 of 3 would otherwise do."""
     async with open_cluster(Counter, 3, seed=7, min_majority=3) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -135,6 +158,8 @@ async def test_min_majority_raises_the_quorum(autojump_clock: trio.testing.MockC
 
 
 async def test_follower_catches_up_after_heal(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.3: the leader repairs a lagging follower's log. A follower cut off for 200 writes
+    receives them once healed and applies the same commands in the same order."""
     async with open_cluster(Counter, 3, seed=8) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -153,6 +178,9 @@ async def test_follower_catches_up_after_heal(autojump_clock: trio.testing.MockC
 async def test_deposed_leader_discards_uncommitted_entries(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§5.3 + §5.4: entries a deposed leader appended but never committed (their writes raised
+    OutcomeUnknown) are overwritten by the new leader's log when it rejoins, and no server
+    ever applies them."""
     async with open_cluster(Counter, 3, seed=9) as cluster:
         with trio.fail_after(5):
             old = await cluster.wait_for_leader()
@@ -186,8 +214,8 @@ async def test_deposed_leader_discards_uncommitted_entries(
 
 
 async def test_fast_backup_over_divergent_entries(autojump_clock: trio.testing.MockClock) -> None:
-    """A deposed leader with 60 uncommitted entries of its term is repaired in a few round
-    trips (conflict term hint), not one entry per round trip."""
+    """§5.3 (fast backup): a deposed leader with 60 uncommitted entries of its term is repaired
+    in a few round trips thanks to the conflict term hint, not one entry per round trip."""
     async with open_cluster(Counter, 3, seed=10, check_quorum=False) as cluster:
         with trio.fail_after(5):
             old = await cluster.wait_for_leader()
@@ -236,6 +264,9 @@ async def test_fast_backup_over_divergent_entries(autojump_clock: trio.testing.M
 
 
 async def test_raising_state_machine(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (API, "The state machine"): an exception raised by the machine's ``write``
+    reaches the writer, happens identically on every replica, and stops nothing: later
+    writes commit and apply."""
     async with open_cluster(Counter, 3, seed=11) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -251,6 +282,9 @@ async def test_raising_state_machine(autojump_clock: trio.testing.MockClock) -> 
 
 
 async def test_not_leader_redirects(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (semantics, "Leaders, redirects and elections"): every leader-only call (write,
+    read, add_server, remove_server, transfer_leadership) on a follower raises NotLeader
+    naming the leader it knows."""
     async with open_cluster(Counter, 3, seed=12) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -280,6 +314,8 @@ async def test_not_leader_redirects(autojump_clock: trio.testing.MockClock) -> N
 async def test_read_is_linearizable_and_read_dirty_is_local(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§6.4 + contract (semantics, "Local reads"): ``read`` on the leader reflects its completed
+    write; ``read_dirty`` on a cut-off follower answers at once from its own, stale state."""
     async with open_cluster(Counter, 3, seed=13) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -293,6 +329,9 @@ async def test_read_is_linearizable_and_read_dirty_is_local(
 async def test_deposed_leader_never_serves_a_stale_read(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§6.4 ReadIndex: a leader cut off while the majority elects a new one and writes still
+    believes it leads, but cannot confirm that with a quorum, so its read raises NotLeader
+    rather than answering from stale state."""
     async with open_cluster(Counter, 3, seed=14) as cluster:
         with trio.fail_after(5):
             old = await cluster.wait_for_leader()
@@ -308,6 +347,9 @@ async def test_deposed_leader_never_serves_a_stale_read(
 
 
 async def test_stop_fails_pending_calls(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (semantics, "Stopping and restarting"): stopping a server settles its pending
+    calls (a write raises StoppedOutcomeUnknown, a read ServerStopped), and every later call
+    raises ServerStopped."""
     async with open_cluster(Counter, 3, seed=15, check_quorum=False) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -340,6 +382,8 @@ async def test_stop_fails_pending_calls(autojump_clock: trio.testing.MockClock) 
 
 
 async def test_stop_wakes_await_leader(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract: a server outside every configuration never campaigns (it stays at term 0);
+    stopping it wakes ``await_leader`` with ServerStopped and frees its name on the network."""
     network = trioraft.MemoryNetwork(seed=0)
     async with trio.open_nursery() as nursery:
         lonely = await trioraft.start_server(nursery, Counter, name="lonely", network=network)
@@ -362,6 +406,9 @@ async def test_stop_wakes_await_leader(autojump_clock: trio.testing.MockClock) -
 
 
 async def test_crash_restart_keeps_persistent_state(autojump_clock: trio.testing.MockClock) -> None:
+    """Figure 2 (persistent state) + semantics ("Stopping and restarting"): a crashed follower's
+    storage keeps its term, vote and log; restarted from it, the server catches up and its
+    fresh state machine applies every committed command once, in order."""
     async with open_cluster(Counter, 3, seed=16) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -382,6 +429,9 @@ async def test_crash_restart_keeps_persistent_state(autojump_clock: trio.testing
 
 
 async def test_whole_cluster_crash_and_restart(autojump_clock: trio.testing.MockClock) -> None:
+    """Figure 2 + semantics ("Stopping and restarting"): after every server crashes and restarts
+    from its storage, a leader of a later term is elected and the state machines, rebuilt
+    from the log, hold every committed write."""
     async with open_cluster(Counter, 3, seed=17) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -402,6 +452,9 @@ async def test_whole_cluster_crash_and_restart(autojump_clock: trio.testing.Mock
 async def test_restarting_with_storage_in_use_is_refused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Contract (semantics, "Stopping and restarting"): a storage serves one running server at a
+    time, and only under the name it was first used with; anything else raises StorageError
+    (a ValueError) saying which."""
     network = trioraft.MemoryNetwork(seed=0)
     async with trio.open_nursery() as nursery:
         a = await trioraft.start_server(
@@ -420,6 +473,8 @@ async def test_restarting_with_storage_in_use_is_refused(
 
 
 async def test_single_server_cluster(autojump_clock: trio.testing.MockClock) -> None:
+    """§5.2 + §5.3 with a quorum of one: a lone voter elects itself, then commits and serves
+    reads on its own."""
     network = trioraft.MemoryNetwork(seed=0)
     async with trio.open_nursery() as nursery:
         solo = await trioraft.start_server(
@@ -433,6 +488,9 @@ async def test_single_server_cluster(autojump_clock: trio.testing.MockClock) -> 
 
 
 async def test_trigger_election_and_transfer(autojump_clock: trio.testing.MockClock) -> None:
+    """§3.10 + contract (``trigger_election``): a transfer makes the named voter leader; then
+    trigger_election makes a voter a candidate of the next term at once (no PreVote), and
+    the leader that follows has kept every committed write."""
     async with open_cluster(Counter, 3, seed=18) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -453,6 +511,9 @@ async def test_trigger_election_and_transfer(autojump_clock: trio.testing.MockCl
 
 
 async def test_membership_add_and_remove(autojump_clock: trio.testing.MockClock) -> None:
+    """§4.1 + §4.2.2, end to end: an added server catches up and votes, a removed follower
+    leaves the voters, and a leader that removes itself steps down while a remaining voter
+    takes over."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=19) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()

@@ -1,4 +1,10 @@
-"""Bad input gets a clear exception naming the problem; the server keeps running."""
+"""Bad input gets a clear exception naming the problem, changes nothing, and leaves the
+server running.
+
+The promises of docs/semantics.rst ("Options", "Membership changes", "Errors") and of the
+API contract ("The in-memory network"): invalid options, names and network fault
+arguments, refused membership changes and elections, and malformed messages.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ from machines import Counter
     ],
 )
 async def test_invalid_options(options: dict[str, object], words: str) -> None:
+    """Contract (semantics, "Options"): an unknown option or an invalid value raises ValueError
+    naming it before the server starts, and leaves nothing registered on the network."""
     network = trioraft.MemoryNetwork()
     async with trio.open_nursery() as nursery:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
@@ -40,6 +48,8 @@ async def test_invalid_options(options: dict[str, object], words: str) -> None:
 
 
 async def test_invalid_name_and_duplicate_name() -> None:
+    """Contract: an empty name raises ValueError; a second server under the name of a running
+    one raises NameInUse naming it."""
     network = trioraft.MemoryNetwork()
     async with trio.open_nursery() as nursery:
         with pytest.raises(ValueError, match="name"):
@@ -51,6 +61,8 @@ async def test_invalid_name_and_duplicate_name() -> None:
 
 
 def test_network_fault_arguments_are_checked() -> None:
+    """Contract (API, "The in-memory network"): ``set_loss``, ``set_delay``, ``partition`` and
+    the seed reject invalid arguments with a ValueError that says what is wrong."""
     network = trioraft.MemoryNetwork(seed=1)
     with pytest.raises(ValueError, match="loss rate"):
         network.set_loss(1.5)
@@ -67,6 +79,9 @@ def test_network_fault_arguments_are_checked() -> None:
 
 
 async def test_membership_errors_change_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (membership.rst, "Rules and errors"): removing or transferring to an unknown
+    server (UnknownServer), adding an existing voter or an empty name (ValueError) leave the
+    configuration and the log as they were."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=1) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -88,6 +103,8 @@ async def test_membership_errors_change_nothing(autojump_clock: trio.testing.Moc
 
 
 async def test_one_membership_change_at_a_time(autojump_clock: trio.testing.MockClock) -> None:
+    """§4.1: one change at a time: while a change is uncommitted (the leader is cut off), a
+    second one raises ConfigChangeInProgress."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=2) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()
@@ -103,6 +120,8 @@ async def test_one_membership_change_at_a_time(autojump_clock: trio.testing.Mock
 
 
 async def test_remove_last_voter_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (semantics, "Membership changes"): removing the last voter raises ValueError,
+    and the configuration is unchanged."""
     network = trioraft.MemoryNetwork(seed=0)
     async with trio.open_nursery() as nursery:
         solo = await trioraft.start_server(
@@ -116,6 +135,8 @@ async def test_remove_last_voter_refused(autojump_clock: trio.testing.MockClock)
 
 
 async def test_trigger_election_on_non_voter(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (semantics, "Errors"): trigger_election on a server that is not a voter raises
+    NotVoter naming it, and its term stays 0."""
     network = trioraft.MemoryNetwork(seed=0)
     async with trio.open_nursery() as nursery:
         outsider = await trioraft.start_server(nursery, Counter, name="x", network=network)
@@ -128,6 +149,9 @@ async def test_trigger_election_on_non_voter(autojump_clock: trio.testing.MockCl
 async def test_malformed_messages_do_not_crash_a_server(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Contract (semantics, "Errors", MalformedMessage): a server drops a message of unknown
+    type, one addressed to another server and one with an invalid term, and keeps working;
+    an endpoint refuses to send a non-message or a message from another server."""
     async with open_cluster(Counter, 3, seed=3) as cluster:
         with trio.fail_after(5):
             leader = await cluster.wait_for_leader()

@@ -1,4 +1,10 @@
-"""Fault schedules: printable, rebuildable, runnable; strategies that generate them."""
+"""The fault-schedule toolkit of trioraft.testing (docs/testing.rst, "Fault schedules").
+
+Schedules are sorted, printable and rebuildable (repr, JSON); ``FaultSchedule.random`` and
+the Hypothesis strategies draw valid, reproducible schedules; ``run`` inflicts each fault
+on a cluster at its virtual time, and ``Recover`` undoes them. These are the toolkit's
+promises, not Raft rules: the clusters here only serve as targets.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +43,8 @@ SCHEDULE = FaultSchedule(
 
 
 def test_schedule_is_sorted_and_printable() -> None:
+    """A schedule sorts its faults by time and prints one fault a line, in words; ``end`` is
+    the last fault's time, and an empty schedule prints "(no faults)"."""
     assert [f.at for f in SCHEDULE.faults] == sorted(f.at for f in SCHEDULE.faults)
     text = str(SCHEDULE)
     lines = text.splitlines()
@@ -49,6 +57,8 @@ def test_schedule_is_sorted_and_printable() -> None:
 
 
 def test_schedule_repr_and_json_rebuild_it() -> None:
+    """``repr(schedule)`` is Python that rebuilds an equal schedule, and ``to_json`` /
+    ``from_json`` round-trip it through real JSON."""
     namespace = {name: getattr(tt, name) for name in tt.__all__}
     assert eval(repr(SCHEDULE), namespace) == SCHEDULE
     data = json.loads(json.dumps(SCHEDULE.to_json()))
@@ -56,10 +66,13 @@ def test_schedule_repr_and_json_rebuild_it() -> None:
 
 
 def test_times_are_whole_milliseconds() -> None:
+    """A fault's time is rounded to whole milliseconds."""
     assert tt.Heal(1.23456).at == 1.235
 
 
 def test_random_schedule_is_seeded() -> None:
+    """``FaultSchedule.random`` depends only on its ``random.Random``: the same seed gives the
+    same schedule, within the duration, and ``kinds`` limits the faults it draws."""
     names = ["s1", "s2", "s3"]
     a = FaultSchedule.random(random.Random(4), names, duration=5, count=8, spares=["x1"])
     b = FaultSchedule.random(random.Random(4), names, duration=5, count=8, spares=["x1"])
@@ -108,6 +121,9 @@ async def apply_schedule() -> list[tuple[float, str]]:
 
 
 def test_schedule_runs_on_time() -> None:
+    """``run`` inflicts each fault at its virtual time counted from the call (partition, heal,
+    crash, restart, add a learner, loss, delay), each takes effect on the cluster, and the
+    log says what was done."""
     log = run(apply_schedule, seed=1)
     assert [t for t, _ in log] == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 4.1]
     assert log[2][1] == "crash s2"
@@ -116,6 +132,8 @@ def test_schedule_runs_on_time() -> None:
 
 @given(fault_schedules(["a", "b", "c"], duration=3.0, max_faults=6, spares=["z"]))
 def test_strategy_generates_valid_schedules(schedule: FaultSchedule) -> None:
+    """``fault_schedules`` draws at most ``max_faults`` faults, sorted and within the duration,
+    naming only the given servers and spares, and every schedule round-trips through JSON."""
     assert len(schedule) <= 6
     assert all(0 <= f.at <= 3.0 for f in schedule.faults)
     assert [f.at for f in schedule.faults] == sorted(f.at for f in schedule.faults)
@@ -128,6 +146,7 @@ def test_strategy_generates_valid_schedules(schedule: FaultSchedule) -> None:
 
 @given(st.data())
 def test_strategy_kinds_can_be_limited(data: st.DataObject) -> None:
+    """``faults(kinds=...)`` draws only faults of those kinds."""
     fault = data.draw(faults(["a", "b"], kinds=["loss", "delay"]))
     assert fault.kind in ("loss", "delay")
 
@@ -155,12 +174,16 @@ async def recover_scenario() -> tuple[list[str], bool]:
 
 
 def test_recover_restarts_and_heals() -> None:
+    """``Recover`` restarts every crashed server, heals partitions and isolation, and clears
+    loss and delay; the cluster then elects a leader again."""
     running, healthy = run(recover_scenario, seed=2)
     assert running == ["s1", "s2", "s3"]
     assert healthy
 
 
 def test_random_schedule_with_recoveries() -> None:
+    """``FaultSchedule.random(recover_every=2.5)`` adds a ``Recover`` at every multiple of 2.5
+    seconds up to the duration."""
     schedule = FaultSchedule.random(random.Random(0), ["a", "b"], duration=10, recover_every=2.5)
     recoveries = [f.at for f in schedule.faults if isinstance(f, tt.Recover)]
     assert recoveries == [2.5, 5.0, 7.5, 10.0]

@@ -1,5 +1,11 @@
-"""Membership changes: catch-up before voting, learners, removal, transfer, no disruption,
-CheckQuorum, and the state machine hooks (all on the autojump clock)."""
+"""Membership changes and leadership transfer on the autojump clock (dissertation §4, §3.10).
+
+Covered: catch-up before voting (§4.2.1), learners, removed servers and a leader that
+removes itself (§4.2.2), no disruption by removed, partitioned or restarted servers
+(§4.2.3, §9.6 PreVote), CheckQuorum (§6.2), transfer (§3.10), the state machine hooks and
+the ``Status`` fields. Each test names the rule, or the promise of docs/semantics.rst and
+docs/membership.rst, that it checks. (One change at a time, §4.1: test_errors.py.)
+"""
 
 from __future__ import annotations
 
@@ -53,6 +59,9 @@ async def settle(cluster: Cluster, names: list[str] | None = None) -> None:
 async def test_add_server_catches_up_as_learner_then_promotes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§4.2.1: add_server first adds a new server as a learner, catches it up on 500
+    entries, and only then promotes it to voter (its hook sees the two configurations in
+    that order, and it holds the whole log)."""
     async with open_cluster(Recorder, ["a", "b", "c"], seed=1) as cluster:
         leader = await stable(cluster)
         for _ in range(500):
@@ -75,6 +84,9 @@ async def test_add_server_catches_up_as_learner_then_promotes(
 async def test_add_learner_stays_learner_and_never_votes_or_leads(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """Contract (learners, semantics "Membership changes"): a learner receives and applies the
+    log, but through repeated leader crashes it never campaigns, votes or leads; it follows
+    the cluster's term."""
     async with open_cluster(Recorder, ["a", "b", "c"], seed=2) as cluster:
         leader = await stable(cluster)
         learner = await cluster.start("l", initial_config=())
@@ -97,6 +109,8 @@ async def test_add_learner_stays_learner_and_never_votes_or_leads(
 
 
 async def test_add_server_on_a_learner_promotes_it(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract: add_server(name) on a learner catches it up and promotes it to voter; adding
+    an existing learner as a learner again raises ValueError."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=3) as cluster:
         leader = await stable(cluster)
         await cluster.start("l", initial_config=())
@@ -111,6 +125,9 @@ async def test_add_server_on_a_learner_promotes_it(autojump_clock: trio.testing.
 async def test_add_server_that_cannot_catch_up_fails_and_stays_learner(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§4.2.1: the catch-up of a server that makes no progress is abandoned after about an
+    election timeout with CatchUpFailed; it stays a learner, the quorum is unchanged, and a
+    retry once it runs promotes it."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=4) as cluster:
         leader = await stable(cluster)
         await leader.write(1)
@@ -131,8 +148,8 @@ async def test_add_server_that_cannot_catch_up_fails_and_stays_learner(
 async def test_slow_learner_is_not_promoted_until_caught_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """With message delays the learner lags; it is promoted only once a round finishes
-    within an election timeout, and then it holds (nearly) the whole log."""
+    """§4.2.1: with 50 entries a message, a new server is caught up on a 1,000-entry log over
+    many messages; once add_server returns, the new voter holds (nearly) the whole log."""
     async with open_cluster(
         Counter, ["a", "b", "c"], seed=5, max_entries_per_message=50
     ) as cluster:
@@ -150,6 +167,9 @@ async def test_slow_learner_is_not_promoted_until_caught_up(
 async def test_removed_follower_stops_campaigning_and_disrupts_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§4.2.2 + §4.2.3: a removed follower that keeps running learns of its removal and never
+    campaigns again: ten seconds later the leader, its term and the removed server's term
+    are unchanged."""
     async with open_cluster(Counter, ["a", "b", "c", "d"], seed=6) as cluster:
         leader = await stable(cluster)
         victim = next(n for n in cluster.servers if n != leader.name)
@@ -168,6 +188,9 @@ async def test_removed_follower_stops_campaigning_and_disrupts_nothing(
 async def test_rejoining_partitioned_server_does_not_depose_the_leader(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§9.6 PreVote: a follower cut off for four seconds keeps timing out but cannot win a
+    pre-vote, so its term stays put and on rejoining it follows the leader instead of
+    deposing it (without PreVote the leader's term jumps)."""
     async with open_cluster(Counter, 5, seed=7) as cluster:
         leader = await stable(cluster)
         term = leader.status().term
@@ -186,6 +209,9 @@ async def test_rejoining_partitioned_server_does_not_depose_the_leader(
 async def test_restarted_server_does_not_depose_the_leader(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """No disruption (§4.2.3, §9.6): a follower that crashes and restarts from its storage
+    rejoins as a follower; the leader keeps its leadership and its term (a restart alone
+    starts no election)."""
     async with open_cluster(Counter, 3, seed=8) as cluster:
         leader = await stable(cluster)
         term = leader.status().term
@@ -198,6 +224,9 @@ async def test_restarted_server_does_not_depose_the_leader(
 
 
 async def test_leader_removes_itself_and_hands_over(autojump_clock: trio.testing.MockClock) -> None:
+    """§4.2.2 + §3.10: a leader that removes itself steps down once the change commits and
+    hands over to a remaining voter; the removed old leader then stays quiet (no new term
+    for ten seconds)."""
     async with open_cluster(Recorder, ["a", "b", "c"], seed=9) as cluster:
         old = await stable(cluster)
         await old.write(1)
@@ -218,6 +247,8 @@ async def test_leader_removes_itself_and_hands_over(autojump_clock: trio.testing
 async def test_transfer_leadership_to_the_named_server(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§3.10: transfer_leadership(name) makes that voter the leader and returns its name; the
+    old leader redirects writes to it (NotLeader.leader) and no committed write is lost."""
     async with open_cluster(Counter, 5, seed=10) as cluster:
         leader = await stable(cluster)
         for _ in range(10):
@@ -237,6 +268,8 @@ async def test_transfer_leadership_to_the_named_server(
 async def test_transfer_to_most_up_to_date_by_default(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§3.10: without a name, the transfer picks the most up-to-date voter, never one that
+    lags (here a follower that missed five writes)."""
     async with open_cluster(Counter, 3, seed=11) as cluster:
         leader = await stable(cluster)
         laggard = next(n for n in cluster.servers if n != leader.name)
@@ -251,6 +284,8 @@ async def test_transfer_to_most_up_to_date_by_default(
 
 
 async def test_writes_wait_during_transfer(autojump_clock: trio.testing.MockClock) -> None:
+    """§3.10: while a transfer is under way the leader appends no new writes: a write made
+    meanwhile waits, then raises NotLeader naming the new leader, and is never applied."""
     async with open_cluster(Counter, 3, seed=12) as cluster:
         leader = await stable(cluster)
         target = next(n for n in cluster.servers if n != leader.name)
@@ -282,6 +317,8 @@ async def test_writes_wait_during_transfer(autojump_clock: trio.testing.MockCloc
 async def test_transfer_to_unreachable_target_fails_and_leader_resumes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§3.10: a transfer whose target cannot catch up is abandoned within an election timeout
+    with TransferFailed, and the old leader carries on taking writes."""
     async with open_cluster(Counter, 3, seed=13) as cluster:
         leader = await stable(cluster)
         await leader.write(1)
@@ -297,6 +334,8 @@ async def test_transfer_to_unreachable_target_fails_and_leader_resumes(
 
 
 async def test_transfer_to_a_learner_is_refused(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (semantics, "Errors"): transferring leadership to a learner raises NotVoter
+    naming it."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=14) as cluster:
         leader = await stable(cluster)
         await cluster.start("l", initial_config=())
@@ -308,6 +347,9 @@ async def test_transfer_to_a_learner_is_refused(autojump_clock: trio.testing.Moc
 async def test_check_quorum_partitioned_leader_stops_serving(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """§6.2 CheckQuorum: a leader cut off from the majority steps down within two election
+    timeouts; its pending write raises OutcomeUnknown, and later reads and writes raise
+    NotLeader."""
     async with open_cluster(Counter, 3, seed=15) as cluster:
         leader = await stable(cluster)
         await leader.write(1)
@@ -324,6 +366,9 @@ async def test_check_quorum_partitioned_leader_stops_serving(
 
 
 async def test_hooks_role_membership_validate(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (membership.rst, "Watching changes"): on_role_change reports the roles a server
+    goes through, on_membership_change each configuration in log order on every server, and
+    validate rejects a write before anything is appended."""
     async with open_cluster(Recorder, ["a", "b", "c"], seed=16) as cluster:
         leader = await stable(cluster)
         assert leader.machine.roles[-1] is Role.LEADER
@@ -347,6 +392,9 @@ async def test_hooks_role_membership_validate(autojump_clock: trio.testing.MockC
 
 
 async def test_status_reports_membership_and_match(autojump_clock: trio.testing.MockClock) -> None:
+    """Contract (``Status``): leader and followers report the learners; the leader's
+    match_index covers every other member, learners included, and reaches its last index
+    once they have caught up; a follower's is empty."""
     async with open_cluster(Counter, ["a", "b", "c"], seed=17) as cluster:
         leader = await stable(cluster)
         await cluster.start("l", initial_config=())
@@ -364,7 +412,9 @@ async def test_status_reports_membership_and_match(autojump_clock: trio.testing.
 
 
 async def test_min_majority_with_membership(autojump_clock: trio.testing.MockClock) -> None:
-    """min_majority is a floor on the quorum even as the cluster grows."""
+    """Contract (``min_majority``): in a cluster started with min_majority=2, an added voter
+    counts towards the quorum: the leader and the newcomer (2 of 3) commit while the third
+    voter is cut off."""
     async with open_cluster(Counter, ["a", "b"], seed=18, min_majority=2) as cluster:
         leader = await stable(cluster)
         await cluster.start("c", initial_config=(), min_majority=2)
