@@ -17,6 +17,7 @@ from trioraft import ConfigChangeInProgress, MalformedMessage, NotVoter
 from trioraft._core import (
     AppendEntries,
     AppendResponse,
+    CatchUpState,
     Config,
     CoreOptions,
     EntryKind,
@@ -33,6 +34,7 @@ from trioraft._core import (
     TransferInProgress,
     VoteResponse,
 )
+from trioraft._core.node import MAX_CATCH_UP_ROUNDS
 from trioraft.testing._pure import (
     Drop,
     PureCluster,
@@ -1023,6 +1025,81 @@ def test_server_outside_its_configuration_never_campaigns() -> None:
         d.trigger_election(0.0)
     d.step(TimeoutNow("a", "d", 1), 0.0)
     assert d.role is Role.FOLLOWER and not any(isinstance(m, RequestVote) for m in take(d))
+
+
+def _learner_cluster() -> tuple[PureCluster, RaftNode]:
+    c = PureCluster(("a", "b", "c", "d"), voters=ABC)
+    a = c.elect("a")
+    for i in range(20):
+        a.propose(i, c.now)
+    c.deliver(isolate("d"))
+    a.change_config(a.add_server_config("d", voter=False), c.now)
+    c.deliver(isolate("d"))
+    c.deliver(isolate("d"), heartbeat=True)
+    return c, a
+
+
+def test_catch_up_done_when_a_round_takes_less_than_an_election_timeout() -> None:
+    """§4.2.1: the leader catches a learner up in rounds (each ends when the learner holds
+    what the leader held when it began); a round that takes less than an election timeout
+    means the learner is caught up."""
+    c, a = _learner_cluster()
+    catch_up = a.start_catch_up("d", c.now)
+    assert catch_up.state is CatchUpState.PENDING
+    for _ in range(3):  # heartbeat rounds (no time passes): the leader finds d's log
+        c.deliver(heartbeat=True)
+    assert catch_up.state is CatchUpState.DONE and a.progress["d"].match == a.log.last_index
+
+
+def test_catch_up_fails_without_progress_for_an_election_timeout() -> None:
+    """§4.2.1: a learner that makes no progress for an election timeout (it is down, or
+    too slow) fails its catch-up: it is not promoted."""
+    c, a = _learner_cluster()
+    catch_up = a.start_catch_up("d", c.now)
+    c.now = silence(a, c.now + 2 * MAX_ET + 0.01)
+    assert catch_up.state is CatchUpState.FAILED and "no progress" in catch_up.reason
+
+
+def test_catch_up_fails_after_too_many_slow_rounds() -> None:
+    """§4.2.1: while new entries keep coming, a learner whose every round takes longer than
+    an election timeout is never caught up: the catch-up fails after a bounded number of
+    rounds (ten), rather than going on for ever."""
+    c, a = _learner_cluster()
+    catch_up = a.start_catch_up("d", c.now)
+    for round_ in range(MAX_CATCH_UP_ROUNDS + 1):
+        c.now += 0.2  # each round takes longer than the minimum election timeout
+        a.propose(("more", round_), c.now)
+        for _ in range(3):
+            c.deliver(heartbeat=True)
+        if catch_up.state is not CatchUpState.PENDING:
+            break
+    assert catch_up.state is CatchUpState.FAILED
+    assert f"after {MAX_CATCH_UP_ROUNDS} rounds" in catch_up.reason
+
+
+def test_leader_only_appends_to_its_log() -> None:
+    """§5.3 (Leader Append-Only): a leader never overwrites or deletes entries in its log:
+    messages of older terms, stale or duplicated answers and conflicting appends from a
+    deposed leader leave its log a prefix of what it becomes."""
+    c = PureCluster(ABC, check_quorum=False)
+    a = c.elect("a")
+    for i in range(3):
+        a.propose(i, c.now)
+    c.deliver()
+    before = log_entries(a)
+    stale = [
+        AppendEntries("b", "a", 0, 0, 0, (command(1, 0),), 0),
+        AppendResponse("b", "a", a.term, False, 0, 1, 1),
+        AppendResponse("c", "a", a.term, True, 2),
+        Heartbeat("c", "a", 0, 9),
+    ]
+    for m in stale:
+        a.step(m, c.now)
+    c.collect()
+    c.deliver()
+    a.propose("next", c.now)
+    c.deliver()
+    assert a.role is Role.LEADER and log_entries(a)[: len(before)] == before
 
 
 def test_config_change_takes_effect_on_append() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from trioraft._core import RaftNode, Role
 from trioraft.testing._figure3 import Figure3
-from trioraft.testing._pure import make_node, persisted
+from trioraft.testing._pure import command, make_node, persisted
 
 
 def checker() -> Figure3:
@@ -54,3 +54,19 @@ def test_leader_completeness() -> None:
     lacking.role = Role.LEADER
     with pytest.raises(AssertionError, match="Leader Completeness violated: 'b'"):
         f.check([("b", lacking)])
+
+
+def test_leader_append_only() -> None:
+    f = checker()
+    leader = node("a", [1, 1, 2], commit=1, term=2)
+    leader.role = Role.LEADER
+    f.check([("a", leader)])
+    leader.log.truncate_after(2)  # a leader that deletes its own last entry
+    with pytest.raises(AssertionError, match="Leader Append-Only violated: 'a'"):
+        f.check([("a", leader)])
+    f = checker()
+    f.check([("a", leader)])
+    leader.log.truncate_after(1)
+    leader.log.append(command(2, 2))  # or overwrites one with another term's
+    with pytest.raises(AssertionError, match="Leader Append-Only violated: 'a'"):
+        f.check([("a", leader)])

@@ -6,6 +6,8 @@ leaders it sees and the nodes' logs as a run goes, and it reports the first viol
 through its ``fail`` callback.
 
 * **Election Safety**: at most one leader per term (§5.2).
+* **Leader Append-Only**: a leader never overwrites or deletes entries in its log; it
+  only appends (§5.3).
 * **Log Matching**: if two logs hold an entry with the same index and term, they are
   identical in all entries up to that index (§5.3).
 * **Leader Completeness**: an entry committed in a term is in the log of every leader of
@@ -48,6 +50,8 @@ class Figure3:
         #: reported it committed): leaders of that term and later ones must hold it.
         self.committed: dict[int, tuple[Entry, int]] = {}
         self._recorded: dict[str, int] = {}  # per server: commit index already recorded
+        #: (server, term) -> (index, term) of the last entry its log held as leader.
+        self._led_to: dict[tuple[str, int], tuple[int, int]] = {}
 
     def leader(self, name: str, term: int) -> None:
         """``name`` leads ``term`` (Election Safety)."""
@@ -104,6 +108,24 @@ class Figure3:
                     f"entry {index} ({entry}) committed by term {seen_in_term}"
                 )
 
+    def append_only(self, name: str, leader: RaftNode) -> None:
+        """Leader Append-Only: since this leader was last seen (in the same term), its
+        log still holds the entry that was last, and no fewer entries."""
+        log = leader.log
+        key = (name, leader.term)
+        last = self._led_to.get(key)
+        if last is not None:
+            index, term = last
+            held = log.term_at(index) if index >= log.snapshot_index else term
+            if log.last_index < index or held != term:
+                self._fail(
+                    f"Leader Append-Only violated: {name!r}, leader of term {leader.term}, "
+                    f"held entry {index} of term {term} and now holds "
+                    f"{'nothing there' if held is None else f'term {held}'} "
+                    f"(last index {log.last_index})"
+                )
+        self._led_to[key] = (log.last_index, log.last_term)
+
     def check(self, nodes: Iterable[tuple[str, RaftNode]]) -> None:
         """Every check over the named nodes, now."""
         named = list(nodes)
@@ -115,4 +137,5 @@ class Figure3:
         for name, node in named:
             if node.role.value == "leader":
                 self.leader(name, node.term)
+                self.append_only(name, node)
                 self.leader_completeness(name, node)
