@@ -180,6 +180,21 @@ class Server:
             compaction=self._snapshots,
         )
         self._last_applied = self._node.applied
+        self._durable_snapshot = self._node.snapshot_index
+        self._hooks = Hooks(machine)
+        self._tracer: Callable[[TraceEvent], None] | None = options.tracer
+        self._tracer_error: Exception | None = None
+        self._traced_commit = self._node.commit_index
+        self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
+        self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
+            endpoint, "learn_addresses", None
+        )
+        #: The storage makes writes durable without waiting (MemoryStorage, no latency).
+        self._immediate = isinstance(storage, MemoryStorage) and storage.immediate
+        self._init_tasks()
+
+    def _init_tasks(self) -> None:
+        """The state of the server's tasks, callers and counters."""
         self._writes: dict[int, Waiter] = {}
         self._reads: dict[int, Waiter] = {}
         self._changed = trio.Event()
@@ -197,25 +212,14 @@ class Server:
         self._nursery: trio.Nursery | None = None
         self._soft: SoftState | None = None
         self._role = self._node.role
-        self._durable_snapshot = self._node.snapshot_index
-        self._hooks = Hooks(machine)
-        self._tracer: Callable[[TraceEvent], None] | None = options.tracer
-        self._tracer_error: Exception | None = None
+        #: Bodies of ``leadership()``: (term, their cancel scope).
+        self._leaderships: list[tuple[int, trio.CancelScope]] = []
+        #: The ready loop is carrying out a Ready.
+        self._busy = False
         self._sent = 0
         self._received = 0
         self._snapshots_taken = 0
         self._snapshots_installed = 0
-        #: Bodies of ``leadership()``: (term, their cancel scope).
-        self._leaderships: list[tuple[int, trio.CancelScope]] = []
-        self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
-        self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
-            endpoint, "learn_addresses", None
-        )
-        #: The ready loop is carrying out a Ready.
-        self._busy = False
-        #: The storage makes writes durable without waiting (MemoryStorage, no latency).
-        self._immediate = isinstance(storage, MemoryStorage) and storage.immediate
-        self._traced_commit = self._node.commit_index
 
     def __repr__(self) -> str:
         node = self._node

@@ -30,7 +30,7 @@ import trio
 from .._client import open_client
 from .._errors import NotLeader, RaftError
 from ..recipes import Counter
-from ._cluster import open_cluster
+from ._cluster import Cluster, open_cluster
 from ._faults import FaultSchedule
 from ._linearizability import History, Model, counter_model
 from ._run import run
@@ -111,12 +111,89 @@ class _Settings:
     sessions: bool
 
 
+class _Run:
+    """One soak run's clients, over one cluster."""
+
+    def __init__(self, seed: int, settings: _Settings, cluster: Cluster) -> None:
+        self.seed = seed
+        self.settings = settings
+        self.cluster = cluster
+        self.history = History()
+        self.acknowledged: list[Any] = []
+
+    def _rng(self, k: int) -> random.Random:
+        return random.Random(f"{self.seed}/client/{k}")
+
+    async def direct_client(self, k: int) -> None:
+        """Calls on whichever server leads; an unknown outcome stays unknown."""
+        rng, s = self._rng(k), self.settings
+        while True:
+            await trio.sleep(rng.expovariate(s.rate / s.clients))
+            leader = self.cluster.leader()
+            if leader is None:
+                continue
+            kind, value = s.workload(rng)
+            try:
+                with trio.move_on_after(2.0):
+                    async with self.history.operation(k, kind, value) as op:
+                        if kind == "write":
+                            op.output = await leader.write(value)
+                        else:
+                            op.output = await leader.read(value)
+            except (RaftError, ValueError):
+                pass
+
+    async def session_client(self, k: int) -> None:
+        """Client mode: trioraft.open_client, which retries until it has an answer and
+        writes exactly once (sessions, dissertation §6.3)."""
+        rng, s, names = self._rng(k), self.settings, self.cluster.names
+        async with open_client(names, network=self.cluster.network, name=f"c{k}") as remote:
+            while True:
+                await trio.sleep(rng.expovariate(s.rate / s.clients))
+                kind, value = s.workload(rng)
+                async with self.history.operation(k, kind, value) as op:
+                    if kind == "write":
+                        op.output = await remote.write(value)
+                        self.acknowledged.append(op.output)
+                    else:
+                        op.output = await remote.read(value)
+
+    async def final_read(self) -> None:
+        """Recovery: every server back, a clean network; the cluster must serve again,
+        with a leader within the liveness bound (wait_for_leader checks it)."""
+        cluster = self.cluster
+        await cluster.recover()
+        with trio.fail_after(cluster.liveness_bound + 30):
+            while True:
+                leader = await cluster.wait_for_leader()
+                try:
+                    async with self.history.operation("final", "read", None) as op:
+                        op.output = await leader.read(None)
+                    return
+                except NotLeader:
+                    await trio.sleep(0.1)
+
+    def verdict(self) -> tuple[int, int]:
+        """Check the history; return (operations, unknown outcomes)."""
+        result = self.history.check(self.settings.model, max_seconds=60)
+        if result.ok is None:
+            raise TimeoutError(
+                "the linearizability check gave up after 60 s (undecided, not a violation):"
+                f"\n{result}"
+            )
+        if result.ok is not True:
+            raise AssertionError(f"the history is not linearizable:\n{result}")
+        acked = self.acknowledged
+        if self.settings.sessions and len(set(acked)) != len(acked):
+            raise AssertionError(f"two writes of clients got the same reply: {sorted(acked)}")
+        operations = self.history.operations
+        return len(operations), sum(op.unknown for op in operations)
+
+
 async def _soak_run(
     seed: int, schedule: FaultSchedule, settings: _Settings, recorder: TraceRecorder
 ) -> tuple[int, int]:
     names = [f"s{i}" for i in range(1, settings.servers + 1)]
-    history = History()
-    workload, rate, clients = settings.workload, settings.rate, settings.clients
     async with open_cluster(
         settings.machine,
         names,
@@ -130,72 +207,17 @@ async def _soak_run(
         cluster.set_duplication(settings.duplication)
         for spare in _SPARES:
             await cluster.start(spare, initial_config=())
-
-        async def client(k: int) -> None:
-            client_rng = random.Random(f"{seed}/client/{k}")
-            while True:
-                await trio.sleep(client_rng.expovariate(rate / clients))
-                leader = cluster.leader()
-                if leader is None:
-                    continue
-                kind, value = workload(client_rng)
-                try:
-                    with trio.move_on_after(2.0):
-                        async with history.operation(k, kind, value) as op:
-                            if kind == "write":
-                                op.output = await leader.write(value)
-                            else:
-                                op.output = await leader.read(value)
-                except (RaftError, ValueError):
-                    pass
-
-        async def session_client(k: int) -> None:
-            # Client mode: trioraft.open_client, which retries until it has an answer,
-            # writes exactly once (sessions, dissertation §6.3).
-            client_rng = random.Random(f"{seed}/client/{k}")
-            async with open_client(names, network=cluster.network, name=f"c{k}") as remote:
-                while True:
-                    await trio.sleep(client_rng.expovariate(rate / clients))
-                    kind, value = workload(client_rng)
-                    async with history.operation(k, kind, value) as op:
-                        if kind == "write":
-                            op.output = await remote.write(value)
-                            acknowledged.append(op.output)
-                        else:
-                            op.output = await remote.read(value)
-
-        acknowledged: list[Any] = []
+        soak_run = _Run(seed, settings, cluster)
+        client = soak_run.session_client if settings.sessions else soak_run.direct_client
         async with trio.open_nursery() as nursery:
-            for k in range(clients):
-                nursery.start_soon(session_client if settings.sessions else client, k)
+            for k in range(settings.clients):
+                nursery.start_soon(client, k)
             await schedule.run(cluster)
             await trio.sleep_until(settings.duration)
             nursery.cancel_scope.cancel()
-
-        # Recovery: every server back, a clean network; the cluster must serve again, with
-        # a leader within the liveness bound (wait_for_leader checks it).
-        await cluster.recover()
-        with trio.fail_after(cluster.liveness_bound + 30):
-            while True:
-                leader = await cluster.wait_for_leader()
-                try:
-                    async with history.operation("final", "read", None) as op:
-                        op.output = await leader.read(None)
-                    break
-                except NotLeader:
-                    await trio.sleep(0.1)
+        await soak_run.final_read()
         cluster.check()
-    result = history.check(settings.model, max_seconds=60)
-    if result.ok is None:
-        raise TimeoutError(
-            f"the linearizability check gave up after 60 s (undecided, not a violation):\n{result}"
-        )
-    if result.ok is not True:
-        raise AssertionError(f"the history is not linearizable:\n{result}")
-    operations = history.operations
-    if settings.sessions and len(set(acknowledged)) != len(acknowledged):
-        raise AssertionError(f"two writes of clients got the same reply: {sorted(acknowledged)}")
-    return len(operations), sum(op.unknown for op in operations)
+    return soak_run.verdict()
 
 
 def soak_seed(
@@ -238,7 +260,11 @@ def soak_seed(
         sync_latency=sync_latency,
         sessions=sessions,
     )
-    schedule = _schedule(seed, servers, duration)
+    return _soak_one(seed, settings, tail)
+
+
+def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
+    schedule = _schedule(seed, settings.servers, settings.duration)
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
     start = time.perf_counter()
     virtual: list[float] = []
@@ -250,31 +276,27 @@ def soak_seed(
         finally:
             virtual.append(trio.current_time() - t0)
 
+    outcome: dict[str, Any] = {"operations": 0, "unknown": 0}
     try:
-        operations, unknown = run(timed, seed=seed, hang_timeout=_HANG_TIMEOUT)
+        outcome["operations"], outcome["unknown"] = run(
+            timed, seed=seed, hang_timeout=_HANG_TIMEOUT
+        )
     except BaseException as exc:  # a violation, a hang, a crash: report it with the seed
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return SoakResult(
-            seed=seed,
+        outcome.update(
             ok=False,
-            virtual_s=virtual[0] if virtual else 0.0,
-            wall_s=time.perf_counter() - start,
-            operations=0,
-            unknown=0,
-            faults=len(schedule),
             failure=_describe(exc),
             schedule=str(schedule),
             tail=tuple(recorder.tail(tail)),
         )
     return SoakResult(
         seed=seed,
-        ok=True,
-        virtual_s=virtual[0],
+        ok=outcome.pop("ok", True),
+        virtual_s=virtual[0] if virtual else 0.0,
         wall_s=time.perf_counter() - start,
-        operations=operations,
-        unknown=unknown,
         faults=len(schedule),
+        **outcome,
     )
 
 
@@ -326,43 +348,44 @@ def _print_failure(result: SoakResult, out: TextIO) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (1 if any seed failed)."""
+_FLAGS: list[tuple[str, type, Any, str]] = [
+    ("--seeds", int, 10, "how many seeds (default 10)"),
+    ("--seed-start", int, 0, "first seed (default 0)"),
+    ("--servers", int, 5, "servers (default 5)"),
+    ("--duration", float, 30.0, "virtual seconds of faults (default 30)"),
+    ("--clients", int, 3, "client tasks (default 3)"),
+    ("--rate", float, 10.0, "operations per virtual second (default 10)"),
+    (
+        "--duplication",
+        float,
+        0.0,
+        "rate of duplicated messages throughout, 0 to 1 (default 0; the schedules add "
+        "duplication faults of their own)",
+    ),
+    (
+        "--snapshot-threshold",
+        int,
+        40,
+        "entries applied between snapshots (default 40: compaction and InstallSnapshot all "
+        "the time)",
+    ),
+    (
+        "--sync-latency",
+        float,
+        0.002,
+        "most virtual seconds a storage sync takes (default 0.002; 0: at once)",
+    ),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trioraft.testing.soak",
         description="Randomized fault schedules against a replicated counter, checking "
         "Raft's invariants and linearizability; prints failing seeds.",
     )
-    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
-    parser.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
-    parser.add_argument("--servers", type=int, default=5, help="servers (default 5)")
-    parser.add_argument(
-        "--duration", type=float, default=30.0, help="virtual seconds of faults (default 30)"
-    )
-    parser.add_argument("--clients", type=int, default=3, help="client tasks (default 3)")
-    parser.add_argument(
-        "--rate", type=float, default=10.0, help="operations per virtual second (default 10)"
-    )
-    parser.add_argument(
-        "--duplication",
-        type=float,
-        default=0.0,
-        help="rate of duplicated messages throughout, 0 to 1 (default 0; the schedules "
-        "add duplication faults of their own)",
-    )
-    parser.add_argument(
-        "--snapshot-threshold",
-        type=int,
-        default=40,
-        help="entries applied between snapshots (default 40: compaction and InstallSnapshot "
-        "all the time)",
-    )
-    parser.add_argument(
-        "--sync-latency",
-        type=float,
-        default=0.002,
-        help="most virtual seconds a storage sync takes (default 0.002; 0: at once)",
-    )
+    for flag, kind, default, text in _FLAGS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument(
         "--client-mode",
         action="store_true",
@@ -370,17 +393,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sessions) instead of direct calls on the leader",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.seeds < 1 or args.servers < 1 or args.clients < 1:
         parser.error("--seeds, --servers and --clients must be at least 1")
     if args.duration <= 0 or args.rate <= 0:
         parser.error("--duration and --rate must be positive")
     if not 0 <= args.duplication <= 1:
         parser.error("--duplication must be from 0 to 1")
-    seeds = range(args.seed_start, args.seed_start + args.seeds)
+
+
+def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
+    failed = [r.seed for r in results if not r.ok]
+    virtual = sum(r.virtual_s for r in results)
+    summary: dict[str, Any] = {
+        "seeds": len(results),
+        "failed": failed,
+        "virtual_s": virtual,
+        "wall_s": wall,
+        "speed": virtual / wall if wall else None,
+        "operations": sum(r.operations for r in results),
+    }
+    if as_json:
+        summary["results"] = [r.as_json() for r in results]
+        return json.dumps(summary)
+    return (
+        f"{len(results) - len(failed)}/{len(results)} seeds passed; "
+        f"{virtual:.0f} virtual s in {wall:.1f} wall s ({summary['speed']:.0f}x)"
+        + (f"; failing seeds: {failed}" if failed else "")
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (1 if any seed failed)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     started = time.perf_counter()
     results = soak(
-        seeds,
+        range(args.seed_start, args.seed_start + args.seeds),
         out=sys.stderr if args.json else sys.stdout,
         servers=args.servers,
         duration=args.duration,
@@ -391,27 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
         sessions=args.client_mode,
     )
-    wall = time.perf_counter() - started
-    failed = [r.seed for r in results if not r.ok]
-    virtual = sum(r.virtual_s for r in results)
-    summary = {
-        "seeds": len(results),
-        "failed": failed,
-        "virtual_s": virtual,
-        "wall_s": wall,
-        "speed": virtual / wall if wall else None,
-        "operations": sum(r.operations for r in results),
-    }
-    if args.json:
-        summary["results"] = [r.as_json() for r in results]
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{len(results) - len(failed)}/{len(results)} seeds passed; "
-            f"{virtual:.0f} virtual s in {wall:.1f} wall s ({summary['speed']:.0f}x)"
-            + (f"; failing seeds: {failed}" if failed else "")
-        )
-    return 1 if failed else 0
+    print(_summary(results, time.perf_counter() - started, args.json))
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -170,10 +170,7 @@ class _Model:
         return lane
 
     def _build(self, events: Sequence[Mapping[str, Any]]) -> None:
-        partition: tuple[float, list[list[str]]] | None = None
-        isolated: dict[str, float] = {}
-        loss: tuple[float, float] | None = None
-        delay: tuple[float, float, float] | None = None
+        faults = _FaultState(self)
         for event in sorted(events, key=lambda e: float(e.get("t", 0.0))):
             t = float(event.get("t", 0.0))
             kind = str(event.get("kind"))
@@ -186,50 +183,17 @@ class _Model:
                 if not isinstance(details, Mapping):
                     details = {}
                 self.faults.append((t, fault, _fault_label(fault, details), details))
-                if fault == "partition":
-                    if partition is not None:
-                        self._partition_band(partition, t)
-                    groups = [[str(n) for n in g] for g in details.get("groups") or []]
-                    for group in groups:
-                        for name in group:
-                            self.lane(name)
-                    partition = (t, groups)
-                elif fault == "isolate":
-                    name = str(details.get("name"))
-                    self.lane(name)
-                    isolated.setdefault(name, t)
-                elif fault == "heal":
-                    if partition is not None:
-                        self._partition_band(partition, t)
-                        partition = None
-                    for name, since in isolated.items():
-                        self.bands.append(
-                            (since, t, (name,), _FAULT_COLOURS["isolate"], f"{name} isolated")
-                        )
-                    isolated.clear()
-                elif fault == "loss":
-                    if loss is not None:
-                        self.loss.append((loss[0], t, loss[1]))
-                    rate = float(details.get("rate") or 0)
-                    loss = (t, rate) if rate else None
-                elif fault == "delay":
-                    if delay is not None:
-                        self.delay.append((delay[0], t, delay[1], delay[2]))
-                    low, high = float(details.get("low") or 0), float(details.get("high") or 0)
-                    delay = (t, low, high) if high else None
+                faults.apply(t, fault, details)
             elif "server" in event:
                 self._server(t, kind, event)
-        end = self.t_max
-        if partition is not None:
-            self._partition_band(partition, end)
+        faults.close(self.t_max)
+        for lane in self.lanes.values():
+            lane.finish(self.t_max)
+
+    def _close_isolations(self, isolated: dict[str, float], end: float) -> None:
         for name, since in isolated.items():
             self.bands.append((since, end, (name,), _FAULT_COLOURS["isolate"], f"{name} isolated"))
-        if loss is not None:
-            self.loss.append((loss[0], end, loss[1]))
-        if delay is not None:
-            self.delay.append((delay[0], end, delay[1], delay[2]))
-        for lane in self.lanes.values():
-            lane.finish(end)
+        isolated.clear()
 
     def _partition_band(self, partition: tuple[float, list[list[str]]], end: float) -> None:
         start, groups = partition
@@ -287,6 +251,54 @@ class _Model:
                 lane.last_commit = index
         elif kind == "apply":
             lane.applies += 1
+
+
+class _FaultState:
+    """The network's faults in force while a trace is read, turned into bands."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.partition: tuple[float, list[list[str]]] | None = None
+        self.isolated: dict[str, float] = {}
+        self.loss: tuple[float, float] | None = None
+        self.delay: tuple[float, float, float] | None = None
+
+    def apply(self, t: float, fault: str, details: Mapping[str, Any]) -> None:
+        model = self.model
+        if fault in ("partition", "heal"):
+            if self.partition is not None:
+                model._partition_band(self.partition, t)
+                self.partition = None
+            model._close_isolations(self.isolated, t)  # a partition sets the whole shape
+        if fault == "partition":
+            groups = [[str(n) for n in g] for g in details.get("groups") or []]
+            for name in (n for g in groups for n in g):
+                model.lane(name)
+            self.partition = (t, groups)
+        elif fault == "isolate":
+            name = str(details.get("name"))
+            model.lane(name)
+            self.isolated.setdefault(name, t)
+        elif fault == "loss":
+            if self.loss is not None:
+                model.loss.append((self.loss[0], t, self.loss[1]))
+            rate = float(details.get("rate") or 0)
+            self.loss = (t, rate) if rate else None
+        elif fault == "delay":
+            if self.delay is not None:
+                model.delay.append((self.delay[0], t, self.delay[1], self.delay[2]))
+            low, high = float(details.get("low") or 0), float(details.get("high") or 0)
+            self.delay = (t, low, high) if high else None
+
+    def close(self, end: float) -> None:
+        model = self.model
+        if self.partition is not None:
+            model._partition_band(self.partition, end)
+        model._close_isolations(self.isolated, end)
+        if self.loss is not None:
+            model.loss.append((self.loss[0], end, self.loss[1]))
+        if self.delay is not None:
+            model.delay.append((self.delay[0], end, self.delay[1], self.delay[2]))
 
 
 def _nice_step(span: float, target: int) -> float:
