@@ -55,7 +55,7 @@ from ._network.base import Endpoint, Transport
 from ._options import ServerOptions
 from ._protocol import ClientRequest
 from ._sessions import ClusterClock, Sessions
-from ._storage import DiskStorage, MemoryStorage, Storage
+from ._storage import DiskStorage, MemoryStorage, Storage, stage
 
 __all__ = [
     "Server",
@@ -668,17 +668,7 @@ class Server:
     def _stage(self, rd: Ready) -> None:
         # Durable before anything that depends on it leaves (Figure 2: "before responding
         # to RPCs"; API: "nothing is acknowledged before it is durable").
-        storage = self._storage
-        if rd.snapshot is not None:
-            storage.set_snapshot(rd.snapshot)
-        if rd.compact is not None:
-            storage.compact(*rd.compact)
-        if rd.truncate_from is not None:
-            storage.truncate(rd.truncate_from)
-        if rd.entries:
-            storage.append(rd.entries)
-        if rd.hard_state is not None:
-            storage.set_hard_state(rd.hard_state)
+        stage(self._storage, rd)
 
     def _send(self, messages: tuple[Message, ...]) -> None:
         if not messages:

@@ -24,24 +24,8 @@ import attrs
 import msgpack
 
 from .._codec import packer, unpack
-from .._core.messages import (
-    AppendEntries,
-    AppendResponse,
-    ClusterMismatch,
-    Config,
-    Entry,
-    EntryKind,
-    Heartbeat,
-    HeartbeatResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
-    Message,
-    ReadIndexRequest,
-    ReadIndexResponse,
-    RequestVote,
-    TimeoutNow,
-    VoteResponse,
-)
+from .._core import messages as m
+from .._core.messages import Config, Entry, EntryKind, Message
 from .._errors import MalformedMessage
 from .._protocol import OPS, ClientRequest, ClientResponse
 
@@ -54,18 +38,18 @@ HEADER = 4
 _LENGTH = struct.Struct(">I")
 
 _TYPES: dict[int, type[Message]] = {
-    1: RequestVote,
-    2: VoteResponse,
-    3: AppendEntries,
-    4: AppendResponse,
-    5: Heartbeat,
-    6: HeartbeatResponse,
-    7: TimeoutNow,
-    8: ClusterMismatch,
-    9: InstallSnapshot,
-    10: InstallSnapshotResponse,
-    11: ReadIndexRequest,
-    12: ReadIndexResponse,
+    1: m.RequestVote,
+    2: m.VoteResponse,
+    3: m.AppendEntries,
+    4: m.AppendResponse,
+    5: m.Heartbeat,
+    6: m.HeartbeatResponse,
+    7: m.TimeoutNow,
+    8: m.ClusterMismatch,
+    9: m.InstallSnapshot,
+    10: m.InstallSnapshotResponse,
+    11: m.ReadIndexRequest,
+    12: m.ReadIndexResponse,
     20: ClientRequest,
     21: ClientResponse,
 }
@@ -128,22 +112,18 @@ def _int(value: Any) -> int:
     return value
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Bad(f"expected a boolean, got {value!r}")
-    return value
+def _of_type(kind: type, what: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not isinstance(value, kind):
+            raise _Bad(f"expected {what}, got a {type(value).__name__}")
+        return value
+
+    return check
 
 
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Bad(f"expected a string, got {value!r}")
-    return value
-
-
-def _bytes(value: Any) -> bytes:
-    if not isinstance(value, bytes):
-        raise _Bad(f"expected bytes, got {type(value).__name__}")
-    return value
+_bool = _of_type(bool, "a boolean")
+_str = _of_type(str, "a string")
+_bytes = _of_type(bytes, "bytes")
 
 
 def _any(value: Any) -> Any:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .._core.messages import Entry
-from .._core.ready import HardState, PersistedState, Snapshot
+from .._core.ready import HardState, PersistedState, Ready, Snapshot
 from .._errors import RaftError
 
-__all__ = ["Storage", "StorageError"]
+__all__ = ["Storage", "StorageError", "stage"]
 
 
 class StorageError(RaftError, ValueError):
@@ -66,3 +66,17 @@ class Storage(Protocol):
     async def sync(self) -> None:
         """Make everything staged durable, at once."""
         ...
+
+
+def stage(storage: Storage, rd: Ready) -> None:
+    """Stage what ``rd`` asks to persist, in the contract's order (then ``sync``)."""
+    if rd.snapshot is not None:
+        storage.set_snapshot(rd.snapshot)
+    if rd.compact is not None:
+        storage.compact(*rd.compact)
+    if rd.truncate_from is not None:
+        storage.truncate(rd.truncate_from)
+    if rd.entries:
+        storage.append(rd.entries)
+    if rd.hard_state is not None:
+        storage.set_hard_state(rd.hard_state)

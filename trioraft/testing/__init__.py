@@ -18,26 +18,8 @@
 
 from ._checker import LinearizabilityResult, check_linearizability
 from ._cluster import LIVENESS_ELECTION_TIMEOUTS, Cluster, derive_seed, open_cluster
-from ._faults import (
-    FAULT_KINDS,
-    AddServer,
-    Crash,
-    CrashLeader,
-    Delay,
-    Duplication,
-    Fault,
-    FaultSchedule,
-    Heal,
-    Isolate,
-    IsolateLeader,
-    Loss,
-    Partition,
-    Recover,
-    RemoveServer,
-    Restart,
-    TransferLeadership,
-    TriggerElection,
-)
+from ._faults import *  # noqa: F403  (every fault class, FaultSchedule, FAULT_KINDS)
+from ._faults import __all__ as _fault_names
 from ._history import History, Operation, PendingOperation
 from ._invariants import InvariantMonitor, InvariantViolation
 from ._machines import Counter
@@ -47,34 +29,17 @@ from ._scenario import check_fault_schedule
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
 
 __all__ = [
-    "FAULT_KINDS",
+    *_fault_names,
     "LIVENESS_ELECTION_TIMEOUTS",
-    "AddServer",
     "Cluster",
     "Counter",
-    "Crash",
-    "CrashLeader",
-    "Delay",
-    "Duplication",
-    "Fault",
-    "FaultSchedule",
     "HangError",
-    "Heal",
     "History",
-    "Isolate",
-    "IsolateLeader",
     "LinearizabilityResult",
-    "Loss",
     "Model",
     "Operation",
-    "Partition",
     "PendingOperation",
-    "Recover",
-    "RemoveServer",
-    "Restart",
     "TraceRecorder",
-    "TransferLeadership",
-    "TriggerElection",
     "InvariantMonitor",
     "check_fault_schedule",
     "InvariantViolation",

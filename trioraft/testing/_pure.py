@@ -19,6 +19,7 @@ from .._core.messages import AppendEntries, Config, Entry, EntryKind, Heartbeat,
 from .._core.node import RaftNode, Role
 from .._core.options import CoreOptions
 from .._core.ready import HardState, PersistedState, Ready
+from .._storage.base import stage
 from .._storage.memory import MemoryStorage
 
 __all__ = [
@@ -65,16 +66,7 @@ def persisted(
 
 def persist(storage: MemoryStorage, rd: Ready) -> None:
     """Stage what ``rd`` asks to persist and make it durable (as the runtime does)."""
-    if rd.snapshot is not None:
-        storage.set_snapshot(rd.snapshot)
-    if rd.compact is not None:
-        storage.compact(*rd.compact)
-    if rd.truncate_from is not None:
-        storage.truncate(rd.truncate_from)
-    if rd.entries:
-        storage.append(rd.entries)
-    if rd.hard_state is not None:
-        storage.set_hard_state(rd.hard_state)
+    stage(storage, rd)
     storage.sync_nowait()
 
 

@@ -285,16 +285,8 @@ class TraceRecorder:
         """Record a message event of the network (``"sent"``, ``"delivered"`` or
         ``"dropped"``; they become kinds ``send``, ``deliver`` and ``drop``). Does
         nothing when the recorder was made with ``messages=False``."""
-        if not self.messages:
-            return
-        record = (trio.current_time(), event, message)
-        self._recent.append(record)
-        self.count += 1
-        pending = self._pending
-        if pending is not None:
-            pending.append(record)
-            if len(pending) >= self.batch:
-                self._write_pending()
+        if self.messages:
+            self._add((trio.current_time(), event, message))
 
     def on_fault(self, kind: str, details: Mapping[str, Any]) -> None:
         """Record a network fault (a fault observer); the time is ``trio.current_time()``."""

@@ -9,29 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from hypothesis import strategies as st
 
-from ._faults import (
-    DELAYS,
-    DUPLICATION_RATES,
-    FAULT_KINDS,
-    LOSS_RATES,
-    AddServer,
-    Crash,
-    CrashLeader,
-    Delay,
-    Duplication,
-    Fault,
-    FaultSchedule,
-    Heal,
-    Isolate,
-    IsolateLeader,
-    Loss,
-    Partition,
-    Recover,
-    RemoveServer,
-    Restart,
-    TransferLeadership,
-    TriggerElection,
-)
+from . import _faults as menu
 
 __all__ = ["fault_schedules", "faults"]
 
@@ -42,25 +20,25 @@ def faults(
     duration: float = 10.0,
     spares: Sequence[str] = (),
     kinds: Iterable[str] | None = None,
-) -> st.SearchStrategy[Fault]:
+) -> st.SearchStrategy[menu.Fault]:
     """One fault at a time in ``[0, duration]`` (whole milliseconds), on servers ``names``
     (``spares`` are extra names that membership faults may add and remove).
     ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`)."""
     names = list(names)
     if not names:
         raise ValueError("faults() needs at least one server name")
-    allowed = set(kinds) if kinds is not None else set(FAULT_KINDS)
-    unknown = allowed - set(FAULT_KINDS)
+    allowed = set(kinds) if kinds is not None else set(menu.FAULT_KINDS)
+    unknown = allowed - set(menu.FAULT_KINDS)
     if unknown:
         raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
     at = st.integers(0, int(duration * 1000)).map(lambda ms: ms / 1000)
     name = st.sampled_from(names)
     anyone = st.sampled_from(names + list(spares))
-    options: dict[str, st.SearchStrategy[Fault]] = {
-        "heal": st.builds(Heal, at),
-        "recover": st.builds(Recover, at),
+    options: dict[str, st.SearchStrategy[menu.Fault]] = {
+        "heal": st.builds(menu.Heal, at),
+        "recover": st.builds(menu.Recover, at),
         "partition": st.builds(
-            lambda t, side: Partition(
+            lambda t, side: menu.Partition(
                 t,
                 (
                     [n for n, s in zip(names, side, strict=True) if s],
@@ -70,22 +48,22 @@ def faults(
             at,
             st.lists(st.booleans(), min_size=len(names), max_size=len(names)),
         ),
-        "isolate": st.builds(Isolate, at, name),
-        "isolate_leader": st.builds(IsolateLeader, at),
-        "loss": st.builds(Loss, at, st.sampled_from(LOSS_RATES)),
-        "duplication": st.builds(Duplication, at, st.sampled_from(DUPLICATION_RATES)),
-        "delay": st.sampled_from(DELAYS).flatmap(
-            lambda lh: st.builds(Delay, at, st.just(lh[0]), st.just(lh[1]))
+        "isolate": st.builds(menu.Isolate, at, name),
+        "isolate_leader": st.builds(menu.IsolateLeader, at),
+        "loss": st.builds(menu.Loss, at, st.sampled_from(menu.LOSS_RATES)),
+        "duplication": st.builds(menu.Duplication, at, st.sampled_from(menu.DUPLICATION_RATES)),
+        "delay": st.sampled_from(menu.DELAYS).flatmap(
+            lambda lh: st.builds(menu.Delay, at, st.just(lh[0]), st.just(lh[1]))
         ),
-        "crash": st.builds(Crash, at, name),
-        "crash_leader": st.builds(CrashLeader, at),
-        "restart": st.builds(Restart, at, name),
-        "add_server": st.builds(AddServer, at, anyone, st.booleans()),
-        "remove_server": st.builds(RemoveServer, at, anyone),
-        "transfer": st.builds(TransferLeadership, at, st.one_of(st.none(), name)),
-        "trigger_election": st.builds(TriggerElection, at, name),
+        "crash": st.builds(menu.Crash, at, name),
+        "crash_leader": st.builds(menu.CrashLeader, at),
+        "restart": st.builds(menu.Restart, at, name),
+        "add_server": st.builds(menu.AddServer, at, anyone, st.booleans()),
+        "remove_server": st.builds(menu.RemoveServer, at, anyone),
+        "transfer": st.builds(menu.TransferLeadership, at, st.one_of(st.none(), name)),
+        "trigger_election": st.builds(menu.TriggerElection, at, name),
     }
-    # Heal first: Hypothesis shrinks towards the first alternative.
+    # menu.Heal first: Hypothesis shrinks towards the first alternative.
     order = ["heal", *sorted(k for k in options if k != "heal")]
     return st.one_of(*(options[k] for k in order if k in allowed))
 
@@ -97,9 +75,9 @@ def fault_schedules(
     max_faults: int = 10,
     spares: Sequence[str] = (),
     kinds: Iterable[str] | None = None,
-) -> st.SearchStrategy[FaultSchedule]:
+) -> st.SearchStrategy[menu.FaultSchedule]:
     """Schedules of up to ``max_faults`` faults within ``duration`` seconds (see
     :func:`faults`). Shrinking removes faults and moves them earlier."""
     return st.lists(
         faults(names, duration=duration, spares=spares, kinds=kinds), max_size=max_faults
-    ).map(FaultSchedule)
+    ).map(menu.FaultSchedule)
