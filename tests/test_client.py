@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 import trioraft
+from trioraft._client import ATTEMPT_TIMEOUT
 from trioraft.testing import Cluster, open_cluster, run
 
 from machines import Counter
@@ -163,3 +164,25 @@ def test_client_follows_redirects_and_reads_linearizably() -> None:
                 assert await client.read(None) == 3
 
     run(scenario, seed=5)
+
+
+def test_a_dead_leader_is_not_waited_on_twice() -> None:
+    """After a request to the hinted leader goes unanswered, the client moves on to
+    another server, even when the dead one is next in its list (one wait, not two)."""
+
+    async def scenario() -> float:
+        async with open_cluster(Counter, 3, seed=2) as cluster:
+            leader = await stable(cluster)
+            others = [name for name in cluster.names if name != leader.name]
+            # The leader is next in the list after the first server tried.
+            targets = [others[0], leader.name, others[1]]
+            async with trioraft.open_client(targets, network=cluster.network) as client:
+                await client.write(1)  # redirected to the leader, which is now the hint
+                assert client.leader == leader.name
+                await cluster.crash(leader.name)
+                start = trio.current_time()
+                assert await client.write(1) == 2
+                return trio.current_time() - start
+
+    elapsed = run(scenario, seed=2, hang_timeout=60)
+    assert elapsed < 2 * ATTEMPT_TIMEOUT  # virtual time: one wait on the dead server

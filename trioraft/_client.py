@@ -294,9 +294,15 @@ class Client:
         target = self._targets[self._rotation % len(self._targets)]
         return target
 
-    def _rotate(self) -> None:
+    def _rotate(self, failed: str | None = None) -> None:
+        """Drop the leader hint and move to the next server in the list, past
+        ``failed`` (the server that just did not answer) so that a dead server is
+        not waited on twice in a row."""
         self._hint = None
         self._rotation += 1
+        upcoming = self._targets[self._rotation % len(self._targets)]
+        if failed is not None and upcoming == failed and len(self._targets) > 1:
+            self._rotation += 1
 
     async def _call(
         self,
@@ -316,7 +322,7 @@ class Client:
             )
             response = await self._transport.request(target, request)
             if response is None:  # no answer in time, or no connection: another server
-                self._rotate()
+                self._rotate(failed=target)
                 await trio.sleep(RETRY_PAUSE)
                 continue
             if not response.error:
