@@ -1051,6 +1051,21 @@ def test_catch_up_done_when_a_round_takes_less_than_an_election_timeout() -> Non
     assert catch_up.state is CatchUpState.DONE and a.progress["d"].match == a.log.last_index
 
 
+def test_catch_up_done_when_a_slow_round_leaves_nothing_more_to_send() -> None:
+    """§4.2.1: when a slow round ends and the leader has nothing newer, the next round
+    is already complete (it takes no time): the learner is caught up, and an idle
+    cluster does not later fail it for "no progress"."""
+    c, a = _learner_cluster()
+    catch_up = a.start_catch_up("d", c.now)
+    c.now += 0.2  # the first round takes longer than the minimum election timeout
+    for _ in range(3):
+        c.deliver(heartbeat=True)
+    assert a.progress["d"].match == a.log.last_index
+    assert catch_up.state is CatchUpState.DONE
+    c.now = silence(a, c.now + 2 * MAX_ET + 0.01)
+    assert catch_up.state is CatchUpState.DONE
+
+
 def test_catch_up_fails_without_progress_for_an_election_timeout() -> None:
     """§4.2.1: a learner that makes no progress for an election timeout (it is down, or
     too slow) fails its catch-up: it is not promoted."""
@@ -1066,11 +1081,14 @@ def test_catch_up_fails_after_too_many_slow_rounds() -> None:
     rounds (ten), rather than going on for ever."""
     c, a = _learner_cluster()
     catch_up = a.start_catch_up("d", c.now)
-    for round_ in range(MAX_CATCH_UP_ROUNDS + 1):
+    from_d = lambda m: m.src == "d"  # noqa: E731
+    for round_ in range(2 * MAX_CATCH_UP_ROUNDS):  # the first few find d's log
         c.now += 0.2  # each round takes longer than the minimum election timeout
-        a.propose(("more", round_), c.now)
-        for _ in range(3):
-            c.deliver(heartbeat=True)
+        a.propose(("more", round_), c.now)  # ... and ends with something newer to send
+        answers, c.inflight = c.inflight, []
+        for m in answers:  # d's answers to the last round arrive now
+            c.step_one(m)
+        c.deliver(hold=from_d, heartbeat=True)  # d gets the rest; its answers are late
         if catch_up.state is not CatchUpState.PENDING:
             break
     assert catch_up.state is CatchUpState.FAILED

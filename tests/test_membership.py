@@ -145,6 +145,24 @@ async def test_add_server_that_cannot_catch_up_fails_and_stays_learner(
         assert "ghost" in leader.status().voters
 
 
+async def test_add_server_on_a_slow_link_to_an_idle_cluster_promotes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """§4.2.1: when a catch-up round takes longer than an election timeout (a slow link)
+    and no writes arrive meanwhile, the learner already holds everything the next round
+    would send, so it is caught up: add_server promotes it rather than failing it for
+    "no progress" (a regression)."""
+    async with open_cluster(Counter, ["a", "b", "c"], seed=6) as cluster:
+        leader = await stable(cluster)
+        for _ in range(20):
+            await leader.write(1)
+        await cluster.start("d", initial_config=())
+        cluster.set_delay(0.1, 0.1)  # a round trip is longer than an election timeout
+        with trio.fail_after(10):
+            await leader.add_server("d")
+        assert "d" in leader.status().voters
+
+
 async def test_learner_is_caught_up_over_many_messages_before_promotion(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

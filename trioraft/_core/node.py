@@ -1651,7 +1651,11 @@ class RaftNode:
             catch_up.rounds += 1
             catch_up.round_end = self.log.last_index
             catch_up.round_start = now
-            return
+            if match < catch_up.round_end:
+                return
+            # The learner already holds what the new round would send: that round
+            # takes no time, so it is caught up (an idle cluster moves it no further).
+            catch_up.state = CatchUpState.DONE
         self.change_count += 1
 
     # ------------------------------------------------------------------ misc
