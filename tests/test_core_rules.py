@@ -816,6 +816,66 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
     assert c.reads["b"] == [(ticket, a.commit_index)]
 
 
+def test_follower_reads_share_one_request_per_batch() -> None:
+    """§6.4 (follower reads, batched): a follower's first read asks the leader at once;
+    reads arriving while that request is in flight wait and share the next request. One
+    answer serves every read of its batch, with an index confirmed after each began."""
+    c = PureCluster(ABC, follower_reads=True)
+    a = c.elect("a")
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    first = b.request_read(c.now)
+    (ask,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    x = a.propose("x", c.now)  # committed after the first request left
+    waiting = [b.request_read(c.now) for _ in range(3)]
+    assert not any(isinstance(m, ReadIndexRequest) for m in take(b))  # one in flight
+    c.step_one(ask)
+    c.deliver()
+    asked = [ask] + [m for m in c.delivered if isinstance(m, ReadIndexRequest)]
+    assert len(asked) == 2  # four reads, two requests
+    indexes = dict(c.reads["b"])
+    assert set(indexes) == {first, *waiting}
+    assert all(indexes[t] == a.commit_index >= x.index for t in waiting)
+
+
+def test_follower_read_request_lost_is_asked_again() -> None:
+    """§6.4 (follower reads): a request (or its answer) lost on the way is asked again
+    after an election timeout, rather than leaving its reads waiting for ever."""
+    c = PureCluster(ABC, follower_reads=True)
+    c.elect("a")
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    ticket = b.request_read(c.now)
+    assert any(isinstance(m, ReadIndexRequest) for m in take(b))  # ... and lost
+    assert b.deadline <= c.now + MIN_ET
+    c.now += MIN_ET
+    b.tick(c.now)
+    (again,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    c.step_one(again)
+    c.deliver()
+    assert [t for t, _ in c.reads["b"]] == [ticket]
+    assert b.role is Role.FOLLOWER  # the retry timer is not an election timeout
+
+
+def test_lease_read_index_is_the_commit_index_only_while_the_lease_holds() -> None:
+    """§6.4.1 (the runtime's fast path): lease_read_index gives the commit index while
+    the lease holds, and None before a round is acknowledged, after the lease, on a
+    follower, and without lease_reads."""
+    c = PureCluster(ABC, lease_reads=True)
+    a = c.elect("a")
+    assert a.lease_read_index(c.now) is None or a.lease_until > c.now
+    sent_at = c.now
+    c.deliver(heartbeat=True)
+    c.now += 0.05
+    assert a.lease_read_index(c.now) == a.commit_index
+    assert c["b"].lease_read_index(c.now) is None
+    assert a.lease_read_index(sent_at + 0.9 * MIN_ET + 1e-6) is None
+    plain = PureCluster(ABC)
+    leader = plain.elect("a")
+    plain.deliver(heartbeat=True)
+    assert leader.lease_read_index(plain.now) is None
+
+
 def test_follower_read_fails_when_its_leader_changes() -> None:
     """§6.4: a follower's read asked of a leader it no longer follows is failed (it will
     not be answered), never answered from a stale state."""

@@ -164,3 +164,33 @@ def test_reads_from_every_server_are_linearizable_under_faults(seed: int) -> Non
     assert len(reads) > 50
     result = history.check(counter_model(), max_seconds=60)
     assert result.ok is True, str(result)
+
+
+async def test_follower_reads_finish_when_requests_are_lost(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """§6.4 (follower reads): a lost request for a read index (or its answer) is asked
+    again, so every follower read ends, with a value or NotLeader, under message loss;
+    none waits for a leader change that may never come."""
+    async with open_cluster(Counter, 3, seed=4, follower_reads=True) as cluster:
+        leader = await stable(cluster)
+        await leader.write(1)
+        cluster.set_loss(0.3)
+        answered = 0
+        for _ in range(40):
+            follower = next(
+                (
+                    s
+                    for s in cluster.servers.values()
+                    if s.status().role is not trioraft.Role.LEADER
+                ),
+                None,
+            )
+            assert follower is not None
+            with trio.fail_after(2):  # virtual seconds: a few retries at most
+                try:
+                    assert await follower.read(None) == 1
+                    answered += 1
+                except trioraft.NotLeader:
+                    await trio.sleep(0.3)
+        assert answered >= 20

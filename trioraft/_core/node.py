@@ -142,6 +142,18 @@ class CatchUp:
         self.reason = reason
 
 
+class _ReadRequest:
+    """A follower's request for a read index, in flight for a batch of reads (§6.4)."""
+
+    __slots__ = ("leader", "reads", "retry_at", "ticket")
+
+    def __init__(self, ticket: int, leader: str, retry_at: float, reads: list[int]) -> None:
+        self.ticket = ticket
+        self.leader = leader
+        self.retry_at = retry_at
+        self.reads = reads
+
+
 class _Incoming:
     """A snapshot a follower is receiving, chunk by chunk."""
 
@@ -196,8 +208,10 @@ class RaftNode:
         #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
         self._pending_reads: list[tuple[int, int, str | None]] = []
         self._next_ticket = 0
-        #: On a follower: reads asked of the leader, by ticket (-> that leader).
-        self._remote_reads: dict[int, str] = {}
+        #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
+        self._read_batch: list[int] = []
+        #: On a follower: the one request for a read index in flight, if any.
+        self._read_request: _ReadRequest | None = None
         #: On a leader: when the first message of each round stamp was sent (§6.4.1).
         self._round_sent: dict[int, float] = {}
         self._lease_until = -INF
@@ -304,6 +318,8 @@ class RaftNode:
     def deadline(self) -> float:
         """When the runtime must call :meth:`tick` next (``inf``: never)."""
         if self.role is not Role.LEADER:
+            if self._read_request is not None:
+                return min(self._election_deadline, self._read_request.retry_at)
             return self._election_deadline
         deadline = min(self._leader_tick_at, self._transfer_deadline)
         interval = self.options.heartbeat_interval
@@ -612,6 +628,10 @@ class RaftNode:
             return
         if self.role is Role.LEADER:
             self._tick_leader(now)
+            return
+        if self._read_request is not None and now >= self._read_request.retry_at:
+            self._retry_read_request(now)
+        if now < self._election_deadline:
             return
         if self.can_campaign:
             self._campaign(now, pre=self.options.pre_vote, force=False)
@@ -1458,9 +1478,8 @@ class RaftNode:
                 raise NotLeader(self.leader)
             self._next_ticket += 1
             ticket = self._next_ticket
-            self._remote_reads[ticket] = self.leader
-            self._send(ReadIndexRequest(self.name, self.leader, self.term, ticket,
-                                        cluster=self.cluster_id))  # fmt: skip
+            self._read_batch.append(ticket)
+            self._send_read_request(now)
             return ticket
         self._next_ticket += 1
         self._read_for(self._next_ticket, None, now)
@@ -1489,6 +1508,14 @@ class RaftNode:
 
     def _lease_holds(self, now: float) -> bool:
         return self.options.lease_reads and now < self.lease_until
+
+    def lease_read_index(self, now: float) -> int | None:
+        """With ``lease_reads``, on a leader whose lease holds at ``now`` (§6.4.1): the
+        read index of a read starting now (the commit index), with no round and no
+        Ready; else ``None`` (use :meth:`request_read`)."""
+        if self._lease_holds(now):
+            return self.commit_index
+        return None
 
     @property
     def lease_until(self) -> float:
@@ -1550,21 +1577,56 @@ class RaftNode:
             return
         self._read_for(m.ticket, m.src, now)
 
-    def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
-        if self._remote_reads.pop(m.ticket, None) is None:
+    def _send_read_request(self, now: float) -> None:
+        """A follower asks its leader for a read index for every read waiting, in one
+        request, unless one is already in flight (its answer sends the next): reads
+        arriving meanwhile share the next request, so the leader sees one request per
+        batch however many reads there are."""
+        if self._read_request is not None or not self._read_batch:
             return
+        if self.leader is None or self.role is not Role.FOLLOWER:
+            self._failed_reads.extend(self._read_batch)
+            self._read_batch = []
+            return
+        self._next_ticket += 1
+        retry_at = now + self.options.min_election_timeout
+        request = _ReadRequest(self._next_ticket, self.leader, retry_at, self._read_batch)
+        self._read_request = request
+        self._read_batch = []
+        self._send(ReadIndexRequest(self.name, request.leader, self.term, request.ticket,
+                                    cluster=self.cluster_id))  # fmt: skip
+
+    def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
+        request = self._read_request
+        if request is None or m.ticket != request.ticket:
+            return  # an answer to a request given up on, or a duplicate
+        self._read_request = None
         if m.ok:
-            self._read_states.append((m.ticket, m.index))
+            # Each read in the batch began before the request left: the leader's index,
+            # confirmed after that, is a valid read index for all of them (§6.4).
+            self._read_states.extend((ticket, m.index) for ticket in request.reads)
         else:
-            self._failed_reads.append(m.ticket)
+            self._failed_reads.extend(request.reads)
+        self._send_read_request(now)
+
+    def _retry_read_request(self, now: float) -> None:
+        """No answer for an election timeout (the request or the answer was lost): ask
+        again, for these reads and any waiting."""
+        request = self._read_request
+        assert request is not None
+        self._read_request = None
+        self._read_batch[:0] = request.reads
+        self._send_read_request(now)
 
     def _fail_remote_reads(self) -> None:
-        """Reads asked of a leader we no longer follow will not be answered: fail them."""
-        if not self._remote_reads:
-            return
-        for ticket in [t for t, leader in self._remote_reads.items() if leader != self.leader]:
-            del self._remote_reads[ticket]
-            self._failed_reads.append(ticket)
+        """Reads asked of a leader we no longer follow will not be answered: fail them
+        (reads not yet asked go to the new leader, or fail if there is none)."""
+        request = self._read_request
+        if request is not None and request.leader != self.leader:
+            self._read_request = None
+            self._failed_reads.extend(request.reads)
+        if self._read_batch:
+            self._send_read_request(self._now)
 
     # ------------------------------------------------------ leadership transfer
     def _best_transfer_target(self) -> str | None:
