@@ -95,6 +95,51 @@ def test_leader_counts_itself_only_once_durable() -> None:
     assert a.commit_index == entry.index
 
 
+def test_leader_ready_may_be_carried_out_early_when_term_and_vote_are_durable() -> None:
+    """§10.2.1: a leader's Ready that changes neither its term nor its vote may send
+    and apply before its write is durable (``early``); a candidate's Ready, which
+    records its vote, may not; nor may a follower's, which acknowledges entries."""
+    c = PureCluster(ABC)
+    a = c["a"]
+    a.trigger_election(c.now)
+    rd = a.ready()
+    assert rd.hard_state is not None and rd.hard_state.voted_for == "a" and not rd.early
+    a.advance(rd)
+    c.inflight.extend(rd.messages)
+    c.deliver()
+    assert a.role is Role.LEADER
+    a.propose("x", c.now)
+    rd = a.ready()
+    assert rd.entries and rd.early and any(isinstance(m, AppendEntries) for m in rd.messages)
+    a.advance(rd)
+    follower = c["c"]
+    follower.step(AppendEntries("a", "c", a.term, 0, 0, persisted([1, 1]).entries, 0), c.now)
+    assert not follower.ready().early
+
+
+def test_a_newer_commit_index_alone_needs_no_sync() -> None:
+    """Figure 2: commitIndex is volatile state. A Ready whose only persistent change is
+    a newer commit index is staged without a sync (``sync`` false); one with entries, a
+    new term or a new vote must be synced."""
+    c = PureCluster(ABC)
+    a = c.elect("a")
+    c.deliver(heartbeat=True)
+    entry = a.propose("x", c.now)
+    rd = a.ready()
+    assert rd.entries and rd.sync
+    a.advance(rd)
+    for m in rd.messages:
+        c.step_one(m)  # followers persist and acknowledge
+    answers, c.inflight = c.inflight, []
+    for m in answers:
+        a.step(m, c.now)
+    rd = a.ready()
+    assert a.commit_index >= entry.index
+    assert rd.hard_state is not None and rd.hard_state.commit == a.commit_index
+    assert not rd.entries and not rd.sync
+    assert [e.index for e in rd.committed][-1] == entry.index
+
+
 # -------------------------------------------------------------------- compaction
 
 

@@ -98,7 +98,10 @@ async def test_storage_of_another_cluster_is_refused(
         )
         with pytest.raises(trioraft.WrongCluster), trio.fail_after(5):
             await leader.add_server("z", voter=False)
-        assert z.machine.value == 5  # its own state, untouched
+        with trio.fail_after(5):  # it leads its own cluster again: its own state, untouched
+            assert await z.await_leader() == "z"
+            assert await z.read(None) == 5
+        assert z.status().cluster_id == other.cluster_id
         await z.stop()
 
 

@@ -644,10 +644,18 @@ class Server:
             self._busy = True
             try:
                 rd = node.ready()
+                early = rd.early and rd.must_persist and rd.sync
                 if rd.must_persist:
-                    self._stage(rd)
-                    await self._storage.sync()
-                self._finish(rd)
+                    self._stage(rd)  # without rd.sync: durable with the next sync
+                    if early:  # §10.2.1: send and apply while the write is under way
+                        self._send(rd.messages)
+                        self._carry_out(rd)
+                    if rd.sync:
+                        await self._storage.sync()
+                if early:
+                    self._advance(rd)
+                else:
+                    self._finish(rd)
             finally:
                 self._busy = False
             await trio.lowlevel.checkpoint()
@@ -667,10 +675,13 @@ class Server:
         self._finish(rd)
 
     def _finish(self, rd: Ready) -> None:
-        if rd.snapshot is not None:
-            self._durable_snapshot = max(self._durable_snapshot, rd.snapshot.index)
         self._send(rd.messages)
         self._carry_out(rd)
+        self._advance(rd)
+
+    def _advance(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self._durable_snapshot = max(self._durable_snapshot, rd.snapshot.index)
         self._node.advance(rd)
         self._kick()
 

@@ -401,6 +401,11 @@ class RaftNode:
             self._replicate_all()
         key = self._hard_key()
         changed = None
+        # §10.2.1: a leader may send (and apply) before its own write is durable, as long
+        # as its term and vote already are; its own append counts only once durable.
+        early = self.role is Role.LEADER and key[:2] == self._hs_key[:2]
+        # Figure 2: the commit index is volatile state; a newer one alone needs no sync.
+        commit_only = key[:2] == self._hs_key[:2] and key[3:] == self._hs_key[3:]
         if key != self._hs_key:
             changed = self._hard_state()
             self._hs_key = key
@@ -408,6 +413,7 @@ class RaftNode:
         entries = tuple(self.log.slice(self._unstable_from, last))
         self._unstable_from = last + 1
         committed = self._committed_to_apply()
+        take_snapshot = self._snapshot_due(committed)
         rd = Ready(
             hard_state=changed,
             snapshot=self._pending_snapshot,
@@ -419,9 +425,17 @@ class RaftNode:
             committed=committed,
             reads=tuple(self._read_states),
             failed_reads=tuple(self._failed_reads),
-            take_snapshot=self._snapshot_due(committed),
+            take_snapshot=take_snapshot,
             notices=tuple(self._notices),
             soft=SoftState(*self._soft_key()),
+            early=early and self._pending_snapshot is None and not take_snapshot,
+            sync=not (
+                commit_only
+                and not entries
+                and self._pending_snapshot is None
+                and self._pending_compact is None
+                and self._truncate_from is None
+            ),
         )
         self._soft_key_handed = self._soft_key()
         self._pending_snapshot = None

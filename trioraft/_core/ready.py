@@ -10,6 +10,16 @@ true and carries it out in this order (etcd-io/raft's Ready/Advance contract):
    in order, answer ``reads`` and fail ``failed_reads``; if ``take_snapshot``, snapshot
    the state machine now and hand it to :meth:`RaftNode.snapshot_taken`;
 4. call :meth:`RaftNode.advance` with the Ready.
+
+When ``early`` is set (a leader's Ready that changes neither its term nor its vote, and
+has no snapshot), steps 2 and 3 may run while step 1 is still under way: a leader
+writes its log in parallel with sending it (dissertation §10.2.1), since it counts its
+own copy towards a quorum only once :meth:`RaftNode.advance` says it is durable, and
+committed entries are already durable on a quorum.
+
+When ``sync`` is false, all step 1 has to persist is a newer commit index, which Raft
+need not keep (Figure 2: it is volatile state; a restarted server learns it again): it
+is staged, goes durable with the next write, and steps 2 to 4 need not wait for it.
 """
 
 from __future__ import annotations
@@ -93,6 +103,10 @@ class Ready:
     take_snapshot: bool = False
     notices: tuple[str, ...] = ()
     soft: SoftState | None = None
+    #: Steps 2 and 3 may run before step 1 is durable (see the module docstring).
+    early: bool = False
+    #: Step 1 must be durable before step 2 (false: it only persists a commit index).
+    sync: bool = True
 
     @property
     def must_persist(self) -> bool:
