@@ -155,13 +155,20 @@ class _ReadRequest:
 
 
 class _Incoming:
-    """A snapshot a follower is receiving, chunk by chunk."""
+    """A snapshot a follower is receiving, chunk by chunk (kept as received, joined
+    once at the end: one copy of the snapshot, not one per chunk)."""
 
-    __slots__ = ("data", "key")
+    __slots__ = ("chunks", "held", "key")
 
     def __init__(self, key: tuple[int, int, int]) -> None:
         self.key = key
-        self.data = bytearray()
+        self.chunks: list[bytes] = []
+        self.held = 0
+
+    def add(self, data: bytes) -> None:
+        if data:
+            self.chunks.append(data)
+            self.held += len(data)
 
 
 class RaftNode:
@@ -1280,18 +1287,17 @@ class RaftNode:
                 self._send_snapshot_response(m, 0, gap=True)
                 return
             incoming = self._incoming = _Incoming(key)
-        held = len(incoming.data)
+        held = incoming.held
         if m.offset > held:
             self._send_snapshot_response(m, held, gap=True)  # a chunk was lost: resend
             return
-        incoming.data += m.data[held - m.offset :]
-        if len(incoming.data) < m.size:
-            self._send_snapshot_response(m, len(incoming.data))
+        incoming.add(m.data if m.offset == held else m.data[held - m.offset :])
+        if incoming.held < m.size:
+            self._send_snapshot_response(m, incoming.held)
             return
         self._incoming = None
-        self._install_snapshot(
-            Snapshot(m.index, m.snapshot_term, m.config, bytes(incoming.data), m.cluster), now
-        )
+        data = b"".join(incoming.chunks)
+        self._install_snapshot(Snapshot(m.index, m.snapshot_term, m.config, data, m.cluster), now)
         # Acknowledged once the snapshot is durable (the same Ready persists it).
         self._send_snapshot_response(m, m.size, done=True)
 
