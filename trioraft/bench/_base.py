@@ -12,13 +12,15 @@ Sections and their method:
     A 3-server cluster in this process (a :class:`~trioraft.MemoryNetwork`, default
     server options), in a fresh ``trio.run`` on the *real* clock, one cluster per
     concurrency ``C``. Once a leader is elected and known to all three servers, ``C``
-    writer tasks each loop ``await leader.write(1)``, timing every write with
-    :func:`time.perf_counter`. They run for a warm-up (``--warmup``, writes not counted),
-    then for ``--seconds`` more; no write starts after that, and the run ends when the
-    last one in flight completes. Throughput is the writes completed after the warm-up
-    divided by the time from the end of the warm-up to that last completion (the same
-    accounting as the Trio floor, which has no warm-up). Latency p50/p99 are over the
-    same writes (nearest-rank percentiles); C=1 gives the one-write-at-a-time latency.
+    writer tasks each loop ``await leader.write(1)`` on a :class:`~trioraft.recipes.Counter`
+    (which snapshots, so the servers compact their logs as they would in use), timing
+    every write with :func:`time.perf_counter`. They run for a warm-up (``--warmup``,
+    writes not counted), then for ``--seconds`` more; no write starts after that, and
+    the run ends when the last one in flight completes. Throughput is the writes
+    completed after the warm-up divided by the time from the end of the warm-up to that
+    last completion (the accounting of the floor, disk and reads sections too). Latency
+    p50/p99 are over the same writes (nearest-rank percentiles); C=1 gives the
+    one-write-at-a-time latency. The latencies stay in memory for ``--plot``.
     Sanity check: the leader's counter (``read_dirty``) equals the number of writes
     completed, warm-up included, no write raised, and the leader never changed. Each run
     also reports the CPU time (:func:`time.process_time`) it used per write, and its CPU
@@ -26,18 +28,20 @@ Sections and their method:
     compete for the CPU: on a busy machine, CPU per write is the steadier figure.
 
 ``floor``
-    The Trio floor (``trio_floor.py``, see the anchors' README), the least work any Trio
-    design of a 3-server replicated write can do, run as a subprocess of this same
-    Python once per concurrency with the same ``--seconds``; its JSON line is parsed,
-    and trioraft's throughput is reported as a ratio of the floor's for each ``C``
-    (ratio = trioraft writes/s / floor writes/s, measured in the same run, on the same
-    machine). The floor hands each write to a leader task through an unbuffered channel,
-    a rendezvous trioraft does not make (its writer appends in its own task), so ratios
-    above 1 are possible at high C. The floor's CPU share (the child's CPU time over its
-    wall time, start-up included) shows whether it had a CPU to itself. ``--floor PATH``
-    names the script; by default ``../shared/anchors/trio_floor.py`` is looked for
-    relative to the working directory, then relative to the repository root. Skipped
-    with a note when not found, or with ``--no-floor``.
+    The Trio floor (:mod:`trioraft.bench.floor`): the least work any Trio design does for
+    a write replicated on 3 servers. ``C`` writer tasks append to the leader's list in
+    their own tasks (as trioraft's writers do), one replicator task per follower ships
+    everything new as one batch over a trio memory channel (at most 8 batches queued,
+    trioraft's ``max_inflight``), each follower appends the batch and acknowledges the
+    length of its log, and the leader commits at the quorum (itself and its furthest
+    follower), applies to a counter and wakes the writers. No terms, checks, elections
+    or storage. It runs in this process, in a fresh ``trio.run`` on the real clock per
+    concurrency, with the same ``--warmup``, ``--seconds`` and accounting as
+    ``throughput`` (:func:`~trioraft.bench.floor.closed_loop`); trioraft's throughput is
+    reported as a ratio of the floor's for each ``C`` (ratio = trioraft writes/s / floor
+    writes/s, measured in the same run). Its CPU share shows whether it had a CPU to
+    itself. Sanity check: the floor's counter equals the writes completed. ``--floor
+    PATH`` (an external floor script, formerly) is accepted and ignored.
 
 ``election``
     ``--trials`` seeded trials, each a fresh deterministic run under
@@ -50,6 +54,73 @@ Sections and their method:
     new leader always answers it), not by polling. Reports median, p99 and max in
     seconds of virtual time. It measures the protocol (timeouts, PreVote, CheckQuorum
     leases), not the CPU.
+
+``catchup``, ``simulation``, ``linearizability``
+    See their modules (:mod:`trioraft.bench.catchup`, ...). ``catchup`` keeps log
+    compaction off, so the new server catches up over the whole log.
+
+``memory``
+    Memory under endless writes, in a fresh Python process of its own (so the figures
+    are not those of the sections before): 3 servers in that process (a
+    :class:`~trioraft.MemoryNetwork`, :class:`~trioraft.MemoryStorage`, default options:
+    ``snapshot_threshold`` 10,000, ``snapshot_trailing`` 1,000), 256 writer tasks each
+    looping ``await leader.write(1)`` on a :class:`~trioraft.recipes.Counter`. At each
+    checkpoint of ``--memory-writes`` (100k and 1M writes) the writers stop, every server
+    applies all that is committed, the garbage collector runs, and the section reads the
+    process's RSS (``VmRSS`` of ``/proc/self/status``; elsewhere the peak RSS from
+    :mod:`resource`) and each server's log length (last index - snapshot index). It
+    reports them per checkpoint with the leader's snapshot index, and RSS(last) /
+    RSS(first) (target <= 1.2, reported, not checked). Sanity checks: at every checkpoint
+    no log is longer than ``snapshot_threshold + snapshot_trailing`` and the counter
+    equals the writes. RSS and the longest log are also sampled every 0.1 s while
+    writing (for the plot; the longest log then includes entries in flight).
+
+``snapshot``
+    A 3-server in-process cluster (a :class:`~trioraft.MemoryNetwork`,
+    :class:`~trioraft.MemoryStorage`, ``snapshot_trailing=0``, real clock) of a
+    :class:`~trioraft.bench.snapshot.BlobMachine`, whose state is a list of ``bytes``
+    pieces, is given ``--snapshot-mb`` writes of 1,000,000 random bytes each; the leader
+    takes a snapshot (dropping its whole log). Then, over the same network: (1) a bare
+    copy of the snapshot's bytes between two new endpoints, in the messages a snapshot
+    transfer uses (``InstallSnapshot`` chunks of ``snapshot_chunk_size``, 1 MiB, at
+    most ``max_inflight`` = 8 unacknowledged, each appended to a buffer at the receiver
+    and acknowledged with the length received) until the last acknowledgement; (2)
+    ``add_server`` of a new empty server, timed from the call until the new server's
+    ``snapshot_index`` is the leader's and its state equals the leader's. Reports MB/s
+    (10^6 bytes of the encoded snapshot per second) of both, and install / bare copy
+    (target >= 0.5, reported). The bare copy is the fairest floor: the same bytes, the
+    same transport, chunking and window, and none of the work a snapshot install adds
+    (the follower's checks, storing, decoding and restoring the state).
+
+``disk``
+    Write throughput of a 3-server in-process cluster (:class:`~trioraft.MemoryNetwork`)
+    on :class:`~trioraft.DiskStorage` (each server in a directory of a temporary
+    directory, removed afterwards), then on :class:`~trioraft.MemoryStorage`, at each
+    ``--disk-concurrency`` (1, 16, 256), each run a fresh ``trio.run`` on the real clock
+    with the ``throughput`` section's method (warm-up, ``--seconds``, accounting). In
+    the same run, the raw fsync latency of the same disk: 200 times (100 before the
+    DiskStorage runs, 100 right after them, as the disk's latency drifts with other
+    load), append a 4 KiB block to a file in the temporary directory and ``os.fsync``
+    it. Reports writes/s,
+    p50/p99 per storage and ``C``, the writes per transaction of the leader's storage
+    (group commit), the raw fsync p50/p99, and the ratio disk p50 at ``C=1`` / raw fsync
+    p50 (target <= 3) and disk writes/s at the largest ``C`` (target >= 10,000), beside
+    memory's. Sanity check: the counter equals the writes.
+
+``reads``
+    Linearizable reads/s of a 3-server in-process cluster (real clock), at each
+    ``--reads-concurrency`` (1, 16, 256) in three modes, each a fresh ``trio.run``:
+    ``leader`` (default options, ReadIndex: a heartbeat round confirms each batch of
+    reads), ``lease`` (``lease_reads=True``) and ``spread`` (``follower_reads=True``,
+    reader ``i`` reads on server ``i mod 3``: a follower asks the leader for a read
+    index). Each reader loops ``await server.read(None)`` with the ``throughput``
+    section's method, after one write. Reports reads/s and p50/p99 per mode and ``C``,
+    and at the largest ``C`` the ratios lease / leader (target >= 3) and spread / leader
+    (target >= 1.5), reported. Sanity checks: every read returns the written value, and
+    the leader does not change.
+
+With ``--plot DIR``, SVG plots of the report are written into ``DIR`` after it
+(:mod:`trioraft.bench.plots`; needs matplotlib, the ``bench`` extra).
 
 Adding a section: write ``def run_x(options, results, progress) -> dict`` and a
 ``render_x(result) -> list[str]``, and register them with :func:`register_section`.
@@ -77,6 +148,7 @@ import trio
 
 import trioraft
 import trioraft.testing
+from trioraft.recipes import Counter
 
 #: A section's result: a JSON-able mapping.
 Result = dict[str, Any]
@@ -131,7 +203,7 @@ class BenchOptions:
     concurrency: tuple[int, ...] = (1, 16, 256)
     #: Election trials (seeds ``0 .. trials - 1``).
     trials: int = 200
-    #: The Trio floor script; ``None`` looks in the default places (:func:`find_floor`).
+    #: Ignored (the Trio floor is now :mod:`trioraft.bench.floor`, in this process).
     floor: Path | None = None
     #: Log length a new server catches up with in the ``catchup`` section.
     catchup_entries: int = 100_000
@@ -216,20 +288,6 @@ def register_section(
 
 
 # --------------------------------------------------------------------------- helpers
-class _Counter(trioraft.StateMachine):
-    """The replicated counter every section writes to."""
-
-    def __init__(self, start: int = 0) -> None:
-        self.value = start
-
-    def write(self, command: int) -> int:
-        self.value += command
-        return self.value
-
-    def read(self, query: object) -> int:
-        return self.value
-
-
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The nearest-rank ``q`` percentile (``0 < q <= 1``) of ascending ``sorted_values``."""
     if not sorted_values:
@@ -247,18 +305,21 @@ def _stderr(line: str) -> None:
 
 
 async def _start_cluster(
-    nursery: trio.Nursery, network: trioraft.MemoryNetwork, seed_base: int
+    nursery: trio.Nursery, network: trioraft.MemoryNetwork, seed_base: int, **options: Any
 ) -> dict[str, trioraft.Server]:
+    """Start the three servers of :data:`_SERVER_NAMES` (a :class:`~trioraft.recipes.Counter`
+    each, seeds from ``seed_base``) with ``options`` beyond the defaults."""
     servers: dict[str, trioraft.Server] = {}
     for i, name in enumerate(_SERVER_NAMES):
         servers[name] = await trioraft.start_server(
             nursery,
-            _Counter,
+            Counter,
             0,
             name=name,
             network=network,
             initial_config=_SERVER_NAMES,
             seed=seed_base + i,
+            **options,
         )
     return servers
 
@@ -373,7 +434,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
     parser = argparse.ArgumentParser(
         prog="python -m trioraft.bench",
         description="Benchmark trioraft: throughput, latency, election time, catch-up, "
-        "Trio floor ratio.",
+        "Trio floor ratio, memory, snapshots, disk, reads.",
     )
     defaults = BenchOptions()
     parser.add_argument(
@@ -404,8 +465,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         "--floor",
         type=Path,
         default=None,
-        help="path of trio_floor.py (default: ../shared/anchors/trio_floor.py from the "
-        "working directory, then from the repository root)",
+        metavar="PATH",
+        help="ignored: the Trio floor is trioraft.bench.floor, run in this process",
     )
     parser.add_argument(
         "--catchup-entries",
@@ -426,6 +487,32 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         help="virtual seconds per simulated run (default %(default)s)",
     )
     parser.add_argument(
+        "--memory-writes",
+        type=_concurrency_list,
+        default=defaults.memory_writes,
+        help="comma-separated, ascending numbers of writes after which the memory section "
+        "measures RSS and log length (default 100000,1000000)",
+    )
+    parser.add_argument(
+        "--snapshot-mb",
+        type=_positive_int,
+        default=defaults.snapshot_mb,
+        help="megabytes of state the snapshot section installs on a new server "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--disk-concurrency",
+        type=_concurrency_list,
+        default=defaults.disk_concurrency,
+        help="comma-separated numbers of concurrent writers on DiskStorage (default 1,16,256)",
+    )
+    parser.add_argument(
+        "--reads-concurrency",
+        type=_concurrency_list,
+        default=defaults.reads_concurrency,
+        help="comma-separated numbers of concurrent readers (default 1,16,256)",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="print one JSON object on the last stdout line"
     )
     for name, section in SECTIONS.items():
@@ -443,8 +530,41 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         help=f"run only these sections ({', '.join(SECTIONS)}); default: every section but "
         + ", ".join(n for n, s in SECTIONS.items() if not s.default),
     )
-    parser.add_argument("--plot", type=Path, default=None, help="write SVG plots into DIR")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write SVG plots into DIR (needs matplotlib: pip install 'trioraft[bench]')",
+    )
+    # The tcp section's options (wired into BenchOptions below, after the others).
+    parser.add_argument(
+        "--tcp-concurrency",
+        type=_concurrency_list,
+        default=defaults.tcp_concurrency,
+        help="tcp section: comma-separated numbers of writes kept in flight on the leader "
+        "(default 1,16,256,4096)",
+    )
+    parser.add_argument(
+        "--tcp-seconds",
+        type=_positive_float,
+        default=defaults.tcp_seconds,
+        help="tcp section: measured seconds per throughput run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--tcp-elections",
+        type=_positive_int,
+        default=defaults.tcp_elections,
+        help="tcp section: leader kills (SIGKILL) to time the election after (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if args.plot is not None:
+        from .plots import matplotlib_available
+
+        if not matplotlib_available():
+            parser.error("--plot needs matplotlib: pip install 'trioraft[bench]'")
+    if list(args.memory_writes) != sorted(args.memory_writes):
+        parser.error("--memory-writes must be ascending")
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
@@ -458,10 +578,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         catchup_entries=args.catchup_entries,
         sim_seeds=args.sim_seeds,
         sim_seconds=args.sim_seconds,
+        memory_writes=args.memory_writes,
+        snapshot_mb=args.snapshot_mb,
+        disk_concurrency=args.disk_concurrency,
+        reads_concurrency=args.reads_concurrency,
         plot=args.plot,
     )
-    if options.floor is not None and not options.floor.is_file():
-        parser.error(f"--floor {options.floor}: no such file")
+    options = attrs.evolve(
+        options,
+        tcp_concurrency=args.tcp_concurrency,
+        tcp_seconds=args.tcp_seconds,
+        tcp_elections=args.tcp_elections,
+    )
     skip = [name for name in SECTIONS if getattr(args, f"skip_{name}")]
     return options, skip, bool(args.json)
 
@@ -481,4 +609,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(render_report(report), flush=True)
     for error in report["errors"]:
         _stderr(f"ERROR: {error}")
+    if options.plot is not None:
+        from .plots import write_plots
+
+        write_plots(report, options.plot, progress=_stderr)
     return 0 if report["ok"] else 1

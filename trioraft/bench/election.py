@@ -44,18 +44,46 @@ class ElectionStats:
         return attrs.asdict(self)
 
 
-async def _election_trial(trial: int) -> float:
+@attrs.frozen
+class _Variant:
+    """How the trials of :func:`measure_election_times` differ from the section's."""
+
+    timeouts: tuple[float, float]
+    delay: tuple[float, float]
+    cap: float
+
+
+async def _first_leader(
+    servers: Mapping[str, trioraft.Server], variant: _Variant | None
+) -> trioraft.Server:
+    """The first leader, once it has committed a write. In a variant, the first server
+    is made to campaign (equal timeouts would never break the first election's tie)."""
+    first = servers[_SERVER_NAMES[0]]
+    with trio.fail_after(60):
+        if variant is not None:
+            await first.trigger_election()
+        while True:
+            leader = servers[await first.await_leader()]
+            try:
+                await leader.write(1)
+                return leader
+            except (trioraft.NotLeader, trioraft.OutcomeUnknown):
+                await trio.sleep(0.01)  # a stale leader: ask again
+
+
+async def _election_trial(trial: int, variant: _Variant | None = None) -> float:
     network = trioraft.MemoryNetwork(seed=trial)
+    options: dict[str, float] = {}
+    if variant is not None:
+        low, high = variant.timeouts
+        options = {"min_election_timeout": low, "max_election_timeout": high}
+        options["heartbeat_interval"] = min(0.05, low / 3)
+        network.set_delay(*variant.delay)
     async with trio.open_nursery() as nursery:
-        servers = await _start_cluster(nursery, network, seed_base=trial * len(_SERVER_NAMES))
-        with trio.fail_after(60):
-            while True:
-                leader = servers[await servers[_SERVER_NAMES[0]].await_leader()]
-                try:
-                    await leader.write(1)
-                    break
-                except (trioraft.NotLeader, trioraft.OutcomeUnknown):
-                    await trio.sleep(0.01)  # a stale leader: ask again
+        servers = await _start_cluster(
+            nursery, network, seed_base=trial * len(_SERVER_NAMES), **options
+        )
+        leader = await _first_leader(servers, variant)
         survivors = [s for s in servers.values() if s is not leader]
         elected = trio.Event()
         elected_at = math.inf
@@ -78,12 +106,48 @@ async def _election_trial(trial: int) -> float:
         network.add_observer(observe)
         stopped_at = trio.current_time()
         await leader.stop()
-        with trio.fail_after(60):
+        with trio.move_on_after(variant.cap) if variant is not None else trio.fail_after(60):
             await elected.wait()
-        if not settled():
+        if elected.is_set() and not settled():
             raise AssertionError(f"trial {trial}: the new leader did not last")
         nursery.cancel_scope.cancel()
     return elected_at - stopped_at
+
+
+#: Timeout ranges of Figure 16 of the Raft paper (top), in seconds.
+FIGURE16_TIMEOUTS = (
+    (0.15, 0.15),
+    (0.15, 0.151),
+    (0.15, 0.155),
+    (0.15, 0.175),
+    (0.15, 0.2),
+    (0.15, 0.3),
+)
+
+
+def measure_election_times(
+    trials: int,
+    timeouts: tuple[float, float],
+    *,
+    delay: tuple[float, float] = (0.005, 0.010),
+    cap: float = 10.0,
+) -> list[float]:
+    """Election times (virtual seconds) of ``trials`` deterministic trials with election
+    timeouts drawn from ``timeouts``, one per trial, in trial order; ``math.inf`` for a
+    trial that elected no leader within ``cap`` seconds.
+
+    The trials are those of the ``election`` section, with two changes: every message
+    is delayed by a seeded random time in ``delay`` (split votes need messages that take
+    time: the paper's cluster had a broadcast time of roughly 15 ms), and the first leader
+    is made by :meth:`~trioraft.Server.trigger_election`. The heartbeat interval is at
+    most a third of the shortest timeout."""
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    low, high = timeouts
+    variant = _Variant((low, high), (delay[0], delay[1]), cap)
+    return [
+        trioraft.testing.run(_election_trial, trial, variant, seed=trial) for trial in range(trials)
+    ]
 
 
 def measure_election(trials: int, progress: Progress | None = None) -> ElectionStats:

@@ -11,12 +11,12 @@ import trio
 
 import trioraft
 import trioraft.testing
+from trioraft.recipes import Counter
 
 from ._base import (
     BenchOptions,
     Progress,
     Result,
-    _Counter,
     _table,
     register_section,
 )
@@ -55,7 +55,7 @@ async def _simulation_trial(seed: int, duration: float, rate: float) -> tuple[in
         recover_every=5.0,
     )
     ok = 0
-    async with open_cluster(_Counter, 5, seed=seed, init_arg=0) as cluster:
+    async with open_cluster(Counter, 5, seed=seed, init_arg=0) as cluster:
 
         async def client() -> None:
             nonlocal ok

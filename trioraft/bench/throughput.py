@@ -51,12 +51,19 @@ class ThroughputRun:
     cpu_us_per_write: float | None
     #: Sanity-check failures (empty when all is well).
     errors: tuple[str, ...] = ()
+    #: Latencies of the measured writes in seconds, ascending (for plots; not in the JSON).
+    latencies: tuple[float, ...] = attrs.field(default=(), repr=False, eq=False)
 
     def as_json(self) -> Result:
-        """This run as a JSON-able dict."""
-        out = attrs.asdict(self)
+        """This run as a JSON-able dict (without the latencies)."""
+        out = attrs.asdict(self, filter=lambda a, v: a.name != "latencies")
         out["errors"] = list(self.errors)
         return out
+
+
+#: The measured write latencies (seconds, ascending) of the last ``throughput`` section
+#: run, by concurrency: kept in memory for ``--plot``, not put in the report.
+LATENCIES: dict[int, tuple[float, ...]] = {}
 
 
 async def _throughput_run(concurrency: int, seconds: float, warmup: float) -> ThroughputRun:
@@ -134,6 +141,7 @@ async def _throughput_run(concurrency: int, seconds: float, warmup: float) -> Th
         cpu_share=cpu_s / elapsed,
         cpu_us_per_write=cpu_s / measured * 1e6 if measured else None,
         errors=tuple(errors),
+        latencies=tuple(latencies),
     )
 
 
@@ -166,6 +174,7 @@ def run_throughput(
     """The ``throughput`` section: :func:`measure_throughput` for each concurrency."""
     runs: list[Result] = []
     errors: list[str] = []
+    LATENCIES.clear()
     for c in options.concurrency:
         progress(f"throughput: C={c}, {options.warmup:g} s warm-up + {options.seconds:g} s ...")
         run = measure_throughput(c, options.seconds, options.warmup)
@@ -174,6 +183,7 @@ def run_throughput(
             f"p50 {_num(run.p50_ms, '.3f')} ms, p99 {_num(run.p99_ms, '.3f')} ms"
         )
         runs.append(run.as_json())
+        LATENCIES[c] = run.latencies
         errors.extend(run.errors)
     out: Result = {"runs": runs, "errors": errors}
     if 1 in options.concurrency:

@@ -1,0 +1,127 @@
+"""Smoke test of the benchmark's ``tcp`` section: tiny parameters, the JSON shape, sanity,
+and no process left behind. No thresholds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trioraft import bench
+from trioraft.bench import tcp
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the tcp section's nodes use Linux's /proc"
+)
+
+#: The whole smoke test must end within this many seconds.
+BOUND = 120.0
+
+
+@contextlib.contextmanager
+def _bounded(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError in this (main) thread after ``seconds``, whatever it waits on."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"the tcp smoke test took more than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _children() -> list[int]:
+    """The pids of this process's children (zombies included)."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(entry.name))
+    return found
+
+
+def _check_system(result: dict[str, Any], concurrency: tuple[int, ...]) -> None:
+    assert result["errors"] == []
+    assert [p["concurrency"] for p in result["throughput"]] == list(concurrency)
+    for point in result["throughput"]:
+        assert point["writes"] > 0 and point["writes_per_s"] > 0
+        assert point["counter_delta"] == point["total_ok"] >= point["writes"]
+        assert 0 < point["p50_ms"] <= point["p99_ms"]
+    one = result["one_at_a_time"]
+    assert one["samples"] == 5 and 0 < one["p50_ms"] <= one["p99_ms"]
+    election = result["election"]
+    assert len(election["trials"]) == 1
+    assert 0 < election["median_s"] < tcp.ELECTION_TIMEOUT
+    assert election["trials"][0]["new_leader"] != election["trials"][0]["old_leader"]
+    assert result["peak_rss_mb"] > 0
+    assert len(set(result["counters"])) == 1 and result["counters"][0] > 0
+
+
+def test_tcp_section_smoke() -> None:
+    before = set(_children())
+    with_pysyncobj = tcp.pysyncobj_version() is not None
+    options = bench.BenchOptions(tcp_concurrency=(1, 4), tcp_seconds=1.0, tcp_elections=1)
+    with _bounded(BOUND):
+        result = tcp.measure_tcp(
+            options.tcp_concurrency,
+            options.tcp_seconds,
+            options.tcp_elections,
+            warmup=0.2,
+            sync_writes=5,
+        )
+    assert set(_children()) <= before, "node processes were left running"
+    assert result["processes"]["started"] >= 6
+    assert not [pid for pid in result["processes"]["pids"] if Path(f"/proc/{pid}").exists()]
+
+    json.dumps(result, allow_nan=False)  # strict JSON
+    assert result["errors"] == []
+    for key in ("memory", "disk"):
+        _check_system(result[key], options.tcp_concurrency)
+    assert result["disk"]["election"]["restart"] == "on its directory"
+    pso = result["pysyncobj"]
+    if with_pysyncobj:
+        assert set(pso["configurations"]) == {"batching_off", "batching_on"}
+        assert [p["concurrency"] for p in pso["throughput"]] == [1, 4]
+        assert all(p["writes_per_s"] > 0 for p in pso["throughput"])
+        assert pso["one_at_a_time"]["p50_ms"] > 0
+        assert pso["election"]["median_s"] > 0 and pso["peak_rss_mb"] > 0
+    else:
+        assert pso is None
+        assert any("not installed" in note for note in result["notes"])
+    assert {t["target"] for t in result["targets"]} >= {"election median s (MemoryStorage)"}
+    text = "\n".join(tcp.render_tcp(result))
+    assert "writes/s, C=4" in text and "election after SIGKILL" in text
+
+    # Without PySyncObj: null, a note, and the table still renders.
+    alone = tcp._assemble(
+        {"memory": result["memory"], "disk": result["disk"]}, None, [], None, True
+    )
+    assert alone["pysyncobj"] is None
+    assert any("not installed" in note for note in alone["notes"])
+    assert "writes/s, C=1" in "\n".join(tcp.render_tcp(alone))
+
+
+def test_tcp_options_on_the_command_line() -> None:
+    argv = ["tcp", "--tcp-concurrency", "2,8", "--tcp-seconds", "0.5", "--tcp-elections", "2"]
+    options, _, _ = bench.parse_args(argv)
+    assert options.tcp_concurrency == (2, 8)
+    assert options.tcp_seconds == 0.5
+    assert options.tcp_elections == 2
+    assert not bench.SECTIONS["tcp"].default
+    defaults, _, _ = bench.parse_args([])
+    assert defaults.tcp_concurrency == (1, 16, 256, 4096)

@@ -1,0 +1,229 @@
+"""The ``disk`` section of the benchmark (see :mod:`trioraft.bench`): write throughput on
+:class:`~trioraft.DiskStorage`, against :class:`~trioraft.MemoryStorage` and against the
+raw fsync latency of the same disk, measured in the same run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import trio
+
+import trioraft
+from trioraft.recipes import Counter
+
+from ._base import (
+    _SERVER_NAMES,
+    BenchOptions,
+    Progress,
+    Result,
+    _num,
+    _table,
+    percentile,
+    register_section,
+)
+from .floor import closed_loop
+from .throughput import _await_stable_leader
+
+__all__ = ["measure_disk", "measure_fsync", "render_disk"]
+
+#: The storages compared, in the order they run.
+STORAGES = ("disk", "memory")
+#: Raw fsyncs timed, half before and half after the DiskStorage runs.
+FSYNC_SAMPLES = 200
+
+
+def _fsync_times(directory: Path, samples: int) -> list[float]:
+    """``samples`` times: append a 4 KiB block to a file in ``directory`` and ``os.fsync``
+    it; the seconds each took. The file is removed after."""
+    path = directory / "fsync-probe.bin"
+    block = os.urandom(4096)
+    times: list[float] = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            os.write(fd, block)
+            os.fsync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return times
+
+
+def _fsync_summary(times: Sequence[float]) -> Result:
+    ordered = sorted(times)
+    return {
+        "samples": len(ordered),
+        "p50_ms": percentile(ordered, 0.5) * 1e3,
+        "p99_ms": percentile(ordered, 0.99) * 1e3,
+    }
+
+
+def measure_fsync(directory: str | os.PathLike[str], samples: int = 200) -> Result:
+    """Raw fsync latency of the disk under ``directory``: ``samples`` times, append a
+    4 KiB block to a file there and ``os.fsync`` it (the file is removed after).
+    Returns ``{"samples", "p50_ms", "p99_ms"}``."""
+    return _fsync_summary(_fsync_times(Path(directory), samples))
+
+
+async def _start_servers(
+    nursery: trio.Nursery, network: trioraft.MemoryNetwork, directory: Path | None
+) -> dict[str, trioraft.Server]:
+    """The 3 servers, each on a DiskStorage in ``directory/<name>`` (or in memory)."""
+    servers: dict[str, trioraft.Server] = {}
+    for i, name in enumerate(_SERVER_NAMES):
+        storage = trioraft.DiskStorage(directory / name) if directory is not None else None
+        servers[name] = await trioraft.start_server(
+            nursery,
+            Counter,
+            0,
+            name=name,
+            network=network,
+            initial_config=_SERVER_NAMES,
+            seed=i,
+            storage=storage,
+        )
+    return servers
+
+
+async def _disk_run(
+    storage: str, concurrency: int, seconds: float, warmup: float, directory: Path | None
+) -> Result:
+    network = trioraft.MemoryNetwork(seed=0)
+    async with trio.open_nursery() as nursery:
+        servers = await _start_servers(nursery, network, directory)
+        with trio.fail_after(30):
+            leader = await _await_stable_leader(servers)
+        loop = await closed_loop(lambda i: leader.write(1), concurrency, seconds, warmup)
+        counter = await leader.read_dirty(None)
+        syncs = leader.storage.syncs
+        nursery.cancel_scope.cancel()
+    errors = list(loop.failures[:3])
+    total = loop.operations + loop.warmup_operations
+    if counter != total:
+        errors.append(f"{storage} C={concurrency}: the counter is {counter}, not {total}")
+    return {
+        "storage": storage,
+        "concurrency": concurrency,
+        "writes": loop.operations,
+        "writes_per_s": loop.per_s,
+        "p50_ms": loop.percentile_ms(0.5),
+        "p99_ms": loop.percentile_ms(0.99),
+        "cpu_share": loop.cpu_share,
+        "leader_syncs": syncs,
+        "writes_per_sync": total / syncs if syncs else None,
+        "errors": errors,
+    }
+
+
+def measure_disk(
+    concurrency: Sequence[int],
+    seconds: float,
+    warmup: float = 0.5,
+    progress: Progress | None = None,
+) -> Result:
+    """Write throughput of a 3-server in-process cluster on :class:`~trioraft.DiskStorage`
+    (in a temporary directory, removed after) and on :class:`~trioraft.MemoryStorage`,
+    for each concurrency, each in a fresh ``trio.run`` on the real clock; and the raw
+    fsync latency of the same disk."""
+    say = progress if progress is not None else (lambda line: None)
+    root = Path(tempfile.mkdtemp(prefix="trioraft-bench-"))
+    try:
+        # The disk's own latency drifts with other load: half the samples before the
+        # DiskStorage runs, half right after them.
+        say(f"disk: raw fsync latency in {root} ...")
+        before = _fsync_times(root, FSYNC_SAMPLES // 2)
+        runs: list[Result] = []
+        for storage in STORAGES:
+            for c in concurrency:
+                say(f"disk: {storage} storage, C={c}, {warmup:g} s warm-up + {seconds:g} s ...")
+                directory = root / f"{storage}-{c}" if storage == "disk" else None
+                run = trio.run(_disk_run, storage, c, seconds, warmup, directory)
+                say(
+                    f"disk: {storage} C={c}: {run['writes_per_s']:,.0f} writes/s, "
+                    f"p50 {_num(run['p50_ms'], '.3f')} ms"
+                )
+                runs.append(run)
+            if storage == "disk":
+                after = _fsync_times(root, FSYNC_SAMPLES - len(before))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    fsync = _fsync_summary([*before, *after])
+    fsync["p50_before_ms"] = _fsync_summary(before)["p50_ms"]
+    fsync["p50_after_ms"] = _fsync_summary(after)["p50_ms"]
+    return _summary(fsync, runs, concurrency)
+
+
+def _summary(fsync: Result, runs: list[Result], concurrency: Sequence[int]) -> Result:
+    by = {(r["storage"], r["concurrency"]): r for r in runs}
+    top = max(concurrency)
+    out: Result = {
+        "fsync": fsync,
+        "runs": runs,
+        "top": {
+            "concurrency": top,
+            "disk_writes_per_s": by["disk", top]["writes_per_s"],
+            "memory_writes_per_s": by["memory", top]["writes_per_s"],
+        },
+        "errors": [e for r in runs for e in r["errors"]],
+    }
+    if 1 in concurrency:
+        p50 = by["disk", 1]["p50_ms"]
+        out["one_at_a_time"] = {
+            "disk_p50_ms": p50,
+            "fsync_p50_ms": fsync["p50_ms"],
+            "ratio": p50 / fsync["p50_ms"] if p50 is not None and fsync["p50_ms"] > 0 else None,
+        }
+    return out
+
+
+def run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+    """The ``disk`` section: :func:`measure_disk` with ``options.disk_concurrency``."""
+    return measure_disk(options.disk_concurrency, options.seconds, options.warmup, progress)
+
+
+def render_disk(result: Result) -> list[str]:
+    """Table lines for the ``disk`` section."""
+    rows = [
+        [
+            r["storage"],
+            str(r["concurrency"]),
+            f"{r['writes_per_s']:,.0f}",
+            _num(r["p50_ms"], ".3f"),
+            _num(r["p99_ms"], ".3f"),
+            _num(r["writes_per_sync"], ",.1f"),
+            f"{r['cpu_share']:.2f}",
+        ]
+        for r in result["runs"]
+    ]
+    header = ["storage", "C", "writes/s", "p50 ms", "p99 ms", "writes/sync", "CPU share"]
+    lines = _table(header, rows)
+    fsync = result["fsync"]
+    lines.append(
+        f"raw fsync of the same disk (4 KiB block, {fsync['samples']} times, half before "
+        f"and half after the DiskStorage runs): p50 {fsync['p50_ms']:.3f} ms "
+        f"(before {fsync['p50_before_ms']:.3f}, after {fsync['p50_after_ms']:.3f}), "
+        f"p99 {fsync['p99_ms']:.3f} ms"
+    )
+    one = result.get("one_at_a_time")
+    if one is not None and one["ratio"] is not None:
+        lines.append(
+            f"one write at a time on disk: p50 {one['disk_p50_ms']:.3f} ms = "
+            f"{one['ratio']:.2f} x the raw fsync p50 (target <= 3)"
+        )
+    top = result["top"]
+    lines.append(
+        f"C={top['concurrency']}: disk {top['disk_writes_per_s']:,.0f} writes/s "
+        f"(target >= 10,000), memory {top['memory_writes_per_s']:,.0f} writes/s; "
+        "writes/sync: writes per transaction of the leader's storage (group commit)"
+    )
+    return lines
+
+
+register_section("disk", "Durable writes on DiskStorage (real clock)", run_disk, render_disk)

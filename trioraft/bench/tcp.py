@@ -1,0 +1,828 @@
+"""The ``tcp`` section of the benchmark: 3 server processes on loopback, trioraft against
+PySyncObj, measured the same way (``python -m trioraft.bench tcp``; not run by default).
+
+Method (that of ``../shared/anchors/pysyncobj_bench.py``, with a driver of our own):
+
+* A cluster is 3 server processes on 127.0.0.1, ports the kernel reported free, each
+  started with this Python and driven over its stdin/stdout, one JSON line per command
+  and per answer (``_tcp_node.py`` for trioraft, ``_pysyncobj_node.py`` for PySyncObj;
+  both speak the same protocol). The trioraft node runs :class:`trioraft.recipes.Counter`
+  on :func:`trioraft.open_tcp_network` with a random shared secret and default server
+  options, on :class:`~trioraft.MemoryStorage` or :class:`~trioraft.DiskStorage`; the
+  PySyncObj node runs a ``SyncObj`` counter with one ``@replicated`` increment.
+* Throughput, for each C: once every server names the same leader (and, for PySyncObj,
+  every connection is up: a trioraft server cannot tell, see ``_tcp_node.py``), the
+  leader's process keeps C writes in flight itself (trioraft: C tasks each looping
+  ``await server.write(1)``; PySyncObj: C calls with a callback that submits the next),
+  1 s unmeasured, then ``--tcp-seconds`` measured: committed writes/s over that window,
+  with the latency p50/p99 of the writes that completed in it (counted in 1% buckets,
+  so that measuring adds no memory), the leader's CPU time per write over the window
+  and the followers' over the whole run.
+* One write at a time: 100 writes in a row on the leader, each timed (p50/p99).
+* Peak RSS per server: ``VmHWM`` of each process after the load (the largest and the
+  smallest of three). The servers load compiled bytecode, as an installed package
+  does, even where ``PYTHONDONTWRITEBYTECODE`` is set: compiling at every start would
+  add its transient memory to the peak (the bytecode goes to a directory of the run).
+* Election: SIGKILL the leader, then time until both survivors name the same new leader.
+  Each survivor records (polling every millisecond) the :func:`time.monotonic` instant
+  at which the leader it names last changed; the time is the later of the two, less the
+  instant of the kill (the driver also polls both every 5 ms and reports when it saw them
+  agree). Before each kill the cluster is stable and has committed 10 writes in the
+  leader's term. Repeated ``--tcp-elections`` times. With DiskStorage the killed server
+  restarts on its directory and port before the next trial. A server on MemoryStorage
+  cannot restart soundly (it would come back as a voter with no memory of its vote and
+  log, and could vote twice in a term), so each MemoryStorage trial (after the first,
+  which kills the leader of the loaded cluster) uses a fresh 3-server cluster; so do the
+  PySyncObj trials (its default configuration keeps no journal either).
+* PySyncObj, when installed, is measured in the same run in two configurations,
+  ``appendEntriesUseBatch`` off and on (its default), since each is best for some C; its
+  column is, per figure, the better of the two (higher throughput, lower latency,
+  election time and RSS), and both configurations' figures are in the result.
+
+Result: ``{"memory": R, "disk": R, "pysyncobj": R or None, ...}`` where each R has
+``throughput`` (a list of ``{"concurrency": C, "writes_per_s": X, ...}``),
+``one_at_a_time`` (``p50_ms``, ``p99_ms``, ...), ``election`` (``median_s``, ``trials``,
+...) and ``peak_rss_mb``; ``targets`` evaluates the issue's targets (reported, never
+asserted). Sanity checks (each counter equals the writes acknowledged, all three
+counters agree, a new leader within 15 s) failing for trioraft fail the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import trioraft
+
+from ._base import BenchOptions, Progress, Result, _num, _table, percentile, register_section
+
+_HERE = Path(__file__).resolve().parent
+#: Runs a node script by its path (importing the benchmark package would add ~10 MB).
+_BOOTSTRAP = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
+#: Seconds a server process may take to start (until its first line).
+STARTUP_TIMEOUT = 30.0
+#: Seconds to wait for one leader known to all.
+STABLE_TIMEOUT = 30.0
+#: Seconds a simple command (status, mem, watch) may take.
+COMMAND_TIMEOUT = 10.0
+#: Seconds the survivors of a leader kill have to agree on a new leader.
+ELECTION_TIMEOUT = 15.0
+#: The driver's polling periods: of a cluster settling, and of survivors electing.
+SETTLE_POLL, ELECTION_POLL = 0.02, 0.005
+#: Writes committed before each leader kill, so the leader's term has entries.
+WRITES_BEFORE_KILL = 10
+#: Seconds the writers of a throughput run may take to finish (the node's bound).
+DRAIN_TIMEOUT = 15.0
+#: The targets of the issue (reported, not asserted).
+TARGET_THROUGHPUT_RATIO = 3.0
+TARGET_ELECTION_S = 0.3
+
+
+class NodeError(Exception):
+    """A node process died, answered nonsense, or did not answer in time."""
+
+
+# ------------------------------------------------------------------------- processes
+class _Child:
+    """One node process: its pipes, its log, and a bounded request/answer over them."""
+
+    def __init__(
+        self, label: str, cmd: Sequence[str], log_path: Path, env: Mapping[str, str]
+    ) -> None:
+        self.label = label
+        self.cmd = list(cmd)
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
+            )
+        self.pid = self.proc.pid
+        self._buffer = bytearray()
+        self.name: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<node {self.label} pid={self.pid}>"
+
+    def _fail(self, problem: str) -> NodeError:
+        try:
+            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            tail = []
+        detail = f" (log: {' | '.join(tail)})" if tail else ""
+        return NodeError(f"node {self.label} (pid {self.pid}): {problem}{detail}")
+
+    def readline(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line the node prints, waiting ``timeout`` seconds at most."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while (end := self._buffer.find(b"\n")) < 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise self._fail(f"no answer within {timeout:g} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise self._fail(f"exited (status {self.proc.poll()})")
+            self._buffer += chunk
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise self._fail(f"printed {line[:100]!r}") from None
+        if not isinstance(answer, dict) or "error" in answer:
+            raise self._fail(f"answered {answer!r}")
+        return answer
+
+    def call(self, op: str, timeout: float = COMMAND_TIMEOUT, **fields: Any) -> dict[str, Any]:
+        """Send one command and return its answer."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._fail(f"exited (status {self.proc.poll()})") from None
+        return self.readline(timeout)
+
+    def await_hello(self, timeout: float) -> None:
+        """Wait for the node's first line (it listens and its server runs)."""
+        self.name = str(self.readline(timeout)["hello"])
+
+    def sigkill(self) -> None:
+        """``kill -9`` the process now (no wait)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def close(self, graceful: bool = True) -> None:
+        """End the process (``quit`` first if ``graceful``, then SIGKILL) and reap it."""
+        if graceful and self.proc.poll() is None:
+            try:
+                self.call("quit", timeout=3.0)
+                self.proc.wait(5.0)
+            except (NodeError, subprocess.TimeoutExpired):
+                pass
+        self.sigkill()
+        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL ends a process
+            self.proc.wait(10.0)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports of 127.0.0.1 the kernel reports free now."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@attrs.frozen
+class _System:
+    """What runs in a cluster's processes: trioraft on some storage, or PySyncObj."""
+
+    key: str
+    label: str
+    #: ``"memory"`` or ``"disk"`` for trioraft; ``None`` for PySyncObj.
+    storage: str | None = None
+    #: PySyncObj's ``appendEntriesUseBatch``.
+    batch: bool = True
+
+    @property
+    def restarts(self) -> bool:
+        """Whether a killed server restarts on its state (else: a fresh cluster)."""
+        return self.storage == "disk"
+
+    def command(self, index: int, ports: Sequence[int], data: Path, lifetime: float) -> list[str]:
+        """The command line of server ``index`` of a cluster on ``ports``."""
+        addresses = [f"127.0.0.1:{p}" for p in ports]
+        life = ["--lifetime", f"{lifetime:.0f}"]
+        if self.storage is None:
+            peers = [a for i, a in enumerate(addresses) if i != index]
+            extra = [] if self.batch else ["--no-batch"]
+            script = _HERE / "_pysyncobj_node.py"
+            args = ["--listen", addresses[index], *_flags("--peer", peers), *extra, *life]
+            return [sys.executable, "-c", _BOOTSTRAP, str(script), *args]
+        names = [f"raft{i + 1}" for i in range(len(ports))]
+        peers = [f"{names[i]}={a}" for i, a in enumerate(addresses) if i != index]
+        args = ["--name", names[index], "--listen", addresses[index], *_flags("--peer", peers)]
+        args += ["--storage", self.storage, "--data-dir", str(data / names[index]), *life]
+        return [sys.executable, "-c", _BOOTSTRAP, str(_HERE / "_tcp_node.py"), *args]
+
+
+def _flags(flag: str, values: Sequence[str]) -> list[str]:
+    return [part for value in values for part in (flag, value)]
+
+
+TRIORAFT_MEMORY = _System("memory", "trioraft, MemoryStorage", storage="memory")
+TRIORAFT_DISK = _System("disk", "trioraft, DiskStorage", storage="disk")
+PYSYNCOBJ_NO_BATCH = _System("batching_off", "PySyncObj, batching off", batch=False)
+PYSYNCOBJ_BATCH = _System("batching_on", "PySyncObj, batching on (default)", batch=True)
+
+
+class _Run:
+    """Every process this measurement starts, its files, and its bounds."""
+
+    def __init__(self, lifetime: float, profile_dir: Path | None) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="trioraft-bench-tcp-"))
+        self.lifetime = lifetime
+        self.profile_dir = profile_dir
+        self.children: list[_Child] = []
+        self.clusters = 0
+        self.env = dict(os.environ)
+        self.env["TRIORAFT_BENCH_SECRET"] = os.urandom(16).hex()
+        here = str(Path(trioraft.__file__).resolve().parent.parent)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [here, *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        # Servers load compiled modules, as an installed package does (compiling at
+        # every start would add its transient memory to the peak RSS): bytecode goes
+        # to a directory of this run, written by warm_up(), never into the source tree.
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
+
+    def warm_up(self, modules: Sequence[str]) -> None:
+        """Import ``modules`` once in a child, writing their bytecode for the servers."""
+        code = f"import {', '.join(modules)}"
+        subprocess.run(
+            [sys.executable, "-c", code], env=self.env, timeout=120, check=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def spawn(self, system: _System, cluster: int, index: int, ports: Sequence[int]) -> _Child:
+        """Start server ``index`` of the ``cluster``-th cluster (not waiting for it)."""
+        data = self.root / f"{system.key}-{cluster}"
+        data.mkdir(exist_ok=True)
+        cmd = system.command(index, ports, data, self.lifetime)
+        label = f"{system.key}-{cluster}/{index}"
+        if self.profile_dir is not None and system.storage is not None:
+            cmd += ["--profile", str(self.profile_dir / f"{system.key}-{cluster}-{index}.prof")]
+        child = _Child(label, cmd, self.root / f"{system.key}-{cluster}-{index}.log", self.env)
+        self.children.append(child)
+        return child
+
+    def close(self, keep_files: bool) -> None:
+        """Kill every process still running (reaping it); remove the files unless kept."""
+        for child in self.children:
+            child.close(graceful=False)
+        if not keep_files:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class _Cluster:
+    """Three server processes of one system, forming one cluster."""
+
+    def __init__(self, run: _Run, system: _System) -> None:
+        self.run = run
+        self.system = system
+        self.number = run.clusters
+        run.clusters += 1
+        self.ports = free_ports(3)
+        self.nodes = [run.spawn(system, self.number, i, self.ports) for i in range(3)]
+        for node in self.nodes:
+            node.await_hello(STARTUP_TIMEOUT)
+
+    def restart(self, index: int) -> None:
+        """Start server ``index`` again, on the same port and data."""
+        self.nodes[index].close(graceful=False)
+        self.nodes[index] = self.run.spawn(self.system, self.number, index, self.ports)
+        self.nodes[index].await_hello(STARTUP_TIMEOUT)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """The status of every server."""
+        return [node.call("status") for node in self.nodes]
+
+    def wait_stable(self, timeout: float = STABLE_TIMEOUT) -> tuple[_Child, float]:
+        """Wait until every server names the same leader, the leader knows it leads and,
+        where the system can tell (PySyncObj), every connection is up; return the
+        leader's process and the seconds waited."""
+        started = time.monotonic()
+        sts: list[dict[str, Any]] = []
+        while time.monotonic() - started < timeout:
+            sts = self.statuses()
+            leaders = {st["leader"] for st in sts}
+            settled = all(st["mesh"] is not False and st.get("ready", True) for st in sts)
+            if settled and len(leaders) == 1 and None not in leaders:
+                for node, st in zip(self.nodes, sts, strict=True):
+                    if st["is_leader"]:
+                        return node, time.monotonic() - started
+            time.sleep(SETTLE_POLL)
+        seen = "; ".join(
+            f"{st['name']}: {st['role']} term {st['term']} leader {st['leader']} "
+            f"connections {st['connections']} applied {st['applied']}"
+            for st in sts
+        )
+        raise NodeError(f"no stable leader within {timeout:g} s (last seen: {seen})")
+
+    def wait_converged(self, timeout: float = COMMAND_TIMEOUT) -> list[int]:
+        """Wait until the three counters agree (or ``timeout``); return them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            values = [int(st["value"]) for st in self.statuses()]
+            if len(set(values)) == 1 or time.monotonic() > deadline:
+                return values
+            time.sleep(SETTLE_POLL)
+
+    def close(self) -> None:
+        """Stop the three servers (politely, then SIGKILL)."""
+        for node in self.nodes:
+            node.close()
+
+
+# ----------------------------------------------------------------------- measurement
+@attrs.frozen(kw_only=True)
+class _Params:
+    concurrency: tuple[int, ...]
+    seconds: float
+    warmup: float
+    elections: int
+    sync_writes: int
+
+
+def _throughput_point(cluster: _Cluster, c: int, p: _Params, errors: list[str]) -> Result:
+    """One throughput figure: ``c`` writes in flight on the leader."""
+    leader, _ = cluster.wait_stable()
+    followers = [node for node in cluster.nodes if node is not leader]
+    cpu_before = sum(float(node.call("mem")["cpu_s"]) for node in followers)
+    timeout = p.warmup + p.seconds + DRAIN_TIMEOUT + 30
+    r = leader.call("bench", timeout, concurrency=c, seconds=p.seconds, warmup=p.warmup)
+    cpu = sum(float(node.call("mem")["cpu_s"]) for node in followers) - cpu_before
+    # Both followers together, over every write of the run (warm-up and drain included).
+    r["followers_cpu_us_per_write"] = cpu / r["total_ok"] * 1e6 if r["total_ok"] else None
+    where = f"{cluster.system.label}, C={c}"
+    if r["writes"] <= 0:
+        errors.append(f"{where}: no write committed in the window")
+    if r["errors"]:
+        errors.append(f"{where}: writes failed: {r['errors']}")
+    if not r["drained"]:
+        errors.append(f"{where}: writes still in flight {DRAIN_TIMEOUT:g} s after the window")
+    if r["counter_delta"] != r["total_ok"]:
+        errors.append(
+            f"{where}: the leader's counter grew by {r['counter_delta']} but "
+            f"{r['total_ok']} writes were acknowledged"
+        )
+    return {"concurrency": c, **{k: v for k, v in r.items() if k != "concurrency"}}
+
+
+def _one_at_a_time(cluster: _Cluster, n: int, errors: list[str]) -> Result:
+    """``n`` writes in a row on the leader: latency percentiles."""
+    leader, _ = cluster.wait_stable()
+    r = leader.call("sync", n * 0.5 + 60, n=n, max_seconds=n * 0.5 + 30)
+    latencies = sorted(float(x) for x in r["latencies_ms"])
+    if len(latencies) < n or r["errors"]:
+        errors.append(
+            f"{cluster.system.label}: {len(latencies)} of {n} one-at-a-time writes "
+            f"succeeded (errors: {r['errors']})"
+        )
+    if not latencies:
+        return {"samples": 0, "p50_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
+    return {
+        "samples": len(latencies),
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "mean_ms": statistics.fmean(latencies),
+        "min_ms": latencies[0],
+        "max_ms": latencies[-1],
+    }
+
+
+def _await_new_leader(survivors: Sequence[_Child], old: str, killed_at: float) -> Result:
+    """Poll the survivors until both name the same leader other than ``old``."""
+    deadline = killed_at + ELECTION_TIMEOUT
+    while time.monotonic() < deadline:
+        sts = [node.call("status") for node in survivors]
+        seen = time.monotonic()
+        leaders = {st["leader"] for st in sts}
+        new = next(iter(leaders))
+        if len(leaders) == 1 and new is not None and new != old:
+            since = [st["watch"]["since"] if st["watch"]["leader"] == new else seen for st in sts]
+            return {
+                "seconds": max(since) - killed_at,
+                "first_knows_s": min(since) - killed_at,
+                "observed_s": seen - killed_at,
+                "new_leader": new,
+                "term": max(int(st["term"]) for st in sts),
+            }
+        time.sleep(ELECTION_POLL)
+    raise NodeError(f"no new leader known to both survivors within {ELECTION_TIMEOUT:g} s")
+
+
+def _election_trial(cluster: _Cluster) -> tuple[Result, int]:
+    """Kill the stable cluster's leader; time the survivors' agreement on a new one.
+    Returns the trial and the killed server's index."""
+    leader, waited = cluster.wait_stable()
+    leader.call("sync", 30.0, n=WRITES_BEFORE_KILL, max_seconds=20.0)
+    cluster.wait_converged()
+    old = str(leader.call("status")["name"])
+    survivors = [node for node in cluster.nodes if node is not leader]
+    links = []  # connections each survivor counts (stale ones included)
+    for node in survivors:
+        node.call("watch", old=old)
+        links.append(node.call("status")["connections"])
+    killed_at = time.monotonic()
+    leader.sigkill()
+    trial = _await_new_leader(survivors, old, killed_at)
+    leader.close(graceful=False)
+    trial.update(old_leader=old, stable_wait_s=waited, survivor_connections=links)
+    return trial, cluster.nodes.index(leader)
+
+
+def _elections(
+    run: _Run, cluster: _Cluster, trials: int, progress: Progress, errors: list[str]
+) -> Result:
+    """``trials`` leader kills, starting with ``cluster``; returns the statistics of
+    those that completed (a failure ends the trials, and is added to ``errors``)."""
+    done: list[Result] = []
+    current = cluster
+    killed = 0
+    label = cluster.system.label
+    try:
+        for k in range(trials):
+            if k:
+                if cluster.system.restarts:
+                    current.restart(killed)
+                else:
+                    current.close()
+                    current = _Cluster(run, cluster.system)
+            trial, killed = _election_trial(current)
+            done.append(trial)
+            progress(
+                f"tcp: {label}: election {k + 1}/{trials}: {trial['seconds']:.3f} s "
+                f"(seen by the driver at {trial['observed_s']:.3f} s)"
+            )
+    except NodeError as exc:
+        errors.append(f"{label}: election trial {len(done) + 1}: {exc}")
+        progress(f"tcp: {label}: election trial {len(done) + 1} FAILED: {exc}")
+    finally:
+        if current is not cluster:
+            current.close()
+    times = sorted(t["seconds"] for t in done)
+    return {
+        "median_s": statistics.median(times) if times else None,
+        "min_s": times[0] if times else None,
+        "max_s": times[-1] if times else None,
+        "observed_median_s": statistics.median(t["observed_s"] for t in done) if done else None,
+        "restart": "on its directory" if cluster.system.restarts else "fresh cluster per trial",
+        "trials": done,
+    }
+
+
+def _empty(system: _System) -> Result:
+    return {
+        "system": system.label,
+        "throughput": [],
+        "one_at_a_time": {"samples": 0, "p50_ms": None, "p99_ms": None},
+        "election": {"median_s": None, "trials": []},
+        "peak_rss_mb": None,
+        "errors": [],
+    }
+
+
+def _load_phases(cluster: _Cluster, p: _Params, out: Result, progress: Progress) -> None:
+    """Throughput for each C, one write at a time, convergence and memory: into ``out``."""
+    errors: list[str] = out["errors"]
+    label = cluster.system.label
+    for c in p.concurrency:
+        progress(f"tcp: {label}: C={c}, {p.warmup:g} s warm-up + {p.seconds:g} s ...")
+        point = _throughput_point(cluster, c, p, errors)
+        out["throughput"].append(point)
+        progress(
+            f"tcp: {label}: C={c}: {point['writes_per_s']:,.0f} writes/s, "
+            f"p50 {_num(point['p50_ms'], '.2f')} ms, leader CPU share {point['cpu_share']:.2f}"
+        )
+    out["one_at_a_time"] = one = _one_at_a_time(cluster, p.sync_writes, errors)
+    progress(f"tcp: {label}: one at a time: p50 {_num(one['p50_ms'], '.3f')} ms")
+    values = cluster.wait_converged()
+    out["counters"] = values
+    if len(set(values)) != 1:
+        errors.append(f"{label}: the three counters disagree after the load: {values}")
+    mems = [node.call("mem") for node in cluster.nodes]
+    out["rss_kb"] = mems
+    peaks = [m.get("vmhwm_kb", m["ru_maxrss_kb"]) for m in mems]
+    out["peak_rss_mb"] = max(peaks) / 1024
+    out["peak_rss_mb_smallest"] = min(peaks) / 1024
+    out["peak_rss_mb_per_server"] = [k / 1024 for k in peaks]
+
+
+def measure_system(run: _Run, system: _System, p: _Params, progress: Progress) -> Result:
+    """Every figure of one system; failures are recorded in the result's ``errors``."""
+    out = _empty(system)
+    started = time.monotonic()
+    cluster: _Cluster | None = None
+    try:
+        cluster = _Cluster(run, system)
+        _, out["first_leader_s"] = cluster.wait_stable()
+        _load_phases(cluster, p, out, progress)
+        if p.elections:
+            out["election"] = _elections(run, cluster, p.elections, progress, out["errors"])
+    except NodeError as exc:
+        out["errors"].append(f"{system.label}: {exc}")
+        progress(f"tcp: {system.label}: FAILED: {exc}")
+    finally:
+        if cluster is not None:
+            cluster.close()
+    out["wall_s"] = time.monotonic() - started
+    return out
+
+
+# ------------------------------------------------------------------------- PySyncObj
+def pysyncobj_version() -> str | None:
+    """The installed PySyncObj's version, or ``None`` when it is not installed."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("pysyncobj") is None:
+        return None
+    try:
+        return importlib.metadata.version("pysyncobj")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _best(configs: Mapping[str, Result], path: Sequence[str], higher: bool) -> tuple[Any, Any]:
+    """The best value at ``path`` over the configurations, and which one had it."""
+    found: list[tuple[float, str]] = []
+    for key, result in configs.items():
+        value: Any = result
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            found.append((float(value), key))
+    if not found:
+        return None, None
+    value, key = max(found) if higher else min(found)
+    return value, key
+
+
+def best_of(configs: Mapping[str, Result]) -> Result:
+    """PySyncObj's column: per figure, the better configuration's value, and which."""
+    by_c: dict[int, dict[str, Result]] = {}
+    for key, result in configs.items():
+        for point in result["throughput"]:
+            by_c.setdefault(point["concurrency"], {})[key] = point
+    throughput = []
+    for c, points in by_c.items():
+        value, key = _best(points, ["writes_per_s"], higher=True)
+        if value is not None:
+            throughput.append(
+                {"concurrency": c, "writes_per_s": value, "configuration": key,
+                 "p50_ms": points[key].get("p50_ms"), "p99_ms": points[key].get("p99_ms")}
+            )  # fmt: skip
+    _, one_key = _best(configs, ["one_at_a_time", "p50_ms"], higher=False)
+    one = dict(configs[one_key]["one_at_a_time"]) if one_key else {"p50_ms": None}
+    one["configuration"] = one_key
+    election_s, election_key = _best(configs, ["election", "median_s"], higher=False)
+    rss, rss_key = _best(configs, ["peak_rss_mb"], higher=False)
+    rss_smallest, _ = _best(configs, ["peak_rss_mb_smallest"], higher=False)
+    return {
+        "throughput": throughput,
+        "one_at_a_time": one,
+        "election": {"median_s": election_s, "configuration": election_key},
+        "peak_rss_mb": rss,
+        "peak_rss_configuration": rss_key,
+        "peak_rss_mb_smallest": rss_smallest,
+        "configurations": dict(configs),
+    }
+
+
+# --------------------------------------------------------------------------- targets
+def _writes_per_s(result: Result | None, c: int) -> float | None:
+    if result is None:
+        return None
+    for point in result["throughput"]:
+        if point["concurrency"] == c:
+            return float(point["writes_per_s"])
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _target(name: str, value: Any, limit: Any, met: bool | None) -> Result:
+    return {"target": name, "value": value, "limit": limit, "met": met}
+
+
+def evaluate_targets(memory: Result, disk: Result, pso: Result | None) -> list[Result]:
+    """The issue's targets, each with its value and whether it is met (``None``: no
+    figure to compare)."""
+    out = []
+    for c in (256, 4096):
+        ratio = _ratio(_writes_per_s(memory, c), _writes_per_s(pso, c))
+        met = None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO
+        name = f"MemoryStorage writes/s at C={c} / PySyncObj's best"
+        out.append(_target(name, ratio, f">= {TARGET_THROUGHPUT_RATIO:g}", met))
+    mine = memory["one_at_a_time"]["p50_ms"]
+    theirs = None
+    if pso is not None:
+        theirs = pso["configurations"].get("batching_off", {}).get("one_at_a_time", {})
+        theirs = theirs.get("p50_ms")
+    met = None if mine is None or theirs is None else mine <= theirs
+    out.append(_target("one-at-a-time p50 ms (MemoryStorage)", mine, theirs, met))
+    for key, result in (("MemoryStorage", memory), ("DiskStorage", disk)):
+        median = result["election"]["median_s"]
+        met = None if median is None else median <= TARGET_ELECTION_S
+        limit = f"<= {TARGET_ELECTION_S:g}"
+        out.append(_target(f"election median s ({key})", median, limit, met))
+    rss_pso = None if pso is None else pso["peak_rss_mb"]
+    for key, result in (("MemoryStorage", memory), ("DiskStorage", disk)):
+        rss = result["peak_rss_mb"]
+        met = None if rss is None or rss_pso is None else rss <= rss_pso
+        out.append(_target(f"peak RSS MB per server ({key})", rss, rss_pso, met))
+    return out
+
+
+# ----------------------------------------------------------------------------- entry
+def measure_tcp(
+    concurrency: Sequence[int] = (1, 16, 256, 4096),
+    seconds: float = 10.0,
+    elections: int = 5,
+    *,
+    warmup: float = 1.0,
+    sync_writes: int = 100,
+    pysyncobj: bool = True,
+    progress: Progress | None = None,
+    profile_dir: Path | None = None,
+) -> Result:
+    """Measure trioraft (MemoryStorage, then DiskStorage) and, when installed and
+    ``pysyncobj`` is true, PySyncObj (batching off, then on), each as a cluster of 3
+    server processes on loopback; see the module's documentation for the method.
+
+    ``profile_dir``: the trioraft servers write cProfile statistics there when they stop
+    cleanly (the servers killed by the election trials write none). Every process
+    started is killed before this returns, whatever happens."""
+    say = progress if progress is not None else (lambda line: None)
+    p = _Params(
+        concurrency=tuple(concurrency), seconds=seconds, warmup=warmup,
+        elections=elections, sync_writes=sync_writes,
+    )  # fmt: skip
+    version = pysyncobj_version() if pysyncobj else None
+    systems = [TRIORAFT_MEMORY, TRIORAFT_DISK]
+    if version is not None:
+        systems += [PYSYNCOBJ_NO_BATCH, PYSYNCOBJ_BATCH]
+    per_system = len(concurrency) * (warmup + seconds + 45) + (elections + 2) * 60 + sync_writes
+    run = _Run(lifetime=per_system + 120, profile_dir=profile_dir)
+    results: dict[str, Result] = {}
+    try:
+        run.warm_up(["trioraft", "trioraft.recipes", *(["pysyncobj"] if version else [])])
+        for system in systems:
+            results[system.key] = measure_system(run, system, p, say)
+    finally:
+        pids = [child.pid for child in run.children]
+        failed = any(r["errors"] for r in results.values())
+        run.close(keep_files=failed)
+    out = _assemble(results, version, pids, run.root if failed else None, pysyncobj)
+    out["method"] = {
+        "servers": 3,
+        "host": "127.0.0.1",
+        "warmup_s": warmup,
+        "seconds": seconds,
+        "one_at_a_time_writes": sync_writes,
+        "elections": elections,
+        "writes_before_each_kill": WRITES_BEFORE_KILL,
+        "trioraft_secret": True,
+    }
+    return out
+
+
+def _assemble(
+    results: Mapping[str, Result],
+    version: str | None,
+    pids: list[int],
+    kept: Path | None,
+    wanted: bool,
+) -> Result:
+    memory, disk = results["memory"], results["disk"]
+    notes: list[str] = []
+    pso: Result | None = None
+    if version is not None:
+        pso = best_of({k: results[k] for k in ("batching_off", "batching_on")})
+        pso["version"] = version
+        pso["errors"] = [e for k in ("batching_off", "batching_on") for e in results[k]["errors"]]
+        notes.append(
+            "pysyncobj: per figure, the better of appendEntriesUseBatch off and on "
+            "(both configurations are under pysyncobj.configurations)"
+        )
+        notes.extend(f"pysyncobj sanity: {e}" for e in pso["errors"])
+    elif wanted:
+        notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
+    if kept is not None:
+        notes.append(f"node logs kept in {kept}")
+    return {
+        "memory": memory,
+        "disk": disk,
+        "pysyncobj": pso,
+        "targets": evaluate_targets(memory, disk, pso),
+        "notes": notes,
+        "processes": {"started": len(pids), "pids": pids},
+        "errors": [*memory["errors"], *disk["errors"]],
+    }
+
+
+def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+    """The ``tcp`` section: :func:`measure_tcp` with the options' ``tcp_*`` values."""
+    return measure_tcp(
+        options.tcp_concurrency, options.tcp_seconds, options.tcp_elections, progress=progress
+    )
+
+
+# ---------------------------------------------------------------------------- render
+def _rows(memory: Result, disk: Result, pso: Result | None) -> list[list[str]]:
+    cols: list[Result | None] = [memory, disk, pso]
+    rows: list[list[str]] = []
+
+    def row(name: str, get: Callable[[Result], Any], fmt: str) -> None:
+        values = [None if col is None else get(col) for col in cols]
+        rows.append(
+            [name, *(_num(v, fmt) for v in values), _num(_ratio(values[0], values[2]), ".2f")]
+        )
+
+    for c in sorted({pt["concurrency"] for col in cols if col for pt in col["throughput"]}):
+        row(f"writes/s, C={c}", functools.partial(_writes_per_s, c=c), ",.0f")
+    row("one at a time, p50 ms", lambda r: r["one_at_a_time"]["p50_ms"], ".3f")
+    row("one at a time, p99 ms", lambda r: r["one_at_a_time"]["p99_ms"], ".3f")
+    row("election after SIGKILL, median s", lambda r: r["election"]["median_s"], ".3f")
+    row("peak RSS per server, MB (largest)", lambda r: r["peak_rss_mb"], ".1f")
+    row("peak RSS per server, MB (smallest)", lambda r: r.get("peak_rss_mb_smallest"), ".1f")
+    return rows
+
+
+def _detail_rows(systems: Mapping[str, Result]) -> list[list[str]]:
+    rows = []
+    for label, result in systems.items():
+        for pt in result["throughput"]:
+            rows.append([
+                label, str(pt["concurrency"]), f"{pt['writes_per_s']:,.0f}",
+                _num(pt["p50_ms"], ".2f"), _num(pt["p99_ms"], ".2f"),
+                _num(pt["cpu_us_per_write"], ".1f"), f"{pt['cpu_share']:.2f}",
+                _num(pt.get("followers_cpu_us_per_write"), ".1f"),
+            ])  # fmt: skip
+    return rows
+
+
+def render_tcp(result: Result) -> list[str]:
+    """Table lines for the ``tcp`` section."""
+    memory, disk, pso = result["memory"], result["disk"], result["pysyncobj"]
+    header = ["metric", "trioraft memory", "trioraft disk", "PySyncObj (best)", "memory/PySyncObj"]
+    lines = _table(header, _rows(memory, disk, pso))
+    systems = {"trioraft memory": memory, "trioraft disk": disk}
+    if pso is not None:
+        for key, config in pso["configurations"].items():
+            systems[f"PySyncObj {key.replace('_', ' ')}"] = config
+        lines.append("PySyncObj (best): per row, the better of batching off and on: " + ", ".join(
+            f"C={pt['concurrency']} {pt['configuration'].replace('_', ' ')}"
+            for pt in pso["throughput"]
+        ))  # fmt: skip
+    lines.append("")
+    lines.append("per run (CPU: the leader's while measuring; the followers', both together):")
+    header = [
+        "system", "C", "writes/s", "p50 ms", "p99 ms", "CPU us/write", "CPU share",
+        "followers CPU us/write",
+    ]  # fmt: skip
+    lines.extend(_table(header, _detail_rows(systems)))
+    for name, res in systems.items():
+        e = res["election"]
+        if e.get("trials"):
+            times = ", ".join(format(t["seconds"], ".3f") for t in e["trials"])
+            lines.append(f"{name}: elections {times} s ({e['restart']})")
+    lines.append("")
+    for t in result["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+        limit = t["limit"]
+        want = _num(limit, ".3f") if isinstance(limit, float) or limit is None else limit
+        if isinstance(limit, float) and not t["target"].startswith("election"):
+            want = f"<= {want}"  # PySyncObj's figure
+        lines.append(f"target: {t['target']}: {_num(t['value'], '.3f')} (want {want}): {verdict}")
+    lines.extend(f"note: {n}" for n in result["notes"])
+    return lines
+
+
+register_section(
+    "tcp",
+    "3 server processes over TCP on loopback, against PySyncObj",
+    run_tcp,
+    render_tcp,
+    default=False,
+)
