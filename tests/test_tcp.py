@@ -308,3 +308,31 @@ async def test_tls_and_mutual_tls() -> None:
                 await client.write(100)
                 pytest.fail("a client without a certificate got a write through")
         assert servers["a"].machine.value == 5
+
+
+async def test_an_idle_outgoing_link_notices_its_peer_restart() -> None:
+    """An outgoing connection that carries nothing (one follower to another between
+    elections) notices at once when its peer stops, so the first message after the
+    peer restarts on the same address arrives instead of being lost on a dead link."""
+    addresses = {"a": f"127.0.0.1:{free_port()}", "b": f"127.0.0.1:{free_port()}"}
+
+    @asynccontextmanager
+    async def node(name: str) -> AsyncIterator[tuple[Any, Any]]:
+        peers = {m: a for m, a in addresses.items() if m != name}
+        async with trioraft.open_tcp_network(
+            listen=addresses[name], peers=peers, secret=SECRET
+        ) as network:
+            yield network, network.register(name)
+
+    with trio.fail_after(20):
+        async with node("a") as (net_a, a):
+            async with node("b") as (_, b):
+                a.send(TimeoutNow("a", "b", 1))
+                assert [type(m) for m in await b.receive_batch()] == [TimeoutNow]
+                assert net_a.statistics().connections >= 1
+            while net_a.statistics().connections:  # b is gone: a's link to it ends
+                await trio.sleep(0.01)
+            async with node("b") as (_, b):
+                a.send(TimeoutNow("a", "b", 2))  # the first message after the restart
+                (message,) = await b.receive_batch()
+                assert isinstance(message, TimeoutNow) and message.term == 2

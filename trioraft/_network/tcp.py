@@ -423,7 +423,7 @@ class TcpNetwork:
         self._counts["connections"] += 1
         try:
             async with stream:
-                await _pump(framed, frames)
+                await _pump_until_closed(framed, frames)
         finally:
             self._counts["connections"] -= 1
 
@@ -530,6 +530,39 @@ async def _pump(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -
                 break
         with trio.fail_after(SEND_TIMEOUT):
             await framed.send(b"".join(batch))
+
+
+async def _pump_until_closed(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    """Pump an outgoing connection while watching it: the peer never sends on it, so a
+    read that ends means the peer closed it (it stopped, or restarted). Without the
+    watch, a link that carries nothing for a while (one follower to another, between
+    elections) would stay dead until its next message was lost on it."""
+    ended: list[BaseException] = []
+
+    async def pump(cancel_scope: trio.CancelScope) -> None:
+        try:
+            await _pump(framed, frames)
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, trio.EndOfChannel,
+                ssl.SSLError) as exc:  # fmt: skip
+            ended.append(exc)
+        cancel_scope.cancel()
+
+    async def watch(cancel_scope: trio.CancelScope) -> None:
+        try:
+            data = await framed.stream.receive_some(1)
+            ended.append(trio.BrokenResourceError(
+                "the peer sent on an outgoing connection" if data else "the peer closed it"
+            ))  # fmt: skip
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
+                ssl.SSLError) as exc:  # fmt: skip
+            ended.append(exc)
+        cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump, nursery.cancel_scope)
+        nursery.start_soon(watch, nursery.cancel_scope)
+    if ended:
+        raise ended[0]
 
 
 async def _pump_quietly(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
