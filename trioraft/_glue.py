@@ -6,6 +6,7 @@ import inspect
 import logging
 from typing import Any
 
+import outcome
 import trio
 
 from ._codec import decode_value, encode_value
@@ -25,29 +26,43 @@ SNAPSHOT_FORMAT = 1
 
 
 class Waiter:
-    """One caller waiting for the runtime to hand it a value or an exception."""
+    """One caller waiting for the runtime to hand it a value or an exception (the first
+    one handed wins). Built on Trio's low-level parking, not an Event: a write's reply
+    is on the hot path, and this wakes the caller with one reschedule and nothing else."""
 
-    __slots__ = ("error", "event", "term", "value")
+    __slots__ = ("_outcome", "_task", "term")
 
     def __init__(self, term: int = 0) -> None:
-        self.event = trio.Event()
         self.term = term
-        self.value: Any = None
-        self.error: BaseException | None = None
+        self._task: trio.lowlevel.Task | None = None
+        self._outcome: outcome.Outcome[Any] | None = None
 
     def resolve(self, value: Any) -> None:
-        self.value = value
-        self.event.set()
+        self._finish(outcome.Value(value))
 
     def fail(self, error: BaseException) -> None:
-        self.error = error
-        self.event.set()
+        self._finish(outcome.Error(error))
+
+    def _finish(self, result: outcome.Outcome[Any]) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = result
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task, result)
 
     async def wait(self) -> Any:
-        await self.event.wait()
-        if self.error is not None:
-            raise self.error
-        return self.value
+        result = self._outcome
+        if result is not None:
+            await trio.lowlevel.checkpoint()
+            return result.unwrap()
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class Signal:

@@ -668,11 +668,16 @@ class Server:
         if self._busy or not self._immediate or not node.has_ready():
             self._kick()
             return
-        rd = node.ready()
-        if rd.must_persist:
-            self._stage(rd)
-            self._storage.sync_nowait()  # type: ignore[attr-defined]
-        self._finish(rd)
+        try:
+            rd = node.ready()
+            if rd.must_persist:
+                self._stage(rd)
+                self._storage.sync_nowait()  # type: ignore[attr-defined]
+            self._finish(rd)
+        except Exception as exc:  # an internal invariant broke: stop this server only
+            if exc is self._tracer_error:
+                raise
+            self._fail(exc)
 
     def _finish(self, rd: Ready) -> None:
         self._send(rd.messages)
