@@ -229,6 +229,27 @@ def _accepted(
     )
 
 
+def _unfinished(
+    search: _Search, context: _Context, reason: str, **fields: Any
+) -> LinearizabilityResult:
+    """The result of a search that ended without a linearization (undecided or
+    rejected): what it found, where it stopped, and why."""
+    described = search.prefix is not None
+    return LinearizabilityResult(
+        linearization=None,
+        longest_prefix=search.prefix,
+        unordered=search.unordered,
+        state=search.state,
+        reason=reason,
+        explored=context.explored,
+        seconds=context.seconds,
+        operations=context.operations,
+        state_description=context.model.describe_state(search.state) if described else "",
+        partition=context.key,
+        **fields,
+    )
+
+
 def _undecided(
     search: _Search, context: _Context, max_seconds: float | None
 ) -> LinearizabilityResult:
@@ -240,23 +261,7 @@ def _undecided(
             f"; the longest linearizable prefix found so far has "
             f"{len(search.prefix)} of {len(part)} operations"
         )
-    return LinearizabilityResult(
-        ok=None,
-        linearization=None,
-        longest_prefix=search.prefix,
-        unordered=search.unordered,
-        expected={},
-        state=search.state,
-        reason=reason,
-        explored=context.explored,
-        seconds=context.seconds,
-        timed_out=True,
-        operations=context.operations,
-        state_description=(
-            context.model.describe_state(search.state) if search.prefix is not None else ""
-        ),
-        partition=key,
-    )
+    return _unfinished(search, context, reason, ok=None, expected={}, timed_out=True)
 
 
 def _rejected(search: _Search, context: _Context) -> LinearizabilityResult:
@@ -269,20 +274,7 @@ def _rejected(search: _Search, context: _Context) -> LinearizabilityResult:
         f"({len(search.prefix)} of {len(part)} operations), no operation could be "
         f"ordered next: {ids or 'none'} could not be placed"
     )
-    return LinearizabilityResult(
-        ok=False,
-        linearization=None,
-        longest_prefix=search.prefix,
-        unordered=search.unordered,
-        expected=search.expected,
-        state=search.state,
-        reason=reason,
-        explored=context.explored,
-        seconds=context.seconds,
-        operations=context.operations,
-        state_description=context.model.describe_state(search.state),
-        partition=key,
-    )
+    return _unfinished(search, context, reason, ok=False, expected=search.expected)
 
 
 def _op_id(op: Operation) -> int:
