@@ -130,6 +130,7 @@ class Operation:
         )
 
 
+@attrs.define(eq=False, repr=False)
 class PendingOperation:
     """An operation that was invoked and has not returned yet (from
     :meth:`History.invoke`).
@@ -140,27 +141,17 @@ class PendingOperation:
     ``output`` is a scratch attribute: :meth:`History.operation` records it on success.
     """
 
-    def __init__(
-        self,
-        history: History,
-        id: int,
-        client: Hashable,
-        kind: str,
-        input: Any,
-        call: float,
-        call_seq: int,
-    ) -> None:
-        self.history = history
-        self.id = id
-        self.client = client
-        self.kind = kind
-        self.input = input
-        self.call = call
-        self.call_seq = call_seq
-        #: What the caller received; :meth:`History.operation` passes it to :meth:`ok`.
-        self.output: Any = None
-        #: ``"pending"``, then ``"ok"``, ``"unknown"`` or ``"failed"``.
-        self.state = "pending"
+    history: History
+    id: int
+    client: Hashable
+    kind: str
+    input: Any
+    call: float
+    call_seq: int
+    #: What the caller received; :meth:`History.operation` passes it to :meth:`ok`.
+    output: Any = None
+    #: ``"pending"``, then ``"ok"``, ``"unknown"`` or ``"failed"``.
+    state: str = "pending"
 
     def __repr__(self) -> str:
         return (
