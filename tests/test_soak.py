@@ -120,3 +120,13 @@ def test_client_mode_writes_exactly_once() -> None:
         result = soak_seed(seed, servers=3, duration=10, sessions=True)
         assert result.ok, result.failure
         assert result.operations > 20
+
+
+def test_spread_reads_stay_linearizable() -> None:
+    """Spread reads: servers run with follower_reads and lease_reads and clients read
+    from any running server, through the fault schedules; the histories (reads from
+    followers, lease reads on leaders) are linearizable."""
+    for seed in range(3):
+        result = soak_seed(seed, servers=3, duration=10, spread_reads=True)
+        assert result.ok, result.failure
+        assert result.operations > 20

@@ -109,6 +109,7 @@ class _Settings:
     snapshot_threshold: int
     sync_latency: tuple[float, float] | None
     sessions: bool
+    spread_reads: bool = False
 
 
 class _Run:
@@ -133,13 +134,17 @@ class _Run:
             if leader is None:
                 continue
             kind, value = s.workload(rng)
+            reader = leader
+            if s.spread_reads:  # any running server: follower reads, lease on the leader
+                running = sorted(self.cluster.servers)
+                reader = self.cluster.servers[rng.choice(running)]
             try:
                 with trio.move_on_after(2.0):
                     async with self.history.operation(k, kind, value) as op:
                         if kind == "write":
                             op.output = await leader.write(value)
                         else:
-                            op.output = await leader.read(value)
+                            op.output = await reader.read(value)
             except (RaftError, ValueError):
                 pass
 
@@ -201,6 +206,8 @@ async def _soak_run(
         sync_latency=settings.sync_latency,
         snapshot_threshold=settings.snapshot_threshold,
         snapshot_trailing=min(5, settings.snapshot_threshold),
+        follower_reads=settings.spread_reads,
+        lease_reads=settings.spread_reads,
     ) as cluster:
         recorder.attach(cluster)
         cluster.duplication_baseline = settings.duplication
@@ -234,6 +241,7 @@ def soak_seed(
     snapshot_threshold: int = 40,
     sync_latency: tuple[float, float] | None = (0.0, 0.002),
     sessions: bool = False,
+    spread_reads: bool = False,
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
@@ -246,7 +254,9 @@ def soak_seed(
     syncs take ``sync_latency`` (so a crash loses what was not yet synced). With
     ``sessions``, the clients are :func:`trioraft.open_client` clients, whose writes
     are applied exactly once: every write returns (unless the run ends first), each
-    reply is distinct, and the history is linearizable."""
+    reply is distinct, and the history is linearizable. With ``spread_reads``, servers
+    run with ``follower_reads`` and ``lease_reads`` and direct clients read from any
+    running server (§6.4, §6.4.1)."""
     settings = _Settings(
         servers=servers,
         duration=duration,
@@ -259,6 +269,7 @@ def soak_seed(
         snapshot_threshold=snapshot_threshold,
         sync_latency=sync_latency,
         sessions=sessions,
+        spread_reads=spread_reads,
     )
     return _soak_one(seed, settings, tail)
 
@@ -392,6 +403,12 @@ def _parser() -> argparse.ArgumentParser:
         help="clients are trioraft.open_client clients (exactly-once writes through "
         "sessions) instead of direct calls on the leader",
     )
+    parser.add_argument(
+        "--spread-reads",
+        action="store_true",
+        help="servers run with follower_reads and lease_reads, and direct clients read "
+        "from any running server",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
 
@@ -443,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshot_threshold=args.snapshot_threshold,
         sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
         sessions=args.client_mode,
+        spread_reads=args.spread_reads,
     )
     print(_summary(results, time.perf_counter() - started, args.json))
     return 0 if all(r.ok for r in results) else 1
