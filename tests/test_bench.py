@@ -84,6 +84,20 @@ def test_sections_run_and_report_sane_values() -> None:
     json.dumps(report, allow_nan=False)  # the report is strict JSON
 
 
+def test_report_header_shows_the_options_of_the_sections_run() -> None:
+    report = bench.run_benchmark(TINY, only=["election"], progress=quiet)
+    header = bench.render_report(report).splitlines()[1]
+    assert header == "options: trials=3"
+    full = bench.run_benchmark(TINY, only=["throughput", "reads"], progress=quiet)
+    header = bench.render_report(full).splitlines()[1]
+    assert header == "options: seconds=0.2 warmup=0.05 concurrency=1,4 reads_concurrency=1,2"
+    for section in bench.SECTIONS.values():
+        assert set(section.options) <= set(report["options"])
+    with pytest.raises(ValueError, match="no such option"):
+        election = bench.SECTIONS["election"]
+        bench.register_section("x", "x", election.run, election.render, options=["nope"])
+
+
 def test_election_trials_are_deterministic() -> None:
     first = bench.measure_election(2)
     second = bench.measure_election(2)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from trioraft import bench
+from trioraft.bench import _tcp_reads as tcp_reads
 from trioraft.bench import tcp
 
 pytestmark = pytest.mark.skipif(
@@ -72,20 +73,49 @@ def _check_system(result: dict[str, Any], concurrency: tuple[int, ...]) -> None:
     assert len(set(result["counters"])) == 1 and result["counters"][0] > 0
 
 
+def _check_reads(reads: dict[str, Any]) -> None:
+    """The reads ran in every mode, and each returned the value the cluster agreed on."""
+    assert reads["errors"] == [] and reads["readers"] == 6
+    assert [r["mode"] for r in reads["runs"]] == ["leader", "spread", "lease", "spread_lease"]
+    for run in reads["runs"]:
+        assert run["reads"] > 0 and run["reads_per_s"] > 0
+        assert 0 < run["p50_ms"] <= run["p99_ms"]
+        # The counter after the writes (a fresh cluster: 0 + 1 per write).
+        assert run["value"] == tcp_reads.WRITES_BEFORE_READS
+        spread = run["mode"].startswith("spread")
+        assert len(run["per_server"]) == (3 if spread else 1)
+        for answer in run["per_server"]:
+            assert answer["value"] == run["value"] and answer["wrong"] == 0
+            assert answer["reads"] > 0 and answer["errors"] == {}
+        processes = run["processes"]
+        assert [p["readers"] for p in processes] == ([2, 2, 2] if spread else [6, 0, 0])
+        assert processes[0]["leader"] and all(p["cpu_share"] > 0 for p in processes)
+    assert reads["spread_over_leader"] > 0 and reads["lease_over_leader"] > 0
+
+
 def test_tcp_section_smoke() -> None:
     before = set(_children())
     with_pysyncobj = tcp.pysyncobj_version() is not None
-    options = bench.BenchOptions(tcp_concurrency=(1, 4), tcp_seconds=1.0, tcp_elections=1)
-    with _bounded(BOUND):
-        result = tcp.measure_tcp(
-            options.tcp_concurrency,
-            options.tcp_seconds,
-            options.tcp_elections,
-            warmup=0.2,
-            sync_writes=5,
-        )
-    assert set(_children()) <= before, "node processes were left running"
-    assert result["processes"]["started"] >= 6
+    options = bench.BenchOptions(
+        tcp_concurrency=(1, 4), tcp_seconds=1.0, tcp_elections=1, tcp_readers=6
+    )
+    try:
+        with _bounded(BOUND):
+            result = tcp.measure_tcp(
+                options.tcp_concurrency,
+                options.tcp_seconds,
+                options.tcp_elections,
+                warmup=0.2,
+                sync_writes=5,
+                readers=options.tcp_readers,
+            )
+    finally:
+        left = set(_children()) - before
+        for pid in left:  # whatever happened, no node outlives the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"node processes were left running: {sorted(left)}"
+    assert result["processes"]["started"] >= 12
     assert not [pid for pid in result["processes"]["pids"] if Path(f"/proc/{pid}").exists()]
 
     json.dumps(result, allow_nan=False)  # strict JSON
@@ -93,6 +123,7 @@ def test_tcp_section_smoke() -> None:
     for key in ("memory", "disk"):
         _check_system(result[key], options.tcp_concurrency)
     assert result["disk"]["election"]["restart"] == "on its directory"
+    _check_reads(result["reads"])
     pso = result["pysyncobj"]
     if with_pysyncobj:
         assert set(pso["configurations"]) == {"batching_off", "batching_on"}
@@ -103,9 +134,12 @@ def test_tcp_section_smoke() -> None:
     else:
         assert pso is None
         assert any("not installed" in note for note in result["notes"])
-    assert {t["target"] for t in result["targets"]} >= {"election median s (MemoryStorage)"}
+    targets = {t["target"] for t in result["targets"]}
+    assert "election median s (MemoryStorage)" in targets
+    assert sum("leader ReadIndex" in t for t in targets) == 2
     text = "\n".join(tcp.render_tcp(result))
     assert "writes/s, C=4" in text and "election after SIGKILL" in text
+    assert "spread_lease" in text and "spread / leader ReadIndex" in text
 
     # Without PySyncObj: null, a note, and the table still renders.
     alone = tcp._assemble(
@@ -118,10 +152,20 @@ def test_tcp_section_smoke() -> None:
 
 def test_tcp_options_on_the_command_line() -> None:
     argv = ["tcp", "--tcp-concurrency", "2,8", "--tcp-seconds", "0.5", "--tcp-elections", "2"]
-    options, _, _ = bench.parse_args(argv)
+    options, _, _ = bench.parse_args([*argv, "--tcp-readers", "0"])
     assert options.tcp_concurrency == (2, 8)
     assert options.tcp_seconds == 0.5
     assert options.tcp_elections == 2
+    assert options.tcp_readers == 0
     assert not bench.SECTIONS["tcp"].default
     defaults, _, _ = bench.parse_args([])
     assert defaults.tcp_concurrency == (1, 16, 256, 4096)
+    assert defaults.tcp_readers == 256
+    with pytest.raises(SystemExit):
+        bench.parse_args(["tcp", "--tcp-readers", "-1"])
+
+
+def test_readers_are_split_over_the_servers() -> None:
+    assert tcp_reads.shares(256, 3) == [86, 85, 85]
+    assert tcp_reads.shares(2, 3) == [1, 1, 0]
+    assert sum(tcp_reads.shares(1000, 3)) == 1000

@@ -31,10 +31,11 @@ from ._base import (
     render_report,
     run_benchmark,
 )
+from ._cluster import LoopResult, closed_loop
 from .catchup import measure_catch_up, render_catch_up
 from .disk import measure_disk, measure_fsync, render_disk
 from .election import ElectionStats, measure_election
-from .floor import FloorRun, LoopResult, closed_loop, measure_floor, render_floor
+from .floor import FloorRun, measure_floor, render_floor
 from .linearizability import (
     DictMachine,
     measure_dict_linearizability,

@@ -123,11 +123,14 @@ With ``--plot DIR``, SVG plots of the report are written into ``DIR`` after it
 (:mod:`trioraft.bench.plots`; needs matplotlib, the ``bench`` extra).
 
 Adding a section: write ``def run_x(options, results, progress) -> dict`` and a
-``render_x(result) -> list[str]``, and register them with :func:`register_section`.
+``render_x(result) -> list[str]``, and register them with :func:`register_section`,
+naming the options it uses (the report's header shows those of the sections run).
 Each section gets a ``--skip-x`` flag; ``run_x`` may raise :class:`SkipSection` with a
 reason, and may put sanity failures in its result under ``"errors"`` (a list of strings),
-which make the whole run fail. New tunables go in :class:`BenchOptions` and
-:func:`parse_args`.
+which make the whole run fail. A new tunable is a field of :class:`BenchOptions` and a
+flag of the same name in :data:`_FLAGS` or :data:`_LATE_FLAGS`. What the in-process
+sections share (a 3-server cluster, the closed-loop driver and its table) is in
+:mod:`trioraft.bench._cluster`.
 """
 
 from __future__ import annotations
@@ -138,17 +141,17 @@ import json
 import math
 import os
 import platform
+import string
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
 
 import trioraft
-import trioraft.testing
-from trioraft.recipes import Counter
 
 #: A section's result: a JSON-able mapping.
 Result = dict[str, Any]
@@ -174,14 +177,23 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An option type: an integer, at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _concurrency_list(text: str) -> tuple[int, ...]:
@@ -225,6 +237,8 @@ class BenchOptions:
     tcp_seconds: float = 10.0
     #: Leader kills (SIGKILL) the ``tcp`` section times the election after.
     tcp_elections: int = 5
+    #: Linearizable readers of the ``tcp`` section's reads runs (0: no reads runs).
+    tcp_readers: int = 256
     #: Directory to write the plots (SVG) into; ``None``: no plots.
     plot: Path | None = None
 
@@ -253,7 +267,8 @@ class Section:
     ``run(options, results, progress)`` measures and returns a JSON-able dict (``results``
     holds the sections that ran before it, by name). ``render(result)`` turns that dict
     into table lines. ``aliases`` are extra command-line flags that skip it, besides
-    ``--skip-<name>``.
+    ``--skip-<name>``. ``options`` are the :class:`BenchOptions` fields it uses (the
+    report's header shows those of the sections that ran).
     """
 
     name: str
@@ -264,6 +279,7 @@ class Section:
     #: Whether it runs when no section is named on the command line (long sections,
     #: such as ``tcp``, run only when named).
     default: bool = True
+    options: tuple[str, ...] = ()
 
 
 #: Every section, in the order they run.
@@ -278,16 +294,29 @@ def register_section(
     *,
     aliases: Sequence[str] = (),
     default: bool = True,
+    options: Sequence[str] = (),
 ) -> Section:
     """Add a section to :data:`SECTIONS` (run after those registered before it)."""
     if name in SECTIONS:
         raise ValueError(f"a section named {name!r} is already registered")
-    section = Section(name, title, run, render, tuple(aliases), default)
+    unknown = set(options) - {field.name for field in attrs.fields(BenchOptions)}
+    if unknown:
+        raise ValueError(f"section {name!r}: no such option(s) {sorted(unknown)}")
+    section = Section(name, title, run, render, tuple(aliases), default, tuple(options))
     SECTIONS[name] = section
     return section
 
 
 # --------------------------------------------------------------------------- helpers
+class Record:
+    """A base of the sections' result classes (``attrs`` classes): their JSON form is
+    their fields, as a dict."""
+
+    def as_json(self) -> Result:
+        """This record as a JSON-able dict."""
+        return attrs.asdict(cast(attrs.AttrsInstance, self))
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The nearest-rank ``q`` percentile (``0 < q <= 1``) of ascending ``sorted_values``."""
     if not sorted_values:
@@ -300,28 +329,12 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def quiet(line: str) -> None:
+    """A :data:`Progress` that drops the lines."""
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-async def _start_cluster(
-    nursery: trio.Nursery, network: trioraft.MemoryNetwork, seed_base: int, **options: Any
-) -> dict[str, trioraft.Server]:
-    """Start the three servers of :data:`_SERVER_NAMES` (a :class:`~trioraft.recipes.Counter`
-    each, seeds from ``seed_base``) with ``options`` beyond the defaults."""
-    servers: dict[str, trioraft.Server] = {}
-    for i, name in enumerate(_SERVER_NAMES):
-        servers[name] = await trioraft.start_server(
-            nursery,
-            Counter,
-            0,
-            name=name,
-            network=network,
-            initial_config=_SERVER_NAMES,
-            seed=seed_base + i,
-            **options,
-        )
-    return servers
 
 
 # ----------------------------------------------------------------------------- driver
@@ -392,23 +405,53 @@ def run_benchmark(
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
     out = [line, "-" * len(line)]
     out.extend("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
     return out
 
 
+def _records_table(records: Iterable[Mapping[str, Any]], row: str) -> list[str]:
+    """A table with a row per record. ``row`` is a format string of columns separated by
+    ``|``, each a header, a colon and a replacement field
+    (``"C: {concurrency} | writes/s: {writes_per_s:,.0f}"``): the cell is the record's
+    value under that key in that format (``-`` for ``None``)."""
+    columns = [
+        (text.strip(" |").removesuffix(":"), name, spec or "")
+        for text, name, spec, _ in string.Formatter().parse(row)
+        if name is not None
+    ]
+    cells = [[_num(record[name], spec) for _, name, spec in columns] for record in records]
+    return _table([header for header, _, _ in columns], cells)
+
+
+def _options_line(report: Mapping[str, Any]) -> str | None:
+    """The options that apply to the sections the report holds, in :class:`BenchOptions`'
+    order (``None`` when none does)."""
+    used = {o for name in report["sections"] if name in SECTIONS for o in SECTIONS[name].options}
+    shown = []
+    for field in attrs.fields(BenchOptions):
+        if field.name in used and field.name in report["options"]:
+            value = report["options"][field.name]
+            if isinstance(value, list):
+                value = ",".join(map(str, value))
+            elif isinstance(value, float):
+                value = format(value, "g")
+            shown.append(f"{field.name}={value}")
+    return "options: " + " ".join(shown) if shown else None
+
+
 def render_report(report: Mapping[str, Any]) -> str:
     """The human-readable form of a :func:`run_benchmark` report."""
     meta = report["meta"]
-    opts = report["options"]
     parts = [
         f"trioraft {meta['trioraft']} benchmark: Python {meta['python']}, trio {meta['trio']}, "
         f"{meta['cpus']} CPUs, {meta['platform']}",
-        f"options: seconds={opts['seconds']:g} warmup={opts['warmup']:g} "
-        f"concurrency={','.join(map(str, opts['concurrency']))} trials={opts['trials']}",
     ]
+    options = _options_line(report)
+    if options is not None:
+        parts.extend(textwrap.wrap(options, 88, subsequent_indent="  "))
     if meta.get("load_before") is not None and meta.get("load_after") is not None:
         parts.append(
             f"load average (1/5/15 min) before: {'/'.join(map(str, meta['load_before']))}, "
@@ -428,90 +471,129 @@ def render_report(report: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[str], bool]:
-    """Parse the command line into ``(options, sections to skip, json output?)``; the
-    sections named on it, if any, are in ``options``' :data:`ONLY`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m trioraft.bench",
-        description="Benchmark trioraft: throughput, latency, election time, catch-up, "
-        "Trio floor ratio, memory, snapshots, disk, reads.",
-    )
-    defaults = BenchOptions()
-    parser.add_argument(
+@attrs.frozen
+class _Flag:
+    """A command-line option that sets the :class:`BenchOptions` field ``dest``; its
+    default is that field's default."""
+
+    flag: str
+    type: Callable[[str], Any]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+
+#: The tunables set before the section flags, in the order ``--help`` lists them.
+_FLAGS = (
+    _Flag(
         "--seconds",
-        type=_positive_float,
-        default=defaults.seconds,
-        help="measured seconds per throughput run and per floor run (default %(default)s)",
-    )
-    parser.add_argument(
+        _positive_float,
+        "measured seconds per throughput run and per floor run (default %(default)s)",
+    ),
+    _Flag(
         "--warmup",
-        type=_non_negative_float,
-        default=defaults.warmup,
-        help="seconds of unmeasured writes before each throughput run (default %(default)s)",
-    )
-    parser.add_argument(
+        _non_negative_float,
+        "seconds of unmeasured writes before each throughput run (default %(default)s)",
+    ),
+    _Flag(
         "--concurrency",
-        type=_concurrency_list,
-        default=defaults.concurrency,
-        help="comma-separated numbers of concurrent writers (default 1,16,256)",
-    )
-    parser.add_argument(
-        "--trials",
-        type=_positive_int,
-        default=defaults.trials,
-        help="election trials (default %(default)s)",
-    )
-    parser.add_argument(
+        _concurrency_list,
+        "comma-separated numbers of concurrent writers (default 1,16,256)",
+    ),
+    _Flag("--trials", _positive_int, "election trials (default %(default)s)"),
+    _Flag(
         "--floor",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="ignored: the Trio floor is trioraft.bench.floor, run in this process",
-    )
-    parser.add_argument(
+        Path,
+        "ignored: the Trio floor is trioraft.bench.floor, run in this process",
+        "PATH",
+    ),
+    _Flag(
         "--catchup-entries",
-        type=_positive_int,
-        default=defaults.catchup_entries,
-        help="log length a new server catches up with (default %(default)s)",
-    )
-    parser.add_argument(
+        _positive_int,
+        "log length a new server catches up with (default %(default)s)",
+    ),
+    _Flag(
         "--sim-seeds",
-        type=_positive_int,
-        default=defaults.sim_seeds,
-        help="simulated runs in the simulation section (default %(default)s)",
-    )
-    parser.add_argument(
+        _positive_int,
+        "simulated runs in the simulation section (default %(default)s)",
+    ),
+    _Flag(
         "--sim-seconds",
-        type=_positive_float,
-        default=defaults.sim_seconds,
-        help="virtual seconds per simulated run (default %(default)s)",
-    )
-    parser.add_argument(
+        _positive_float,
+        "virtual seconds per simulated run (default %(default)s)",
+    ),
+    _Flag(
         "--memory-writes",
-        type=_concurrency_list,
-        default=defaults.memory_writes,
-        help="comma-separated, ascending numbers of writes after which the memory section "
+        _concurrency_list,
+        "comma-separated, ascending numbers of writes after which the memory section "
         "measures RSS and log length (default 100000,1000000)",
-    )
-    parser.add_argument(
+    ),
+    _Flag(
         "--snapshot-mb",
-        type=_positive_int,
-        default=defaults.snapshot_mb,
-        help="megabytes of state the snapshot section installs on a new server "
-        "(default %(default)s)",
-    )
-    parser.add_argument(
+        _positive_int,
+        "megabytes of state the snapshot section installs on a new server (default %(default)s)",
+    ),
+    _Flag(
         "--disk-concurrency",
-        type=_concurrency_list,
-        default=defaults.disk_concurrency,
-        help="comma-separated numbers of concurrent writers on DiskStorage (default 1,16,256)",
-    )
-    parser.add_argument(
+        _concurrency_list,
+        "comma-separated numbers of concurrent writers on DiskStorage (default 1,16,256)",
+    ),
+    _Flag(
         "--reads-concurrency",
-        type=_concurrency_list,
-        default=defaults.reads_concurrency,
-        help="comma-separated numbers of concurrent readers (default 1,16,256)",
-    )
+        _concurrency_list,
+        "comma-separated numbers of concurrent readers (default 1,16,256)",
+    ),
+)
+#: The tunables set after the section flags: the plots, then the tcp section's.
+_LATE_FLAGS = (
+    _Flag(
+        "--plot",
+        Path,
+        "write SVG plots into DIR (needs matplotlib: pip install 'trioraft[bench]')",
+        "DIR",
+    ),
+    _Flag(
+        "--tcp-concurrency",
+        _concurrency_list,
+        "tcp section: comma-separated numbers of writes kept in flight on the leader "
+        "(default 1,16,256,4096)",
+    ),
+    _Flag(
+        "--tcp-seconds",
+        _positive_float,
+        "tcp section: measured seconds per throughput run (default %(default)s)",
+    ),
+    _Flag(
+        "--tcp-elections",
+        _positive_int,
+        "tcp section: leader kills (SIGKILL) to time the election after (default %(default)s)",
+    ),
+    _Flag(
+        "--tcp-readers",
+        _non_negative_int,
+        "tcp section: linearizable readers on the leader, then spread over the 3 servers "
+        "(follower_reads), then under a lease; 0: no reads (default %(default)s)",
+    ),
+)
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[_Flag]) -> None:
+    defaults = BenchOptions()
+    for f in flags:
+        parser.add_argument(
+            f.flag,
+            type=f.type,
+            default=getattr(defaults, f.dest),
+            metavar=f.metavar,
+            help=f.help,
+        )
+
+
+def _add_section_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json``, a ``--skip-<name>`` flag per section, and the sections to run."""
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object on the last stdout line"
     )
@@ -530,34 +612,22 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
         help=f"run only these sections ({', '.join(SECTIONS)}); default: every section but "
         + ", ".join(n for n, s in SECTIONS.items() if not s.default),
     )
-    parser.add_argument(
-        "--plot",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="write SVG plots into DIR (needs matplotlib: pip install 'trioraft[bench]')",
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m trioraft.bench",
+        description="Benchmark trioraft: throughput, latency, election time, catch-up, "
+        "Trio floor ratio, memory, snapshots, disk, reads.",
     )
-    # The tcp section's options (wired into BenchOptions below, after the others).
-    parser.add_argument(
-        "--tcp-concurrency",
-        type=_concurrency_list,
-        default=defaults.tcp_concurrency,
-        help="tcp section: comma-separated numbers of writes kept in flight on the leader "
-        "(default 1,16,256,4096)",
-    )
-    parser.add_argument(
-        "--tcp-seconds",
-        type=_positive_float,
-        default=defaults.tcp_seconds,
-        help="tcp section: measured seconds per throughput run (default %(default)s)",
-    )
-    parser.add_argument(
-        "--tcp-elections",
-        type=_positive_int,
-        default=defaults.tcp_elections,
-        help="tcp section: leader kills (SIGKILL) to time the election after (default %(default)s)",
-    )
-    args = parser.parse_args(argv)
+    _add_flags(parser, _FLAGS)
+    _add_section_flags(parser)
+    _add_flags(parser, _LATE_FLAGS)
+    return parser
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject what the option types alone cannot (``parser.error`` exits)."""
     if args.plot is not None:
         from .plots import matplotlib_available
 
@@ -568,28 +638,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[st
     unknown = [name for name in args.sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[str], bool]:
+    """Parse the command line into ``(options, sections to skip, json output?)``; the
+    sections named on it, if any, are in ``options``' :data:`ONLY`."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
     ONLY[:] = args.sections
-    options = BenchOptions(
-        seconds=args.seconds,
-        warmup=args.warmup,
-        concurrency=args.concurrency,
-        trials=args.trials,
-        floor=args.floor,
-        catchup_entries=args.catchup_entries,
-        sim_seeds=args.sim_seeds,
-        sim_seconds=args.sim_seconds,
-        memory_writes=args.memory_writes,
-        snapshot_mb=args.snapshot_mb,
-        disk_concurrency=args.disk_concurrency,
-        reads_concurrency=args.reads_concurrency,
-        plot=args.plot,
-    )
-    options = attrs.evolve(
-        options,
-        tcp_concurrency=args.tcp_concurrency,
-        tcp_seconds=args.tcp_seconds,
-        tcp_elections=args.tcp_elections,
-    )
+    options = BenchOptions(**{f.dest: getattr(args, f.dest) for f in (*_FLAGS, *_LATE_FLAGS)})
     skip = [name for name in SECTIONS if getattr(args, f"skip_{name}")]
     return options, skip, bool(args.json)
 

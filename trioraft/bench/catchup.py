@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import trio
@@ -12,20 +13,13 @@ import trioraft
 import trioraft.testing
 from trioraft.recipes import Counter
 
-from ._base import (
-    _SERVER_NAMES,
-    BenchOptions,
-    Progress,
-    Result,
-    _start_cluster,
-    _table,
-    register_section,
-)
+from ._base import BenchOptions, Progress, Record, Result, _records_table, register_section
+from ._cluster import stable_cluster
 
 
 # -------------------------------------------------------------------------- catch-up
 @attrs.frozen(kw_only=True)
-class CatchUpRun:
+class CatchUpRun(Record):
     """One catch-up: a new server joins a cluster whose log holds ``entries`` entries."""
 
     clock: str
@@ -40,19 +34,13 @@ class CatchUpRun:
     #: Entries per wall second the new server received during catch-up.
     catch_up_entries_per_s: float
 
-    def as_json(self) -> Result:
-        """This run as a JSON-able dict."""
-        return attrs.asdict(self)
-
 
 async def _catch_up_trial(entries: int, clock: str) -> CatchUpRun:
-    network = trioraft.MemoryNetwork(seed=0)
-    async with trio.open_nursery() as nursery:
-        # The counter snapshots; compaction stays off here, so the new server catches up
-        # over the whole log (what this section measures), not from a snapshot.
-        whole_log = {"snapshot_threshold": entries + 1_000}
-        servers = await _start_cluster(nursery, network, seed_base=0, **whole_log)
-        leader = servers[await servers[_SERVER_NAMES[0]].await_leader()]
+    # The counter snapshots; compaction stays off here, so the new server catches up over
+    # the whole log (what this section measures), not from a snapshot.
+    whole_log: dict[str, Any] = {"snapshot_threshold": entries + 1_000}
+    async with stable_cluster(**whole_log) as cluster:
+        leader = cluster.leader
         fill_start = time.perf_counter()
         remaining = entries
 
@@ -67,7 +55,7 @@ async def _catch_up_trial(entries: int, clock: str) -> CatchUpRun:
                 writers.start_soon(writer)
         fill_wall = time.perf_counter() - fill_start
         newcomer = await trioraft.start_server(
-            nursery, Counter, 0, name="raft4", network=network, seed=99, **whole_log
+            cluster.nursery, Counter, 0, name="raft4", network=cluster.network, seed=99, **whole_log
         )
         start, wall_start = trio.current_time(), time.perf_counter()
         await leader.add_server(newcomer.name)
@@ -76,7 +64,6 @@ async def _catch_up_trial(entries: int, clock: str) -> CatchUpRun:
             raise AssertionError("the new server was not promoted")
         if newcomer.status().last_log_index < entries:
             raise AssertionError("the new server was promoted without the log")
-        nursery.cancel_scope.cancel()
     return CatchUpRun(
         clock=clock,
         entries=entries,
@@ -108,20 +95,14 @@ def run_catch_up(
 
 def render_catch_up(result: Result) -> list[str]:
     """Table lines for the ``catchup`` section."""
-    rows = [
-        [
-            r["clock"],
-            f"{r['entries']:,}",
-            f"{r['catch_up_s']:.3f}",
-            f"{r['catch_up_wall_s']:.3f}",
-            f"{r['catch_up_entries_per_s']:,.0f}",
-            f"{r['fill_writes_per_s']:,.0f}",
-            f"{r['catch_up_entries_per_s'] / r['fill_writes_per_s']:.2f}",
-        ]
-        for r in result["runs"]
+    runs = [
+        {**r, "ratio": r["catch_up_entries_per_s"] / r["fill_writes_per_s"]} for r in result["runs"]
     ]
-    lines = _table(
-        ["clock", "entries", "catch-up s", "wall s", "entries/s", "fill w/s", "ratio"], rows
+    lines = _records_table(
+        runs,
+        "clock: {clock} | entries: {entries:,} | catch-up s: {catch_up_s:.3f} | "
+        "wall s: {catch_up_wall_s:.3f} | entries/s: {catch_up_entries_per_s:,.0f} | "
+        "fill w/s: {fill_writes_per_s:,.0f} | ratio: {ratio:.2f}",
     )
     lines.append(
         "add_server of an empty server: learner, catch-up rounds, promotion committed; "
@@ -131,5 +112,9 @@ def render_catch_up(result: Result) -> list[str]:
 
 
 register_section(
-    "catchup", "Catch-up of a new server (learner, then voter)", run_catch_up, render_catch_up
+    "catchup",
+    "Catch-up of a new server (learner, then voter)",
+    run_catch_up,
+    render_catch_up,
+    options=("catchup_entries",),
 )

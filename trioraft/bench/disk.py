@@ -8,31 +8,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import trio
-
-import trioraft
-from trioraft.recipes import Counter
-
-from ._base import (
-    _SERVER_NAMES,
-    BenchOptions,
-    Progress,
-    Result,
-    _num,
-    _table,
-    percentile,
-    register_section,
-)
-from .floor import closed_loop
-from .throughput import _await_stable_leader
+from ._base import Progress, Result, percentile, quiet, register_section
+from ._cluster import closed_loop, loop_runs, loop_section, loop_table, stable_cluster
 
 __all__ = ["measure_disk", "measure_fsync", "render_disk"]
 
-#: The storages compared, in the order they run.
-STORAGES = ("disk", "memory")
 #: Raw fsyncs timed, half before and half after the DiskStorage runs.
 FSYNC_SAMPLES = 200
 
@@ -72,86 +55,49 @@ def measure_fsync(directory: str | os.PathLike[str], samples: int = 200) -> Resu
     return _fsync_summary(_fsync_times(Path(directory), samples))
 
 
-async def _start_servers(
-    nursery: trio.Nursery, network: trioraft.MemoryNetwork, directory: Path | None
-) -> dict[str, trioraft.Server]:
-    """The 3 servers, each on a DiskStorage in ``directory/<name>`` (or in memory)."""
-    servers: dict[str, trioraft.Server] = {}
-    for i, name in enumerate(_SERVER_NAMES):
-        storage = trioraft.DiskStorage(directory / name) if directory is not None else None
-        servers[name] = await trioraft.start_server(
-            nursery,
-            Counter,
-            0,
-            name=name,
-            network=network,
-            initial_config=_SERVER_NAMES,
-            seed=i,
-            storage=storage,
-        )
-    return servers
-
-
 async def _disk_run(
-    storage: str, concurrency: int, seconds: float, warmup: float, directory: Path | None
+    concurrency: int, seconds: float, warmup: float, storage: str, root: Path | None
 ) -> Result:
-    network = trioraft.MemoryNetwork(seed=0)
-    async with trio.open_nursery() as nursery:
-        servers = await _start_servers(nursery, network, directory)
-        with trio.fail_after(30):
-            leader = await _await_stable_leader(servers)
+    directory = root / f"{storage}-{concurrency}" if root is not None else None
+    async with stable_cluster(directory=directory) as cluster:
+        leader = cluster.leader
         loop = await closed_loop(lambda i: leader.write(1), concurrency, seconds, warmup)
         counter = await leader.read_dirty(None)
         syncs = leader.storage.syncs
-        nursery.cancel_scope.cancel()
     errors = list(loop.failures[:3])
-    total = loop.operations + loop.warmup_operations
-    if counter != total:
-        errors.append(f"{storage} C={concurrency}: the counter is {counter}, not {total}")
+    if counter != loop.total:
+        errors.append(f"{storage} C={concurrency}: the counter is {counter}, not {loop.total}")
     return {
         "storage": storage,
-        "concurrency": concurrency,
-        "writes": loop.operations,
-        "writes_per_s": loop.per_s,
-        "p50_ms": loop.percentile_ms(0.5),
-        "p99_ms": loop.percentile_ms(0.99),
-        "cpu_share": loop.cpu_share,
+        **loop.summary("write"),
         "leader_syncs": syncs,
-        "writes_per_sync": total / syncs if syncs else None,
+        "writes_per_sync": loop.total / syncs if syncs else None,
         "errors": errors,
     }
 
 
 def measure_disk(
-    concurrency: Sequence[int],
-    seconds: float,
-    warmup: float = 0.5,
-    progress: Progress | None = None,
+    concurrency: Sequence[int], seconds: float, warmup: float = 0.5, progress: Progress = quiet
 ) -> Result:
     """Write throughput of a 3-server in-process cluster on :class:`~trioraft.DiskStorage`
     (in a temporary directory, removed after) and on :class:`~trioraft.MemoryStorage`,
     for each concurrency, each in a fresh ``trio.run`` on the real clock; and the raw
     fsync latency of the same disk."""
-    say = progress if progress is not None else (lambda line: None)
     root = Path(tempfile.mkdtemp(prefix="trioraft-bench-"))
     try:
         # The disk's own latency drifts with other load: half the samples before the
         # DiskStorage runs, half right after them.
-        say(f"disk: raw fsync latency in {root} ...")
+        progress(f"disk: raw fsync latency in {root} ...")
         before = _fsync_times(root, FSYNC_SAMPLES // 2)
-        runs: list[Result] = []
-        for storage in STORAGES:
-            for c in concurrency:
-                say(f"disk: {storage} storage, C={c}, {warmup:g} s warm-up + {seconds:g} s ...")
-                directory = root / f"{storage}-{c}" if storage == "disk" else None
-                run = trio.run(_disk_run, storage, c, seconds, warmup, directory)
-                say(
-                    f"disk: {storage} C={c}: {run['writes_per_s']:,.0f} writes/s, "
-                    f"p50 {_num(run['p50_ms'], '.3f')} ms"
-                )
-                runs.append(run)
-            if storage == "disk":
-                after = _fsync_times(root, FSYNC_SAMPLES - len(before))
+        runs = loop_runs(
+            "disk: disk storage", "write", _disk_run, concurrency, seconds, warmup, progress,
+            "disk", root,
+        )  # fmt: skip
+        after = _fsync_times(root, FSYNC_SAMPLES - len(before))
+        runs += loop_runs(
+            "disk: memory storage", "write", _disk_run, concurrency, seconds, warmup, progress,
+            "memory", None,
+        )  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     fsync = _fsync_summary([*before, *after])
@@ -183,27 +129,9 @@ def _summary(fsync: Result, runs: list[Result], concurrency: Sequence[int]) -> R
     return out
 
 
-def run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
-    """The ``disk`` section: :func:`measure_disk` with ``options.disk_concurrency``."""
-    return measure_disk(options.disk_concurrency, options.seconds, options.warmup, progress)
-
-
 def render_disk(result: Result) -> list[str]:
     """Table lines for the ``disk`` section."""
-    rows = [
-        [
-            r["storage"],
-            str(r["concurrency"]),
-            f"{r['writes_per_s']:,.0f}",
-            _num(r["p50_ms"], ".3f"),
-            _num(r["p99_ms"], ".3f"),
-            _num(r["writes_per_sync"], ",.1f"),
-            f"{r['cpu_share']:.2f}",
-        ]
-        for r in result["runs"]
-    ]
-    header = ["storage", "C", "writes/s", "p50 ms", "p99 ms", "writes/sync", "CPU share"]
-    lines = _table(header, rows)
+    lines = loop_table(result["runs"], "write", "storage", "writes/sync: {writes_per_sync:,.1f}")
     fsync = result["fsync"]
     lines.append(
         f"raw fsync of the same disk (4 KiB block, {fsync['samples']} times, half before "
@@ -226,4 +154,10 @@ def render_disk(result: Result) -> list[str]:
     return lines
 
 
-register_section("disk", "Durable writes on DiskStorage (real clock)", run_disk, render_disk)
+register_section(
+    "disk",
+    "Durable writes on DiskStorage (real clock)",
+    loop_section(measure_disk, "disk_concurrency"),
+    render_disk,
+    options=("seconds", "warmup", "disk_concurrency"),
+)

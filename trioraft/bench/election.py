@@ -6,6 +6,7 @@ import math
 import statistics
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import trio
@@ -17,17 +18,18 @@ from ._base import (
     _SERVER_NAMES,
     BenchOptions,
     Progress,
+    Record,
     Result,
-    _start_cluster,
-    _table,
+    _records_table,
     percentile,
     register_section,
 )
+from ._cluster import start_cluster
 
 
 # -------------------------------------------------------------------------- election
 @attrs.frozen(kw_only=True)
-class ElectionStats:
+class ElectionStats(Record):
     """Election times after the leader stops, in seconds of virtual time."""
 
     trials: int
@@ -38,10 +40,6 @@ class ElectionStats:
     mean_s: float
     #: Wall-clock seconds the trials took.
     wall_s: float
-
-    def as_json(self) -> Result:
-        """These statistics as a JSON-able dict."""
-        return attrs.asdict(self)
 
 
 @attrs.frozen
@@ -73,14 +71,14 @@ async def _first_leader(
 
 async def _election_trial(trial: int, variant: _Variant | None = None) -> float:
     network = trioraft.MemoryNetwork(seed=trial)
-    options: dict[str, float] = {}
+    options: dict[str, Any] = {}
     if variant is not None:
         low, high = variant.timeouts
         options = {"min_election_timeout": low, "max_election_timeout": high}
         options["heartbeat_interval"] = min(0.05, low / 3)
         network.set_delay(*variant.delay)
     async with trio.open_nursery() as nursery:
-        servers = await _start_cluster(
+        servers = await start_cluster(
             nursery, network, seed_base=trial * len(_SERVER_NAMES), **options
         )
         leader = await _first_leader(servers, variant)
@@ -188,17 +186,11 @@ def run_election(
 
 def render_election(result: Result) -> list[str]:
     """Table lines for the ``election`` section."""
-    rows = [
-        [
-            str(result["trials"]),
-            f"{result['min_s']:.3f}",
-            f"{result['median_s']:.3f}",
-            f"{result['mean_s']:.3f}",
-            f"{result['p99_s']:.3f}",
-            f"{result['max_s']:.3f}",
-        ]
-    ]
-    lines = _table(["trials", "min s", "median s", "mean s", "p99 s", "max s"], rows)
+    lines = _records_table(
+        [result],
+        "trials: {trials} | min s: {min_s:.3f} | median s: {median_s:.3f} | "
+        "mean s: {mean_s:.3f} | p99 s: {p99_s:.3f} | max s: {max_s:.3f}",
+    )
     lines.append(
         "virtual seconds from stopping the leader until a survivor leads and the other "
         f"knows it ({result['wall_s']:.1f} s wall)"
@@ -207,5 +199,9 @@ def render_election(result: Result) -> list[str]:
 
 
 register_section(
-    "election", "Election after the leader stops (virtual clock)", run_election, render_election
+    "election",
+    "Election after the leader stops (virtual clock)",
+    run_election,
+    render_election,
+    options=("trials",),
 )

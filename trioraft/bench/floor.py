@@ -8,120 +8,24 @@ follower), applies to a counter and wakes the writers. There are no terms, no ch
 no elections, no storage: only the plumbing. trioraft's in-process throughput is judged
 as a ratio to it, measured in the same run.
 
-It also holds :func:`closed_loop`, the closed-loop driver (C tasks, warm-up, measured
-window) the ``floor``, ``disk`` and ``reads`` sections share.
+It measures with :func:`closed_loop` (:mod:`trioraft.bench._cluster`), the closed-loop
+driver (C tasks, warm-up, measured window) of the ``throughput``, ``disk`` and ``reads``
+sections too.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 import trio
 
-import trioraft
-
-from ._base import (
-    BenchOptions,
-    Progress,
-    Result,
-    _num,
-    _table,
-    percentile,
-    register_section,
-)
+from ._base import BenchOptions, Progress, Result, _records_table, register_section
+from ._cluster import LoopResult, WriteRun, closed_loop, fresh_run
 
 __all__ = ["FloorRun", "LoopResult", "closed_loop", "measure_floor", "render_floor"]
-
-
-# ------------------------------------------------------------------ closed loop
-@attrs.frozen(kw_only=True)
-class LoopResult:
-    """What :func:`closed_loop` measured."""
-
-    concurrency: int
-    #: Operations completed after the warm-up.
-    operations: int
-    #: Operations completed during the warm-up (not measured).
-    warmup_operations: int
-    #: Seconds from the end of the warm-up to the last operation's completion.
-    elapsed_s: float
-    #: Latencies of the measured operations, in seconds, ascending.
-    latencies: tuple[float, ...] = attrs.field(repr=False)
-    #: CPU seconds this process used while measuring.
-    cpu_s: float
-    #: Operations that raised a :class:`~trioraft.RaftError` (each task stops at its first).
-    failures: tuple[str, ...] = ()
-
-    @property
-    def per_s(self) -> float:
-        """Measured operations per second."""
-        return self.operations / self.elapsed_s
-
-    def percentile_ms(self, q: float) -> float | None:
-        """The ``q`` latency percentile in milliseconds (``None`` without operations)."""
-        return percentile(self.latencies, q) * 1e3 if self.latencies else None
-
-    @property
-    def cpu_share(self) -> float:
-        """CPU seconds over wall seconds while measuring (about 1: a CPU to itself)."""
-        return self.cpu_s / self.elapsed_s
-
-
-async def closed_loop(
-    operation: Callable[[int], Awaitable[object]],
-    concurrency: int,
-    seconds: float,
-    warmup: float,
-) -> LoopResult:
-    """Run ``concurrency`` tasks, task ``i`` looping ``await operation(i)``, for ``warmup``
-    then ``seconds`` seconds of the real clock (:func:`time.perf_counter`). No operation
-    starts after that; the loop ends when the last one in flight completes. The rate is
-    the operations completed after the warm-up over the time from the end of the warm-up
-    to that last completion (the ``throughput`` section's accounting)."""
-    perf, cpu = time.perf_counter, time.process_time
-    latencies: list[float] = []
-    failures: list[str] = []
-    completed = 0
-    cpu_start: float | None = None
-    measure_from = perf() + warmup
-    stop_at = measure_from + seconds
-
-    async def task(i: int) -> None:
-        nonlocal completed, cpu_start
-        while True:
-            t0 = perf()
-            if t0 >= stop_at:
-                return
-            try:
-                await operation(i)
-            except trioraft.RaftError as exc:
-                failures.append(f"C={concurrency}: an operation raised {exc!r}")
-                return
-            t1 = perf()
-            completed += 1
-            if t1 >= measure_from:
-                if cpu_start is None:
-                    cpu_start = cpu()
-                latencies.append(t1 - t0)
-
-    async with trio.open_nursery() as nursery:
-        for i in range(concurrency):
-            nursery.start_soon(task, i)
-    finished = perf()
-    latencies.sort()
-    return LoopResult(
-        concurrency=concurrency,
-        operations=len(latencies),
-        warmup_operations=completed - len(latencies),
-        elapsed_s=max(finished - measure_from, 1e-9),
-        latencies=tuple(latencies),
-        cpu_s=cpu() - cpu_start if cpu_start is not None else 0.0,
-        failures=tuple(failures),
-    )
 
 
 # ------------------------------------------------------------------------ floor
@@ -182,19 +86,8 @@ class _Floor:
 
 
 @attrs.frozen(kw_only=True)
-class FloorRun:
+class FloorRun(WriteRun):
     """One run of the Trio floor at ``concurrency`` writers."""
-
-    concurrency: int
-    writes: int
-    elapsed_s: float
-    writes_per_s: float
-    p50_ms: float | None
-    p99_ms: float | None
-    #: CPU seconds over wall seconds while measuring.
-    cpu_share: float
-    #: Sanity-check failures (empty when all is well).
-    errors: tuple[str, ...] = ()
 
 
 async def _floor_run(concurrency: int, seconds: float, warmup: float) -> FloorRun:
@@ -207,27 +100,15 @@ async def _floor_run(concurrency: int, seconds: float, warmup: float) -> FloorRu
         loop = await closed_loop(lambda i: floor.write(1), concurrency, seconds, warmup)
         nursery.cancel_scope.cancel()
     errors = list(loop.failures)
-    total = loop.operations + loop.warmup_operations
-    if floor.value != total:
-        errors.append(f"C={concurrency}: the floor's counter is {floor.value}, not {total}")
-    return FloorRun(
-        concurrency=concurrency,
-        writes=loop.operations,
-        elapsed_s=loop.elapsed_s,
-        writes_per_s=loop.per_s,
-        p50_ms=loop.percentile_ms(0.50),
-        p99_ms=loop.percentile_ms(0.99),
-        cpu_share=loop.cpu_share,
-        errors=tuple(errors),
-    )
+    if floor.value != loop.total:
+        errors.append(f"C={concurrency}: the floor's counter is {floor.value}, not {loop.total}")
+    return FloorRun.of(loop, errors)
 
 
 def measure_floor(concurrency: int, seconds: float, warmup: float = 0.5) -> FloorRun:
     """Run the Trio floor with ``concurrency`` writers in a fresh ``trio.run`` on the real
     clock, for ``warmup`` then ``seconds`` seconds (the ``throughput`` section's method)."""
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    return trio.run(_floor_run, concurrency, seconds, warmup)
+    return fresh_run(_floor_run, concurrency, seconds, warmup)
 
 
 def run_floor_section(
@@ -263,21 +144,13 @@ def run_floor_section(
 
 def render_floor(result: Result) -> list[str]:
     """Table lines for the ``floor`` section."""
-    num = _num
-    rows = [
-        [
-            str(r["concurrency"]),
-            num(r["trioraft_writes_per_s"], ",.0f"),
-            num(r["floor_writes_per_s"], ",.0f"),
-            num(r["ratio"], ".3f"),
-            num(r["floor_p50_ms"], ".3f"),
-            num(r["floor_p99_ms"], ".3f"),
-            num(r["floor_cpu_share"], ".2f"),
-        ]
-        for r in result["runs"]
-    ]
-    header = ["C", "trioraft w/s", "floor w/s", "ratio", "floor p50 ms", "floor p99 ms"]
-    lines = _table([*header, "floor CPU share"], rows)
+    lines = _records_table(
+        result["runs"],
+        "C: {concurrency} | trioraft w/s: {trioraft_writes_per_s:,.0f} | "
+        "floor w/s: {floor_writes_per_s:,.0f} | ratio: {ratio:.3f} | "
+        "floor p50 ms: {floor_p50_ms:.3f} | floor p99 ms: {floor_p99_ms:.3f} | "
+        "floor CPU share: {floor_cpu_share:.2f}",
+    )
     lines.append(
         "ratio = trioraft writes/s over the floor's: the least work any Trio design does "
         "for a 3-server replicated write"
@@ -291,4 +164,5 @@ register_section(
     run_floor_section,
     render_floor,
     aliases=("--no-floor",),
+    options=("seconds", "warmup", "concurrency"),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -16,7 +16,7 @@ from ._base import (
     BenchOptions,
     Progress,
     Result,
-    _table,
+    _records_table,
     register_section,
 )
 
@@ -54,18 +54,17 @@ def simulated_counter_history(
     return ops
 
 
-def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int = 0) -> Result:
-    """Check time of a correct and of a corrupted ``operations``-operation history from
-    ``clients`` clients, against the time to replay the same operations sequentially
-    through the model (the baseline: what checking costs when nothing is concurrent)."""
-    from ..testing import check_linearizability, counter_model
+def _timed(
+    model: Any, good: list[Any], bad: list[Any], replayed: Callable[[], Iterable[Any]]
+) -> Result:
+    """Time the check of the correct history ``good`` and of the corrupted ``bad``
+    against ``model``, and the replay through it of the operations ``replayed()``
+    (those that took effect, in order; their ordering is timed too): the baseline."""
+    from ..testing import check_linearizability
 
-    model = counter_model()
-    good = simulated_counter_history(operations, clients, seed)
-    bad = simulated_counter_history(operations, clients, seed, corrupt=True)
     start = time.perf_counter()
     state = model.init()
-    for op in sorted(good, key=lambda o: o.output if o.kind == "write" else -1):
+    for op in replayed():
         state, _ = model.step(state, op.kind, op.input)
     replay_s = max(time.perf_counter() - start, 1e-9)
     start = time.perf_counter()
@@ -77,8 +76,6 @@ def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int
     if accepted.ok is not True or rejected.ok is not False:
         raise AssertionError("the linearizability checker decided a simulated history wrongly")
     return {
-        "operations": operations,
-        "clients": clients,
         "accept_s": good_s,
         "reject_s": bad_s,
         "replay_s": replay_s,
@@ -86,6 +83,22 @@ def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int
         "explored_accept": accepted.explored,
         "explored_reject": rejected.explored,
     }
+
+
+def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int = 0) -> Result:
+    """Check time of a correct and of a corrupted ``operations``-operation history from
+    ``clients`` clients, against the time to replay the same operations sequentially
+    through the model (the baseline: what checking costs when nothing is concurrent)."""
+    from ..testing import counter_model
+
+    model = counter_model()
+    good = simulated_counter_history(operations, clients, seed)
+    bad = simulated_counter_history(operations, clients, seed, corrupt=True)
+
+    def replayed() -> list[Any]:
+        return sorted(good, key=lambda o: o.output if o.kind == "write" else -1)
+
+    return {"operations": operations, "clients": clients, **_timed(model, good, bad, replayed)}
 
 
 class DictMachine(trioraft.StateMachine):
@@ -169,36 +182,18 @@ def measure_dict_linearizability(
     (:meth:`~trioraft.testing.Model.from_state_machine`, checking key by key with
     :meth:`~trioraft.testing.Model.command_key`), and the time to replay the operations
     that took effect through the same model, in order (the baseline)."""
-    from ..testing import Model, check_linearizability
+    from ..testing import Model
 
     model = Model.from_state_machine(DictMachine, keys, partition_key=Model.command_key)
     good, applied = simulated_dict_history(operations, clients, keys, seed)
     bad, _ = simulated_dict_history(operations, clients, keys, seed, corrupt=True)
-    start = time.perf_counter()
-    state = model.init()
-    for i in applied:
-        state, _ = model.step(state, good[i].kind, good[i].input)
-    replay_s = max(time.perf_counter() - start, 1e-9)
-    start = time.perf_counter()
-    accepted = check_linearizability(good, model)
-    good_s = time.perf_counter() - start
-    start = time.perf_counter()
-    rejected = check_linearizability(bad, model)
-    bad_s = time.perf_counter() - start
-    if accepted.ok is not True or rejected.ok is not False:
-        raise AssertionError("the linearizability checker decided a simulated history wrongly")
     return {
         "operations": operations,
         "clients": clients,
         "keys": keys,
         "keys_used": len({op.input[1] for op in good}),
         "unknown": sum(op.unknown for op in good),
-        "accept_s": good_s,
-        "reject_s": bad_s,
-        "replay_s": replay_s,
-        "accept_ratio": good_s / replay_s,
-        "explored_accept": accepted.explored,
-        "explored_reject": rejected.explored,
+        **_timed(model, good, bad, lambda: (good[i] for i in applied)),
     }
 
 
@@ -216,25 +211,17 @@ def run_linearizability(
 
 def render_linearizability(result: Result) -> list[str]:
     """Table lines for the ``linearizability`` section."""
-    cases = [("counter", result)]
+    cases = [{"history": "counter", **result}]
     if "dict_machine" in result:
-        cases.append(
-            (f"dict machine, {result['dict_machine']['keys']:,} keys", result["dict_machine"])
-        )
-    rows = [
-        [
-            name,
-            f"{case['operations']:,}",
-            str(case["clients"]),
-            f"{case['accept_s'] * 1e3:.1f}",
-            f"{case['reject_s'] * 1e3:.1f}",
-            f"{case['replay_s'] * 1e3:.2f}",
-            f"{case['accept_ratio']:.0f}",
-        ]
-        for name, case in cases
-    ]
-    lines = _table(
-        ["history", "ops", "clients", "accept ms", "reject ms", "replay ms", "accept/replay"], rows
+        dm = result["dict_machine"]
+        cases.append({"history": f"dict machine, {dm['keys']:,} keys", **dm})
+    for case in cases:
+        case.update({f"{k}_ms": case[f"{k}_s"] * 1e3 for k in ("accept", "reject", "replay")})
+    lines = _records_table(
+        cases,
+        "history: {history} | ops: {operations:,} | clients: {clients} | "
+        "accept ms: {accept_ms:.1f} | reject ms: {reject_ms:.1f} | replay ms: {replay_ms:.2f} | "
+        "accept/replay: {accept_ratio:.0f}",
     )
     lines.append(
         "histories simulated from a seed; reject: one read corrupted; replay: the operations "

@@ -30,12 +30,11 @@ from ._base import (
     BenchOptions,
     Progress,
     Result,
-    _start_cluster,
+    _records_table,
     _stderr,
-    _table,
     register_section,
 )
-from .throughput import _await_stable_leader
+from ._cluster import stable_cluster
 
 __all__ = ["measure_memory", "render_memory", "rss_mb"]
 
@@ -134,15 +133,12 @@ async def _checkpoint(
 
 
 async def _memory_run(checkpoints: Sequence[int], concurrency: int, progress: Progress) -> Result:
-    network = trioraft.MemoryNetwork(seed=0)
     writes = _Writes()
     rows: list[Result] = []
-    async with trio.open_nursery() as nursery:
-        servers = await _start_cluster(nursery, network, seed_base=0)
-        with trio.fail_after(30):
-            leader = await _await_stable_leader(servers)
+    async with stable_cluster() as cluster:
+        servers, leader = cluster.servers, cluster.leader
         rss_start = rss_mb()
-        nursery.start_soon(_sample, list(servers.values()), writes)
+        cluster.nursery.start_soon(_sample, list(servers.values()), writes)
         started = time.perf_counter()
         for target in checkpoints:
             await _write_until(leader, writes, target, concurrency)
@@ -155,7 +151,6 @@ async def _memory_run(checkpoints: Sequence[int], concurrency: int, progress: Pr
             )
             if writes.failures:
                 break
-        nursery.cancel_scope.cancel()
     return _summary(rows, writes, rss_start, concurrency)
 
 
@@ -247,18 +242,14 @@ def render_memory(result: Result) -> list[str]:
     """Table lines for the ``memory`` section."""
     names = result["servers"]
     rows = [
-        [
-            f"{r['writes']:,}",
-            f"{r['rss_mb']:.1f}",
-            *(f"{r['log_lengths'][n]:,}" for n in names),
-            f"{r['max_log_length']:,}",
-            f"{r['snapshot_index']:,}",
-            f"{r['wall_s']:.1f}",
-        ]
-        for r in result["checkpoints"]
+        {**r, **{f"log_{n}": r["log_lengths"][n] for n in names}} for r in result["checkpoints"]
     ]
-    header = ["writes", "RSS MB", *(f"log {n}" for n in names), "max log", "snapshot", "wall s"]
-    lines = _table(header, rows)
+    logs = " | ".join(f"log {n}: {{log_{n}:,}}" for n in names)
+    lines = _records_table(
+        rows,
+        f"writes: {{writes:,}} | RSS MB: {{rss_mb:.1f}} | {logs} | max log: {{max_log_length:,}} | "
+        "snapshot: {snapshot_index:,} | wall s: {wall_s:.1f}",
+    )
     ratio = result["rss_ratio"]
     lines.append(
         f"RSS before the writes {result['rss_start_mb']:.1f} MB"
@@ -272,4 +263,10 @@ def render_memory(result: Result) -> list[str]:
     return lines
 
 
-register_section("memory", "Memory under endless writes", run_memory, render_memory)
+register_section(
+    "memory",
+    "Memory under endless writes",
+    run_memory,
+    render_memory,
+    options=("memory_writes",),
+)

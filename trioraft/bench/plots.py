@@ -86,38 +86,50 @@ def _cdf(values: Sequence[float], points: int = 1000) -> tuple[list[float], list
     return [finite[r] for r in ranks], [(r + 1) / n for r in ranks]
 
 
+def _cdf_plot(
+    plt: Any,
+    path: Path,
+    curves: Sequence[tuple[str, Sequence[float]]],
+    ticks: Sequence[float],
+    xlabel: str,
+    of: str,
+    title: str,
+    legend: str,
+) -> Path:
+    """One step curve per ``(label, ascending values)``: the empirical CDFs of ``of``
+    (trials, writes), against a logarithmic x axis labelled at ``ticks``."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, values in curves:
+        xs, ys = _cdf(values)
+        ax.step(xs, ys, where="post", label=label)
+    _log_x(ax, ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"cumulative share of {of}")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title=legend, fontsize="small")
+    return _save(plt, fig, path)
+
+
 def plot_election(plt: Any, trials: int, path: Path, progress: Progress) -> Path:
     """The election time CDF per timeout range (:data:`FIGURE16_TIMEOUTS`)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    curves = []
     for low, high in FIGURE16_TIMEOUTS:
         progress(f"plots: election, timeouts {low * 1e3:g}-{high * 1e3:g} ms, {trials} trials")
         times = sorted(measure_election_times(trials, (low, high)))
-        xs, ys = _cdf([t * 1e3 for t in times])
         missing = sum(1 for t in times if not math.isfinite(t))
         label = f"{low * 1e3:g}-{high * 1e3:g} ms" + (f" ({missing} capped)" if missing else "")
-        ax.step(xs, ys, where="post", label=label)
-    _log_x(ax, _TICKS_MS)
-    ax.set_xlabel("time without a leader (ms, virtual clock)")
-    ax.set_ylabel("cumulative share of trials")
-    ax.set_title("Election after the leader stops (3 servers, messages delayed 5-10 ms)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="election timeout", fontsize="small")
-    return _save(plt, fig, path)
+        curves.append((label, [t * 1e3 for t in times]))
+    title = "Election after the leader stops (3 servers, messages delayed 5-10 ms)"
+    axis = "time without a leader (ms, virtual clock)"
+    return _cdf_plot(plt, path, curves, _TICKS_MS, axis, "trials", title, "election timeout")
 
 
 def plot_latency(plt: Any, latencies: Mapping[int, Sequence[float]], path: Path) -> Path:
     """The write latency CDF per concurrency."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for c, values in sorted(latencies.items()):
-        xs, ys = _cdf([v * 1e3 for v in values])
-        ax.step(xs, ys, where="post", label=f"C={c}")
-    _log_x(ax, _TICKS)
-    ax.set_xlabel("write latency (ms)")
-    ax.set_ylabel("cumulative share of writes")
-    ax.set_title("Write latency, 3 servers in one process (real clock)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="writers", fontsize="small")
-    return _save(plt, fig, path)
+    curves = [(f"C={c}", [v * 1e3 for v in values]) for c, values in sorted(latencies.items())]
+    title = "Write latency, 3 servers in one process (real clock)"
+    return _cdf_plot(plt, path, curves, _TICKS, "write latency (ms)", "writes", title, "writers")
 
 
 def plot_throughput(plt: Any, sections: Mapping[str, Any], path: Path) -> Path:

@@ -4,25 +4,18 @@ server with follower reads."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import trio
-
-import trioraft
-
-from ._base import (
-    _SERVER_NAMES,
-    BenchOptions,
-    Progress,
-    Result,
-    _num,
-    _start_cluster,
-    _table,
-    register_section,
+from ._base import _SERVER_NAMES, Progress, Result, _num, quiet, register_section
+from ._cluster import (
+    closed_loop,
+    leadership_kept,
+    loop_runs,
+    loop_section,
+    loop_table,
+    stable_cluster,
 )
-from .floor import closed_loop
-from .throughput import _await_stable_leader
 
 __all__ = ["MODES", "measure_reads", "render_reads"]
 
@@ -39,62 +32,42 @@ _DESCRIPTION = {
 }
 
 
-async def _reads_run(mode: str, concurrency: int, seconds: float, warmup: float) -> Result:
+async def _reads_run(concurrency: int, seconds: float, warmup: float, mode: str) -> Result:
     options, spread = MODES[mode]
-    network = trioraft.MemoryNetwork(seed=0)
     failures: list[str] = []
-    async with trio.open_nursery() as nursery:
-        servers = await _start_cluster(nursery, network, seed_base=0, **options)
-        with trio.fail_after(30):
-            leader = await _await_stable_leader(servers)
+    async with stable_cluster(**options) as cluster:
+        leader = cluster.leader
         expected = await leader.write(1)
-        term = leader.status().term
-        targets = list(servers.values()) if spread else [leader]
+        targets = list(cluster.servers.values()) if spread else [leader]
 
         async def read(i: int) -> None:
             value = await targets[i % len(targets)].read(None)
             if value != expected and len(failures) < 3:
                 failures.append(f"{mode} C={concurrency}: a read returned {value!r}")
 
-        sent = network.statistics().sent
+        sent = cluster.network.statistics().sent
         loop = await closed_loop(read, concurrency, seconds, warmup)
-        sent = network.statistics().sent - sent
-        status = leader.status()
-        nursery.cancel_scope.cancel()
-    errors = [*failures, *loop.failures[:3]]
-    if status.role is not trioraft.Role.LEADER or status.term != term:
-        errors.append(f"{mode} C={concurrency}: leadership changed during the run")
+        sent = cluster.network.statistics().sent - sent
+        kept = leadership_kept(cluster, f"{mode} C={concurrency}")
     return {
         "mode": mode,
-        "concurrency": concurrency,
-        "reads": loop.operations,
-        "reads_per_s": loop.per_s,
-        "p50_ms": loop.percentile_ms(0.5),
-        "p99_ms": loop.percentile_ms(0.99),
-        "cpu_share": loop.cpu_share,
+        **loop.summary("read"),
         # Messages between the servers per read (warm-up included).
-        "messages_per_read": sent / max(loop.operations + loop.warmup_operations, 1),
-        "errors": errors,
+        "messages_per_read": sent / max(loop.total, 1),
+        "errors": [*failures, *loop.failures[:3], *kept],
     }
 
 
 def measure_reads(
-    concurrency: Sequence[int],
-    seconds: float,
-    warmup: float = 0.5,
-    progress: Progress | None = None,
+    concurrency: Sequence[int], seconds: float, warmup: float = 0.5, progress: Progress = quiet
 ) -> Result:
     """Linearizable reads/s of a 3-server in-process cluster, for each mode of
     :data:`MODES` and each number of readers, each in a fresh ``trio.run`` on the real
     clock: every reader loops ``await server.read(None)``."""
-    say = progress if progress is not None else (lambda line: None)
     runs: list[Result] = []
     for mode in MODES:
-        for c in concurrency:
-            say(f"reads: {mode}, C={c}, {warmup:g} s warm-up + {seconds:g} s ...")
-            run = trio.run(_reads_run, mode, c, seconds, warmup)
-            say(f"reads: {mode} C={c}: {run['reads_per_s']:,.0f} reads/s")
-            runs.append(run)
+        where = f"reads: {mode}"
+        runs += loop_runs(where, "read", _reads_run, concurrency, seconds, warmup, progress, mode)
     by = {(r["mode"], r["concurrency"]): r["reads_per_s"] for r in runs}
     top = max(concurrency)
     leader = by["leader", top]
@@ -110,27 +83,9 @@ def measure_reads(
     }
 
 
-def run_reads(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
-    """The ``reads`` section: :func:`measure_reads` with ``options.reads_concurrency``."""
-    return measure_reads(options.reads_concurrency, options.seconds, options.warmup, progress)
-
-
 def render_reads(result: Result) -> list[str]:
     """Table lines for the ``reads`` section."""
-    rows = [
-        [
-            r["mode"],
-            str(r["concurrency"]),
-            f"{r['reads_per_s']:,.0f}",
-            _num(r["p50_ms"], ".3f"),
-            _num(r["p99_ms"], ".3f"),
-            f"{r['messages_per_read']:.3f}",
-            f"{r['cpu_share']:.2f}",
-        ]
-        for r in result["runs"]
-    ]
-    header = ["mode", "C", "reads/s", "p50 ms", "p99 ms", "messages/read", "CPU share"]
-    lines = _table(header, rows)
+    lines = loop_table(result["runs"], "read", "mode", "messages/read: {messages_per_read:.3f}")
     lines.extend(f"{mode}: {text}" for mode, text in _DESCRIPTION.items())
     top = result["top"]
     lines.append(
@@ -141,4 +96,10 @@ def render_reads(result: Result) -> list[str]:
     return lines
 
 
-register_section("reads", "Linearizable reads (real clock)", run_reads, render_reads)
+register_section(
+    "reads",
+    "Linearizable reads (real clock)",
+    loop_section(measure_reads, "reads_concurrency"),
+    render_reads,
+    options=("seconds", "warmup", "reads_concurrency"),
+)

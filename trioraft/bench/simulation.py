@@ -17,7 +17,7 @@ from ._base import (
     BenchOptions,
     Progress,
     Result,
-    _table,
+    _records_table,
     register_section,
 )
 
@@ -118,20 +118,10 @@ def run_simulation(
 
 def render_simulation(result: Result) -> list[str]:
     """Table lines for the ``simulation`` section."""
-    rows = [
-        [
-            str(r["seed"]),
-            f"{r['virtual_s']:.0f}",
-            f"{r['wall_s']:.2f}",
-            f"{r['speed']:.0f}",
-            str(r["writes_ok"]),
-            str(r["faults"]),
-            f"{r['messages']:,}",
-        ]
-        for r in result["runs"]
-    ]
-    lines = _table(
-        ["seed", "virtual s", "wall s", "speed", "writes ok", "faults", "messages"], rows
+    lines = _records_table(
+        result["runs"],
+        "seed: {seed} | virtual s: {virtual_s:.0f} | wall s: {wall_s:.2f} | speed: {speed:.0f} | "
+        "writes ok: {writes_ok} | faults: {faults} | messages: {messages:,}",
     )
     lines.append(
         f"overall {result['speed']:.0f} virtual s per wall s "
@@ -142,5 +132,9 @@ def render_simulation(result: Result) -> list[str]:
 
 
 register_section(
-    "simulation", "Simulation speed (virtual clock, faults)", run_simulation, render_simulation
+    "simulation",
+    "Simulation speed (virtual clock, faults)",
+    run_simulation,
+    render_simulation,
+    options=("sim_seeds", "sim_seconds"),
 )

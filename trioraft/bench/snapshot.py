@@ -16,14 +16,13 @@ from trioraft._core.messages import Config, InstallSnapshot, InstallSnapshotResp
 from trioraft._core.options import CoreOptions
 
 from ._base import (
-    _SERVER_NAMES,
     BenchOptions,
     Progress,
     Result,
-    _table,
+    _records_table,
     register_section,
 )
-from .throughput import _await_stable_leader
+from ._cluster import stable_cluster
 
 __all__ = ["BlobMachine", "bare_copy", "measure_snapshot", "render_snapshot"]
 
@@ -154,30 +153,12 @@ async def _install(
     }
 
 
-async def _start_blob_cluster(
-    nursery: trio.Nursery, network: trioraft.MemoryNetwork
-) -> dict[str, trioraft.Server]:
-    servers: dict[str, trioraft.Server] = {}
-    for i, name in enumerate(_SERVER_NAMES):
-        servers[name] = await trioraft.start_server(
-            nursery,
-            BlobMachine,
-            name=name,
-            network=network,
-            initial_config=_SERVER_NAMES,
-            seed=i,
-            snapshot_trailing=0,  # take_snapshot() drops the whole log behind it
-        )
-    return servers
-
-
 async def _snapshot_run(megabytes: int) -> Result:
-    network = trioraft.MemoryNetwork(seed=0)
     options = CoreOptions()
-    async with trio.open_nursery() as nursery:
-        servers = await _start_blob_cluster(nursery, network)
-        with trio.fail_after(30):
-            leader = await _await_stable_leader(servers)
+    # snapshot_trailing=0: take_snapshot() drops the whole log behind it.
+    blobs = {"machine": BlobMachine, "init": (), "snapshot_trailing": 0}
+    async with stable_cluster(**blobs) as cluster:
+        leader, network = cluster.leader, cluster.network
         await _fill(leader, megabytes)
         index = await leader.take_snapshot()
         snapshot = leader.storage.snapshot
@@ -185,8 +166,7 @@ async def _snapshot_run(megabytes: int) -> Result:
         data = snapshot.data
         chunk, window = options.snapshot_chunk_size, options.max_inflight
         bare_s = await bare_copy(network, data, chunk, window)
-        install = await _install(nursery, network, leader, index)
-        nursery.cancel_scope.cancel()
+        install = await _install(cluster.nursery, network, leader, index)
     size_mb = len(data) / 1e6
     install_s, failure = install["install_s"], install["add_server_failure"]
     return {
@@ -230,20 +210,13 @@ def run_snapshot(
 def render_snapshot(result: Result) -> list[str]:
     """Table lines for the ``snapshot`` section."""
     rows = [
-        [
-            "install on a new server",
-            f"{result['snapshot_mb']:.1f}",
-            f"{result['install_s']:.3f}",
-            f"{result['install_mb_per_s']:,.1f}",
-        ],
-        [
-            "bare copy, same transport",
-            f"{result['snapshot_mb']:.1f}",
-            f"{result['bare_s']:.3f}",
-            f"{result['bare_mb_per_s']:,.1f}",
-        ],
+        ("install on a new server", result["install_s"], result["install_mb_per_s"]),
+        ("bare copy, same transport", result["bare_s"], result["bare_mb_per_s"]),
     ]
-    lines = _table(["", "MB", "seconds", "MB/s"], rows)
+    lines = _records_table(
+        [{"name": name, "s": s, "rate": rate, **result} for name, s, rate in rows],
+        "{name} | MB: {snapshot_mb:.1f} | seconds: {s:.3f} | MB/s: {rate:,.1f}",
+    )
     lines.append(
         f"ratio install / bare copy = {result['ratio']:.3f} (target >= 0.5); "
         f"add_server returned after {result['add_server_s']:.3f} s; chunks of "
@@ -257,4 +230,10 @@ def render_snapshot(result: Result) -> list[str]:
     return lines
 
 
-register_section("snapshot", "Snapshot install on a new server", run_snapshot, render_snapshot)
+register_section(
+    "snapshot",
+    "Snapshot install on a new server",
+    run_snapshot,
+    render_snapshot,
+    options=("snapshot_mb",),
+)

@@ -34,33 +34,30 @@ Method (that of ``../shared/anchors/pysyncobj_bench.py``, with a driver of our o
   log, and could vote twice in a term), so each MemoryStorage trial (after the first,
   which kills the leader of the loaded cluster) uses a fresh 3-server cluster; so do the
   PySyncObj trials (its default configuration keeps no journal either).
+* Reads (trioraft only, ``--tcp-readers`` readers, 256 by default; 0: none): two more
+  clusters, started with ``follower_reads=True`` and with ``lease_reads=True``; the
+  readers run inside the server processes, on the leader (ReadIndex; lease), or split
+  over the three servers (follower reads). See :mod:`trioraft.bench._tcp_reads`.
 * PySyncObj, when installed, is measured in the same run in two configurations,
   ``appendEntriesUseBatch`` off and on (its default), since each is best for some C; its
   column is, per figure, the better of the two (higher throughput, lower latency,
   election time and RSS), and both configurations' figures are in the result.
 
-Result: ``{"memory": R, "disk": R, "pysyncobj": R or None, ...}`` where each R has
+Result: ``{"memory": R, "disk": R, "reads": ..., "pysyncobj": R or None, ...}`` where
+``reads`` is that of :func:`~trioraft.bench._tcp_reads.measure_reads` (or ``None``) and
+each R has
 ``throughput`` (a list of ``{"concurrency": C, "writes_per_s": X, ...}``),
 ``one_at_a_time`` (``p50_ms``, ``p99_ms``, ...), ``election`` (``median_s``, ``trials``,
 ...) and ``peak_rss_mb``; ``targets`` evaluates the issue's targets (reported, never
 asserted). Sanity checks (each counter equals the writes acknowledged, all three
-counters agree, a new leader within 15 s) failing for trioraft fail the run.
+counters agree, a new leader within 15 s, every read returns the counter's value)
+failing for trioraft fail the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
-import os
-import select
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -68,287 +65,33 @@ from typing import Any
 
 import attrs
 
-import trioraft
-
 from ._base import BenchOptions, Progress, Result, _num, _table, percentile, register_section
+from ._node_common import DRAIN_TIMEOUT
+from ._tcp_processes import (
+    PYSYNCOBJ_BATCH,
+    PYSYNCOBJ_NO_BATCH,
+    TRIORAFT_DISK,
+    TRIORAFT_MEMORY,
+    NodeError,
+    _Child,
+    _Cluster,
+    _Run,
+    _System,
+    recorded,
+)
+from ._tcp_reads import NOTE as READS_NOTE
+from ._tcp_reads import ReadParams, measure_reads, render_reads
+from ._tcp_reads import targets as read_targets
 
-_HERE = Path(__file__).resolve().parent
-#: Runs a node script by its path (importing the benchmark package would add ~10 MB).
-_BOOTSTRAP = "import runpy, sys; sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name='__main__')"
-#: Seconds a server process may take to start (until its first line).
-STARTUP_TIMEOUT = 30.0
-#: Seconds to wait for one leader known to all.
-STABLE_TIMEOUT = 30.0
-#: Seconds a simple command (status, mem, watch) may take.
-COMMAND_TIMEOUT = 10.0
 #: Seconds the survivors of a leader kill have to agree on a new leader.
 ELECTION_TIMEOUT = 15.0
-#: The driver's polling periods: of a cluster settling, and of survivors electing.
-SETTLE_POLL, ELECTION_POLL = 0.02, 0.005
+#: The driver's polling period while survivors elect.
+ELECTION_POLL = 0.005
 #: Writes committed before each leader kill, so the leader's term has entries.
 WRITES_BEFORE_KILL = 10
-#: Seconds the writers of a throughput run may take to finish (the node's bound).
-DRAIN_TIMEOUT = 15.0
 #: The targets of the issue (reported, not asserted).
 TARGET_THROUGHPUT_RATIO = 3.0
 TARGET_ELECTION_S = 0.3
-
-
-class NodeError(Exception):
-    """A node process died, answered nonsense, or did not answer in time."""
-
-
-# ------------------------------------------------------------------------- processes
-class _Child:
-    """One node process: its pipes, its log, and a bounded request/answer over them."""
-
-    def __init__(
-        self, label: str, cmd: Sequence[str], log_path: Path, env: Mapping[str, str]
-    ) -> None:
-        self.label = label
-        self.cmd = list(cmd)
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env
-            )
-        self.pid = self.proc.pid
-        self._buffer = bytearray()
-        self.name: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<node {self.label} pid={self.pid}>"
-
-    def _fail(self, problem: str) -> NodeError:
-        try:
-            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        except OSError:
-            tail = []
-        detail = f" (log: {' | '.join(tail)})" if tail else ""
-        return NodeError(f"node {self.label} (pid {self.pid}): {problem}{detail}")
-
-    def readline(self, timeout: float) -> dict[str, Any]:
-        """The next JSON line the node prints, waiting ``timeout`` seconds at most."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while (end := self._buffer.find(b"\n")) < 0:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise self._fail(f"no answer within {timeout:g} s")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise self._fail(f"exited (status {self.proc.poll()})")
-            self._buffer += chunk
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            raise self._fail(f"printed {line[:100]!r}") from None
-        if not isinstance(answer, dict) or "error" in answer:
-            raise self._fail(f"answered {answer!r}")
-        return answer
-
-    def call(self, op: str, timeout: float = COMMAND_TIMEOUT, **fields: Any) -> dict[str, Any]:
-        """Send one command and return its answer."""
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise self._fail(f"exited (status {self.proc.poll()})") from None
-        return self.readline(timeout)
-
-    def await_hello(self, timeout: float) -> None:
-        """Wait for the node's first line (it listens and its server runs)."""
-        self.name = str(self.readline(timeout)["hello"])
-
-    def sigkill(self) -> None:
-        """``kill -9`` the process now (no wait)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-
-    def close(self, graceful: bool = True) -> None:
-        """End the process (``quit`` first if ``graceful``, then SIGKILL) and reap it."""
-        if graceful and self.proc.poll() is None:
-            try:
-                self.call("quit", timeout=3.0)
-                self.proc.wait(5.0)
-            except (NodeError, subprocess.TimeoutExpired):
-                pass
-        self.sigkill()
-        with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL ends a process
-            self.proc.wait(10.0)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports of 127.0.0.1 the kernel reports free now."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-@attrs.frozen
-class _System:
-    """What runs in a cluster's processes: trioraft on some storage, or PySyncObj."""
-
-    key: str
-    label: str
-    #: ``"memory"`` or ``"disk"`` for trioraft; ``None`` for PySyncObj.
-    storage: str | None = None
-    #: PySyncObj's ``appendEntriesUseBatch``.
-    batch: bool = True
-
-    @property
-    def restarts(self) -> bool:
-        """Whether a killed server restarts on its state (else: a fresh cluster)."""
-        return self.storage == "disk"
-
-    def command(self, index: int, ports: Sequence[int], data: Path, lifetime: float) -> list[str]:
-        """The command line of server ``index`` of a cluster on ``ports``."""
-        addresses = [f"127.0.0.1:{p}" for p in ports]
-        life = ["--lifetime", f"{lifetime:.0f}"]
-        if self.storage is None:
-            peers = [a for i, a in enumerate(addresses) if i != index]
-            extra = [] if self.batch else ["--no-batch"]
-            script = _HERE / "_pysyncobj_node.py"
-            args = ["--listen", addresses[index], *_flags("--peer", peers), *extra, *life]
-            return [sys.executable, "-c", _BOOTSTRAP, str(script), *args]
-        names = [f"raft{i + 1}" for i in range(len(ports))]
-        peers = [f"{names[i]}={a}" for i, a in enumerate(addresses) if i != index]
-        args = ["--name", names[index], "--listen", addresses[index], *_flags("--peer", peers)]
-        args += ["--storage", self.storage, "--data-dir", str(data / names[index]), *life]
-        return [sys.executable, "-c", _BOOTSTRAP, str(_HERE / "_tcp_node.py"), *args]
-
-
-def _flags(flag: str, values: Sequence[str]) -> list[str]:
-    return [part for value in values for part in (flag, value)]
-
-
-TRIORAFT_MEMORY = _System("memory", "trioraft, MemoryStorage", storage="memory")
-TRIORAFT_DISK = _System("disk", "trioraft, DiskStorage", storage="disk")
-PYSYNCOBJ_NO_BATCH = _System("batching_off", "PySyncObj, batching off", batch=False)
-PYSYNCOBJ_BATCH = _System("batching_on", "PySyncObj, batching on (default)", batch=True)
-
-
-class _Run:
-    """Every process this measurement starts, its files, and its bounds."""
-
-    def __init__(self, lifetime: float, profile_dir: Path | None) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="trioraft-bench-tcp-"))
-        self.lifetime = lifetime
-        self.profile_dir = profile_dir
-        self.children: list[_Child] = []
-        self.clusters = 0
-        self.env = dict(os.environ)
-        self.env["TRIORAFT_BENCH_SECRET"] = os.urandom(16).hex()
-        here = str(Path(trioraft.__file__).resolve().parent.parent)
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            [here, *filter(None, [os.environ.get("PYTHONPATH")])]
-        )
-        # Servers load compiled modules, as an installed package does (compiling at
-        # every start would add its transient memory to the peak RSS): bytecode goes
-        # to a directory of this run, written by warm_up(), never into the source tree.
-        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        self.env["PYTHONPYCACHEPREFIX"] = str(self.root / "pycache")
-
-    def warm_up(self, modules: Sequence[str]) -> None:
-        """Import ``modules`` once in a child, writing their bytecode for the servers."""
-        code = f"import {', '.join(modules)}"
-        subprocess.run(
-            [sys.executable, "-c", code], env=self.env, timeout=120, check=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def spawn(self, system: _System, cluster: int, index: int, ports: Sequence[int]) -> _Child:
-        """Start server ``index`` of the ``cluster``-th cluster (not waiting for it)."""
-        data = self.root / f"{system.key}-{cluster}"
-        data.mkdir(exist_ok=True)
-        cmd = system.command(index, ports, data, self.lifetime)
-        label = f"{system.key}-{cluster}/{index}"
-        if self.profile_dir is not None and system.storage is not None:
-            cmd += ["--profile", str(self.profile_dir / f"{system.key}-{cluster}-{index}.prof")]
-        child = _Child(label, cmd, self.root / f"{system.key}-{cluster}-{index}.log", self.env)
-        self.children.append(child)
-        return child
-
-    def close(self, keep_files: bool) -> None:
-        """Kill every process still running (reaping it); remove the files unless kept."""
-        for child in self.children:
-            child.close(graceful=False)
-        if not keep_files:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-
-class _Cluster:
-    """Three server processes of one system, forming one cluster."""
-
-    def __init__(self, run: _Run, system: _System) -> None:
-        self.run = run
-        self.system = system
-        self.number = run.clusters
-        run.clusters += 1
-        self.ports = free_ports(3)
-        self.nodes = [run.spawn(system, self.number, i, self.ports) for i in range(3)]
-        for node in self.nodes:
-            node.await_hello(STARTUP_TIMEOUT)
-
-    def restart(self, index: int) -> None:
-        """Start server ``index`` again, on the same port and data."""
-        self.nodes[index].close(graceful=False)
-        self.nodes[index] = self.run.spawn(self.system, self.number, index, self.ports)
-        self.nodes[index].await_hello(STARTUP_TIMEOUT)
-
-    def statuses(self) -> list[dict[str, Any]]:
-        """The status of every server."""
-        return [node.call("status") for node in self.nodes]
-
-    def wait_stable(self, timeout: float = STABLE_TIMEOUT) -> tuple[_Child, float]:
-        """Wait until every server names the same leader, the leader knows it leads and,
-        where the system can tell (PySyncObj), every connection is up; return the
-        leader's process and the seconds waited."""
-        started = time.monotonic()
-        sts: list[dict[str, Any]] = []
-        while time.monotonic() - started < timeout:
-            sts = self.statuses()
-            leaders = {st["leader"] for st in sts}
-            settled = all(st["mesh"] is not False and st.get("ready", True) for st in sts)
-            if settled and len(leaders) == 1 and None not in leaders:
-                for node, st in zip(self.nodes, sts, strict=True):
-                    if st["is_leader"]:
-                        return node, time.monotonic() - started
-            time.sleep(SETTLE_POLL)
-        seen = "; ".join(
-            f"{st['name']}: {st['role']} term {st['term']} leader {st['leader']} "
-            f"connections {st['connections']} applied {st['applied']}"
-            for st in sts
-        )
-        raise NodeError(f"no stable leader within {timeout:g} s (last seen: {seen})")
-
-    def wait_converged(self, timeout: float = COMMAND_TIMEOUT) -> list[int]:
-        """Wait until the three counters agree (or ``timeout``); return them."""
-        deadline = time.monotonic() + timeout
-        while True:
-            values = [int(st["value"]) for st in self.statuses()]
-            if len(set(values)) == 1 or time.monotonic() > deadline:
-                return values
-            time.sleep(SETTLE_POLL)
-
-    def close(self) -> None:
-        """Stop the three servers (politely, then SIGKILL)."""
-        for node in self.nodes:
-            node.close()
 
 
 # ----------------------------------------------------------------------- measurement
@@ -359,6 +102,8 @@ class _Params:
     warmup: float
     elections: int
     sync_writes: int
+    #: Readers of the reads runs (0: none).
+    readers: int = 0
 
 
 def _throughput_point(cluster: _Cluster, c: int, p: _Params, errors: list[str]) -> Result:
@@ -530,19 +275,11 @@ def measure_system(run: _Run, system: _System, p: _Params, progress: Progress) -
     """Every figure of one system; failures are recorded in the result's ``errors``."""
     out = _empty(system)
     started = time.monotonic()
-    cluster: _Cluster | None = None
-    try:
-        cluster = _Cluster(run, system)
+    with recorded(system.label, out["errors"], progress), run.cluster(system) as cluster:
         _, out["first_leader_s"] = cluster.wait_stable()
         _load_phases(cluster, p, out, progress)
         if p.elections:
             out["election"] = _elections(run, cluster, p.elections, progress, out["errors"])
-    except NodeError as exc:
-        out["errors"].append(f"{system.label}: {exc}")
-        progress(f"tcp: {system.label}: FAILED: {exc}")
-    finally:
-        if cluster is not None:
-            cluster.close()
     out["wall_s"] = time.monotonic() - started
     return out
 
@@ -662,13 +399,16 @@ def measure_tcp(
     *,
     warmup: float = 1.0,
     sync_writes: int = 100,
+    readers: int = 256,
     pysyncobj: bool = True,
     progress: Progress | None = None,
     profile_dir: Path | None = None,
 ) -> Result:
-    """Measure trioraft (MemoryStorage, then DiskStorage) and, when installed and
-    ``pysyncobj`` is true, PySyncObj (batching off, then on), each as a cluster of 3
-    server processes on loopback; see the module's documentation for the method.
+    """Measure trioraft (MemoryStorage, then DiskStorage, then with ``readers``
+    linearizable readers unless 0: see :mod:`trioraft.bench._tcp_reads`) and, when
+    installed and ``pysyncobj`` is true, PySyncObj (batching off, then on), each as a
+    cluster of 3 server processes on loopback; see the module's documentation for the
+    method.
 
     ``profile_dir``: the trioraft servers write cProfile statistics there when they stop
     cleanly (the servers killed by the election trials write none). Every process
@@ -676,19 +416,15 @@ def measure_tcp(
     say = progress if progress is not None else (lambda line: None)
     p = _Params(
         concurrency=tuple(concurrency), seconds=seconds, warmup=warmup,
-        elections=elections, sync_writes=sync_writes,
+        elections=elections, sync_writes=sync_writes, readers=readers,
     )  # fmt: skip
     version = pysyncobj_version() if pysyncobj else None
-    systems = [TRIORAFT_MEMORY, TRIORAFT_DISK]
-    if version is not None:
-        systems += [PYSYNCOBJ_NO_BATCH, PYSYNCOBJ_BATCH]
     per_system = len(concurrency) * (warmup + seconds + 45) + (elections + 2) * 60 + sync_writes
     run = _Run(lifetime=per_system + 120, profile_dir=profile_dir)
     results: dict[str, Result] = {}
     try:
         run.warm_up(["trioraft", "trioraft.recipes", *(["pysyncobj"] if version else [])])
-        for system in systems:
-            results[system.key] = measure_system(run, system, p, say)
+        _measure_all(run, p, version is not None, say, results)
     finally:
         pids = [child.pid for child in run.children]
         failed = any(r["errors"] for r in results.values())
@@ -702,9 +438,23 @@ def measure_tcp(
         "one_at_a_time_writes": sync_writes,
         "elections": elections,
         "writes_before_each_kill": WRITES_BEFORE_KILL,
+        "readers": readers,
         "trioraft_secret": True,
     }
     return out
+
+
+def _measure_all(
+    run: _Run, p: _Params, pysyncobj: bool, progress: Progress, results: dict[str, Result]
+) -> None:
+    """Each system in turn, its result into ``results`` as it ends."""
+    for system in (TRIORAFT_MEMORY, TRIORAFT_DISK):
+        results[system.key] = measure_system(run, system, p, progress)
+    if p.readers:
+        reads = ReadParams(readers=p.readers, seconds=p.seconds, warmup=p.warmup)
+        results["reads"] = measure_reads(run, reads, progress)
+    for system in (PYSYNCOBJ_NO_BATCH, PYSYNCOBJ_BATCH) if pysyncobj else ():
+        results[system.key] = measure_system(run, system, p, progress)
 
 
 def _assemble(
@@ -728,23 +478,31 @@ def _assemble(
         notes.extend(f"pysyncobj sanity: {e}" for e in pso["errors"])
     elif wanted:
         notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
+    reads = results.get("reads")
+    if reads is not None:
+        notes.append(READS_NOTE)
     if kept is not None:
         notes.append(f"node logs kept in {kept}")
     return {
         "memory": memory,
         "disk": disk,
+        "reads": reads,
         "pysyncobj": pso,
-        "targets": evaluate_targets(memory, disk, pso),
+        "targets": [*evaluate_targets(memory, disk, pso), *read_targets(reads)],
         "notes": notes,
         "processes": {"started": len(pids), "pids": pids},
-        "errors": [*memory["errors"], *disk["errors"]],
+        "errors": [*memory["errors"], *disk["errors"], *(reads["errors"] if reads else [])],
     }
 
 
 def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
     """The ``tcp`` section: :func:`measure_tcp` with the options' ``tcp_*`` values."""
     return measure_tcp(
-        options.tcp_concurrency, options.tcp_seconds, options.tcp_elections, progress=progress
+        options.tcp_concurrency,
+        options.tcp_seconds,
+        options.tcp_elections,
+        readers=options.tcp_readers,
+        progress=progress,
     )
 
 
@@ -807,6 +565,9 @@ def render_tcp(result: Result) -> list[str]:
         if e.get("trials"):
             times = ", ".join(format(t["seconds"], ".3f") for t in e["trials"])
             lines.append(f"{name}: elections {times} s ({e['restart']})")
+    if result.get("reads") is not None:
+        lines.append("")
+        lines.extend(render_reads(result["reads"]))
     lines.append("")
     for t in result["targets"]:
         verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
@@ -825,4 +586,5 @@ register_section(
     run_tcp,
     render_tcp,
     default=False,
+    options=("tcp_concurrency", "tcp_seconds", "tcp_elections", "tcp_readers"),
 )

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 import attrs
-import trio
 
-import trioraft
-import trioraft.testing
-
-from ._base import (
-    BenchOptions,
-    Progress,
-    Result,
-    _num,
-    _start_cluster,
-    _table,
-    percentile,
-    register_section,
-)
+from ._base import BenchOptions, Progress, Result, _num, register_section
+from ._cluster import WriteRun, closed_loop, fresh_run, leadership_kept, loop_table, stable_cluster
 
 
 # ------------------------------------------------------------------------ throughput
 @attrs.frozen(kw_only=True)
-class ThroughputRun:
+class ThroughputRun(WriteRun):
     """One throughput run: ``concurrency`` writers against a fresh 3-server cluster."""
 
-    concurrency: int
-    #: Writes completed after the warm-up.
-    writes: int
-    #: Seconds from the end of the warm-up to the last write's completion.
-    elapsed_s: float
-    writes_per_s: float
-    #: Latency percentiles of the measured writes (``None`` if there were none).
-    p50_ms: float | None
-    p99_ms: float | None
     max_ms: float | None
     #: Writes completed during the warm-up (not measured).
     warmup_writes: int
@@ -44,13 +22,8 @@ class ThroughputRun:
     counter: int
     #: CPU seconds this process used while measuring (:func:`time.process_time`).
     cpu_s: float
-    #: ``cpu_s / elapsed_s``: about 1 when the run had a CPU to itself, less when other
-    #: processes took some (then every figure of the run is pessimistic).
-    cpu_share: float
     #: CPU microseconds per measured write: steadier than writes/s on a busy machine.
     cpu_us_per_write: float | None
-    #: Sanity-check failures (empty when all is well).
-    errors: tuple[str, ...] = ()
     #: Latencies of the measured writes in seconds, ascending (for plots; not in the JSON).
     latencies: tuple[float, ...] = attrs.field(default=(), repr=False, eq=False)
 
@@ -67,105 +40,38 @@ LATENCIES: dict[int, tuple[float, ...]] = {}
 
 
 async def _throughput_run(concurrency: int, seconds: float, warmup: float) -> ThroughputRun:
-    network = trioraft.MemoryNetwork(seed=0)
-    perf = time.perf_counter
-    latencies: list[float] = []
-    failures: list[str] = []
-    completed = 0
-    cpu_start: float | None = None
-    cpu = time.process_time
-    async with trio.open_nursery() as nursery:
-        servers = await _start_cluster(nursery, network, seed_base=0)
-        with trio.fail_after(30):
-            leader = await _await_stable_leader(servers)
-        term = leader.status().term
-        write = leader.write
-        measure_from = perf() + warmup
-        stop_at = measure_from + seconds
-
-        async def writer() -> None:
-            nonlocal completed, cpu_start
-            while True:
-                t0 = perf()
-                if t0 >= stop_at:
-                    return
-                try:
-                    await write(1)
-                except trioraft.RaftError as exc:
-                    failures.append(f"C={concurrency}: a write raised {exc!r}")
-                    return
-                t1 = perf()
-                completed += 1
-                if t1 >= measure_from:
-                    if cpu_start is None:
-                        cpu_start = cpu()
-                    latencies.append(t1 - t0)
-
-        async with trio.open_nursery() as writers:
-            for _ in range(concurrency):
-                writers.start_soon(writer)
-        finished = perf()
-        cpu_s = cpu() - cpu_start if cpu_start is not None else 0.0
+    async with stable_cluster() as cluster:
+        leader = cluster.leader
+        loop = await closed_loop(lambda i: leader.write(1), concurrency, seconds, warmup)
         counter: int = await leader.read_dirty(None)
-        status = leader.status()
-        nursery.cancel_scope.cancel()
-
-    errors = list(failures[:3])
-    if len(failures) > 3:
-        errors.append(f"C={concurrency}: ... and {len(failures) - 3} more writes raised")
-    if counter != completed:
+        kept = leadership_kept(cluster, f"C={concurrency}")
+    errors = list(loop.failures[:3])
+    if len(loop.failures) > 3:
+        errors.append(f"C={concurrency}: ... and {len(loop.failures) - 3} more writes raised")
+    if counter != loop.total:
         errors.append(
-            f"C={concurrency}: the leader's counter is {counter} but {completed} writes completed"
+            f"C={concurrency}: the leader's counter is {counter} but {loop.total} writes completed"
         )
-    if status.role is not trioraft.Role.LEADER or status.term != term:
-        errors.append(
-            f"C={concurrency}: leadership changed during the run "
-            f"(term {term} -> {status.term}, role now {status.role.value})"
-        )
-    latencies.sort()
-    measured = len(latencies)
-    elapsed = max(finished - measure_from, 1e-9)
+    errors.extend(kept)
+    measured = loop.operations
     if not measured:
         errors.append(f"C={concurrency}: no write completed after the warm-up")
-    return ThroughputRun(
-        concurrency=concurrency,
-        writes=measured,
-        elapsed_s=elapsed,
-        writes_per_s=measured / elapsed,
-        p50_ms=percentile(latencies, 0.50) * 1e3 if measured else None,
-        p99_ms=percentile(latencies, 0.99) * 1e3 if measured else None,
-        max_ms=latencies[-1] * 1e3 if measured else None,
-        warmup_writes=completed - measured,
+    return ThroughputRun.of(
+        loop,
+        errors,
+        max_ms=loop.latencies[-1] * 1e3 if measured else None,
+        warmup_writes=loop.warmup_operations,
         counter=counter,
-        cpu_s=cpu_s,
-        cpu_share=cpu_s / elapsed,
-        cpu_us_per_write=cpu_s / measured * 1e6 if measured else None,
-        errors=tuple(errors),
-        latencies=tuple(latencies),
+        cpu_s=loop.cpu_s,
+        cpu_us_per_write=loop.cpu_s / measured * 1e6 if measured else None,
+        latencies=loop.latencies,
     )
-
-
-async def _await_stable_leader(servers: Mapping[str, trioraft.Server]) -> trioraft.Server:
-    """Wait (on whatever clock) until one server leads and every server knows it."""
-    first = next(iter(servers.values()))
-    while True:
-        name = await first.await_leader()
-        leader = servers.get(name)
-        if (
-            leader is not None
-            and leader.status().role is trioraft.Role.LEADER
-            and all(s.leader() == name for s in servers.values())
-        ):
-            return leader
-        await trio.sleep(0.005)
 
 
 def measure_throughput(concurrency: int, seconds: float, warmup: float = 0.5) -> ThroughputRun:
     """Run ``concurrency`` writers against a fresh in-process 3-server cluster, in a new
     ``trio.run`` on the real clock, for ``warmup`` then ``seconds`` seconds."""
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-    return trio.run(_throughput_run, concurrency, seconds, warmup)
+    return fresh_run(_throughput_run, concurrency, seconds, warmup)
 
 
 def run_throughput(
@@ -194,21 +100,11 @@ def run_throughput(
 
 def render_throughput(result: Result) -> list[str]:
     """Table lines for the ``throughput`` section."""
-    rows = [
-        [
-            str(r["concurrency"]),
-            f"{r['writes_per_s']:,.0f}",
-            _num(r["p50_ms"], ".3f"),
-            _num(r["p99_ms"], ".3f"),
-            _num(r["max_ms"], ".3f"),
-            f"{r['writes']:,}",
-            _num(r["cpu_us_per_write"], ".1f"),
-            f"{r['cpu_share']:.2f}",
-        ]
-        for r in result["runs"]
-    ]
-    header = ["C", "writes/s", "p50 ms", "p99 ms", "max ms", "writes", "CPU us/write", "CPU share"]
-    lines = _table(header, rows)
+    lines = loop_table(
+        result["runs"],
+        "write",
+        extra="max ms: {max_ms:.3f} | writes: {writes:,} | CPU us/write: {cpu_us_per_write:.1f}",
+    )
     one = result.get("one_at_a_time")
     if one is not None:
         lines.append(
@@ -222,5 +118,9 @@ def render_throughput(result: Result) -> list[str]:
 
 
 register_section(
-    "throughput", "Throughput and write latency (real clock)", run_throughput, render_throughput
+    "throughput",
+    "Throughput and write latency (real clock)",
+    run_throughput,
+    render_throughput,
+    options=("seconds", "warmup", "concurrency"),
 )
