@@ -817,14 +817,15 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
 
 
 def test_follower_reads_share_one_request_per_batch() -> None:
-    """§6.4 (follower reads, batched): a follower's first read asks the leader at once;
-    reads arriving while that request is in flight wait and share the next request. One
-    answer serves every read of its batch, with an index confirmed after each began."""
+    """§6.4 (follower reads, batched): the reads a follower starts before its next Ready
+    share one request; reads arriving while that request is in flight wait and share
+    the next. One answer serves every read of its batch, with an index confirmed after
+    each began."""
     c = PureCluster(ABC, follower_reads=True)
     a = c.elect("a")
     c.deliver(heartbeat=True)
     b = c["b"]
-    first = b.request_read(c.now)
+    first, *together = [b.request_read(c.now) for _ in range(3)]
     (ask,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
     x = a.propose("x", c.now)  # committed after the first request left
     waiting = [b.request_read(c.now) for _ in range(3)]
@@ -832,9 +833,10 @@ def test_follower_reads_share_one_request_per_batch() -> None:
     c.step_one(ask)
     c.deliver()
     asked = [ask] + [m for m in c.delivered if isinstance(m, ReadIndexRequest)]
-    assert len(asked) == 2  # four reads, two requests
+    assert len(asked) == 2  # six reads, two requests
     indexes = dict(c.reads["b"])
-    assert set(indexes) == {first, *waiting}
+    assert set(indexes) == {first, *together, *waiting}
+    assert indexes[first] == indexes[together[0]] == indexes[together[1]]
     assert all(indexes[t] == a.commit_index >= x.index for t in waiting)
 
 

@@ -397,6 +397,7 @@ class RaftNode:
             or self.commit_index > self._applied_handed
             or self._read_states
             or self._failed_reads
+            or (self._read_batch and self._read_request is None)
             or self._notices
             or self._hard_key() != self._hs_key
             or self._soft_key() != self._soft_key_handed
@@ -406,6 +407,8 @@ class RaftNode:
         """Everything the runtime has to do now, in order; then call :meth:`advance`."""
         if self.role is Role.LEADER and self._replication_due:
             self._replicate_all()
+        if self._read_batch and self._read_request is None:
+            self._send_read_request(self._now)
         key = self._hard_key()
         changed = None
         # §10.2.1: a leader may send (and apply) before its own write is durable, as long
@@ -1498,8 +1501,9 @@ class RaftNode:
                 raise NotLeader(self.leader)
             self._next_ticket += 1
             ticket = self._next_ticket
+            # Asked in the next Ready, with every read that comes before it (one request
+            # per pass of the runtime, not one per read).
             self._read_batch.append(ticket)
-            self._send_read_request(now)
             return ticket
         self._next_ticket += 1
         self._read_for(self._next_ticket, None, now)
