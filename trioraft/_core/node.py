@@ -195,8 +195,7 @@ class RaftNode:
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self._outbox: list[Message] = []
-        self._read_states: list[tuple[int, int]] = []
-        self._failed_reads: list[int] = []
+        self._init_reads()
         #: Things worth a log line (messages refused from another cluster, ...).
         self._notices: list[str] = []
         #: Servers that refused to follow this leader because they belong to another
@@ -212,16 +211,6 @@ class RaftNode:
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
         self._round = 0  # round stamp, carried by every message to followers
-        #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
-        self._pending_reads: list[tuple[int, int, str | None]] = []
-        self._next_ticket = 0
-        #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
-        self._read_batch: list[int] = []
-        #: On a follower: the one request for a read index in flight, if any.
-        self._read_request: _ReadRequest | None = None
-        #: On a leader: when the first message of each round stamp was sent (§6.4.1).
-        self._round_sent: dict[int, float] = {}
-        self._lease_until = -INF
         self._leader_tick_at = INF
         self._replication_due = False
         #: Learners being caught up before promotion (§4.2.1), by name.
@@ -235,6 +224,21 @@ class RaftNode:
         self._timeout_now_sent = False
         self._soft_key_handed: tuple[Any, ...] = ()
         self._reset_election_timer(now)
+
+    def _init_reads(self) -> None:
+        """The state of linearizable reads (§6.4, §6.4.1), empty."""
+        self._read_states: list[tuple[int, int]] = []  # confirmed: (ticket, read index)
+        self._failed_reads: list[int] = []
+        #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
+        self._pending_reads: list[tuple[int, int, str | None]] = []
+        self._next_ticket = 0
+        #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
+        self._read_batch: list[int] = []
+        #: On a follower: the one request for a read index in flight, if any.
+        self._read_request: _ReadRequest | None = None
+        #: On a leader: when the first message of each round stamp was sent (§6.4.1).
+        self._round_sent: dict[int, float] = {}
+        self._lease_until = -INF
 
     def _restore_state(self, state: PersistedState) -> None:
         hs = state.hard_state
