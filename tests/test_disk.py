@@ -74,6 +74,35 @@ async def test_cluster_restarts_from_its_directories(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_a_stopped_server_keeps_its_last_commit_index(tmp_path: Path) -> None:
+    """A newer commit index alone is not synced on its own (Figure 2: volatile), but a
+    server that stops writes what it still has staged: restarted on its directory, it
+    knows everything it had seen committed, and applies it before hearing from anyone."""
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            servers = await start_cluster(nursery, tmp_path)
+            leader = await leader_of(servers)
+            for i in range(1, 11):
+                assert await leader.write(1) == i
+            committed = leader.status().commit_index
+            name = leader.name
+            await leader.stop()
+            nursery.cancel_scope.cancel()
+        storage = DiskStorage(tmp_path / name)
+        await storage.acquire(name)
+        try:
+            assert (await storage.load()).hard_state.commit == committed
+        finally:
+            storage.release()
+        async with trio.open_nursery() as nursery:
+            alone = await trioraft.start_server(
+                nursery, Counter, name=name, network=trioraft.MemoryNetwork(),
+                initial_config=NAMES, storage=DiskStorage(tmp_path / name),
+            )  # fmt: skip
+            assert await alone.read_dirty(None) == 10  # no leader to learn it from
+            nursery.cancel_scope.cancel()
+
+
 async def test_snapshots_on_disk_survive_a_restart(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

@@ -652,6 +652,8 @@ class Server:
                         self._carry_out(rd)
                     if rd.sync:
                         await self._storage.sync()
+                    elif self._immediate:  # free: keep the commit index current
+                        self._storage.sync_nowait()  # type: ignore[attr-defined]
                 if early:
                     self._advance(rd)
                 else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -27,6 +28,8 @@ from .._codec import decode_value, encode_value
 from .._core.messages import Config, Entry, EntryKind
 from .._core.ready import HardState, PersistedState, Snapshot
 from .base import StorageError
+
+logger = logging.getLogger("trioraft")
 
 __all__ = ["DiskStorage"]
 
@@ -183,8 +186,14 @@ class DiskStorage:
         return dict(db.execute("SELECT key, value FROM meta"))
 
     def release(self) -> None:
-        """Close the database and unlock the directory. Staged writes are dropped."""
-        self._staged.clear()
+        """Write what is still staged (a stopping server's last commit index, which is
+        not synced on its own), then close the database and unlock the directory."""
+        staged, self._staged = self._staged, []
+        if staged and self._db is not None:
+            try:
+                self._commit(staged)
+            except Exception as exc:  # it was never promised durable: say so, go on
+                logger.warning("%s: staged writes not written at release: %s", self, exc)
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
