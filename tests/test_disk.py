@@ -279,3 +279,41 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, seed: int) -> None:
     value, *replicas = map(int, reader.stdout.split())
     assert value >= acknowledged  # nothing acknowledged was lost
     assert replicas == [value] * 3  # the same on all three
+
+
+async def test_a_replaced_suffix_stays_replaced_after_reopening(tmp_path: Path) -> None:
+    """Figure 2, AppendEntries step 3: entries that conflict are deleted with all that
+    follow them; on disk too, whether the new entries come in the same transaction as
+    the old ones' removal or after a reopen (the store skips the DELETE only for an
+    append past everything it holds)."""
+    from trioraft._core.messages import Entry
+
+    def entries(first: int, last: int, term: int) -> list[Entry]:
+        return [Entry(term, i, data=f"{term}.{i}") for i in range(first, last + 1)]
+
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    await storage.load()
+    storage.append(entries(1, 5, 1))
+    await storage.sync()
+    storage.append(entries(3, 3, 2))  # replaces 3, 4 and 5
+    await storage.sync()
+    storage.append(entries(4, 4, 2))  # past everything on disk: no DELETE needed
+    await storage.sync()
+    storage.release()
+
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    state = await storage.load()
+    assert [(e.index, e.term) for e in state.entries] == [(1, 1), (2, 1), (3, 2), (4, 2)]
+    storage.append(entries(2, 2, 3))  # the first append after a reopen replaces 2 to 4
+    storage.truncate(2)
+    storage.append(entries(2, 3, 4))
+    await storage.sync()
+    storage.release()
+
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    state = await storage.load()
+    storage.release()
+    assert [(e.index, e.term) for e in state.entries] == [(1, 1), (2, 4), (3, 4)]

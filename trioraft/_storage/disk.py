@@ -103,6 +103,9 @@ class DiskStorage:
         self._key = ""
         self._staged: list[tuple[str, Any]] = []
         self._guard = threading.Lock()
+        # No entry above this index is on disk (None: not known yet): an append past it
+        # has nothing to replace, and skips the DELETE.
+        self._last_written: int | None = None
         #: How many transactions made something durable.
         self.syncs = 0
 
@@ -232,6 +235,7 @@ class DiskStorage:
             raise self._error(f"damaged: {exc}") from None
         if entries and entries[0].index != log_index + 1:
             raise self._error(f"damaged: the log starts at {entries[0].index}, after {log_index}")
+        self._last_written = entries[-1].index if entries else log_index
         return PersistedState(hard_state, snapshot, log_index, log_term, entries)
 
     @staticmethod
@@ -297,9 +301,11 @@ class DiskStorage:
             old_files = self._write_snapshot_files(staged)
             try:
                 db.execute("BEGIN IMMEDIATE")
+                last = self._last_written
                 for op, arg in staged:
-                    self._apply(db, op, arg)
+                    last = self._apply(db, op, arg, last)
                 db.execute("COMMIT")
+                self._last_written = last
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -323,14 +329,18 @@ class DiskStorage:
     def _snapshot_name(snapshot: Snapshot) -> str:
         return f"snapshot-{snapshot.index}-{snapshot.term}.bin"
 
-    def _apply(self, db: sqlite3.Connection, op: str, arg: Any) -> None:
+    def _apply(self, db: sqlite3.Connection, op: str, arg: Any, last: int | None) -> int | None:
+        """Write one staged operation; return the new bound of ``_last_written``."""
         if op == "append":
-            db.execute("DELETE FROM entries WHERE idx >= ?", (arg[0][0],))
+            if last is None or arg[0][0] <= last:  # replaces a suffix (Figure 2, step 3)
+                db.execute("DELETE FROM entries WHERE idx >= ?", (arg[0][0],))
             db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", arg)
-        elif op == "hard_state":
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('hard_state', ?)", (arg,))
-        elif op == "truncate":
+            return int(arg[-1][0])
+        if op == "truncate":
             db.execute("DELETE FROM entries WHERE idx >= ?", (arg,))
+            return None if last is None else min(last, arg - 1)
+        if op == "hard_state":
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('hard_state', ?)", (arg,))
         elif op == "compact":
             index, term = arg
             db.execute("DELETE FROM entries WHERE idx <= ?", (index,))
@@ -344,6 +354,7 @@ class DiskStorage:
                 self._snapshot_name(s), len(s.data),
             ]  # fmt: skip
             db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (encode_value(value),))
+        return last
 
 
 async def _in_worker_thread(fn: Callable[[], None]) -> None:
