@@ -664,17 +664,21 @@ class Server:
 
     def _ready_now(self) -> None:
         """Carry out a Ready at once, from the task that just fed the core, when nothing
-        else is under way and the storage makes it durable without waiting (a task
-        switch saved per batch of messages); else leave it to the ready loop."""
+        else is under way and nothing in it waits on the disk (the storage is immediate,
+        or the Ready needs no sync: a newer commit index, messages, entries to apply); a
+        task switch saved per batch of messages. Else leave it to the ready loop."""
         node = self._node
-        if self._busy or not self._immediate or not node.has_ready():
+        if self._busy or not node.has_ready() or (not self._immediate and node.needs_sync()):
             self._kick()
             return
         try:
             rd = node.ready()
             if rd.must_persist:
-                self._stage(rd)
-                self._storage.sync_nowait()  # type: ignore[attr-defined]
+                self._stage(rd)  # durable at once (immediate), or with the next sync
+                if self._immediate:
+                    self._storage.sync_nowait()  # type: ignore[attr-defined]
+                elif rd.sync:
+                    raise AssertionError("a Ready that needs a sync was carried out at once")
             self._finish(rd)
         except Exception as exc:  # an internal invariant broke: stop this server only
             if exc is self._tracer_error:

@@ -407,6 +407,20 @@ class RaftNode:
             or self._soft_key() != self._soft_key_handed
         )
 
+    def needs_sync(self) -> bool:
+        """Whether the next :meth:`ready` must be made durable before its messages leave
+        (its ``sync``): anything but a newer commit index, which Figure 2 lists as
+        volatile state, has to be synced."""
+        key, durable = self._hard_key(), self._hs_key
+        return (
+            key[:2] != durable[:2]
+            or key[3:] != durable[3:]
+            or self._unstable_from <= self.log.last_index
+            or self._pending_snapshot is not None
+            or self._pending_compact is not None
+            or self._truncate_from is not None
+        )
+
     def ready(self) -> Ready:
         """Everything the runtime has to do now, in order; then call :meth:`advance`."""
         if self.role is Role.LEADER and self._replication_due:
@@ -418,8 +432,7 @@ class RaftNode:
         # §10.2.1: a leader may send (and apply) before its own write is durable, as long
         # as its term and vote already are; its own append counts only once durable.
         early = self.role is Role.LEADER and key[:2] == self._hs_key[:2]
-        # Figure 2: the commit index is volatile state; a newer one alone needs no sync.
-        commit_only = key[:2] == self._hs_key[:2] and key[3:] == self._hs_key[3:]
+        sync = self.needs_sync()
         if key != self._hs_key:
             changed = self._hard_state()
             self._hs_key = key
@@ -443,13 +456,7 @@ class RaftNode:
             notices=tuple(self._notices),
             soft=SoftState(*self._soft_key()),
             early=early and self._pending_snapshot is None and not take_snapshot,
-            sync=not (
-                commit_only
-                and not entries
-                and self._pending_snapshot is None
-                and self._pending_compact is None
-                and self._truncate_from is None
-            ),
+            sync=sync,
         )
         self._soft_key_handed = self._soft_key()
         self._pending_snapshot = None

@@ -70,6 +70,16 @@ def persist(storage: MemoryStorage, rd: Ready) -> None:
     storage.sync_nowait()
 
 
+def _ready(node: RaftNode) -> Ready:
+    """``node.ready()``, checking that ``needs_sync()`` announced its ``sync`` flag (the
+    runtime carries a Ready out at once, without a sync, on that word)."""
+    needs = node.needs_sync()
+    rd = node.ready()
+    if rd.sync != needs:
+        raise AssertionError(f"{node.name}: needs_sync() said {needs}, the Ready says {rd.sync}")
+    return rd
+
+
 def pump(node: RaftNode, storage: MemoryStorage | None = None) -> list[Ready]:
     """Run ``node``'s Ready/Advance cycle until it has nothing more; persist into
     ``storage`` if given. Returns the Readys, in order."""
@@ -77,7 +87,7 @@ def pump(node: RaftNode, storage: MemoryStorage | None = None) -> list[Ready]:
     for _ in range(10_000):
         if not node.has_ready():
             return readies
-        rd = node.ready()
+        rd = _ready(node)
         if storage is not None:
             persist(storage, rd)
         node.advance(rd)
@@ -156,7 +166,7 @@ class PureCluster:
         for _ in range(10_000):
             if not node.has_ready():
                 return messages
-            rd = node.ready()
+            rd = _ready(node)
             persist(storage, rd)
             messages.extend(rd.messages)
             self._apply(name, rd)
