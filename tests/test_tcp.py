@@ -90,6 +90,26 @@ def test_every_message_survives_a_frame(message: Message) -> None:
     assert decoded == message and type(decoded) is type(message)
 
 
+def test_a_batch_of_entries_is_encoded_once_and_never_confused_with_another() -> None:
+    """The entries of an AppendEntries are packed once for all followers: sent again
+    (the same entry objects) they give the same bytes; a batch with equal values but
+    other objects, or another batch of the same length, is packed afresh."""
+    batch = tuple(Entry(4, i, EntryKind.COMMAND, ("add", i)) for i in range(1, 9))
+    to_b = AppendEntries("a", "b", 4, 0, 0, batch, 8, 3)
+    to_c = AppendEntries("a", "c", 4, 0, 0, batch, 8, 3)
+    assert wire.decode(wire.encode(to_b)[4:]) == to_b
+    assert wire.decode(wire.encode(to_c)[4:]) == to_c
+    assert wire.encode(to_c)[-60:] == wire.encode(to_b)[-60:]  # the same packed entries
+    for other in (
+        tuple(Entry(4, i, EntryKind.COMMAND, ("add", i)) for i in range(1, 9)),  # equal
+        tuple(Entry(5, i, EntryKind.COMMAND, ("sub", i)) for i in range(1, 9)),
+        (*batch[:7], Entry(5, 8, EntryKind.NOOP, None)),  # only the last one differs
+        (*batch[:3], Entry(5, 4, EntryKind.NOOP, None), *batch[4:]),  # only a middle one
+    ):
+        message = AppendEntries("a", "b", 5, 0, 0, other, 8, 4)
+        assert wire.decode(wire.encode(message)[4:]) == message
+
+
 def test_commands_that_are_not_msgpack_values_are_refused() -> None:
     with pytest.raises(TypeError, match=r"builtins\.set"):
         wire.encode(AppendEntries("a", "b", 1, 0, 0, (Entry(1, 1, EntryKind.COMMAND, {1}),), 0))

@@ -88,14 +88,51 @@ def _field_out(value: Any) -> Any:
     return value
 
 
+class _EntriesCache:
+    """The packed bytes of the last batch of entries encoded. A leader sends the same
+    batch to every follower, so the entries of one AppendEntries are encoded once, not
+    once per follower. A batch is the same only if it holds the very same entry objects
+    (log entries are immutable), so a hit can never send other entries."""
+
+    __slots__ = ("entries", "packed")
+
+    def __init__(self) -> None:
+        self.entries: tuple[Entry, ...] = ()
+        self.packed = b""
+
+    def pack(self, entries: tuple[Entry, ...], p: msgpack.Packer) -> bytes:
+        cached = self.entries
+        if len(cached) == len(entries) and all(
+            a is b for a, b in zip(cached, entries, strict=True)
+        ):
+            return self.packed
+        packed: bytes = p.pack([_entry_out(e) for e in entries])
+        self.entries, self.packed = entries, packed
+        return packed
+
+
+_ENTRIES = _EntriesCache()
+
+
 def encode(message: Message) -> bytes:
     """The frame (length prefix included) of ``message``. Raises :class:`TypeError` if
     it carries a value that is not a msgpack value (naming its type)."""
     code = _CODES.get(type(message))
     if code is None:
         raise MalformedMessage(f"not a message that can be sent: {message!r}")
-    fields = [code] + [_field_out(getattr(message, name)) for name in _FIELDS[type(message)]]
-    body: bytes = packer().pack(fields)
+    p = packer()
+    if type(message) is m.AppendEntries and message.entries:
+        names = _FIELDS[m.AppendEntries]
+        parts = [p.pack_array_header(len(names) + 1), p.pack(code)]
+        for name in names:
+            value = getattr(message, name)
+            parts.append(
+                _ENTRIES.pack(value, p) if name == "entries" else p.pack(_field_out(value))
+            )
+        body = b"".join(parts)
+    else:
+        fields = [code] + [_field_out(getattr(message, name)) for name in _FIELDS[type(message)]]
+        body = p.pack(fields)
     return _LENGTH.pack(len(body) + 1) + bytes((VERSION,)) + body
 
 
