@@ -92,22 +92,23 @@ class _EntriesCache:
     """The packed bytes of the last batch of entries encoded. A leader sends the same
     batch to every follower, so the entries of one AppendEntries are encoded once, not
     once per follower. A batch is the same only if it holds the very same entry objects
-    (log entries are immutable), so a hit can never send other entries."""
+    (log entries are immutable), so a hit can never send other entries. The batch and
+    its bytes are kept as one tuple, read and replaced at once (threads of other Trio
+    runs may encode too)."""
 
-    __slots__ = ("entries", "packed")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.entries: tuple[Entry, ...] = ()
-        self.packed = b""
+        self.last: tuple[tuple[Entry, ...], bytes] = ((), b"")
 
     def pack(self, entries: tuple[Entry, ...], p: msgpack.Packer) -> bytes:
-        cached = self.entries
+        cached, packed = self.last
         if len(cached) == len(entries) and all(
             a is b for a, b in zip(cached, entries, strict=True)
         ):
-            return self.packed
-        packed: bytes = p.pack([_entry_out(e) for e in entries])
-        self.entries, self.packed = entries, packed
+            return packed
+        packed = p.pack([_entry_out(e) for e in entries])
+        self.last = (entries, packed)
         return packed
 
 
