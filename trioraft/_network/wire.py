@@ -107,9 +107,9 @@ class _EntriesCache:
             a is b for a, b in zip(cached, entries, strict=True)
         ):
             return packed
-        packed = p.pack([_entry_out(e) for e in entries])
-        self.last = (entries, packed)
-        return packed
+        fresh: bytes = p.pack([_entry_out(e) for e in entries])
+        self.last = (entries, fresh)
+        return fresh
 
 
 _ENTRIES = _EntriesCache()
