@@ -173,3 +173,29 @@ async def test_malformed_messages_do_not_crash_a_server(
             endpoint.send("not a message")  # type: ignore[arg-type]
         with pytest.raises(trioraft.MalformedMessage, match="cannot send"):
             endpoint.send(Heartbeat(leader.name, follower.name, 1, 0))
+
+
+class _RaisingHooks(Counter):
+    """A counter whose optional hooks all raise."""
+
+    def on_role_change(self, role: trioraft.Role) -> None:
+        raise RuntimeError("role hook broke")
+
+    def on_membership_change(self, voters: frozenset[str], learners: frozenset[str]) -> None:
+        raise RuntimeError("membership hook broke")
+
+
+async def test_a_raising_hook_is_logged_and_the_server_keeps_serving(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/quickstart.rst (the optional hooks): what a hook raises is logged with the
+    hook's name, and never stops the server or reaches the caller."""
+    async with open_cluster(_RaisingHooks, ["a", "b", "c"], seed=1) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+            assert await leader.write(2) == 2
+            await leader.remove_server(next(n for n in "abc" if n != leader.name))
+            assert await leader.write(3) == 5
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("on_role_change(") and "raised" in m for m in logged)
+    assert any(m.startswith("on_membership_change(") and "raised" in m for m in logged)

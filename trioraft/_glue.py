@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import outcome
@@ -137,24 +138,23 @@ class Hooks:
             self._validate(command)
 
     def role_changed(self, role: Role) -> None:
-        if self._on_role is not None:
-            try:
-                self._on_role(role)
-            except Exception:
-                logger.exception("on_role_change(%s) raised", role)
+        self._call(self._on_role, "on_role_change", role)
 
     def membership_changed(self, config: Config) -> None:
-        if self._on_membership is not None:
-            try:
-                self._on_membership(frozenset(config.voters), frozenset(config.learners))
-            except Exception:
-                logger.exception("on_membership_change raised")
+        voters, learners = frozenset(config.voters), frozenset(config.learners)
+        self._call(self._on_membership, "on_membership_change", voters, learners)
 
     def session_expired(self, client: int) -> None:
         # Replicated: a state change, so exceptions are not swallowed silently (a
         # deterministic machine raises identically everywhere); they are logged.
-        if self._on_session_expired is not None:
+        self._call(self._on_session_expired, "on_session_expired", client)
+
+    @staticmethod
+    def _call(hook: Callable[..., Any] | None, name: str, *args: Any) -> None:
+        """Call ``hook`` if the machine has it; what it raises is logged, never raised
+        into the server."""
+        if hook is not None:
             try:
-                self._on_session_expired(client)
+                hook(*args)
             except Exception:
-                logger.exception("on_session_expired(%d) raised", client)
+                logger.exception("%s(%s) raised", name, ", ".join(map(str, args)))
