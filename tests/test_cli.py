@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,13 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from trioraft.testing import free_tcp_ports
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Processes:
@@ -42,10 +37,11 @@ class Processes:
         self.addresses: dict[str, str] = {}
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._ports = free_tcp_ports(8)  # distinct: one per name this test uses
 
     def address(self, name: str) -> str:
         if name not in self.addresses:
-            self.addresses[name] = f"127.0.0.1:{free_port()}"
+            self.addresses[name] = f"127.0.0.1:{self._ports.pop()}"
         return self.addresses[name]
 
     def serve(self, name: str, peers: list[str], *extra: str) -> None:
@@ -159,8 +155,7 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
 
 
 def test_commands_fail_in_one_line(processes: Processes, tmp_path: Path) -> None:
-    port = free_port()
-    processes.addresses["nobody"] = f"127.0.0.1:{port}"
+    port = int(processes.address("nobody").rsplit(":", 1)[1])
     err = processes.cli("write", "1", "--timeout", "1", check=False)
     assert err.startswith("error: no answer from the cluster") and err.count("\n") == 1
     err = processes.cli("write", "{bad", check=False)

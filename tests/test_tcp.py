@@ -44,6 +44,7 @@ from trioraft._core import (
 from trioraft._network import wire
 from trioraft._network.tcp import FrameStream, client_handshake
 from trioraft._protocol import ClientRequest, ClientResponse
+from trioraft.testing import free_tcp_ports
 
 from machines import Counter
 
@@ -169,10 +170,22 @@ def test_listening_off_loopback_needs_a_secret_or_tls() -> None:
 # ------------------------------------------------------------------- live sockets
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def test_free_tcp_ports_are_distinct_free_and_never_a_source_port() -> None:
+    """The ports tests give their servers are distinct, free, and outside the kernel's
+    ephemeral range, so an outgoing connection (one server dialling another that does
+    not listen yet) can never take one before its server binds it."""
+    from trioraft.testing._ports import ephemeral_port_range
+
+    low, high = ephemeral_port_range()
+    ports = free_tcp_ports(6)
+    assert len(set(ports)) == 6
+    assert not any(low <= p <= high for p in ports)
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    assert free_tcp_ports(0) == []
+    with pytest.raises(ValueError, match="count"):
+        free_tcp_ports(-1)
 
 
 @asynccontextmanager
@@ -180,7 +193,7 @@ async def tcp_cluster(
     secret: bytes | None = SECRET, ssl_context: Any = None, max_frame: int = 64 << 20
 ) -> AsyncIterator[tuple[dict[str, trioraft.Server], dict[str, Any], dict[str, str]]]:
     names = ["a", "b", "c"]
-    addresses = {n: f"127.0.0.1:{free_port()}" for n in names}
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_tcp_ports(3), strict=True)}
     servers: dict[str, trioraft.Server] = {}
     networks: dict[str, Any] = {}
 
@@ -334,7 +347,7 @@ async def test_an_idle_outgoing_link_notices_its_peer_restart() -> None:
     """An outgoing connection that carries nothing (one follower to another between
     elections) notices at once when its peer stops, so the first message after the
     peer restarts on the same address arrives instead of being lost on a dead link."""
-    addresses = {"a": f"127.0.0.1:{free_port()}", "b": f"127.0.0.1:{free_port()}"}
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip("ab", free_tcp_ports(2), strict=True)}
 
     @asynccontextmanager
     async def node(name: str) -> AsyncIterator[tuple[Any, Any]]:

@@ -36,7 +36,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,8 @@ from typing import IO, Any
 
 import attrs
 import pytest
+
+from trioraft.testing import free_tcp_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.rst"
@@ -132,15 +133,6 @@ def _dedent(lines: list[str]) -> str:
     widths = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
     cut = min(widths, default=0)
     return "\n".join(line[cut:] for line in lines)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 (all bound at once, then released)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
 
 
 def rewrite_ports(text: str, ports: dict[str, str]) -> str:
@@ -322,7 +314,7 @@ def test_the_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     processes on free ports, outputs as shown."""
     if shutil.which("bash") is None:
         pytest.skip("the console blocks need bash")
-    ports = {port: str(free) for port, free in zip(PORTS, free_ports(len(PORTS)), strict=True)}
+    ports = {port: str(free) for port, free in zip(PORTS, free_tcp_ports(len(PORTS)), strict=True)}
     blocks = parse(rewrite_ports(TUTORIAL.read_text(), ports))
     monkeypatch.syspath_prepend(str(ROOT))  # `from examples.config_store import ...`
     namespace: dict[str, Any] = {"__name__": "tutorial"}

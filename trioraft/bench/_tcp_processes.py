@@ -11,7 +11,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 import attrs
 
 import trioraft
+from trioraft.testing import free_tcp_ports
 
 _HERE = Path(__file__).resolve().parent
 #: Runs a node script by its path (importing the benchmark package would add ~10 MB),
@@ -135,18 +135,6 @@ class _Child:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports of 127.0.0.1 the kernel reports free now."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @attrs.frozen
@@ -283,7 +271,7 @@ class _Cluster:
         self.system = system
         self.number = run.clusters
         run.clusters += 1
-        self.ports = free_ports(3)
+        self.ports = free_tcp_ports(3)
         self.nodes = [run.spawn(system, self.number, i, self.ports) for i in range(3)]
         for node in self.nodes:
             node.await_hello(STARTUP_TIMEOUT)

@@ -12,6 +12,8 @@
   checked for safety, liveness and exactly-once application (what the project's own
   property test runs).
 * ``python -m trioraft.testing.soak``: randomized, seeded soak runs.
+* :func:`free_tcp_ports`: ports for servers a test starts over TCP, safe from the
+  kernel's choice of source ports.
 * :class:`TraceRecorder`: every event of a cluster as JSON lines, with a readable tail;
   ``python -m trioraft.testing.timeline trace.jsonl -o run.html`` draws a run.
 """
@@ -24,6 +26,7 @@ from ._history import History, Operation, PendingOperation
 from ._invariants import InvariantMonitor, InvariantViolation
 from ._machines import Counter
 from ._models import Model, counter_model, kv_model, outputs_match
+from ._ports import free_tcp_ports
 from ._run import HangError, run, scheduler_hooks_available
 from ._scenario import check_fault_schedule
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
@@ -47,6 +50,7 @@ __all__ = [
     "counter_model",
     "derive_seed",
     "format_event",
+    "free_tcp_ports",
     "kv_model",
     "load_trace",
     "open_cluster",
