@@ -51,6 +51,7 @@ Scenario = tuple[FaultSchedule, int, int, dict[str, Any], tuple[float, float] | 
 #: passes at once, so Hypothesis stops and reports the smallest failure found so far.
 SHRINK_BUDGET = 60.0
 _first_failure: list[float] = []
+_failed: set[str] = set()  # the cases seen failing (their repr)
 
 
 @st.composite
@@ -67,13 +68,19 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 def bounded(case: Scenario) -> None:
-    """Run one scenario; report the first failure at once; bound shrinking in time."""
-    if _first_failure and time.monotonic() - _first_failure[0] > SHRINK_BUDGET:
+    """Run one scenario; report the first failure at once; bound shrinking in time.
+    Once the budget is spent, only the cases already seen failing still run, so that
+    Hypothesis's final replay of the smallest one fails again (rather than reporting
+    the test as flaky)."""
+    key = repr(case)
+    spent = _first_failure and time.monotonic() - _first_failure[0] > SHRINK_BUDGET
+    if spent and key not in _failed:
         return
     schedule, n, seed, options, latency = case
     try:
         check_fault_schedule(schedule, servers=n, seed=seed, options=options, sync_latency=latency)
     except AssertionError as exc:
+        _failed.add(key)
         if not _first_failure:
             _first_failure.append(time.monotonic())
             print(f"\nfirst failing scenario (before shrinking):\n{exc}\n", file=sys.__stderr__)
