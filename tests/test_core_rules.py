@@ -34,7 +34,7 @@ from trioraft._core import (
     TransferInProgress,
     VoteResponse,
 )
-from trioraft._core.node import MAX_CATCH_UP_ROUNDS
+from trioraft._core.node import MAX_CATCH_UP_ROUNDS, MAX_READ_REQUESTS
 from trioraft.testing._pure import (
     Drop,
     PureCluster,
@@ -817,27 +817,51 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
 
 
 def test_follower_reads_share_one_request_per_batch() -> None:
-    """§6.4 (follower reads, batched): the reads a follower starts before its next Ready
-    share one request; reads arriving while that request is in flight wait and share
-    the next. One answer serves every read of its batch, with an index confirmed after
-    each began."""
+    """§6.4 (follower reads, batched and pipelined): the reads a follower starts before
+    its next Ready share one request; reads arriving while that request is in flight
+    share the next one, which leaves at once instead of waiting for the first answer.
+    One answer serves every read of its batch, with an index confirmed after each
+    began."""
     c = PureCluster(ABC, follower_reads=True)
     a = c.elect("a")
     c.deliver(heartbeat=True)
     b = c["b"]
     first, *together = [b.request_read(c.now) for _ in range(3)]
     (ask,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
-    x = a.propose("x", c.now)  # committed after the first request left
+    x = a.propose("x", c.now)
     waiting = [b.request_read(c.now) for _ in range(3)]
-    assert not any(isinstance(m, ReadIndexRequest) for m in take(b))  # one in flight
+    (ask_again,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    assert ask_again.ticket != ask.ticket  # the second batch did not wait
     c.step_one(ask)
+    c.step_one(ask_again)
     c.deliver()
-    asked = [ask] + [m for m in c.delivered if isinstance(m, ReadIndexRequest)]
-    assert len(asked) == 2  # six reads, two requests
+    assert not [m for m in c.delivered if isinstance(m, ReadIndexRequest)]  # 6 reads, 2 asks
     indexes = dict(c.reads["b"])
     assert set(indexes) == {first, *together, *waiting}
     assert indexes[first] == indexes[together[0]] == indexes[together[1]]
-    assert all(indexes[t] == a.commit_index >= x.index for t in waiting)
+    assert indexes[waiting[0]] == indexes[waiting[1]] == indexes[waiting[2]] >= indexes[first]
+    assert a.commit_index >= x.index
+
+
+def test_follower_read_requests_in_flight_are_capped() -> None:
+    """§6.4 (follower reads): at most MAX_READ_REQUESTS requests are in flight; reads
+    arriving beyond that wait, all in one batch, and leave with the first answer."""
+    c = PureCluster(ABC, follower_reads=True)
+    c.elect("a")
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    reads, asked = [], []
+    for _ in range(MAX_READ_REQUESTS):
+        reads.append(b.request_read(c.now))
+        asked += [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    assert len({m.ticket for m in asked}) == MAX_READ_REQUESTS
+    late = [b.request_read(c.now) for _ in range(2)]
+    assert not [m for m in take(b) if isinstance(m, ReadIndexRequest)]  # the cap holds
+    c.step_one(asked[0])  # the others stay unanswered
+    c.deliver()
+    sent = [m for m in c.delivered if isinstance(m, ReadIndexRequest)]
+    assert len(sent) == 1 and sent[0].ticket not in {m.ticket for m in asked}
+    assert {t for t, _ in c.reads["b"]} == {reads[0], *late}
 
 
 def test_follower_read_request_lost_is_asked_again() -> None:
@@ -850,12 +874,21 @@ def test_follower_read_request_lost_is_asked_again() -> None:
     ticket = b.request_read(c.now)
     assert any(isinstance(m, ReadIndexRequest) for m in take(b))  # ... and lost
     assert b.deadline <= c.now + MIN_ET
-    c.now += MIN_ET
-    b.tick(c.now)
+    c.now += 0.01
+    second = b.request_read(c.now)
+    assert any(isinstance(m, ReadIndexRequest) for m in take(b))  # lost too
+    c.now += MIN_ET - 0.01
+    b.tick(c.now)  # only the first is late: it is asked again on its own
     (again,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
     c.step_one(again)
     c.deliver()
     assert [t for t, _ in c.reads["b"]] == [ticket]
+    c.now += 0.01
+    b.tick(c.now)  # now the second
+    (again,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    c.step_one(again)
+    c.deliver()
+    assert [t for t, _ in c.reads["b"]] == [ticket, second]
     assert b.role is Role.FOLLOWER  # the retry timer is not an election timeout
 
 
@@ -887,9 +920,11 @@ def test_follower_read_fails_when_its_leader_changes() -> None:
     ticket = b.request_read(c.now)
     c.inflight.clear()
     take(b)  # the request is lost
+    other = b.request_read(c.now)
+    take(b)  # a second request in flight, lost too
     c.elect("c", drop=lambda m: m.src == "a" or m.dst == "a")
     take(b)
-    assert ticket in c.failed_reads["b"] and c.reads["b"] == []
+    assert {ticket, other} <= set(c.failed_reads["b"]) and c.reads["b"] == []
     without = PureCluster(ABC)  # follower_reads off: NotLeader, naming the leader
     without.elect("a")
     with pytest.raises(trioraft.NotLeader) as info:

@@ -72,6 +72,9 @@ __all__ = [
 INF = math.inf
 #: Most committed entries handed to the runtime in one Ready (it applies them in one go).
 APPLY_BATCH = 1024
+#: Requests for a read index a follower keeps in flight at once (§6.4): the reads that
+#: arrive while they are answered go in the next one, without waiting for those answers.
+MAX_READ_REQUESTS = 4
 
 
 class Role(enum.Enum):
@@ -234,8 +237,9 @@ class RaftNode:
         self._next_ticket = 0
         #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
         self._read_batch: list[int] = []
-        #: On a follower: the one request for a read index in flight, if any.
-        self._read_request: _ReadRequest | None = None
+        #: On a follower: its requests for a read index in flight, by ticket, oldest first
+        #: (at most :data:`MAX_READ_REQUESTS`).
+        self._read_requests: dict[int, _ReadRequest] = {}
         #: On a leader: when the first message of each round stamp was sent (§6.4.1).
         self._round_sent: dict[int, float] = {}
         self._lease_until = -INF
@@ -329,8 +333,9 @@ class RaftNode:
     def deadline(self) -> float:
         """When the runtime must call :meth:`tick` next (``inf``: never)."""
         if self.role is not Role.LEADER:
-            if self._read_request is not None:
-                return min(self._election_deadline, self._read_request.retry_at)
+            if self._read_requests:
+                oldest = next(iter(self._read_requests.values()))
+                return min(self._election_deadline, oldest.retry_at)
             return self._election_deadline
         deadline = min(self._leader_tick_at, self._transfer_deadline)
         interval = self.options.heartbeat_interval
@@ -401,7 +406,7 @@ class RaftNode:
             or self.commit_index > self._applied_handed
             or self._read_states
             or self._failed_reads
-            or (self._read_batch and self._read_request is None)
+            or (self._read_batch and len(self._read_requests) < MAX_READ_REQUESTS)
             or self._notices
             or self._hard_key() != self._hs_key
             or self._soft_key() != self._soft_key_handed
@@ -425,7 +430,7 @@ class RaftNode:
         """Everything the runtime has to do now, in order; then call :meth:`advance`."""
         if self.role is Role.LEADER and self._replication_due:
             self._replicate_all()
-        if self._read_batch and self._read_request is None:
+        if self._read_batch:
             self._send_read_request(self._now)
         key = self._hard_key()
         changed = None
@@ -664,8 +669,8 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._tick_leader(now)
             return
-        if self._read_request is not None and now >= self._read_request.retry_at:
-            self._retry_read_request(now)
+        if self._read_requests:
+            self._retry_read_requests(now)
         if now < self._election_deadline:
             return
         if self.can_campaign:
@@ -1614,10 +1619,10 @@ class RaftNode:
 
     def _send_read_request(self, now: float) -> None:
         """A follower asks its leader for a read index for every read waiting, in one
-        request, unless one is already in flight (its answer sends the next): reads
-        arriving meanwhile share the next request, so the leader sees one request per
-        batch however many reads there are."""
-        if self._read_request is not None or not self._read_batch:
+        request, unless :data:`MAX_READ_REQUESTS` are already in flight (an answer then
+        sends the next): the leader sees one request per batch however many reads there
+        are, and a batch does not wait for the answer to the one before it."""
+        if not self._read_batch or len(self._read_requests) >= MAX_READ_REQUESTS:
             return
         if self.leader is None or self.role is not Role.FOLLOWER:
             self._failed_reads.extend(self._read_batch)
@@ -1626,16 +1631,15 @@ class RaftNode:
         self._next_ticket += 1
         retry_at = now + self.options.min_election_timeout
         request = _ReadRequest(self._next_ticket, self.leader, retry_at, self._read_batch)
-        self._read_request = request
+        self._read_requests[request.ticket] = request
         self._read_batch = []
         self._send(ReadIndexRequest(self.name, request.leader, self.term, request.ticket,
                                     cluster=self.cluster_id))  # fmt: skip
 
     def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
-        request = self._read_request
-        if request is None or m.ticket != request.ticket:
+        request = self._read_requests.pop(m.ticket, None)
+        if request is None:
             return  # an answer to a request given up on, or a duplicate
-        self._read_request = None
         if m.ok:
             # Each read in the batch began before the request left: the leader's index,
             # confirmed after that, is a valid read index for all of them (§6.4).
@@ -1644,22 +1648,23 @@ class RaftNode:
             self._failed_reads.extend(request.reads)
         self._send_read_request(now)
 
-    def _retry_read_request(self, now: float) -> None:
-        """No answer for an election timeout (the request or the answer was lost): ask
-        again, for these reads and any waiting."""
-        request = self._read_request
-        assert request is not None
-        self._read_request = None
-        self._read_batch[:0] = request.reads
+    def _retry_read_requests(self, now: float) -> None:
+        """Requests with no answer for an election timeout (the request or the answer
+        was lost): ask again, for their reads and any waiting, in one request."""
+        late = [t for t, r in self._read_requests.items() if now >= r.retry_at]
+        if not late:
+            return
+        reads = [read for t in late for read in self._read_requests.pop(t).reads]
+        self._read_batch[:0] = sorted(reads)
         self._send_read_request(now)
 
     def _fail_remote_reads(self) -> None:
         """Reads asked of a leader we no longer follow will not be answered: fail them
         (reads not yet asked go to the new leader, or fail if there is none)."""
-        request = self._read_request
-        if request is not None and request.leader != self.leader:
-            self._read_request = None
-            self._failed_reads.extend(request.reads)
+        for ticket, request in list(self._read_requests.items()):
+            if request.leader != self.leader:
+                del self._read_requests[ticket]
+                self._failed_reads.extend(request.reads)
         if self._read_batch:
             self._send_read_request(self._now)
 
