@@ -13,8 +13,9 @@ measured window (the throughput runs' accounting). Modes:
     R readers on the leader: ReadIndex, a heartbeat round confirms each batch of reads.
 ``spread``
     R readers split over the three servers (R/3 each, each on its own server): a
-    follower asks the leader for a read index (one request in flight at a time for all
-    its waiting reads), waits until it has applied that far, and answers locally.
+    follower asks the leader for a read index (one request for all the reads waiting at
+    each pass of its runtime, up to four in flight), waits until it has applied that
+    far, and answers locally.
 ``lease``
     R readers on the leader of a second cluster, started with ``lease_reads=True``
     (and ``follower_reads=True``): under its lease the leader answers at once.
