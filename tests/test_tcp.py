@@ -6,7 +6,8 @@ client that fails authentication (wrong secret, no secret) is disconnected and c
 nothing; garbage, a frame over ``max_frame``, a well-formed message of the wrong type or
 with a forged sender closes that one connection, is counted, and the server keeps
 serving; TLS and mutual TLS; without a secret or TLS the network listens only on
-loopback; commands that are not msgpack values raise TypeError at the call. Real
+loopback; frames written straight to a socket or queued for its pump arrive whole and in
+order; commands that are not msgpack values raise TypeError at the call. Real
 sockets on 127.0.0.1 and free ports, real clock, every wait bounded.
 """
 
@@ -42,7 +43,7 @@ from trioraft._core import (
     VoteResponse,
 )
 from trioraft._network import wire
-from trioraft._network.tcp import FrameStream, client_handshake
+from trioraft._network.tcp import QUEUE_SIZE, FrameStream, _Link, _pump, client_handshake
 from trioraft._protocol import ClientRequest, ClientResponse
 from trioraft.testing import free_tcp_ports
 
@@ -369,3 +370,52 @@ async def test_an_idle_outgoing_link_notices_its_peer_restart() -> None:
                 a.send(TimeoutNow("a", "b", 2))  # the first message after the restart
                 (message,) = await b.receive_batch()
                 assert isinstance(message, TimeoutNow) and message.term == 2
+
+
+@pytest.mark.skipif(not hasattr(socket, "socketpair"), reason="needs socket.socketpair")
+async def test_frames_written_directly_or_queued_arrive_whole_and_in_order() -> None:
+    """A link writes a frame straight to its socket only while nothing waits in its
+    queue; a frame the socket cannot take whole is finished by the pump, and frames put
+    meanwhile queue behind it. The peer reads every byte, in the order put."""
+    a, b = trio.socket.socketpair()
+    near, far = trio.SocketStream(a), trio.SocketStream(b)
+    send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
+    link = _Link(send)
+    link.attach(near)
+    expected = bytearray()
+
+    def put(frame: bytes) -> None:
+        link.put(frame)
+        expected.extend(frame)
+
+    put(b"first")  # straight to the socket: readable before any pump runs
+    with trio.fail_after(5):
+        assert await far.receive_some(100) == b"first"
+    assert receive.statistics().current_buffer_used == 0
+    big = bytes(range(256)) * 40_000  # 10 MB: more than any socket buffer takes at once
+    put(big)
+    assert link.backlog  # the rest of it waits for the pump ...
+    got = bytearray()
+    with trio.fail_after(5):
+        got += await far.receive_some(1 << 16)  # room in the socket again, yet
+    for i in range(50):
+        put(f"after-{i};".encode())  # ... and so does everything after it
+    assert receive.statistics().current_buffer_used == 51
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump, FrameStream(near, 1 << 30), link, receive)
+            while len(got) < len(expected) - 5:
+                got += await far.receive_some(1 << 20)
+            while link.backlog:
+                await trio.sleep(0.001)
+            put(b"direct-again")  # the queue is empty: straight to the socket again
+            assert receive.statistics().current_buffer_used == 0
+            while len(got) < len(expected) - 5:
+                got += await far.receive_some(1 << 20)
+            nursery.cancel_scope.cancel()
+    assert got == expected[5:]
+    link.detach()
+    link.put(b"queued")  # no socket attached: the frame waits for the next pump
+    assert receive.receive_nowait() == b"queued"
+    near.socket.close()
+    far.socket.close()

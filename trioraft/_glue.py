@@ -81,6 +81,11 @@ class Signal:
         await self._event.wait()
         self._event = trio.Event()
 
+    def clear(self) -> None:
+        """Forget a ``set`` not yet consumed (its reason has been dealt with)."""
+        if self._event.is_set():
+            self._event = trio.Event()
+
 
 def check_machine(instance: Any) -> None:
     """Raise :class:`TypeError` if ``instance`` cannot serve as a state machine: it

@@ -607,6 +607,9 @@ class Server:
     def _kick(self) -> None:
         """Something was handed to the core: wake the ready loop, follow the timer."""
         self._kicked.set()
+        self._follow_timer()
+
+    def _follow_timer(self) -> None:
         deadline = self._node.deadline
         if self._timer_scope.deadline != deadline:
             self._timer_scope.deadline = deadline
@@ -643,6 +646,7 @@ class Server:
                 continue
             self._busy = True
             try:
+                self._kicked.clear()  # this Ready holds whatever the kicks were for
                 rd = node.ready()
                 early = rd.early and rd.must_persist and rd.sync
                 if rd.must_persist:
@@ -660,7 +664,8 @@ class Server:
                     self._finish(rd)
             finally:
                 self._busy = False
-            await trio.lowlevel.checkpoint()
+            if node.has_ready():
+                await trio.lowlevel.checkpoint()  # let others run between two Readys
 
     def _ready_now(self) -> None:
         """Carry out a Ready at once, from the task that just fed the core, when nothing
@@ -668,7 +673,10 @@ class Server:
         or the Ready needs no sync: a newer commit index, messages, entries to apply); a
         task switch saved per batch of messages. Else leave it to the ready loop."""
         node = self._node
-        if self._busy or not node.has_ready() or (not self._immediate and node.needs_sync()):
+        if not node.has_ready():
+            self._follow_timer()
+            return
+        if self._busy or (not self._immediate and node.needs_sync()):
             self._kick()
             return
         try:
@@ -693,8 +701,11 @@ class Server:
     def _advance(self, rd: Ready) -> None:
         if rd.snapshot is not None:
             self._durable_snapshot = max(self._durable_snapshot, rd.snapshot.index)
-        self._node.advance(rd)
-        self._kick()
+        node = self._node
+        node.advance(rd)
+        if not self._busy and node.has_ready():
+            self._kicked.set()  # carried out by another task: the loop takes what is left
+        self._follow_timer()
 
     def _stage(self, rd: Ready) -> None:
         # Durable before anything that depends on it leaves (Figure 2: "before responding

@@ -152,6 +152,55 @@ class OversizedFrame(MalformedMessage):
     """A frame longer than ``max_frame``."""
 
 
+#: Whether a frame may be written to a socket's file descriptor with ``os.write``.
+_DIRECT_WRITES = os.name == "posix"
+
+
+class _Link:
+    """The way out to one peer or client: a queue of frames that a pump task sends; and,
+    while a plain TCP connection is up and nothing waits in that queue, a write straight
+    to the socket from the sender's task (one task switch and one Trio send fewer per
+    message). Frames leave in the order they were put, either way."""
+
+    __slots__ = ("backlog", "fd", "queue")
+
+    def __init__(self, queue: trio.MemorySendChannel[bytes]) -> None:
+        self.queue = queue
+        #: The connection's socket while a pump serves it (plain TCP on POSIX only). It
+        #: is cleared before the socket is closed, so it never names a reused descriptor.
+        self.fd: int | None = None
+        #: Frames were queued that the pump has not finished sending: put() queues too.
+        self.backlog = False
+
+    def put(self, frame: bytes) -> None:
+        """Send ``frame``; raises ``trio.WouldBlock`` if the queue is full, or
+        ``trio.ClosedResourceError`` if the link was closed."""
+        fd = self.fd
+        if fd is not None and not self.backlog:
+            try:
+                written = os.write(fd, frame)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                written = 0  # the pump meets the error too, and ends the connection
+                self.fd = None
+            if written == len(frame):
+                return
+            # The rest goes first in the (empty) queue: a frame is never cut in two.
+            frame = frame[written:]
+        self.queue.send_nowait(frame)
+        self.backlog = True
+
+    def attach(self, stream: trio.abc.Stream) -> None:
+        """A pump now serves ``stream``: direct writes may go to it if it is plain TCP."""
+        if _DIRECT_WRITES and isinstance(stream, trio.SocketStream):
+            self.fd = stream.socket.fileno()
+
+    def detach(self) -> None:
+        """The pump stops (its socket is about to close): queue everything from now on."""
+        self.fd = None
+
+
 def _control(fields: dict[str, Any]) -> bytes:
     body = bytes((wire.VERSION,)) + encode_value(fields)
     return len(body).to_bytes(4, "big") + body
@@ -300,8 +349,8 @@ class TcpNetwork:
         self.max_frame = max_frame
         self._endpoint: TcpEndpoint | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Message](QUEUE_SIZE)
-        self._queues: dict[str, trio.MemorySendChannel[bytes]] = {}
-        self._clients: dict[str, trio.MemorySendChannel[bytes]] = {}
+        self._links: dict[str, _Link] = {}
+        self._clients: dict[str, _Link] = {}
         self._nursery: trio.Nursery | None = None
         self._counts = dict.fromkeys(
             ("sent", "received", "dropped", "malformed", "oversized", "forged", "auth_failures",
@@ -338,9 +387,10 @@ class TcpNetwork:
     def _unregister(self, endpoint: TcpEndpoint) -> None:
         if self._endpoint is endpoint:
             self._endpoint = None
-            for queue in self._queues.values():
-                queue.close()
-            self._queues.clear()
+            for link in self._links.values():
+                link.detach()
+                link.queue.close()
+            self._links.clear()
 
     def learn_addresses(self, addresses: Mapping[str, str]) -> None:
         """Reach the members named in ``addresses`` there (peers given at the start keep
@@ -356,8 +406,8 @@ class TcpNetwork:
 
     # ------------------------------------------------------------- sending
     def _send(self, message: Message) -> None:
-        queue = self._clients.get(message.dst) or self._queues.get(message.dst)
-        if queue is None:
+        link = self._clients.get(message.dst) or self._links.get(message.dst)
+        if link is None:
             self._counts["dropped"] += 1
             return
         try:
@@ -367,7 +417,7 @@ class TcpNetwork:
             logger.error("cannot send %s to %r: %s", type(message).__name__, message.dst, exc)
             return
         try:
-            queue.send_nowait(frame)
+            link.put(frame)
             self._counts["sent"] += 1
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._counts["dropped"] += 1
@@ -390,17 +440,19 @@ class TcpNetwork:
 
     # --------------------------------------------------------- connections
     def _connect(self, peer: str) -> None:
-        if peer in self._queues or self._nursery is None:
+        if peer in self._links or self._nursery is None:
             return
         send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
-        self._queues[peer] = send
-        self._nursery.start_soon(self._connector, peer, receive)
+        link = self._links[peer] = _Link(send)
+        self._nursery.start_soon(self._connector, peer, link, receive)
 
-    async def _connector(self, peer: str, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _connector(
+        self, peer: str, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
+    ) -> None:
         backoff = BACKOFF[0]
         while self._endpoint is not None:
             try:
-                await self._run_outgoing(peer, frames)
+                await self._run_outgoing(peer, link, frames)
                 backoff = BACKOFF[0]
             except trio.EndOfChannel:
                 return
@@ -410,7 +462,9 @@ class TcpNetwork:
             await trio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF[1])
 
-    async def _run_outgoing(self, peer: str, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    async def _run_outgoing(
+        self, peer: str, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
+    ) -> None:
         assert self._endpoint is not None
         host, port = parse_address(self._addresses[peer])
         with trio.fail_after(HANDSHAKE_TIMEOUT):
@@ -423,7 +477,11 @@ class TcpNetwork:
         self._counts["connections"] += 1
         try:
             async with stream:
-                await _pump_until_closed(framed, frames)
+                link.attach(stream)
+                try:
+                    await _pump_until_closed(framed, link, frames)
+                finally:
+                    link.detach()
         finally:
             self._counts["connections"] -= 1
 
@@ -466,13 +524,15 @@ class TcpNetwork:
             self._counts["auth_failures"] += 1
             return
         send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
-        self._clients[name] = send
+        link = self._clients[name] = _Link(send)
+        link.attach(framed.stream)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_pump_quietly, framed, receive)
+                nursery.start_soon(_pump_quietly, framed, link, receive)
                 await self._read_messages(framed, name, client=True)
                 nursery.cancel_scope.cancel()
         finally:
+            link.detach()
             self._clients.pop(name, None)
             send.close()
 
@@ -519,10 +579,11 @@ class TcpNetwork:
         await trio.serve_listeners(self._handle, listeners, task_status=task_status)
 
 
-async def _pump(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
-    """Send queued frames, several at a time; a send that blocks too long ends it."""
+async def _pump(framed: FrameStream, link: _Link, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+    """Send queued frames, several at a time; a send that blocks too long ends it. Once
+    the queue is empty, the link's senders may write to the socket themselves again."""
+    batch = [await frames.receive()]
     while True:
-        batch = [await frames.receive()]
         while len(batch) < 256:
             try:
                 batch.append(frames.receive_nowait())
@@ -530,9 +591,16 @@ async def _pump(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -
                 break
         with trio.fail_after(SEND_TIMEOUT):
             await framed.send(b"".join(batch))
+        try:
+            batch = [frames.receive_nowait()]
+        except trio.WouldBlock:
+            link.backlog = False  # everything queued has left, in order
+            batch = [await frames.receive()]
 
 
-async def _pump_until_closed(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+async def _pump_until_closed(
+    framed: FrameStream, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
+) -> None:
     """Pump an outgoing connection while watching it: the peer never sends on it, so a
     read that ends means the peer closed it (it stopped, or restarted). Without the
     watch, a link that carries nothing for a while (one follower to another, between
@@ -541,7 +609,7 @@ async def _pump_until_closed(framed: FrameStream, frames: trio.MemoryReceiveChan
 
     async def pump(cancel_scope: trio.CancelScope) -> None:
         try:
-            await _pump(framed, frames)
+            await _pump(framed, link, frames)
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, trio.EndOfChannel,
                 ssl.SSLError) as exc:  # fmt: skip
             ended.append(exc)
@@ -565,9 +633,11 @@ async def _pump_until_closed(framed: FrameStream, frames: trio.MemoryReceiveChan
         raise ended[0]
 
 
-async def _pump_quietly(framed: FrameStream, frames: trio.MemoryReceiveChannel[bytes]) -> None:
+async def _pump_quietly(
+    framed: FrameStream, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
+) -> None:
     with suppress(OSError, trio.BrokenResourceError, trio.TooSlowError, trio.EndOfChannel):
-        await _pump(framed, frames)
+        await _pump(framed, link, frames)
 
 
 def _contexts(ssl_context: Any) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
