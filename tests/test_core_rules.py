@@ -801,8 +801,9 @@ def test_reads_fail_when_leadership_is_lost() -> None:
 def test_follower_read_asks_the_leader_for_a_read_index() -> None:
     """§6.4 (follower reads): a follower asks the leader for a read index; the leader
     confirms its leadership with a quorum round, then answers with its commit index; the
-    follower answers once it has applied that far."""
-    c = PureCluster(ABC, follower_reads=True)
+    follower answers once it has applied that far. With five voters the requester and
+    the leader are not a quorum: a round is needed."""
+    c = PureCluster(ABCDE, follower_reads=True)
     a = c.elect("a")
     a.propose("x", c.now)
     c.deliver(heartbeat=True)
@@ -812,8 +813,52 @@ def test_follower_read_asks_the_leader_for_a_read_index() -> None:
     assert isinstance(ask, ReadIndexRequest) and ask.dst == "a"
     c.step_one(ask)
     assert not any(isinstance(m, ReadIndexResponse) for m in c.inflight)  # a round first
+    assert {m.dst for m in c.inflight if isinstance(m, Heartbeat)} == {"b", "c", "d", "e"}
     c.deliver()
     assert c.reads["b"] == [(ticket, a.commit_index)]
+
+
+def test_a_follower_read_request_with_the_leader_is_a_quorum_and_needs_no_round() -> None:
+    """§6.4: the request left after its reads began, in the leader's term, so neither
+    its sender nor the leader had voted in a later term then; with three voters they are
+    a quorum, so no other leader existed and the commit index is a valid read index at
+    once (no heartbeat round). Not before the leader's no-op commits, and a learner's
+    request is no such word."""
+    c = PureCluster(ABC, follower_reads=True)
+    a = c.elect("a")
+    a.propose("x", c.now)
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    ticket = b.request_read(c.now)
+    (ask,) = take(b)
+    c.step_one(ask)
+    answers = [m for m in c.inflight if isinstance(m, ReadIndexResponse)]
+    assert [(m.dst, m.ok, m.index) for m in answers] == [("b", True, a.commit_index)]
+    assert not any(isinstance(m, Heartbeat) for m in c.inflight)  # no round
+    c.deliver()
+    assert c.reads["b"] == [(ticket, a.commit_index)]
+
+    fresh = PureCluster(ABC, follower_reads=True)  # a new leader, its no-op not committed
+    leader = fresh.elect("a", drop=lambda m: isinstance(m, AppendResponse))
+    assert not leader.committed_in_term
+    follower = fresh["b"]
+    follower.request_read(fresh.now)
+    (ask,) = take(follower)
+    fresh.step_one(ask)
+    assert not any(isinstance(m, ReadIndexResponse) for m in fresh.inflight)
+
+    with_learner = PureCluster(("a", "b", "c", "l"), voters=ABC, follower_reads=True)
+    leader = with_learner.elect("a")
+    leader.change_config(Config(voters=ABC, learners=("l",)), with_learner.now)
+    with_learner.deliver(heartbeat=True)
+    learner = with_learner["l"]
+    assert learner.leader == "a"
+    learner.request_read(with_learner.now)
+    (ask,) = take(learner)
+    with_learner.step_one(ask)
+    assert not any(isinstance(m, ReadIndexResponse) for m in with_learner.inflight)
+    with_learner.deliver()
+    assert len(with_learner.reads["l"]) == 1  # after a round
 
 
 def test_follower_reads_share_one_request_per_batch() -> None:

@@ -1527,7 +1527,7 @@ class RaftNode:
 
     def _read_for(self, ticket: int, requester: str | None, now: float) -> None:
         """A leader serves a read: at once under a lease, else after a quorum round."""
-        if self._lease_holds(now):
+        if self._lease_holds(now) or self._vouched_for_by(requester):
             self._answer_read(ticket, requester, self.commit_index)
             return
         self._round += 1
@@ -1538,6 +1538,22 @@ class RaftNode:
                 pr.heartbeat_wanted = True
                 self._replication_due = True
         self._check_reads()
+
+    def _vouched_for_by(self, requester: str | None) -> bool:
+        """Whether a follower's request for a read index is, with this leader, a quorum's
+        word that no other leader existed when its reads began (§6.4, a round saved).
+
+        The request left after its reads began, in this term (a request of another term
+        is refused before it gets here): so its sender had voted in no later term then,
+        nor had this leader, which still leads that term. If the two are a quorum of
+        voters (three voters, say), no leader of a later term could have been elected
+        before the reads began, and every entry committed by then is in this leader's
+        commit index: a valid read index, with no heartbeat round. The no-op of the term
+        must have committed, as for every read."""
+        if requester is None or not self.committed_in_term:
+            return False
+        voters = self.config.voters
+        return (requester in voters) + (self.name in voters) >= self.quorum
 
     def _answer_read(self, ticket: int, requester: str | None, index: int) -> None:
         if requester is None:
