@@ -940,7 +940,7 @@ def test_follower_read_request_lost_is_asked_again() -> None:
 def test_lease_read_index_is_the_commit_index_only_while_the_lease_holds() -> None:
     """§6.4.1 (the runtime's fast path): lease_read_index gives the commit index while
     the lease holds, and None before a round is acknowledged, after the lease, on a
-    follower, and without lease_reads."""
+    follower, while leadership is handed over, and without lease_reads."""
     c = PureCluster(ABC, lease_reads=True)
     a = c.elect("a")
     assert a.lease_read_index(c.now) is None or a.lease_until > c.now
@@ -950,6 +950,8 @@ def test_lease_read_index_is_the_commit_index_only_while_the_lease_holds() -> No
     assert a.lease_read_index(c.now) == a.commit_index
     assert c["b"].lease_read_index(c.now) is None
     assert a.lease_read_index(sent_at + 0.9 * MIN_ET + 1e-6) is None
+    a.transfer_leadership("b", c.now)  # the target may be elected at once (§3.10)
+    assert a.lease_read_index(c.now) is None
     plain = PureCluster(ABC)
     leader = plain.elect("a")
     plain.deliver(heartbeat=True)

@@ -329,12 +329,13 @@ class Server:
         node = self._node
         if node.options.lease_reads:
             await trio.lowlevel.checkpoint()
-            self._check_running()
             # §6.4.1 fast path: under the lease the read index is the commit index, and
             # once that is applied the answer needs no round, no Ready, no task switch.
-            index = node.lease_read_index(trio.current_time())
-            if index is not None and self._last_applied >= index:
-                return self._machine.read(query)
+            if not self._stopped:
+                index = node.lease_read_index(trio.current_time())
+                if index is not None and self._last_applied >= index:
+                    return self._machine.read(query)
+            self._check_running()
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_running()

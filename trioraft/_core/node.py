@@ -1569,7 +1569,14 @@ class RaftNode:
         """With ``lease_reads``, on a leader whose lease holds at ``now`` (§6.4.1): the
         read index of a read starting now (the commit index), with no round and no
         Ready; else ``None`` (use :meth:`request_read`)."""
-        if self._lease_holds(now):
+        # lease_until's conditions, the cheapest first: this is every lease read's path.
+        if (
+            now < self._lease_until
+            and self.options.lease_reads
+            and self.role is Role.LEADER
+            and self.transfer_target is None
+            and self.committed_in_term
+        ):
             return self.commit_index
         return None
 
