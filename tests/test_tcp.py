@@ -43,7 +43,15 @@ from trioraft._core import (
     VoteResponse,
 )
 from trioraft._network import wire
-from trioraft._network.tcp import QUEUE_SIZE, FrameStream, _Link, _pump, client_handshake
+from trioraft._network.tcp import (
+    QUEUE_SIZE,
+    FrameStream,
+    TcpEndpoint,
+    TcpNetwork,
+    _Link,
+    _pump,
+    client_handshake,
+)
 from trioraft._protocol import ClientRequest, ClientResponse
 from trioraft.testing import free_tcp_ports
 
@@ -115,6 +123,13 @@ def test_a_batch_of_entries_is_encoded_once_and_never_confused_with_another() ->
 def test_commands_that_are_not_msgpack_values_are_refused() -> None:
     with pytest.raises(TypeError, match=r"builtins\.set"):
         wire.encode(AppendEntries("a", "b", 1, 0, 0, (Entry(1, 1, EntryKind.COMMAND, {1}),), 0))
+    network = TcpNetwork("127.0.0.1:1", {}, None, None, 1 << 20)
+    endpoint = TcpEndpoint(network, "a")
+    for fine in (0, -(1 << 63), (1 << 64) - 1, 1.5, True, None, "x", [1, {"k": b"v"}]):
+        endpoint.check_value(fine)  # the ints at msgpack's limits too
+    for bad in (1 << 64, -(1 << 63) - 1, {1}, object(), "\ud800"):
+        with pytest.raises(TypeError):
+            endpoint.check_value(bad)
 
 
 def _decode_cleanly(body: bytes) -> None:

@@ -62,9 +62,13 @@ def encode_value(value: Any) -> bytes:
     try:
         packed: bytes = packer().pack(value)
     except OverflowError as exc:
+        _local.packer = None  # a failed pack may leave the packer's buffer dirty
+        raise TypeError(f"cannot encode {value!r}: {exc}") from None
+    except UnicodeEncodeError as exc:  # a str that is not Unicode text (lone surrogates)
+        _local.packer = None
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
     except TypeError:
-        _local.packer = None  # a failed pack may leave the packer's buffer dirty
+        _local.packer = None
         raise
     return packed
 

@@ -317,7 +317,7 @@ class Server:
                 raise
         if self._tracer is not None:
             self._trace("propose", index=entry.index, term=entry.term)
-        return await self._await_entry(entry)
+        return await self._await_entry(entry, wake_only=True)
 
     async def read(self, query: Any) -> Any:
         """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
@@ -615,10 +615,13 @@ class Server:
         if self._timer_scope.deadline != deadline:
             self._timer_scope.deadline = deadline
 
-    async def _await_entry(self, entry: Entry) -> Any:
+    async def _await_entry(self, entry: Entry, *, wake_only: bool = False) -> Any:
         waiter = Waiter(entry.term)
         self._writes[entry.index] = waiter
-        self._kick()
+        if wake_only:  # a proposal moves no deadline; the ready loop follows the timer
+            self._kicked.set()
+        else:
+            self._kick()
         try:
             return await waiter.wait()
         finally:
