@@ -16,7 +16,9 @@ checks:
 * One vote per term, terms never decrease; a leader's matchIndex for a follower is a
   prefix the two logs really share; and every ReadIndex read (§6.4) is answered once,
   confirmed at an index covering every entry committed before it was requested, or
-  failed when its leader steps down.
+  failed when its leader steps down; a follower's read (``follower_reads``), asked of
+  its leader, is answered at an index covering every entry committed anywhere before
+  it was requested, or failed.
 
 The default profile of tests/conftest.py keeps this to a few seconds; TRIORAFT_SLOW=1
 runs many more examples.
@@ -64,6 +66,7 @@ class RaftCluster(RuleBasedStateMachine):
         elect_first=st.booleans(),
         compaction=st.sampled_from([None, (4, 0), (6, 2)]),
         lease_reads=st.booleans(),
+        follower_reads=st.booleans(),
     )
     def setup(
         self,
@@ -76,6 +79,7 @@ class RaftCluster(RuleBasedStateMachine):
         elect_first,
         compaction,
         lease_reads,
+        follower_reads,
     ):
         self.names = NAMES[:size]
         self.cluster = PureCluster(
@@ -90,6 +94,7 @@ class RaftCluster(RuleBasedStateMachine):
             snapshot_trailing=compaction[1] if compaction else 1_000,
             snapshot_chunk_size=8,
             lease_reads=lease_reads and check_quorum,
+            follower_reads=follower_reads,
         )
         self.seed = seed
         self.restarts = 0
@@ -107,6 +112,8 @@ class RaftCluster(RuleBasedStateMachine):
         self.last_commit = dict.fromkeys(self.names, 0)
         # Reads requested and not yet answered: node -> ticket -> (term, index to cover).
         self.reads: dict[str, dict[int, tuple[int, int]]] = {name: {} for name in self.names}
+        # Follower reads (§6.4) not yet answered: node -> ticket -> index to cover.
+        self.remote_reads: dict[str, dict[int, int]] = {name: {} for name in self.names}
         self.reads_answered = 0
         if elect_first:  # start from a cluster with a leader, to get further in a run
             self.nodes[self.names[seed % size]].trigger_election(self.now)
@@ -145,7 +152,15 @@ class RaftCluster(RuleBasedStateMachine):
     def drain_reads(self) -> None:
         for name, node in self.nodes.items():
             pending = self.reads[name]
+            remote = self.remote_reads[name]
             for ticket, read_index in self.cluster.reads[name]:
+                if ticket in remote:
+                    # §6.4, asked of the leader: the index covers every entry committed
+                    # anywhere before the read began.
+                    must_cover = remote.pop(ticket)
+                    assert read_index >= must_cover, (name, ticket, read_index, must_cover)
+                    self.reads_answered += 1
+                    continue
                 assert ticket in pending, f"{name}: read {ticket} unknown or answered twice"
                 term, must_cover = pending.pop(ticket)
                 # Confirmed while leading that term (it may have stepped down since, in
@@ -157,6 +172,9 @@ class RaftCluster(RuleBasedStateMachine):
                 self.reads_answered += 1
             self.cluster.reads[name].clear()
             for ticket in self.cluster.failed_reads[name]:
+                if remote.pop(ticket, None) is not None:
+                    self.reads_answered += 1
+                    continue
                 assert ticket in pending, f"{name}: read {ticket} unknown or answered twice"
                 pending.pop(ticket)
                 self.reads_answered += 1
@@ -292,6 +310,25 @@ class RaftCluster(RuleBasedStateMachine):
         self.reads[node.name][ticket] = (node.term, must_cover)
         self.pump()
 
+    def followers_with_a_leader(self) -> list[RaftNode]:
+        return [
+            node
+            for node in self.nodes.values()
+            if node.options.follower_reads and node.role is Role.FOLLOWER and node.leader
+        ]
+
+    @precondition(lambda self: self.followers_with_a_leader())
+    @rule(i=node_index)
+    def request_follower_read(self, i):
+        """§6.4: a follower (with follower_reads) asks its leader for a read index."""
+        followers = self.followers_with_a_leader()
+        node = followers[i % len(followers)]
+        must_cover = max(n.commit_index for n in self.nodes.values())
+        ticket = node.request_read(self.now)
+        assert ticket not in self.remote_reads[node.name], f"{node.name}: ticket {ticket} reused"
+        self.remote_reads[node.name][ticket] = must_cover
+        self.pump()
+
     @rule(i=node_index)
     def trigger_election(self, i):
         """A forced election (skipping PreVote and the leader lease)."""
@@ -342,6 +379,7 @@ class RaftCluster(RuleBasedStateMachine):
         self.network = [m for m in self.network if m.dst != name]
         self.restarts += 1
         self.reads[name].clear()  # the crashed server's callers get ServerStopped
+        self.remote_reads[name].clear()
         self.cluster.restart(name, seed=self.seed * 1000 + 100 + self.restarts)
         self.pump()
 
