@@ -434,3 +434,31 @@ async def test_frames_written_directly_or_queued_arrive_whole_and_in_order() -> 
     assert receive.receive_nowait() == b"queued"
     near.socket.close()
     far.socket.close()
+
+
+async def test_messages_that_arrive_together_are_delivered_together_in_order() -> None:
+    """A server takes its messages by call, from the task that read them: the frames
+    one connection brought together come as one batch, in order; frames before a bad one
+    are still delivered, then the connection closes and is counted."""
+    (port,) = free_tcp_ports(1)
+    batches: list[list[Message]] = []
+    with trio.fail_after(10):
+        async with trioraft.open_tcp_network(
+            listen=f"127.0.0.1:{port}", peers={"b": "127.0.0.1:1"}, secret=SECRET
+        ) as network:
+            endpoint = network.register("a")
+            endpoint.deliver_to(batches.append)
+            frames = await authenticated(f"127.0.0.1:{port}", "peer", "b")
+            beats = [Heartbeat("b", "a", 1, 0, round) for round in range(1, 6)]
+            await frames.send(b"".join(wire.encode(m) for m in beats))
+            while sum(map(len, batches)) < len(beats):
+                await trio.sleep(0.01)
+            assert [m for batch in batches for m in batch] == beats
+            assert len(batches) <= 2  # together (a read may split them, rarely)
+            batches.clear()
+            good = Heartbeat("b", "a", 1, 0, 9)
+            await frames.send(wire.encode(good) + b"\x00" * 12)  # then garbage
+            await expect_closed(frames)
+            assert batches == [[good]]
+            assert network.statistics().malformed == 1
+            endpoint.close()

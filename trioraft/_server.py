@@ -184,6 +184,9 @@ class Server:
         self._hooks = Hooks(machine)
         self._tracer: Callable[[TraceEvent], None] | None = options.tracer
         self._tracer_error: Exception | None = None
+        #: What escaped a batch delivered by call (a tracer's report), to raise in a task.
+        self._delivery_error: BaseException | None = None
+        self._delivery_failed = trio.Event()
         self._traced_commit = self._node.commit_index
         self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
         self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
@@ -921,24 +924,47 @@ class Server:
 
     # ---------------------------------------------------------------- tasks
     async def _receive_loop(self) -> None:
-        node = self._node
         receive = self._endpoint.receive_batch
         while True:
-            batch = await receive()
-            self._received += len(batch)
-            now = trio.current_time()
-            for message in batch:
-                if isinstance(message, ClientRequest):
-                    self._serve_client(message)
-                    continue
-                try:
-                    node.step(message, now)
-                except MalformedMessage as exc:
-                    logger.warning("%s: dropped a malformed message: %s", self._name, exc)
-                except Exception as exc:
-                    self._fail(exc)
-                    return
-            self._ready_now()
+            if not self._take_batch(await receive()):
+                return
+
+    def _take_batch(self, batch: list[Message]) -> bool:
+        """Feed the core messages that arrived together, then carry out what they
+        caused; ``False`` once an internal failure has stopped this server."""
+        node = self._node
+        self._received += len(batch)
+        now = trio.current_time()
+        for message in batch:
+            if isinstance(message, ClientRequest):
+                self._serve_client(message)
+                continue
+            try:
+                node.step(message, now)
+            except MalformedMessage as exc:
+                logger.warning("%s: dropped a malformed message: %s", self._name, exc)
+            except Exception as exc:
+                self._fail(exc)
+                return False
+        self._ready_now()
+        return True
+
+    def _delivered(self, batch: list[Message]) -> None:
+        """A transport that delivers by calling (TCP: from the task that read the
+        connection, a task switch saved per batch) hands messages here."""
+        if self._stopped:
+            return
+        try:
+            self._take_batch(batch)
+        except BaseException as exc:  # a tracer's report: raise it in this server's tasks
+            if self._delivery_error is None:
+                self._delivery_error = exc
+                self._delivery_failed.set()
+
+    async def _raise_delivery_error(self) -> None:
+        await self._delivery_failed.wait()
+        assert self._delivery_error is not None
+        raise self._delivery_error
 
     async def _timer_loop(self) -> None:
         node = self._node
@@ -1070,7 +1096,12 @@ class Server:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    nursery.start_soon(self._receive_loop)
+                    deliver_to = getattr(self._endpoint, "deliver_to", None)
+                    if deliver_to is not None:
+                        deliver_to(self._delivered)
+                        nursery.start_soon(self._raise_delivery_error)
+                    else:
+                        nursery.start_soon(self._receive_loop)
                     nursery.start_soon(self._timer_loop)
                     nursery.start_soon(self._guarded_ready_loop)
                     nursery.start_soon(self._watch_membership)

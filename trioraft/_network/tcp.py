@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -128,6 +128,13 @@ class FrameStream:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
+
+    def has_frame(self) -> bool:
+        """Whether a whole frame is already buffered (``receive`` returns it at once)."""
+        buffer = self._buffer
+        if len(buffer) < wire.HEADER:
+            return False
+        return len(buffer) >= wire.HEADER + wire.frame_length(bytes(buffer[: wire.HEADER]))
 
     async def receive(self) -> bytes | None:
         """The next frame's body; ``None`` at a clean end of stream. Raises
@@ -317,6 +324,13 @@ class TcpEndpoint:
             raise trio.ClosedResourceError(f"endpoint {self._name!r} is closed")
         return await self._network._receive_batch()
 
+    def deliver_to(self, handler: Callable[[list[Message]], None]) -> None:
+        """From now on, hand the messages that arrive to ``handler`` (a batch at a time:
+        those one connection brought together, in order) from the task that read them,
+        instead of keeping them for :meth:`receive_batch`. ``handler`` must not raise."""
+        if not self._closed:
+            self._network._handler = handler
+
     def close(self) -> None:
         """Leave the network (the listener stays until the network closes)."""
         self._closed = True
@@ -354,6 +368,8 @@ class TcpNetwork:
         self.max_frame = max_frame
         self._endpoint: TcpEndpoint | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Message](QUEUE_SIZE)
+        #: Where messages go when the server takes them by call (:meth:`TcpEndpoint.deliver_to`).
+        self._handler: Callable[[list[Message]], None] | None = None
         self._links: dict[str, _Link] = {}
         self._clients: dict[str, _Link] = {}
         self._nursery: trio.Nursery | None = None
@@ -392,6 +408,7 @@ class TcpNetwork:
     def _unregister(self, endpoint: TcpEndpoint) -> None:
         if self._endpoint is endpoint:
             self._endpoint = None
+            self._handler = None
             for link in self._links.values():
                 link.detach()
                 link.queue.close()
@@ -542,37 +559,63 @@ class TcpNetwork:
             send.close()
 
     async def _read_messages(self, framed: FrameStream, peer: str, *, client: bool) -> None:
-        expected = ClientRequest if client else None
-        while True:
-            try:
-                body = await framed.receive()
-                if body is None:
+        batch: list[Message] = []
+        try:
+            while True:
+                message = await self._read_message(framed, peer, client=client)
+                if message is None:
                     return
-                message = wire.decode(body)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            except OversizedFrame as exc:
-                self._counts["oversized"] += 1
-                logger.warning("closed the connection of %r: %s", peer, exc)
-                return
-            except MalformedMessage as exc:
-                self._counts["malformed"] += 1
-                logger.warning("closed the connection of %r: malformed frame: %s", peer, exc)
-                return
-            if message.src != peer or (
-                type(message) is not expected
-                if client
-                else isinstance(message, (ClientRequest, ClientResponse))
-            ):
-                self._counts["forged"] += 1
-                logger.warning(
-                    "closed the connection of %r: it sent a %s from %r",
-                    peer,
-                    type(message).__name__,
-                    message.src,
-                )
-                return
-            self._deliver(message)
+                batch.append(message)
+                if not framed.has_frame():  # the rest of what arrived together, if any
+                    self._dispatch(batch)
+                    batch = []
+        finally:
+            self._dispatch(batch)  # what came before a bad frame or the end is good
+
+    async def _read_message(
+        self, framed: FrameStream, peer: str, *, client: bool
+    ) -> Message | None:
+        """The connection's next message; ``None`` once it must close (logged, counted)."""
+        try:
+            body = await framed.receive()
+            if body is None:
+                return None
+            message = wire.decode(body)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        except OversizedFrame as exc:
+            self._counts["oversized"] += 1
+            logger.warning("closed the connection of %r: %s", peer, exc)
+            return None
+        except MalformedMessage as exc:
+            self._counts["malformed"] += 1
+            logger.warning("closed the connection of %r: malformed frame: %s", peer, exc)
+            return None
+        if message.src != peer or (
+            type(message) is not ClientRequest
+            if client
+            else isinstance(message, (ClientRequest, ClientResponse))
+        ):
+            self._counts["forged"] += 1
+            logger.warning(
+                "closed the connection of %r: it sent a %s from %r",
+                peer,
+                type(message).__name__,
+                message.src,
+            )
+            return None
+        return message
+
+    def _dispatch(self, batch: list[Message]) -> None:
+        if not batch:
+            return
+        handler = self._handler
+        if handler is None:
+            for message in batch:
+                self._deliver(message)
+        else:
+            self._counts["received"] += len(batch)
+            handler(batch)
 
     async def _serve(self, task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
         listeners = await trio.open_tcp_listeners(self._port, host=self._host)
