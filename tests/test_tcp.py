@@ -462,3 +462,48 @@ async def test_messages_that_arrive_together_are_delivered_together_in_order() -
             assert batches == [[good]]
             assert network.statistics().malformed == 1
             endpoint.close()
+
+
+async def test_a_tracer_report_over_tcp_reaches_the_servers_nursery() -> None:
+    """A tracer that raises (the testing toolkit's invariant checks do) is a report for
+    the program: over TCP too, where messages are taken by call from the network's
+    tasks, it is raised in the nursery the server runs in, not swallowed there."""
+
+    class Report(Exception):
+        pass
+
+    def tracer(event: trioraft.TraceEvent) -> None:
+        if event.kind == "apply":
+            raise Report(f"{event.server} applied an entry")
+
+    port_a, port_b = free_tcp_ports(2)
+    addresses = {"a": f"127.0.0.1:{port_a}", "b": f"127.0.0.1:{port_b}"}
+    with pytest.raises(BaseException) as info, trio.fail_after(20):
+        async with trio.open_nursery() as outer:
+            for name in ("a", "b"):
+                peers = {m: a for m, a in addresses.items() if m != name}
+                network = await outer.start(_serve_network, addresses[name], peers)
+                await trioraft.start_server(
+                    outer,
+                    Counter,
+                    name=name,
+                    network=network,
+                    initial_config=["a", "b"],
+                    tracer=tracer if name == "b" else None,
+                )
+            await trio.sleep_forever()  # a's no-op is applied on b: b's tracer raises
+    assert _holds(info.value, Report), repr(info.value)
+
+
+def _holds(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` is a ``kind`` or an exception group holding one."""
+    nested = getattr(error, "exceptions", ())
+    return isinstance(error, kind) or any(_holds(e, kind) for e in nested)
+
+
+async def _serve_network(
+    listen: str, peers: dict[str, str], task_status: trio.TaskStatus[Any]
+) -> None:
+    async with trioraft.open_tcp_network(listen=listen, peers=peers) as network:
+        task_status.started(network)
+        await trio.sleep_forever()
