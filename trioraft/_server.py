@@ -951,8 +951,9 @@ class Server:
 
     def _delivered(self, batch: list[Message]) -> None:
         """A transport that delivers by calling (TCP: from the task that read the
-        connection, a task switch saved per batch) hands messages here."""
-        if self._stopped:
+        connection, a task switch saved per batch) hands messages here. Nothing more
+        is taken once the server failed or stopped (as the receive loop ends then)."""
+        if self._stopped or self._failure is not None or self._delivery_error is not None:
             return
         try:
             self._take_batch(batch)
