@@ -798,18 +798,25 @@ def test_reads_fail_when_leadership_is_lost() -> None:
     assert a2.role is Role.FOLLOWER and c2.failed_reads["a"] == [ticket]
 
 
+def follower_asks(names: tuple[str, ...]) -> tuple[PureCluster, RaftNode, int, Message]:
+    """A cluster of ``names`` led by a (with an entry committed), and b's request for a
+    read index, taken from b and not yet delivered: (cluster, a, b's read ticket, the
+    request)."""
+    c = PureCluster(names, follower_reads=True)
+    a = c.elect("a")
+    a.propose("x", c.now)
+    c.deliver(heartbeat=True)
+    ticket = c["b"].request_read(c.now)
+    (ask,) = take(c["b"])
+    return c, a, ticket, ask
+
+
 def test_follower_read_asks_the_leader_for_a_read_index() -> None:
     """§6.4 (follower reads): a follower asks the leader for a read index; the leader
     confirms its leadership with a quorum round, then answers with its commit index; the
     follower answers once it has applied that far. With five voters the requester and
     the leader are not a quorum: a round is needed."""
-    c = PureCluster(ABCDE, follower_reads=True)
-    a = c.elect("a")
-    a.propose("x", c.now)
-    c.deliver(heartbeat=True)
-    b = c["b"]
-    ticket = b.request_read(c.now)
-    (ask,) = take(b)
+    c, a, ticket, ask = follower_asks(ABCDE)
     assert isinstance(ask, ReadIndexRequest) and ask.dst == "a"
     c.step_one(ask)
     assert not any(isinstance(m, ReadIndexResponse) for m in c.inflight)  # a round first
@@ -824,13 +831,7 @@ def test_a_follower_read_request_with_the_leader_is_a_quorum_and_needs_no_round(
     a quorum, so no other leader existed and the commit index is a valid read index at
     once (no heartbeat round). Not before the leader's no-op commits, and a learner's
     request is no such word."""
-    c = PureCluster(ABC, follower_reads=True)
-    a = c.elect("a")
-    a.propose("x", c.now)
-    c.deliver(heartbeat=True)
-    b = c["b"]
-    ticket = b.request_read(c.now)
-    (ask,) = take(b)
+    c, a, ticket, ask = follower_asks(ABC)
     c.step_one(ask)
     answers = [m for m in c.inflight if isinstance(m, ReadIndexResponse)]
     assert [(m.dst, m.ok, m.index) for m in answers] == [("b", True, a.commit_index)]
