@@ -12,6 +12,9 @@ reaches the writer once; reads are linearizable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -186,3 +189,35 @@ def test_a_dead_leader_is_not_waited_on_twice() -> None:
 
     elapsed = run(scenario, seed=2, hang_timeout=60)
     assert elapsed < 2 * ATTEMPT_TIMEOUT  # virtual time: one wait on the dead server
+
+
+def test_a_late_duplicate_of_an_acknowledged_write_is_not_applied_again() -> None:
+    """§6.3: a write's request duplicated by the network and delivered late, after the
+    client's next write said "everything below me is answered", is refused, not applied
+    a second time, although it carries its own, older lowest number. (The schedule of
+    soak seed 30308, client mode, applied it twice.) The watermark survives a snapshot."""
+    from trioraft._sessions import Sessions
+
+    applied: list[str] = []
+
+    def run_(name: str) -> Callable[[], tuple[Any, BaseException | None]]:
+        def go() -> tuple[Any, BaseException | None]:
+            applied.append(name)
+            return name, None
+
+        return go
+
+    table = Sessions(timeout=60.0)
+    table.open(1, now=0.0)
+    assert table.apply(1, 5, 5, 1.0, run_("write 5")) == ("write 5", None)
+    assert table.apply(1, 6, 6, 2.0, run_("write 6")) == ("write 6", None)  # 5 acknowledged
+    copy = Sessions(timeout=60.0)
+    copy.restore(table.snapshot())
+    for sessions in (table, copy):
+        value, error = sessions.apply(1, 5, 5, 3.0, run_("write 5 again"))  # the late copy
+        assert value is None and isinstance(error, trioraft.SessionExpired)
+    assert applied == ["write 5", "write 6"]
+    old_format = [row[:3] for row in table.snapshot()]  # snapshots taken before the fix
+    legacy = Sessions(timeout=60.0)
+    legacy.restore(old_format)
+    assert legacy.apply(1, 6, 6, 4.0, run_("write 6 again")) == ("write 6", None)  # kept

@@ -27,10 +27,14 @@ __all__ = ["ClusterClock", "Sessions", "describe_error", "error_from"]
 
 
 class _Session:
-    __slots__ = ("last_active", "replies")
+    __slots__ = ("last_active", "lowest", "replies")
 
-    def __init__(self, last_active: float) -> None:
+    def __init__(self, last_active: float, lowest: int = 0) -> None:
         self.last_active = last_active
+        #: The highest "lowest unanswered number" any of its writes carried: every write
+        #: below it was answered and acknowledged (LogCabin's firstOutstandingRPC). It
+        #: only grows: a late duplicate carries an older, lower one.
+        self.lowest = lowest
         #: seq -> (value, error): the replies not yet acknowledged.
         self.replies: dict[int, tuple[Any, BaseException | None]] = {}
 
@@ -81,13 +85,17 @@ class Sessions:
                 "existed: the command was not applied"
             )
         session.last_active = now
-        for old in [s for s in session.replies if s < lowest]:
-            del session.replies[old]
+        if lowest > session.lowest:
+            session.lowest = lowest
+            for old in [s for s in session.replies if s < lowest]:
+                del session.replies[old]
         kept = session.replies.get(seq)
         if kept is not None:
             return kept
-        if seq < lowest:
-            # Answered and acknowledged already: a very late duplicate. Not applied again.
+        if seq < session.lowest:
+            # Answered and acknowledged already (its reply was dropped when a later write
+            # said so): a late duplicate, whatever lowest number it carries itself. Not
+            # applied again.
             return None, SessionExpired(f"write {seq} of session {client} was answered already")
         reply = run()
         session.replies[seq] = reply
@@ -100,6 +108,7 @@ class Sessions:
                 client,
                 s.last_active,
                 [[seq, v, describe_error(e)] for seq, (v, e) in s.replies.items()],
+                s.lowest,
             ]
             for client, s in sorted(self._table.items())
         ]
@@ -107,8 +116,11 @@ class Sessions:
     def restore(self, data: list[Any]) -> None:
         """Replace the table with a :meth:`snapshot`."""
         self._table = {}
-        for client, last_active, replies in data:
-            session = _Session(last_active)
+        for client, last_active, replies, *rest in data:
+            # Snapshots written before the watermark was kept have no fifth field; the
+            # next write of the session sets it again.
+            lowest = rest[0] if rest else 0
+            session = _Session(last_active, lowest)
             for seq, value, error in replies:
                 session.replies[seq] = (value, error_from(error))
             self._table[client] = session
