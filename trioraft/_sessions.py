@@ -7,7 +7,10 @@ applies the same entries in the same order, so every server keeps the same table
 
 * a write whose number was applied before is not applied again: its kept reply is
   returned (so a retry after a lost reply or an unknown outcome is safe);
-* replies below the lowest unanswered number are dropped (the client has them);
+* replies below the lowest unanswered number are dropped (the client has them), and
+  the session keeps the highest such number it has seen: a write below it (a late
+  duplicate from the network) is refused with :exc:`~trioraft.SessionExpired`, never
+  applied again, whatever lowest number it carries itself;
 * a session with no activity for ``timeout`` seconds of *stamped* time expires, at the
   same log position on every server; a write on it is refused with
   :exc:`~trioraft.SessionExpired` and not applied.
