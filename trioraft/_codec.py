@@ -61,11 +61,8 @@ def encode_value(value: Any) -> bytes:
     msgpack value."""
     try:
         packed: bytes = packer().pack(value)
-    except OverflowError as exc:
+    except (OverflowError, UnicodeEncodeError) as exc:  # too big an int; lone surrogates
         _local.packer = None  # a failed pack may leave the packer's buffer dirty
-        raise TypeError(f"cannot encode {value!r}: {exc}") from None
-    except UnicodeEncodeError as exc:  # a str that is not Unicode text (lone surrogates)
-        _local.packer = None
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
     except TypeError:
         _local.packer = None
