@@ -125,14 +125,9 @@ class MemoryStorage:
 
     def state(self) -> PersistedState:
         """Everything durable, at once (no await)."""
-        log = self.log
-        return PersistedState(
-            hard_state=self._hs,
-            snapshot=self.snapshot,
-            log_index=log.snapshot_index,
-            log_term=log.snapshot_term,
-            entries=tuple(log.slice(log.first_index, log.last_index)),
-        )
+        log, hs = self.log, self._hs
+        entries = tuple(log.slice(log.first_index, log.last_index))
+        return PersistedState(hs, self.snapshot, log.snapshot_index, log.snapshot_term, entries)
 
     # ---------------------------------------------------------------- writes
     def set_snapshot(self, snapshot: Snapshot) -> None:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Mapping
 
-import attrs
-import trio
-
-import trioraft
-import trioraft.testing
-from trioraft.recipes import Counter
-
+from ..testing.soak import SoakResult, soak_seed
 from ._base import (
     BenchOptions,
     Progress,
@@ -23,81 +15,17 @@ from ._base import (
 
 
 # ------------------------------------------------------------------------ simulation
-@attrs.frozen(kw_only=True)
-class SimulationRun:
-    """One simulated run: 5 servers under random faults with a steady write load."""
-
-    seed: int
-    virtual_s: float
-    wall_s: float
-    writes_ok: int
-    faults: int
-    messages: int
-
-    @property
-    def speed(self) -> float:
-        """Virtual seconds simulated per wall second."""
-        return self.virtual_s / self.wall_s
-
-    def as_json(self) -> Result:
-        """This run as a JSON-able dict."""
-        return {**attrs.asdict(self), "speed": self.speed}
-
-
-async def _simulation_trial(seed: int, duration: float, rate: float) -> tuple[int, int, int]:
-    from ..testing import FaultSchedule, open_cluster
-
-    schedule = FaultSchedule.random(
-        random.Random(seed),
-        [f"s{i}" for i in range(1, 6)],
-        duration=duration,
-        count=max(1, int(duration)),
-        recover_every=5.0,
-    )
-    ok = 0
-    async with open_cluster(Counter, 5, seed=seed, init_arg=0) as cluster:
-
-        async def client() -> None:
-            nonlocal ok
-            while True:
-                with trio.move_on_after(1.0):
-                    try:
-                        await cluster.write(1, attempts=1)
-                        ok += 1
-                    except trioraft.RaftError:
-                        pass
-                await trio.sleep(1 / rate)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client)
-            await schedule.run(cluster)
-            await trio.sleep_until(duration)
-            nursery.cancel_scope.cancel()
-        messages = cluster.network.statistics().sent
-    return ok, len(schedule), messages
-
-
-def measure_simulation(seeds: int, duration: float, rate: float = 10.0) -> list[SimulationRun]:
-    """Simulation speed: ``seeds`` runs of 5 servers for ``duration`` virtual seconds under
-    a random fault schedule (one fault per virtual second) with ``rate`` writes per
-    virtual second, each a fresh :func:`trioraft.testing.run`."""
+def measure_simulation(seeds: int, duration: float, rate: float = 10.0) -> list[SoakResult]:
+    """Simulation speed: ``seeds`` soak runs (:func:`trioraft.testing.soak.soak_seed`) of 5
+    servers for ``duration`` virtual seconds under a random fault schedule (one fault per
+    virtual second, a recovery every 5) with ``rate`` client operations per virtual
+    second, each history checked for linearizability. Raises if a run fails."""
     runs = []
     for seed in range(seeds):
-        start = time.perf_counter()
-        ok, faults, messages = trioraft.testing.run(
-            _simulation_trial, seed, duration, rate, seed=seed
-        )
-        wall = time.perf_counter() - start
-        runs.append(
-            SimulationRun(
-                seed=seed,
-                virtual_s=duration,
-                wall_s=wall,
-                writes_ok=ok,
-                faults=faults,
-                messages=messages,
-            )
-        )
+        result = soak_seed(seed, servers=5, duration=duration, rate=rate)
+        if not result.ok:
+            raise RuntimeError(f"simulation seed {seed} failed: {result.failure}")
+        runs.append(result)
     return runs
 
 
@@ -121,12 +49,13 @@ def render_simulation(result: Result) -> list[str]:
     lines = _records_table(
         result["runs"],
         "seed: {seed} | virtual s: {virtual_s:.0f} | wall s: {wall_s:.2f} | speed: {speed:.0f} | "
-        "writes ok: {writes_ok} | faults: {faults} | messages: {messages:,}",
+        "operations: {operations} | faults: {faults} | messages: {messages:,}",
     )
     lines.append(
         f"overall {result['speed']:.0f} virtual s per wall s "
         f"(slowest run {result['min_speed']:.0f}): 5 servers, one random fault per virtual "
-        "second and a recovery every 5, 10 writes per virtual second"
+        "second and a recovery every 5, 10 client operations per virtual second, each history "
+        "checked for linearizability"
     )
     return lines
 

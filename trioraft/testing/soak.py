@@ -62,6 +62,8 @@ class SoakResult:
     operations: int
     unknown: int
     faults: int
+    #: Messages the simulated network carried.
+    messages: int = 0
     #: On failure: what failed, the schedule, the trace tail, the linearizability report.
     failure: str = ""
     schedule: str = ""
@@ -197,7 +199,7 @@ class _Run:
 
 async def _soak_run(
     seed: int, schedule: FaultSchedule, settings: _Settings, recorder: TraceRecorder
-) -> tuple[int, int]:
+) -> dict[str, int]:
     names = [f"s{i}" for i in range(1, settings.servers + 1)]
     async with open_cluster(
         settings.machine,
@@ -224,7 +226,9 @@ async def _soak_run(
             nursery.cancel_scope.cancel()
         await soak_run.final_read()
         cluster.check()
-    return soak_run.verdict()
+        messages = cluster.network.statistics().sent
+    operations, unknown = soak_run.verdict()
+    return {"operations": operations, "unknown": unknown, "messages": messages}
 
 
 def soak_seed(
@@ -280,7 +284,7 @@ def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
     start = time.perf_counter()
     virtual: list[float] = []
 
-    async def timed() -> tuple[int, int]:
+    async def timed() -> dict[str, int]:
         t0 = trio.current_time()
         try:
             return await _soak_run(seed, schedule, settings, recorder)
@@ -289,9 +293,7 @@ def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
 
     outcome: dict[str, Any] = {"operations": 0, "unknown": 0}
     try:
-        outcome["operations"], outcome["unknown"] = run(
-            timed, seed=seed, hang_timeout=_HANG_TIMEOUT
-        )
+        outcome.update(run(timed, seed=seed, hang_timeout=_HANG_TIMEOUT))
     except BaseException as exc:  # a violation, a hang, a crash: report it with the seed
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -389,6 +391,10 @@ _FLAGS: list[tuple[str, type, Any, str]] = [
 ]
 
 
+#: Flags handed to :func:`soak_seed` as they are.
+_PASSED_ON = ("servers", "duration", "clients", "rate", "duplication", "snapshot_threshold")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trioraft.testing.soak",
@@ -452,12 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = soak(
         range(args.seed_start, args.seed_start + args.seeds),
         out=sys.stderr if args.json else sys.stdout,
-        servers=args.servers,
-        duration=args.duration,
-        clients=args.clients,
-        rate=args.rate,
-        duplication=args.duplication,
-        snapshot_threshold=args.snapshot_threshold,
+        **{name: getattr(args, name) for name in _PASSED_ON},
         sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
         sessions=args.client_mode,
         spread_reads=args.spread_reads,
