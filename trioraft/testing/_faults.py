@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import attrs
 import trio
 
 from .._errors import RaftError
+from .._server import Server
 from ._cluster import Cluster
 
 __all__ = [
@@ -53,9 +54,12 @@ def _ms(value: float) -> float:
 
 @attrs.frozen
 class Fault:
-    """One fault, ``at`` seconds after the schedule starts. Subclasses say what it does."""
+    """One fault, ``at`` seconds after the schedule starts. Subclasses say what it does
+    (:meth:`apply`) and how it reads (``text``)."""
 
     kind: ClassVar[str] = "fault"
+    #: The fault in words: a :meth:`str.format` template of its fields.
+    text: ClassVar[str] = "{kind}"
     at: float = attrs.field(converter=_ms)
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
@@ -65,7 +69,7 @@ class Fault:
 
     def describe(self) -> str:
         """The fault in words (without its time)."""
-        return self.kind
+        return self.text.format(kind=self.kind, **attrs.asdict(self, recurse=False))
 
     def __str__(self) -> str:
         return f"t={self.at:8.3f}  {self.describe()}"
@@ -75,6 +79,59 @@ class Fault:
         data = attrs.asdict(self, recurse=True)
         data["kind"] = self.kind
         return data
+
+
+@attrs.frozen
+class _NetworkFault(Fault):
+    """A fault that is one call of the simulated network: ``method``, with the fault's
+    fields after ``at`` as its arguments."""
+
+    method: ClassVar[str] = ""
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        arguments = [getattr(self, field.name) for field in attrs.fields(type(self))[1:]]
+        getattr(cluster.network, self.method)(*arguments)
+        return self.describe()
+
+
+@attrs.frozen
+class _LeaderFault(Fault):
+    """A fault inflicted on whichever server leads at that moment (nothing if none
+    does): :meth:`inflict`."""
+
+    async def inflict(self, cluster: Cluster, name: str) -> None:
+        """Inflict the fault on the leader ``name``."""
+        raise NotImplementedError
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        leader = cluster.leader()
+        if leader is None:
+            return f"{self.describe()}: there is none"
+        await self.inflict(cluster, leader.name)
+        return f"{self.describe()} {leader.name}"
+
+
+@attrs.frozen
+class _LeaderCall(Fault):
+    """A call on the leader that can take a while (a membership change, a transfer):
+    started in the background, given a few seconds at most; :meth:`call`."""
+
+    def call(self, leader: Server) -> Awaitable[object]:
+        """The call to make on ``leader``."""
+        raise NotImplementedError
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        what = self.describe()
+        leader = cluster.leader()
+        if leader is None:
+            return f"{what}: no leader"
+
+        async def attempt() -> None:
+            with contextlib.suppress(RaftError, ValueError), trio.move_on_after(_CALL_BUDGET):
+                await self.call(leader)
+
+        nursery.start_soon(attempt)
+        return f"{what} (via {leader.name})"
 
 
 def _sorted_groups(groups: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
@@ -97,92 +154,63 @@ class Partition(Fault):
 
 
 @attrs.frozen
-class Isolate(Fault):
+class Isolate(_NetworkFault):
     """Cut ``name`` off from every other server."""
 
     kind: ClassVar[str] = "isolate"
+    method: ClassVar[str] = "isolate"
+    text: ClassVar[str] = "isolate {name}"
     name: str = ""
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.isolate(self.name)
-        return self.describe()
-
-    def describe(self) -> str:
-        return f"isolate {self.name}"
 
 
 @attrs.frozen
-class IsolateLeader(Fault):
+class IsolateLeader(_LeaderFault):
     """Cut off whichever server leads at that moment (nothing if none does)."""
 
     kind: ClassVar[str] = "isolate_leader"
+    text: ClassVar[str] = "isolate the leader"
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        leader = cluster.leader()
-        if leader is None:
-            return "isolate the leader: there is none"
-        cluster.network.isolate(leader.name)
-        return f"isolate the leader {leader.name}"
-
-    def describe(self) -> str:
-        return "isolate the leader"
+    async def inflict(self, cluster: Cluster, name: str) -> None:
+        cluster.network.isolate(name)
 
 
 @attrs.frozen
-class Heal(Fault):
+class Heal(_NetworkFault):
     """Remove every partition and isolation."""
 
     kind: ClassVar[str] = "heal"
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.heal()
-        return self.describe()
+    method: ClassVar[str] = "heal"
 
 
 @attrs.frozen
-class Loss(Fault):
+class Loss(_NetworkFault):
     """Drop each message with probability ``rate``."""
 
     kind: ClassVar[str] = "loss"
+    method: ClassVar[str] = "set_loss"
+    text: ClassVar[str] = "loss {rate:g}"
     rate: float = 0.0
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.set_loss(self.rate)
-        return self.describe()
-
-    def describe(self) -> str:
-        return f"loss {self.rate:g}"
 
 
 @attrs.frozen
-class Delay(Fault):
+class Delay(_NetworkFault):
     """Delay each message by a random time in ``[low, high]`` (messages can reorder)."""
 
     kind: ClassVar[str] = "delay"
+    method: ClassVar[str] = "set_delay"
+    text: ClassVar[str] = "delay {low:g}..{high:g} s"
     low: float = 0.0
     high: float = 0.0
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.set_delay(self.low, self.high)
-        return self.describe()
-
-    def describe(self) -> str:
-        return f"delay {self.low:g}..{self.high:g} s"
-
 
 @attrs.frozen
-class Duplication(Fault):
+class Duplication(_NetworkFault):
     """Deliver each message twice with probability ``rate`` (the copy has its own delay)."""
 
     kind: ClassVar[str] = "duplication"
+    method: ClassVar[str] = "set_duplication"
+    text: ClassVar[str] = "duplication {rate:g}"
     rate: float = 0.0
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        cluster.network.set_duplication(self.rate)
-        return self.describe()
-
-    def describe(self) -> str:
-        return f"duplication {self.rate:g}"
 
 
 @attrs.frozen
@@ -190,33 +218,25 @@ class Crash(Fault):
     """Stop server ``name`` (its storage survives; see :class:`Restart`)."""
 
     kind: ClassVar[str] = "crash"
+    text: ClassVar[str] = "crash {name}"
     name: str = ""
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         if self.name not in cluster.servers:
-            return f"crash {self.name}: not running"
+            return f"{self.describe()}: not running"
         await cluster.crash(self.name)
         return self.describe()
 
-    def describe(self) -> str:
-        return f"crash {self.name}"
-
 
 @attrs.frozen
-class CrashLeader(Fault):
+class CrashLeader(_LeaderFault):
     """Crash whichever server leads at that moment (nothing if none does)."""
 
     kind: ClassVar[str] = "crash_leader"
+    text: ClassVar[str] = "crash the leader"
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        leader = cluster.leader()
-        if leader is None:
-            return "crash the leader: there is none"
-        await cluster.crash(leader.name)
-        return f"crash the leader {leader.name}"
-
-    def describe(self) -> str:
-        return "crash the leader"
+    async def inflict(self, cluster: Cluster, name: str) -> None:
+        await cluster.crash(name)
 
 
 @attrs.frozen
@@ -224,16 +244,14 @@ class Restart(Fault):
     """Restart a crashed server from its storage."""
 
     kind: ClassVar[str] = "restart"
+    text: ClassVar[str] = "restart {name}"
     name: str = ""
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         if self.name in cluster.servers or self.name not in cluster.storages:
-            return f"restart {self.name}: not crashed"
+            return f"{self.describe()}: not crashed"
         await cluster.restart(self.name)
         return self.describe()
-
-    def describe(self) -> str:
-        return f"restart {self.name}"
 
 
 @attrs.frozen
@@ -241,59 +259,49 @@ class Recover(Fault):
     """Heal the network, clear loss and delay, and restart every crashed server."""
 
     kind: ClassVar[str] = "recover"
+    text: ClassVar[str] = "recover: heal, no loss, delay or duplication, restart crashed servers"
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         crashed = await cluster.recover()
         return "recover" + (f" (restart {' '.join(crashed)})" if crashed else "")
 
-    def describe(self) -> str:
-        return "recover: heal, no loss, delay or duplication, restart crashed servers"
-
 
 @attrs.frozen
-class AddServer(Fault):
+class AddServer(_LeaderCall):
     """Ask the leader to add ``name`` (a voter after catch-up, or a learner)."""
 
     kind: ClassVar[str] = "add_server"
     name: str = ""
     voter: bool = True
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        return _start_leader_call(
-            cluster, nursery, self.describe(), lambda s: s.add_server(self.name, voter=self.voter)
-        )
+    def call(self, leader: Server) -> Awaitable[object]:
+        return leader.add_server(self.name, voter=self.voter)
 
     def describe(self) -> str:
         return f"add {self.name} as {'voter' if self.voter else 'learner'}"
 
 
 @attrs.frozen
-class RemoveServer(Fault):
+class RemoveServer(_LeaderCall):
     """Ask the leader to remove ``name``."""
 
     kind: ClassVar[str] = "remove_server"
+    text: ClassVar[str] = "remove {name}"
     name: str = ""
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        return _start_leader_call(
-            cluster, nursery, self.describe(), lambda s: s.remove_server(self.name)
-        )
-
-    def describe(self) -> str:
-        return f"remove {self.name}"
+    def call(self, leader: Server) -> Awaitable[object]:
+        return leader.remove_server(self.name)
 
 
 @attrs.frozen
-class TransferLeadership(Fault):
+class TransferLeadership(_LeaderCall):
     """Ask the leader to hand over to ``target`` (``None``: the most up-to-date voter)."""
 
     kind: ClassVar[str] = "transfer"
     target: str | None = None
 
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        return _start_leader_call(
-            cluster, nursery, self.describe(), lambda s: s.transfer_leadership(self.target)
-        )
+    def call(self, leader: Server) -> Awaitable[object]:
+        return leader.transfer_leadership(self.target)
 
     def describe(self) -> str:
         return f"transfer leadership to {self.target or 'the best voter'}"
@@ -304,6 +312,7 @@ class TriggerElection(Fault):
     """Make ``name`` start an election now (if it runs and votes)."""
 
     kind: ClassVar[str] = "trigger_election"
+    text: ClassVar[str] = "election on {name}"
     name: str = ""
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
@@ -315,24 +324,6 @@ class TriggerElection(Fault):
         except RaftError as exc:
             return f"{self.describe()}: {exc}"
         return self.describe()
-
-    def describe(self) -> str:
-        return f"election on {self.name}"
-
-
-def _start_leader_call(
-    cluster: Cluster, nursery: trio.Nursery, what: str, call: Callable[[Any], Any]
-) -> str:
-    leader = cluster.leader()
-    if leader is None:
-        return f"{what}: no leader"
-
-    async def attempt() -> None:
-        with contextlib.suppress(RaftError, ValueError), trio.move_on_after(_CALL_BUDGET):
-            await call(leader)
-
-    nursery.start_soon(attempt)
-    return f"{what} (via {leader.name})"
 
 
 #: Every fault class by its ``kind``.
