@@ -13,7 +13,6 @@ else (the fuzz test feeds it random and mutated bytes).
 
 from __future__ import annotations
 
-import itertools
 import struct
 import types
 import typing
@@ -62,6 +61,7 @@ _KIND_CODES = {
     EntryKind.CLIENT: 4,
 }
 _KINDS = {v: k for k, v in _KIND_CODES.items()}
+_COMMAND_CODE = _KIND_CODES[EntryKind.COMMAND]
 
 
 class _Bad(Exception):
@@ -107,7 +107,13 @@ class _EntriesCache:
             a is b for a, b in zip(cached, entries, strict=True)
         ):
             return packed
-        fresh: bytes = p.pack([_entry_out(e) for e in entries])
+        command, code = EntryKind.COMMAND, _COMMAND_CODE  # the common kind, inline
+        fresh: bytes = p.pack(
+            [
+                [e.term, e.index, code, e.data] if e.kind is command else _entry_out(e)
+                for e in entries
+            ]
+        )
         self.last = (entries, fresh)
         return fresh
 
@@ -144,8 +150,12 @@ def frame_length(header: bytes) -> int:
 
 
 # ------------------------------------------------------------------ decoding
+#: Integers on the wire are below 2**63 (what a signed 64-bit field holds).
+_LIMIT = 2**63
+
+
 def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _LIMIT:
         raise _Bad(f"expected a non-negative integer, got {value!r}")
     return value
 
@@ -193,19 +203,24 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     if not isinstance(value, list):
         raise _Bad(f"expected a list of entries, got {type(value).__name__}")
     out = []
+    kinds = _KINDS
+    expected = -1
     for item in value:
-        if not isinstance(item, list) or len(item) != 4:
+        if type(item) is not list or len(item) != 4:
             raise _Bad(f"expected an entry [term, index, kind, data], got {item!r}")
         term, index, code, data = item
-        kind = _KINDS.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
+        plain = type(term) is int and type(index) is int  # not a bool, not something else
+        if not (plain and 0 <= term < _LIMIT and 0 <= index < _LIMIT):
+            term, index = _int(term), _int(index)  # raises, naming the problem
+        kind = kinds.get(code) if type(code) is int else None
         if kind is None:
             raise _Bad(f"unknown entry kind {code!r}")
         if kind is EntryKind.CONFIG:
             data = _config(data)
-        out.append(Entry(_int(term), _int(index), kind, data))
-    for a, b in itertools.pairwise(out):
-        if b.index != a.index + 1:
+        if index != expected and expected >= 0:
             raise _Bad("entries are not consecutive")
+        expected = index + 1
+        out.append(Entry(term, index, kind, data))
     return tuple(out)
 
 
