@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import outcome
@@ -52,18 +52,25 @@ class Waiter:
         if task is not None:
             trio.lowlevel.reschedule(task, result)
 
-    async def wait(self) -> Any:
+    def wait(self) -> Awaitable[Any]:
+        """``await waiter.wait()``: the value or exception handed over (cancellable: a
+        cancelled caller stops waiting, and what is handed later is dropped). A plain
+        function returning Trio's parking trap, so a write's wait adds no frame of its own
+        to the chain each wake-up passes through."""
         result = self._outcome
         if result is not None:
-            await trio.lowlevel.checkpoint()
-            return result.unwrap()
+            return _checkpoint_then(result)
         self._task = trio.lowlevel.current_task()
+        return trio.lowlevel.wait_task_rescheduled(self._abort)
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+async def _checkpoint_then(result: outcome.Outcome[Any]) -> Any:
+    await trio.lowlevel.checkpoint()
+    return result.unwrap()
 
 
 class Signal:

@@ -320,7 +320,17 @@ class Server:
                 raise
         if self._tracer is not None:
             self._trace("propose", index=entry.index, term=entry.term)
-        return await self._await_entry(entry, wake_only=True)
+        # _await_entry, inlined: the hottest wait of all, one coroutine frame fewer.
+        # A proposal moves no deadline: wake the ready loop, which follows the timer.
+        waiter = Waiter(entry.term)
+        writes = self._writes
+        writes[entry.index] = waiter
+        self._kicked.set()
+        try:
+            return await waiter.wait()
+        finally:
+            if writes.get(entry.index) is waiter:
+                del writes[entry.index]
 
     async def read(self, query: Any) -> Any:
         """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
@@ -618,13 +628,10 @@ class Server:
         if self._timer_scope.deadline != deadline:
             self._timer_scope.deadline = deadline
 
-    async def _await_entry(self, entry: Entry, *, wake_only: bool = False) -> Any:
+    async def _await_entry(self, entry: Entry) -> Any:
         waiter = Waiter(entry.term)
         self._writes[entry.index] = waiter
-        if wake_only:  # a proposal moves no deadline; the ready loop follows the timer
-            self._kicked.set()
-        else:
-            self._kick()
+        self._kick()
         try:
             return await waiter.wait()
         finally:
