@@ -61,9 +61,11 @@ class Waiter:
         if result is not None:
             return _checkpoint_then(result)
         self._task = trio.lowlevel.current_task()
-        return trio.lowlevel.wait_task_rescheduled(self._abort)
+        return trio.lowlevel.wait_task_rescheduled(self)  # self is the abort function
 
-    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+    def __call__(self, _: Any) -> trio.lowlevel.Abort:
+        """Trio's abort function of the wait: the caller was cancelled (the waiter is its
+        own, so that a wait allocates no bound method)."""
         self._task = None
         return trio.lowlevel.Abort.SUCCEEDED
 
