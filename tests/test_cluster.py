@@ -113,6 +113,29 @@ async def test_no_commit_without_quorum(autojump_clock: trio.testing.MockClock) 
         assert all(10 not in s.machine.applied for s in cluster.servers.values())
 
 
+async def test_a_cancelled_write_stops_waiting_and_its_entry_still_commits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Semantics ("Writes"): cancelling a write stops the caller's wait at once, but the
+    command was proposed and may still be applied; the leader forgets the waiter (nothing
+    stays in flight), and a write after it returns as usual."""
+    async with open_cluster(Counter, 3, seed=5) as cluster:
+        with trio.fail_after(5):
+            leader = await cluster.wait_for_leader()
+        assert await leader.write(1) == 1
+        others = [name for name in cluster.servers if name != leader.name]
+        for name in others:
+            cluster.network.isolate(name)
+        with trio.move_on_after(0.05) as scope:
+            await leader.write(10)  # cannot commit while the followers are cut off
+        assert scope.cancelled_caught
+        assert leader.statistics().writes_in_flight == 0
+        cluster.network.heal()  # within the election timeout: the same leader goes on
+        with trio.fail_after(2):
+            assert await leader.write(100) == 111  # the cancelled write was applied too
+        assert leader.status().role is Role.LEADER
+
+
 async def test_four_servers_two_isolated_do_not_commit(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
