@@ -13,6 +13,7 @@ else (the fuzz test feeds it random and mutated bytes).
 
 from __future__ import annotations
 
+import operator
 import struct
 import types
 import typing
@@ -138,7 +139,9 @@ def encode(message: Message) -> bytes:
             )
         body = b"".join(parts)
     else:
-        fields = [code] + [_field_out(getattr(message, name)) for name in _FIELDS[type(message)]]
+        fields = [code, *_GETTERS[type(message)](message)]
+        for i in _CONVERTED[type(message)]:
+            fields[i] = _field_out(fields[i])
         body = p.pack(fields)
     return _LENGTH.pack(len(body) + 1) + bytes((VERSION,)) + body
 
@@ -260,9 +263,23 @@ def _fields(cls: type[Message]) -> tuple[str, ...]:
 
 _FIELDS: dict[type[Message], tuple[str, ...]] = {cls: _fields(cls) for cls in _CODES}
 _SPECS: dict[type[Message], list[Callable[[Any], Any]]] = {}
+#: Each type's fields in one C call (a tuple, in the order of _FIELDS).
+_GETTERS: dict[type[Message], Callable[[Message], tuple[Any, ...]]] = {}
+#: Where a frame of each type holds a field that needs converting (configurations,
+#: entries), counting the type code as 0.
+_CONVERTED: dict[type[Message], tuple[int, ...]] = {}
 for _cls in _CODES:
     _hints = typing.get_type_hints(_cls)
     _SPECS[_cls] = [_check_for(_hints[name]) for name in _FIELDS[_cls]]
+    _GETTERS[_cls] = operator.attrgetter(*_FIELDS[_cls])
+    _CONVERTED[_cls] = tuple(
+        i + 1
+        for i, name in enumerate(_FIELDS[_cls])
+        if _SPECS[_cls][i] not in (_int, _bool, _str, _bytes, _any)
+    )
+    # A frame lists src, dst, term, cluster, then the type's own fields; the constructor
+    # takes cluster by keyword (decode relies on it).
+    assert _FIELDS[_cls][:4] == ("src", "dst", "term", "cluster"), _cls
 
 
 def _validate(message: Message) -> None:
@@ -297,7 +314,7 @@ def decode(body: bytes) -> Message:
         )
     try:
         values = [check(value) for check, value in zip(specs, fields[1:], strict=True)]
-        message = cls(*values[:3], **dict(zip(_FIELDS[cls][3:], values[3:], strict=True)))
+        message = cls(*values[:3], *values[4:], cluster=values[3])
         _validate(message)
     except (_Bad, ValueError, TypeError) as exc:
         raise MalformedMessage(f"bad {cls.__name__}: {exc}") from None
