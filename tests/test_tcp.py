@@ -120,6 +120,33 @@ def test_a_batch_of_entries_is_encoded_once_and_never_confused_with_another() ->
         assert wire.decode(wire.encode(message)[4:]) == message
 
 
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ([True, 2, 1, None], "non-negative integer"),  # a bool is not a term
+        ([3, 2**63, 1, None], "non-negative integer"),  # beyond a signed 64-bit field
+        ([3, -1, 1, None], "non-negative integer"),
+        ([3.0, 2, 1, None], "non-negative integer"),
+        ([3, 2, 9, None], "unknown entry kind 9"),
+        ([3, 2, False, None], "unknown entry kind False"),
+        ([3, 4, 1, None], "not consecutive"),  # the batch's first entry is index 1
+        ([3, 2, 1], r"an entry \[term, index, kind, data\]"),
+        ("entry", r"an entry \[term, index, kind, data\]"),
+        ([3, 2, 2, ["a"]], "configuration"),
+    ],
+)
+def test_every_field_of_an_entry_is_checked(entry: Any, words: str) -> None:
+    """Decoding names what is wrong with an entry (the plain checks of the common case
+    refuse exactly what the general ones do) and raises MalformedMessage, nothing else."""
+    good = AppendEntries("a", "b", 3, 0, 0, (Entry(3, 1, EntryKind.COMMAND, 1),), 0)
+    fields = msgpack.unpackb(wire.encode(good)[5:])
+    position = 1 + wire._FIELDS[AppendEntries].index("entries")
+    fields[position] = [fields[position][0], entry]
+    body = bytes((wire.VERSION,)) + msgpack.packb(fields)
+    with pytest.raises(trioraft.MalformedMessage, match=words):
+        wire.decode(body)
+
+
 def test_commands_that_are_not_msgpack_values_are_refused() -> None:
     with pytest.raises(TypeError, match=r"builtins\.set"):
         wire.encode(AppendEntries("a", "b", 1, 0, 0, (Entry(1, 1, EntryKind.COMMAND, {1}),), 0))
