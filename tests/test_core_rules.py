@@ -1024,6 +1024,55 @@ def test_lease_needs_check_quorum_and_a_new_leader_starts_without_one() -> None:
     assert c.reads["b"] == [(ticket, b.commit_index)]
 
 
+def _lease_acknowledged_by_c_only() -> tuple[PureCluster, RaftNode, float]:
+    """b leads with lease_reads; a was cut off from it for longer than a minimum
+    election timeout, so only c acknowledged b's latest round (its lease). c is then made
+    a candidate of a term beyond a's, and a grants it its vote. Returns the cluster, b,
+    and when c last heard from b."""
+    c = PureCluster(ABC, lease_reads=True, pre_vote=False)
+    b = c.elect("b")
+    c.run(MIN_ET + 0.05, drop=isolate("a"))
+    c.deliver(isolate("a"), heartbeat=True)
+    assert b.role is Role.LEADER and b.lease_read_index(c.now) == b.commit_index
+    heard = c.now  # b's lease ends before heard + MIN_ET (0.9 of it after the round)
+    c.now += 0.01
+    while c["c"].term <= c["a"].term:
+        c["c"].trigger_election(c.now)
+    c.deliver(isolate("b"))
+    assert c["a"].voted_for == "c" and c["a"].term == c["c"].term
+    return c, b, heard
+
+
+def test_a_follower_that_acknowledged_the_lease_cannot_use_its_own_vote_against_it() -> None:
+    """§6.4.1: a leader's lease counts on every voter that acknowledged its round to help
+    elect no one else for a minimum election timeout. trigger_election makes a follower
+    a candidate at once, and its own vote would be such help: with lease_reads it counts
+    only once the window since it last heard from the leader has passed (the candidate's
+    timer fires then). (Found by the stateful test: b served a lease read at index 3
+    while c, elected with its own vote and a's, had committed index 4.)"""
+    c, b, heard = _lease_acknowledged_by_c_only()
+    candidate = c["c"]
+    assert candidate.role is Role.CANDIDATE  # two votes, but its own does not count yet
+    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
+    assert c.now < candidate.deadline <= heard + MIN_ET
+    c.now = candidate.deadline
+    candidate.tick(c.now)  # the window is over, and so is b's lease: it wins
+    assert candidate.role is Role.LEADER and b.lease_read_index(c.now) is None
+
+
+def test_a_voter_that_left_its_leader_still_refuses_to_depose_it_during_the_lease() -> None:
+    """§6.4.1: with lease_reads, a server that heard from a leader less than a minimum
+    election timeout ago refuses other candidates' votes even once it has stopped
+    following it (here by trigger_election); later an election succeeds."""
+    c, b, heard = _lease_acknowledged_by_c_only()
+    c["a"].trigger_election(c.now)
+    c.deliver(isolate("b"))
+    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
+    c.run(MIN_ET + 2 * MAX_ET, drop=isolate("b"))
+    assert c.now > heard + MIN_ET and b.lease_read_index(c.now) is None
+    assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
+
+
 # ----------------------------------------------------------------------- CheckQuorum
 
 

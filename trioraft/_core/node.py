@@ -207,6 +207,8 @@ class RaftNode:
 
         self._election_deadline = INF
         self._last_leader_contact = -INF
+        #: With lease_reads, when a candidate may count its own vote (§6.4.1, _campaign).
+        self._own_vote_from = -INF
         self._votes: dict[str, bool] = {}
         self._campaign_force = False
         self._incoming: _Incoming | None = None
@@ -333,10 +335,13 @@ class RaftNode:
     def deadline(self) -> float:
         """When the runtime must call :meth:`tick` next (``inf``: never)."""
         if self.role is not Role.LEADER:
+            deadline = self._election_deadline
+            if self.role is Role.CANDIDATE and self._own_vote_from != -INF:
+                deadline = min(deadline, self._own_vote_from)  # count it then (tick)
             if self._read_requests:
                 oldest = next(iter(self._read_requests.values()))
-                return min(self._election_deadline, oldest.retry_at)
-            return self._election_deadline
+                return min(deadline, oldest.retry_at)
+            return deadline
         deadline = min(self._leader_tick_at, self._transfer_deadline)
         interval = self.options.heartbeat_interval
         for pr in self.progress.values():
@@ -368,10 +373,17 @@ class RaftNode:
     def _in_lease(self, now: float) -> bool:
         # §4.2.3 (and §9.6 for PreVote): a server that heard from a current leader less
         # than a minimum election timeout ago does not help depose it.
-        if not self.options.check_quorum or self.leader is None:
+        if not self.options.check_quorum:
             return False
         if self.role is Role.LEADER:
             return True
+        if self.leader is None and not self.options.lease_reads:
+            return False
+        # §6.4.1: a leader's lease counts on every server that acknowledged its round to
+        # help elect no one else for a minimum election timeout, even a server that has
+        # stopped following it since (trigger_election makes a follower a candidate at
+        # once). With lease_reads, the window runs from the last contact with a leader,
+        # whether or not one is known now.
         return now - self._last_leader_contact < self.options.min_election_timeout
 
     # ---------------------------------------------------------- Ready/Advance
@@ -671,6 +683,10 @@ class RaftNode:
             return
         if self._read_requests:
             self._retry_read_requests(now)
+        if self.role is Role.CANDIDATE and -INF < self._own_vote_from <= now:
+            self._own_vote_from = -INF
+            if self._tally(now) or now < self._election_deadline:
+                return  # the lease its own vote waited for has run out: counted now
         if now < self._election_deadline:
             return
         if self.can_campaign:
@@ -738,6 +754,15 @@ class RaftNode:
         self.leader = None
         self._fail_remote_reads()
         self._votes = {self.name: True}
+        # §6.4.1: with lease_reads, a candidate that acknowledged a leader's round less
+        # than a minimum election timeout ago (only trigger_election starts one that
+        # early) counts its own vote only once that leader's lease has run out. A forced
+        # campaign is a transfer's, whose leader stopped serving lease reads when it began.
+        self._own_vote_from = (
+            self._last_leader_contact + self.options.min_election_timeout
+            if not pre and not force and self.options.lease_reads and self._in_lease(now)
+            else -INF
+        )
         self._reset_election_timer(now)
         if self._tally(now):
             return
@@ -800,6 +825,8 @@ class RaftNode:
         """Count votes; act on a won or lost election. True if the round is decided."""
         voters = self.config.voters
         granted = sum(1 for v in voters if self._votes.get(v) is True)
+        if now < self._own_vote_from and self._votes.get(self.name) is True:
+            granted -= 1  # not yet: it would break a lease (§6.4.1, see _campaign)
         rejected = sum(1 for v in voters if self._votes.get(v) is False)
         quorum = self.quorum
         if granted >= quorum:
@@ -854,7 +881,6 @@ class RaftNode:
     def _become_leader(self, now: float) -> None:
         self.role = Role.LEADER
         self.leader = self.name
-        self._last_leader_contact = now
         self._round = 0
         self.progress = {}
         # §4.2.2: servers removed by configurations in our log may not know it (they
