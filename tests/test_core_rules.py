@@ -1073,6 +1073,27 @@ def test_a_voter_that_left_its_leader_still_refuses_to_depose_it_during_the_leas
     assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
 
 
+def test_a_voter_restarted_during_the_lease_still_refuses_to_depose_its_leader() -> None:
+    """§6.4.1: a server that crashes right after acknowledging a leader's round, and is
+    back at once, has forgotten when it last heard from a leader. With lease_reads it
+    counts its restart as such a contact: no vote for another candidate until a minimum
+    election timeout has passed, so the lease it acknowledged still holds."""
+    c = PureCluster(ABC, lease_reads=True, pre_vote=False)
+    b = c.elect("b")
+    c.run(MIN_ET + 0.05, drop=isolate("a"))
+    c.deliver(isolate("a"), heartbeat=True)
+    assert b.lease_read_index(c.now) == b.commit_index
+    heard = c.now
+    c.now += 0.01
+    c.restart("c")
+    c["a"].trigger_election(c.now)  # a has not heard from b for a while: it may
+    c.deliver(isolate("b"))
+    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
+    c.run(MIN_ET + 2 * MAX_ET, drop=isolate("b"))
+    assert c.now > heard + MIN_ET and b.lease_read_index(c.now) is None
+    assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
+
+
 # ----------------------------------------------------------------------- CheckQuorum
 
 

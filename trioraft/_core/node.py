@@ -206,7 +206,10 @@ class RaftNode:
         self.foreign: dict[str, str] = {}
 
         self._election_deadline = INF
-        self._last_leader_contact = -INF
+        # §6.4.1: a server restarting in a term it persisted may have acknowledged a
+        # leader's round just before it stopped, and has forgotten when: with lease_reads
+        # it counts its start as a contact with a leader (see _in_lease).
+        self._last_leader_contact = now if options.lease_reads and self.term > 0 else -INF
         #: With lease_reads, when a candidate may count its own vote (§6.4.1, _campaign).
         self._own_vote_from = -INF
         self._votes: dict[str, bool] = {}
