@@ -1094,6 +1094,27 @@ def test_a_voter_restarted_during_the_lease_still_refuses_to_depose_its_leader()
     assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
 
 
+def test_a_voter_that_learnt_a_newer_term_from_a_reply_still_respects_the_lease() -> None:
+    """§6.4.1: a follower of b that learns a newer term from a reply (here a stray
+    AppendResponse) follows no one in it, but it heard from b less than a minimum
+    election timeout ago: it refuses a candidate of that term until the window is over."""
+    c = PureCluster(ABC, lease_reads=True, pre_vote=False)
+    b = c.elect("b")
+    c.deliver(heartbeat=True)
+    voter = c["c"]
+    term = voter.term + 1
+    voter.step(AppendResponse("a", "c", term, False), c.now)
+    assert voter.term == term and voter.leader is None and voter.voted_for is None
+    request = RequestVote("a", "c", term, b.log.last_index, b.log.last_term)
+    voter.step(request, c.now)
+    assert voter.voted_for is None
+    assert [m.granted for m in take(voter) if isinstance(m, VoteResponse)] == [False]
+    c.now += MIN_ET
+    voter.step(request, c.now)
+    assert voter.voted_for == "a"
+    assert [m.granted for m in take(voter) if isinstance(m, VoteResponse)] == [True]
+
+
 # ----------------------------------------------------------------------- CheckQuorum
 
 

@@ -806,6 +806,10 @@ class RaftNode:
         # (a server already following a leader in this term has nothing to vote for).
         can_vote = self.voted_for == m.src or (self.voted_for is None and self.leader is None)
         grant = can_vote and self._log_up_to_date(m)
+        if grant and self.voted_for is None and not m.force and self.options.lease_reads:
+            # §6.4.1: a server that learnt this term from elsewhere (a reply) may still be
+            # in the window of the leader it heard from last: it does not help depose it.
+            grant = not self._in_lease(now)
         if grant:
             # Figure 2: votedFor is persisted before the vote is granted (same Ready).
             self.voted_for = m.src
