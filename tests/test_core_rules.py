@@ -1024,17 +1024,22 @@ def test_lease_needs_check_quorum_and_a_new_leader_starts_without_one() -> None:
     assert c.reads["b"] == [(ticket, b.commit_index)]
 
 
-def _lease_acknowledged_by_c_only() -> tuple[PureCluster, RaftNode, float]:
+def _lease_renewed_by_c_only() -> tuple[PureCluster, RaftNode, float]:
     """b leads with lease_reads; a was cut off from it for longer than a minimum
-    election timeout, so only c acknowledged b's latest round (its lease). c is then made
-    a candidate of a term beyond a's, and a grants it its vote. Returns the cluster, b,
-    and when c last heard from b."""
+    election timeout, so only c acknowledged b's latest round (its lease). Returns the
+    cluster, b, and when c last heard from b (b's lease ends before that + MIN_ET)."""
     c = PureCluster(ABC, lease_reads=True, pre_vote=False)
     b = c.elect("b")
     c.run(MIN_ET + 0.05, drop=isolate("a"))
     c.deliver(isolate("a"), heartbeat=True)
     assert b.role is Role.LEADER and b.lease_read_index(c.now) == b.commit_index
-    heard = c.now  # b's lease ends before heard + MIN_ET (0.9 of it after the round)
+    return c, b, c.now
+
+
+def _lease_acknowledged_by_c_only() -> tuple[PureCluster, RaftNode, float]:
+    """As :func:`_lease_renewed_by_c_only`, then c is made a candidate of a term beyond
+    a's, and a grants it its vote."""
+    c, b, heard = _lease_renewed_by_c_only()
     c.now += 0.01
     while c["c"].term <= c["a"].term:
         c["c"].trigger_election(c.now)
@@ -1078,12 +1083,7 @@ def test_a_voter_restarted_during_the_lease_still_refuses_to_depose_its_leader()
     back at once, has forgotten when it last heard from a leader. With lease_reads it
     counts its restart as such a contact: no vote for another candidate until a minimum
     election timeout has passed, so the lease it acknowledged still holds."""
-    c = PureCluster(ABC, lease_reads=True, pre_vote=False)
-    b = c.elect("b")
-    c.run(MIN_ET + 0.05, drop=isolate("a"))
-    c.deliver(isolate("a"), heartbeat=True)
-    assert b.lease_read_index(c.now) == b.commit_index
-    heard = c.now
+    c, b, heard = _lease_renewed_by_c_only()
     c.now += 0.01
     c.restart("c")
     c["a"].trigger_election(c.now)  # a has not heard from b for a while: it may
