@@ -464,7 +464,10 @@ class Server:
 
     async def trigger_election(self) -> None:
         """Start an election on this server now (it must be a voter). When this returns
-        the server is a candidate of a new term (or already the leader of one)."""
+        the server is a candidate of a new term (or already the leader of one). With
+        ``lease_reads``, a leader's lease is respected: neither this server's own vote
+        nor others' help elect it until a minimum election timeout after each last
+        heard from a leader (§6.4.1; see the ``lease_reads`` option)."""
         await trio.lowlevel.checkpoint()
         self._check_running()
         self._node.trigger_election(trio.current_time())

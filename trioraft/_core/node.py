@@ -732,6 +732,8 @@ class RaftNode:
         """Start an election now, skipping PreVote (ExRaft's ``trigger_election``).
 
         Voters answer it even if they heard from a leader recently: it was asked for.
+        Not with ``lease_reads``: then a leader's lease is respected, by the voters and
+        by this server's own vote (§6.4.1, :meth:`_campaign`).
         """
         if not self.can_campaign:
             raise NotVoter(f"{self.name!r} is not a voter in its configuration {self.config}")
