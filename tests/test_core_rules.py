@@ -1048,6 +1048,18 @@ def _lease_acknowledged_by_c_only() -> tuple[PureCluster, RaftNode, float]:
     return c, b, heard
 
 
+def _a_cannot_depose_b_before_the_window_ends(c: PureCluster, b: RaftNode, heard: float) -> None:
+    """a (not heard from b for a while) starts an election, b cut off: b stays the only
+    leader, its lease intact, until c's window (``heard`` + MIN_ET) is over; then a new
+    leader is elected among a and c."""
+    c["a"].trigger_election(c.now)
+    c.deliver(isolate("b"))
+    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
+    c.run(MIN_ET + 2 * MAX_ET, drop=isolate("b"))
+    assert c.now > heard + MIN_ET and b.lease_read_index(c.now) is None
+    assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
+
+
 def test_a_follower_that_acknowledged_the_lease_cannot_use_its_own_vote_against_it() -> None:
     """§6.4.1: a leader's lease counts on every voter that acknowledged its round to help
     elect no one else for a minimum election timeout. trigger_election makes a follower
@@ -1070,12 +1082,7 @@ def test_a_voter_that_left_its_leader_still_refuses_to_depose_it_during_the_leas
     election timeout ago refuses other candidates' votes even once it has stopped
     following it (here by trigger_election); later an election succeeds."""
     c, b, heard = _lease_acknowledged_by_c_only()
-    c["a"].trigger_election(c.now)
-    c.deliver(isolate("b"))
-    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
-    c.run(MIN_ET + 2 * MAX_ET, drop=isolate("b"))
-    assert c.now > heard + MIN_ET and b.lease_read_index(c.now) is None
-    assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
+    _a_cannot_depose_b_before_the_window_ends(c, b, heard)
 
 
 def test_a_voter_restarted_during_the_lease_still_refuses_to_depose_its_leader() -> None:
@@ -1086,12 +1093,7 @@ def test_a_voter_restarted_during_the_lease_still_refuses_to_depose_its_leader()
     c, b, heard = _lease_renewed_by_c_only()
     c.now += 0.01
     c.restart("c")
-    c["a"].trigger_election(c.now)  # a has not heard from b for a while: it may
-    c.deliver(isolate("b"))
-    assert c.leaders() == ["b"] and b.lease_read_index(c.now) == b.commit_index
-    c.run(MIN_ET + 2 * MAX_ET, drop=isolate("b"))
-    assert c.now > heard + MIN_ET and b.lease_read_index(c.now) is None
-    assert [n for n in c.leaders() if n != "b"] in (["a"], ["c"])
+    _a_cannot_depose_b_before_the_window_ends(c, b, heard)
 
 
 def test_a_voter_that_learnt_a_newer_term_from_a_reply_still_respects_the_lease() -> None:
