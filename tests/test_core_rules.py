@@ -776,6 +776,16 @@ def test_read_index_needs_quorum_ack_of_message_sent_after_request() -> None:
     assert c.reads["a"] == [(ticket, a.commit_index)]
 
 
+def test_a_leader_that_is_the_only_voter_answers_a_read_at_once() -> None:
+    """§6.4: a leader that is its cluster's one voter is its own quorum: a read needs no
+    round, and its read index comes out in the next Ready."""
+    c = PureCluster(("a",))
+    a = c.elect("a")
+    ticket = a.request_read(c.now)
+    assert take(a) == []  # no round asked of anyone
+    assert c.reads["a"] == [(ticket, a.commit_index)]
+
+
 def test_reads_fail_when_leadership_is_lost() -> None:
     """§6.4: a read that has not been confirmed when the leader loses its leadership
     fails (it must not be answered from a possibly stale state)."""

@@ -359,7 +359,7 @@ class Server:
             raise
         waiter = Waiter()
         self._reads[ticket] = waiter
-        self._kick()
+        self._kicked.set()  # a read moves no deadline: the ready loop follows the timer
         try:
             read_index = await waiter.wait()
         finally:

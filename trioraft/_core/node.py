@@ -1567,12 +1567,16 @@ class RaftNode:
             return
         self._round += 1
         self._pending_reads.append((self._round, ticket, requester))
-        for peer in self.config.voters:
+        voters = self.config.voters
+        for peer in voters:
             pr = self.progress.get(peer)
             if pr is not None:
                 pr.heartbeat_wanted = True
                 self._replication_due = True
-        self._check_reads()
+        if len(voters) == 1:
+            # No one else can have acknowledged a round not yet sent: only a leader that
+            # is the one voter answers now (its quorum is itself).
+            self._check_reads()
 
     def _vouched_for_by(self, requester: str | None) -> bool:
         """Whether a follower's request for a read index is, with this leader, a quorum's
