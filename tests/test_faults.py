@@ -187,3 +187,36 @@ def test_random_schedule_with_recoveries() -> None:
     schedule = FaultSchedule.random(random.Random(0), ["a", "b"], duration=10, recover_every=2.5)
     recoveries = [f.at for f in schedule.faults if isinstance(f, tt.Recover)]
     assert recoveries == [2.5, 5.0, 7.5, 10.0]
+
+
+async def faults_that_cannot_happen() -> list[str]:
+    async with open_cluster(Counter, 3, seed=3) as cluster:
+        log = [
+            await tt.CrashLeader(0).apply(cluster, cluster.nursery),  # before any election
+            await tt.IsolateLeader(0).apply(cluster, cluster.nursery),
+            await tt.Restart(0, "s1").apply(cluster, cluster.nursery),  # it runs
+        ]
+        leader = await cluster.wait_for_leader()
+        await cluster.start("l1", initial_config=())
+        await leader.add_server("l1", voter=False)
+        log.append(await tt.TriggerElection(0, "l1").apply(cluster, cluster.nursery))
+        log.append(await tt.CrashLeader(0).apply(cluster, cluster.nursery))
+        log.append(await tt.Crash(0, leader.name).apply(cluster, cluster.nursery))
+        log.append(await tt.TriggerElection(0, leader.name).apply(cluster, cluster.nursery))
+        assert leader.name not in cluster.servers
+    return log
+
+
+def test_faults_that_cannot_happen_say_why() -> None:
+    """A fault on a server that is not in a state to take it, or on a leader when there is
+    none, changes nothing and says why in the log; a leader fault names the leader it hit."""
+    log = run(faults_that_cannot_happen, seed=3)
+    assert log[:3] == [
+        "crash the leader: there is none",
+        "isolate the leader: there is none",
+        "restart s1: not crashed",
+    ]
+    assert log[3].startswith("election on l1: ") and "vot" in log[3]
+    assert log[4].startswith("crash the leader s")
+    crashed = log[4].rsplit(" ", 1)[1]
+    assert log[5:] == [f"crash {crashed}: not running", f"election on {crashed}: not running"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -52,15 +53,26 @@ def _ms(value: float) -> float:
     return round(float(value), 3)
 
 
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 @attrs.frozen
 class Fault:
     """One fault, ``at`` seconds after the schedule starts. Subclasses say what it does
     (:meth:`apply`) and how it reads (``text``)."""
 
+    #: The fault's name in schedules and JSON: its class's name in snake case unless the
+    #: class sets another.
     kind: ClassVar[str] = "fault"
     #: The fault in words: a :meth:`str.format` template of its fields.
     text: ClassVar[str] = "{kind}"
     at: float = attrs.field(converter=_ms)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" not in cls.__dict__:
+            cls.kind = _snake_case(cls.__name__.lstrip("_"))
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         """Inflict the fault on ``cluster``; returns what happened, for the log. Calls
@@ -95,19 +107,49 @@ class _NetworkFault(Fault):
 
 
 @attrs.frozen
-class _LeaderFault(Fault):
-    """A fault inflicted on whichever server leads at that moment (nothing if none
-    does): :meth:`inflict`."""
+class _ServerFault(Fault):
+    """A fault on the server ``name``: :meth:`inflict`, unless :meth:`refusal` says why
+    not (the server is not running, say)."""
 
-    async def inflict(self, cluster: Cluster, name: str) -> None:
-        """Inflict the fault on the leader ``name``."""
+    text: ClassVar[str] = "{kind} {name}"
+    name: str = ""
+
+    #: The errors :meth:`inflict` may raise that only mean the fault did not happen.
+    tolerated: ClassVar[tuple[type[Exception], ...]] = ()
+
+    def refusal(self, cluster: Cluster) -> str | None:
+        """Why the fault cannot be inflicted now (``None``: it can)."""
+        return None if self.name in cluster.servers else "not running"
+
+    async def inflict(self, cluster: Cluster) -> None:
+        """Inflict the fault."""
         raise NotImplementedError
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        trouble = self.refusal(cluster)
+        if trouble is None:
+            try:
+                await self.inflict(cluster)
+            except self.tolerated as exc:
+                trouble = str(exc)
+        return self.describe() if trouble is None else f"{self.describe()}: {trouble}"
+
+
+@attrs.frozen
+class _LeaderFault(Fault):
+    """The server fault ``on`` (:class:`Isolate`, :class:`Crash`), inflicted on whichever
+    server leads at that moment (nothing if none does)."""
+
+    on: ClassVar[type[_ServerFault]]
+
+    def describe(self) -> str:
+        return f"{self.on.kind} the leader"
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         leader = cluster.leader()
         if leader is None:
             return f"{self.describe()}: there is none"
-        await self.inflict(cluster, leader.name)
+        await self.on(self.at, leader.name).apply(cluster, nursery)
         return f"{self.describe()} {leader.name}"
 
 
@@ -142,7 +184,6 @@ def _sorted_groups(groups: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ..
 class Partition(Fault):
     """Split the network into ``groups`` (a server in no group is cut off from all)."""
 
-    kind: ClassVar[str] = "partition"
     groups: tuple[tuple[str, ...], ...] = attrs.field(converter=_sorted_groups, default=())
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
@@ -154,49 +195,39 @@ class Partition(Fault):
 
 
 @attrs.frozen
-class Isolate(_NetworkFault):
-    """Cut ``name`` off from every other server."""
-
-    kind: ClassVar[str] = "isolate"
-    method: ClassVar[str] = "isolate"
-    text: ClassVar[str] = "isolate {name}"
-    name: str = ""
-
-
-@attrs.frozen
-class IsolateLeader(_LeaderFault):
-    """Cut off whichever server leads at that moment (nothing if none does)."""
-
-    kind: ClassVar[str] = "isolate_leader"
-    text: ClassVar[str] = "isolate the leader"
-
-    async def inflict(self, cluster: Cluster, name: str) -> None:
-        cluster.network.isolate(name)
-
-
-@attrs.frozen
 class Heal(_NetworkFault):
     """Remove every partition and isolation."""
 
-    kind: ClassVar[str] = "heal"
     method: ClassVar[str] = "heal"
 
 
 @attrs.frozen
-class Loss(_NetworkFault):
+class _RateFault(_NetworkFault):
+    """Sets the rate of something the network does to each message: its method is
+    ``set_<kind>``."""
+
+    text: ClassVar[str] = "{kind} {rate:g}"
+    rate: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.method = f"set_{cls.kind}"
+
+
+@attrs.frozen
+class Loss(_RateFault):
     """Drop each message with probability ``rate``."""
 
-    kind: ClassVar[str] = "loss"
-    method: ClassVar[str] = "set_loss"
-    text: ClassVar[str] = "loss {rate:g}"
-    rate: float = 0.0
+
+@attrs.frozen
+class Duplication(_RateFault):
+    """Deliver each message twice with probability ``rate`` (the copy has its own delay)."""
 
 
 @attrs.frozen
 class Delay(_NetworkFault):
     """Delay each message by a random time in ``[low, high]`` (messages can reorder)."""
 
-    kind: ClassVar[str] = "delay"
     method: ClassVar[str] = "set_delay"
     text: ClassVar[str] = "delay {low:g}..{high:g} s"
     low: float = 0.0
@@ -204,61 +235,65 @@ class Delay(_NetworkFault):
 
 
 @attrs.frozen
-class Duplication(_NetworkFault):
-    """Deliver each message twice with probability ``rate`` (the copy has its own delay)."""
+class Isolate(_ServerFault):
+    """Cut ``name`` off from every other server (running or not)."""
 
-    kind: ClassVar[str] = "duplication"
-    method: ClassVar[str] = "set_duplication"
-    text: ClassVar[str] = "duplication {rate:g}"
-    rate: float = 0.0
+    def refusal(self, cluster: Cluster) -> str | None:
+        return None
+
+    async def inflict(self, cluster: Cluster) -> None:
+        cluster.network.isolate(self.name)
 
 
 @attrs.frozen
-class Crash(Fault):
+class Crash(_ServerFault):
     """Stop server ``name`` (its storage survives; see :class:`Restart`)."""
 
-    kind: ClassVar[str] = "crash"
-    text: ClassVar[str] = "crash {name}"
-    name: str = ""
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        if self.name not in cluster.servers:
-            return f"{self.describe()}: not running"
+    async def inflict(self, cluster: Cluster) -> None:
         await cluster.crash(self.name)
-        return self.describe()
+
+
+@attrs.frozen
+class Restart(_ServerFault):
+    """Restart a crashed server from its storage."""
+
+    def refusal(self, cluster: Cluster) -> str | None:
+        crashed = self.name not in cluster.servers and self.name in cluster.storages
+        return None if crashed else "not crashed"
+
+    async def inflict(self, cluster: Cluster) -> None:
+        await cluster.restart(self.name)
+
+
+@attrs.frozen
+class TriggerElection(_ServerFault):
+    """Make ``name`` start an election now (if it runs and votes)."""
+
+    text: ClassVar[str] = "election on {name}"
+    tolerated = (RaftError,)  # it does not vote, say
+
+    async def inflict(self, cluster: Cluster) -> None:
+        await cluster.servers[self.name].trigger_election()
+
+
+@attrs.frozen
+class IsolateLeader(_LeaderFault):
+    """Cut off whichever server leads at that moment (nothing if none does)."""
+
+    on = Isolate
 
 
 @attrs.frozen
 class CrashLeader(_LeaderFault):
     """Crash whichever server leads at that moment (nothing if none does)."""
 
-    kind: ClassVar[str] = "crash_leader"
-    text: ClassVar[str] = "crash the leader"
-
-    async def inflict(self, cluster: Cluster, name: str) -> None:
-        await cluster.crash(name)
-
-
-@attrs.frozen
-class Restart(Fault):
-    """Restart a crashed server from its storage."""
-
-    kind: ClassVar[str] = "restart"
-    text: ClassVar[str] = "restart {name}"
-    name: str = ""
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        if self.name in cluster.servers or self.name not in cluster.storages:
-            return f"{self.describe()}: not crashed"
-        await cluster.restart(self.name)
-        return self.describe()
+    on = Crash
 
 
 @attrs.frozen
 class Recover(Fault):
     """Heal the network, clear loss and delay, and restart every crashed server."""
 
-    kind: ClassVar[str] = "recover"
     text: ClassVar[str] = "recover: heal, no loss, delay or duplication, restart crashed servers"
 
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
@@ -270,7 +305,6 @@ class Recover(Fault):
 class AddServer(_LeaderCall):
     """Ask the leader to add ``name`` (a voter after catch-up, or a learner)."""
 
-    kind: ClassVar[str] = "add_server"
     name: str = ""
     voter: bool = True
 
@@ -285,7 +319,6 @@ class AddServer(_LeaderCall):
 class RemoveServer(_LeaderCall):
     """Ask the leader to remove ``name``."""
 
-    kind: ClassVar[str] = "remove_server"
     text: ClassVar[str] = "remove {name}"
     name: str = ""
 
@@ -305,25 +338,6 @@ class TransferLeadership(_LeaderCall):
 
     def describe(self) -> str:
         return f"transfer leadership to {self.target or 'the best voter'}"
-
-
-@attrs.frozen
-class TriggerElection(Fault):
-    """Make ``name`` start an election now (if it runs and votes)."""
-
-    kind: ClassVar[str] = "trigger_election"
-    text: ClassVar[str] = "election on {name}"
-    name: str = ""
-
-    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
-        server = cluster.servers.get(self.name)
-        if server is None:
-            return f"{self.describe()}: not running"
-        try:
-            await server.trigger_election()
-        except RaftError as exc:
-            return f"{self.describe()}: {exc}"
-        return self.describe()
 
 
 #: Every fault class by its ``kind``.
