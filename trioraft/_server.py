@@ -627,8 +627,11 @@ class Server:
         self._follow_timer()
 
     def _follow_timer(self) -> None:
+        # Only ever earlier: a deadline that moved later (a leader's next heartbeat, after
+        # every send) is left to the timer, which wakes at the old one, finds nothing
+        # due and sleeps again; Trio's timer is not moved at every Ready.
         deadline = self._node.deadline
-        if self._timer_scope.deadline != deadline:
+        if deadline < self._timer_scope.deadline:
             self._timer_scope.deadline = deadline
 
     async def _await_entry(self, entry: Entry) -> Any:

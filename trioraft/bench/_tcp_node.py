@@ -229,6 +229,27 @@ async def _obey(node: _Node) -> None:
             common.reply(answer)
 
 
+#: Seconds between two looks at the server's role (for the log of a failed run).
+ROLE_POLL = 0.01
+
+
+async def _log_role_changes(server: trioraft.Server) -> None:
+    """Log each change of role, term or leader (kept when a run fails: it tells when
+    leadership moved and what the server saw; a tracer would cost every write)."""
+    log = logging.getLogger("trioraft.bench.node")
+    seen = None
+    while True:
+        st = server.status()
+        now = (st.role, st.term, st.leader)
+        if now != seen:
+            seen = now
+            log.warning(
+                "%s: %s, term %d, leader %s, commit %d, applied %d",
+                st.name, st.role.value, st.term, st.leader, st.commit_index, st.last_applied,
+            )  # fmt: skip
+        await trio.sleep(ROLE_POLL)
+
+
 async def _run(args: argparse.Namespace) -> None:
     peers = dict(p.split("=", 1) for p in args.peer)
     storage: Any = (
@@ -254,6 +275,7 @@ async def _run(args: argparse.Namespace) -> None:
             lease_reads=args.lease_reads,
         )
         common.reply({"hello": args.name, "pid": os.getpid(), "listen": network.listen})
+        nursery.start_soon(_log_role_changes, server)
         await _obey(_Node(server, network, nursery))
         with trio.move_on_after(STOP_TIMEOUT):
             await server.stop()
