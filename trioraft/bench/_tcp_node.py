@@ -242,10 +242,13 @@ async def _log_role_changes(server: trioraft.Server) -> None:
         st = server.status()
         now = (st.role, st.term, st.leader)
         if now != seen:
+            # A restarted server (the election trials) begins with what its storage held.
+            what = "started: " if seen is None else ""
             seen = now
             log.warning(
-                "%s: %s, term %d, leader %s, commit %d, applied %d",
-                st.name, st.role.value, st.term, st.leader, st.commit_index, st.last_applied,
+                "%s: %s%s, term %d, leader %s, commit %d, applied %d",
+                st.name, what, st.role.value, st.term, st.leader, st.commit_index,
+                st.last_applied,
             )  # fmt: skip
         await trio.sleep(ROLE_POLL)
 
