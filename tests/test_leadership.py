@@ -134,3 +134,33 @@ async def test_open_server_owns_its_server_and_statistics(
     async with trioraft.open_server(Counter, name="b", network=network) as other:
         await other.aclose()
         assert other.stopped
+
+
+async def test_role_changes_tells_where_the_server_is_and_ends_when_it_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``server.role_changes()`` yields the server's status at once, then on each change
+    of role, term or leader (a follower seeing its leader elected, then leading itself
+    after a transfer), and ends when the server stops."""
+    async with open_cluster(Counter, 3, seed=4) as cluster:
+        follower = cluster["s1"]
+        seen: list[tuple[trioraft.Role, int, str | None]] = []
+        done = trio.Event()
+
+        async def watch() -> None:
+            async for status in follower.role_changes():
+                seen.append((status.role, status.term, status.leader))
+            done.set()
+
+        cluster.nursery.start_soon(watch)
+        leader = await stable(cluster)
+        await trio.sleep(0.1)
+        if leader is not follower:
+            await leader.transfer_leadership("s1")
+            await trio.sleep(0.1)
+        assert seen[0] == (trioraft.Role.FOLLOWER, 0, None)
+        assert seen[-1] == (trioraft.Role.LEADER, follower.status().term, "s1")
+        assert len(set(seen)) == len(seen)  # a line per change, none repeated
+        await follower.stop()
+        with trio.fail_after(1):
+            await done.wait()

@@ -8,6 +8,7 @@ message on error (an unreachable cluster, no leader in time, bad JSON, ...).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import signal
@@ -22,7 +23,7 @@ from ._client import open_client
 from ._core.node import Role
 from ._errors import RaftError
 from ._network.tcp import open_tcp_network, parse_address
-from ._server import TraceEvent, start_server
+from ._server import Server, start_server
 from ._storage import DiskStorage
 
 __all__ = ["main"]
@@ -94,11 +95,20 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _role_printer(name: str) -> Any:
-    def tracer(event: TraceEvent) -> None:
-        if event.kind != "role":
-            return
-        role, term, leader = event.data["role"], event.data["term"], event.data["leader"]
+def _freeze_startup_objects() -> None:
+    """What importing and starting made (modules, classes, functions) lives as long as
+    the process: move it out of the garbage collector's sight (``gc.freeze``), so that a
+    full collection walks only what came after, and pauses the server for less (at
+    4,096 writes in flight: 70-95 ms a full collection before, 25 ms after, on the
+    machine of the performance page)."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _print_roles(server: Server) -> None:
+    """A line for each change of the server's role (not a tracer: that costs every write)."""
+    async for status in server.role_changes():
+        name, role, term, leader = status.name, status.role, status.term, status.leader
         if role is Role.LEADER:
             _say(f"{name}: leader (term {term})")
         elif role is Role.FOLLOWER:
@@ -106,8 +116,6 @@ def _role_printer(name: str) -> Any:
                  f"{name}: follower, no leader known (term {term})")  # fmt: skip
         else:
             _say(f"{name}: {role.value.replace('_', '-')} (term {term})")
-
-    return tracer
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -130,8 +138,9 @@ async def _serve(args: argparse.Namespace) -> int:
                 network=network,
                 initial_config=config,
                 storage=DiskStorage(args.data_dir),
-                tracer=_role_printer(args.name),
             )
+            nursery.start_soon(_print_roles, server)
+            _freeze_startup_objects()
             _say(f"{args.name}: listening on {network.listen} (data in {args.data_dir})")
             async for signum in signals:
                 _say(f"{args.name}: {signal.Signals(signum).name}, stopping")

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import inspect
 import logging
 import os
@@ -279,6 +280,8 @@ async def _run(args: argparse.Namespace) -> None:
         )
         common.reply({"hello": args.name, "pid": os.getpid(), "listen": network.listen})
         nursery.start_soon(_log_role_changes, server)
+        gc.collect()  # as `python -m trioraft serve` does: the startup objects live on
+        gc.freeze()
         await _obey(_Node(server, network, nursery))
         with trio.move_on_after(STOP_TIMEOUT):
             await server.stop()
