@@ -12,6 +12,7 @@ import trio
 
 import trioraft
 from trioraft import bench
+from trioraft.bench import disk as disk_module
 from trioraft.bench import floor as floor_module
 from trioraft.bench import plots
 from trioraft.bench.election import measure_election_times
@@ -293,6 +294,9 @@ def test_disk_section_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert run["leader_syncs"] > 0
     assert 0 < result["fsync"]["p50_ms"] <= result["fsync"]["p99_ms"]
     assert result["one_at_a_time"]["ratio"] > 0
+    together = result["fsync"]["together"]
+    assert together["writers"] == 3 and together["samples"] == 3 * (disk_module.FSYNC_SAMPLES // 2)
+    assert result["one_at_a_time"]["ratio_to_together"] > 0
     assert result["top"]["concurrency"] == 2
     assert any("raw fsync" in line for line in bench.render_disk(result))
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._base import Progress, Result, percentile, quiet, register_section
+from ._base import _SERVER_NAMES, Progress, Result, _num, percentile, quiet, register_section
 from ._cluster import closed_loop, loop_runs, loop_section, loop_table, stable_cluster
 
 __all__ = ["measure_disk", "measure_fsync", "render_disk"]
@@ -37,6 +38,29 @@ def _fsync_times(directory: Path, samples: int) -> list[float]:
         os.close(fd)
         path.unlink()
     return times
+
+
+def _fsync_times_together(directory: Path, samples: int, writers: int) -> list[float]:
+    """:func:`_fsync_times` in ``writers`` threads at once, each with a file of its own
+    in a directory of its own under ``directory``: the latency of an fsync while as many
+    others are under way on the same disk as a cluster's servers make (each of the three
+    servers of the DiskStorage runs syncs its own storage on this one disk)."""
+    results: list[list[float]] = [[] for _ in range(writers)]
+
+    def probe(i: int) -> None:
+        own = directory / f"fsync-probe-{i}"
+        own.mkdir()
+        try:
+            results[i] = _fsync_times(own, samples)
+        finally:
+            own.rmdir()
+
+    threads = [threading.Thread(target=probe, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [t for times in results for t in times]
 
 
 def _fsync_summary(times: Sequence[float]) -> Result:
@@ -94,6 +118,7 @@ def measure_disk(
             "disk", root,
         )  # fmt: skip
         after = _fsync_times(root, FSYNC_SAMPLES - len(before))
+        together = _fsync_times_together(root, FSYNC_SAMPLES // 2, len(_SERVER_NAMES))
         runs += loop_runs(
             "disk: memory storage", "write", _disk_run, concurrency, seconds, warmup, progress,
             "memory", None,
@@ -103,6 +128,8 @@ def measure_disk(
     fsync = _fsync_summary([*before, *after])
     fsync["p50_before_ms"] = _fsync_summary(before)["p50_ms"]
     fsync["p50_after_ms"] = _fsync_summary(after)["p50_ms"]
+    # Context, not the target's baseline: the same probe, three at once.
+    fsync["together"] = {"writers": len(_SERVER_NAMES), **_fsync_summary(together)}
     return _summary(fsync, runs, concurrency)
 
 
@@ -121,10 +148,13 @@ def _summary(fsync: Result, runs: list[Result], concurrency: Sequence[int]) -> R
     }
     if 1 in concurrency:
         p50 = by["disk", 1]["p50_ms"]
+        together = fsync["together"]["p50_ms"]
         out["one_at_a_time"] = {
             "disk_p50_ms": p50,
             "fsync_p50_ms": fsync["p50_ms"],
             "ratio": p50 / fsync["p50_ms"] if p50 is not None and fsync["p50_ms"] > 0 else None,
+            "fsync_together_p50_ms": together,
+            "ratio_to_together": p50 / together if p50 is not None and together > 0 else None,
         }
     return out
 
@@ -139,11 +169,18 @@ def render_disk(result: Result) -> list[str]:
         f"(before {fsync['p50_before_ms']:.3f}, after {fsync['p50_after_ms']:.3f}), "
         f"p99 {fsync['p99_ms']:.3f} ms"
     )
+    together = fsync["together"]
+    lines.append(
+        f"the same probe in {together['writers']} threads at once, a file each (as the "
+        f"cluster's {together['writers']} servers sync): p50 {together['p50_ms']:.3f} ms, "
+        f"p99 {together['p99_ms']:.3f} ms"
+    )
     one = result.get("one_at_a_time")
     if one is not None and one["ratio"] is not None:
         lines.append(
             f"one write at a time on disk: p50 {one['disk_p50_ms']:.3f} ms = "
-            f"{one['ratio']:.2f} x the raw fsync p50 (target <= 3)"
+            f"{one['ratio']:.2f} x the raw fsync p50 (target <= 3); "
+            f"{_num(one['ratio_to_together'], '.2f')} x the p50 of {together['writers']} at once"
         )
     top = result["top"]
     lines.append(
