@@ -355,3 +355,31 @@ def test_memory_child_failure_is_reported() -> None:
 
     with pytest.raises(RuntimeError, match="memory measurement failed"):
         measure_memory_in_fresh_process([5, 1])
+
+
+def test_disk_section_with_a_directory_per_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--disk-dirs A,B,C`` puts each server's DiskStorage (and its fsync probe) in a
+    temporary directory under its own directory, and removes them after."""
+    dirs = [tmp_path / d for d in "abc"]
+    for d in dirs:
+        d.mkdir()
+    made: list[Path] = []
+    real = trioraft.DiskStorage
+
+    def recording(path: Path) -> trioraft.DiskStorage:
+        made.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(trioraft, "DiskStorage", recording)
+    options, _, _ = bench.parse_args(["--disk-dirs", ",".join(map(str, dirs))])
+    assert options.disk_dirs == tuple(dirs)
+    assert options.as_json()["disk_dirs"] == [str(d) for d in dirs]
+    result = bench.measure_disk((1,), 0.1, 0.02, dirs=options.disk_dirs)
+    assert result["errors"] == []
+    assert {p.parent.parent.parent for p in made} == set(dirs)  # dir/tmp/disk-1/raftN
+    assert all(list(d.iterdir()) == [] for d in dirs)
+    assert result["fsync"]["together"]["directories"] == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--disk-dirs", f"{dirs[0]},{dirs[1]}"])  # one per server

@@ -95,13 +95,14 @@ Sections and their method:
 ``disk``
     Write throughput of a 3-server in-process cluster (:class:`~trioraft.MemoryNetwork`)
     on :class:`~trioraft.DiskStorage` (each server in a directory of a temporary
-    directory, removed afterwards), then on :class:`~trioraft.MemoryStorage`, at each
+    directory, removed afterwards; with ``--disk-dirs A,B,C``, of a temporary directory
+    under its own), then on :class:`~trioraft.MemoryStorage`, at each
     ``--disk-concurrency`` (1, 16, 256), each run a fresh ``trio.run`` on the real clock
     with the ``throughput`` section's method (warm-up, ``--seconds``, accounting). In
     the same run, the raw fsync latency of the same disk: 200 times (100 before the
     DiskStorage runs, 100 right after them, as the disk's latency drifts with other
     load), append a 4 KiB block to a file in the temporary directory and ``os.fsync``
-    it. Reports writes/s,
+    it; and the same probe in a thread per server at once. Reports writes/s,
     p50/p99 per storage and ``C``, the writes per transaction of the leader's storage
     (group commit), the raw fsync p50/p99, and the ratio disk p50 at ``C=1`` / raw fsync
     p50 (target <= 3) and disk writes/s at the largest ``C`` (target >= 10,000), beside
@@ -196,6 +197,19 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _directory_list(text: str) -> tuple[Path, ...]:
+    values = tuple(Path(part.strip()) for part in text.split(",") if part.strip())
+    missing = [str(v) for v in values if not v.is_dir()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"not a directory: {', '.join(missing)}")
+    if len(values) != len(_SERVER_NAMES):
+        raise argparse.ArgumentTypeError(
+            f"expected {len(_SERVER_NAMES)} comma-separated directories (one per server), "
+            f"got {text!r}"
+        )
+    return values
+
+
 def _concurrency_list(text: str) -> tuple[int, ...]:
     values = tuple(_positive_int(part.strip()) for part in text.split(",") if part.strip())
     if not values:
@@ -229,6 +243,9 @@ class BenchOptions:
     snapshot_mb: int = 50
     #: Numbers of concurrent writers of the ``disk`` section (DiskStorage throughput).
     disk_concurrency: tuple[int, ...] = (1, 16, 256)
+    #: One directory per server for the ``disk`` section (on a disk each, to measure
+    #: what a disk per server gives); empty: one temporary directory for all three.
+    disk_dirs: tuple[Path, ...] = ()
     #: Numbers of concurrent readers of the ``reads`` section.
     reads_concurrency: tuple[int, ...] = (1, 16, 256)
     #: Numbers of writes kept in flight on the leader by the ``tcp`` section.
@@ -250,7 +267,7 @@ class BenchOptions:
             if isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [str(v) if isinstance(v, Path) else v for v in value]
             out[field.name] = value
         return out
 
@@ -540,6 +557,14 @@ _FLAGS = (
         "--disk-concurrency",
         _concurrency_list,
         "comma-separated numbers of concurrent writers on DiskStorage (default 1,16,256)",
+    ),
+    _Flag(
+        "--disk-dirs",
+        _directory_list,
+        "disk section: 3 comma-separated existing directories, one per server (put each "
+        "on a disk of its own to measure a disk per server); default: one temporary "
+        "directory",
+        "DIRS",
     ),
     _Flag(
         "--reads-concurrency",

@@ -54,16 +54,18 @@ async def start_cluster(
     *,
     machine: Callable[..., Any] = Counter,
     init: Sequence[Any] = (0,),
-    directory: Path | None = None,
+    directory: Path | Sequence[Path] | None = None,
     **options: Any,
 ) -> dict[str, trioraft.Server]:
     """Start the three servers of :data:`_SERVER_NAMES`: ``machine(*init)`` each (a
     :class:`~trioraft.recipes.Counter` by default), seeds from ``seed_base``, each on a
     :class:`~trioraft.DiskStorage` in ``directory/<name>`` when ``directory`` is given
-    (else in memory), with ``options`` beyond the defaults."""
+    (a sequence: server ``i`` in ``directory[i]/<name>``, a disk each, say), else in
+    memory, with ``options`` beyond the defaults."""
     servers: dict[str, trioraft.Server] = {}
     for i, name in enumerate(_SERVER_NAMES):
-        storage = trioraft.DiskStorage(directory / name) if directory is not None else None
+        where = directory if directory is None or isinstance(directory, Path) else directory[i]
+        storage = trioraft.DiskStorage(where / name) if where is not None else None
         servers[name] = await trioraft.start_server(
             nursery,
             machine,

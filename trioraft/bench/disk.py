@@ -9,11 +9,20 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._base import _SERVER_NAMES, Progress, Result, _num, percentile, quiet, register_section
-from ._cluster import closed_loop, loop_runs, loop_section, loop_table, stable_cluster
+from ._base import (
+    _SERVER_NAMES,
+    BenchOptions,
+    Progress,
+    Result,
+    _num,
+    percentile,
+    quiet,
+    register_section,
+)
+from ._cluster import closed_loop, loop_runs, loop_table, stable_cluster
 
 __all__ = ["measure_disk", "measure_fsync", "render_disk"]
 
@@ -40,22 +49,21 @@ def _fsync_times(directory: Path, samples: int) -> list[float]:
     return times
 
 
-def _fsync_times_together(directory: Path, samples: int, writers: int) -> list[float]:
-    """:func:`_fsync_times` in ``writers`` threads at once, each with a file of its own
-    in a directory of its own under ``directory``: the latency of an fsync while as many
-    others are under way on the same disk as a cluster's servers make (each of the three
-    servers of the DiskStorage runs syncs its own storage on this one disk)."""
-    results: list[list[float]] = [[] for _ in range(writers)]
+def _fsync_times_together(directories: Sequence[Path], samples: int) -> list[float]:
+    """:func:`_fsync_times` in a thread per directory, all at once, each with a file of
+    its own in a directory of its own: the latency of an fsync while as many others are
+    under way as a cluster's servers make (on one disk, or a disk each)."""
+    results: list[list[float]] = [[] for _ in directories]
 
     def probe(i: int) -> None:
-        own = directory / f"fsync-probe-{i}"
+        own = directories[i] / f"fsync-probe-{i}"
         own.mkdir()
         try:
             results[i] = _fsync_times(own, samples)
         finally:
             own.rmdir()
 
-    threads = [threading.Thread(target=probe, args=(i,)) for i in range(writers)]
+    threads = [threading.Thread(target=probe, args=(i,)) for i in range(len(directories))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -80,9 +88,9 @@ def measure_fsync(directory: str | os.PathLike[str], samples: int = 200) -> Resu
 
 
 async def _disk_run(
-    concurrency: int, seconds: float, warmup: float, storage: str, root: Path | None
+    concurrency: int, seconds: float, warmup: float, storage: str, roots: Sequence[Path]
 ) -> Result:
-    directory = root / f"{storage}-{concurrency}" if root is not None else None
+    directory = [root / f"{storage}-{concurrency}" for root in roots] if roots else None
     async with stable_cluster(directory=directory) as cluster:
         leader = cluster.leader
         loop = await closed_loop(lambda i: leader.write(1), concurrency, seconds, warmup)
@@ -101,35 +109,47 @@ async def _disk_run(
 
 
 def measure_disk(
-    concurrency: Sequence[int], seconds: float, warmup: float = 0.5, progress: Progress = quiet
+    concurrency: Sequence[int],
+    seconds: float,
+    warmup: float = 0.5,
+    progress: Progress = quiet,
+    dirs: Sequence[Path] = (),
 ) -> Result:
     """Write throughput of a 3-server in-process cluster on :class:`~trioraft.DiskStorage`
-    (in a temporary directory, removed after) and on :class:`~trioraft.MemoryStorage`,
-    for each concurrency, each in a fresh ``trio.run`` on the real clock; and the raw
-    fsync latency of the same disk."""
-    root = Path(tempfile.mkdtemp(prefix="trioraft-bench-"))
+    and on :class:`~trioraft.MemoryStorage`, for each concurrency, each in a fresh
+    ``trio.run`` on the real clock; and the raw fsync latency of the same disk, alone and
+    three at once. The storages are in a temporary directory, or with ``dirs`` (one per
+    server) in a temporary directory in each; either way removed after."""
+    parents: Sequence[Path | None] = dirs or [None]
+    roots = [Path(tempfile.mkdtemp(prefix="trioraft-bench-", dir=d)) for d in parents]
+    servers = roots if dirs else roots * len(_SERVER_NAMES)
     try:
         # The disk's own latency drifts with other load: half the samples before the
         # DiskStorage runs, half right after them.
-        progress(f"disk: raw fsync latency in {root} ...")
-        before = _fsync_times(root, FSYNC_SAMPLES // 2)
+        progress(f"disk: raw fsync latency in {roots[0]} ...")
+        before = _fsync_times(roots[0], FSYNC_SAMPLES // 2)
         runs = loop_runs(
             "disk: disk storage", "write", _disk_run, concurrency, seconds, warmup, progress,
-            "disk", root,
+            "disk", servers,
         )  # fmt: skip
-        after = _fsync_times(root, FSYNC_SAMPLES - len(before))
-        together = _fsync_times_together(root, FSYNC_SAMPLES // 2, len(_SERVER_NAMES))
+        after = _fsync_times(roots[0], FSYNC_SAMPLES - len(before))
+        together = _fsync_times_together(servers, FSYNC_SAMPLES // 2)
         runs += loop_runs(
             "disk: memory storage", "write", _disk_run, concurrency, seconds, warmup, progress,
-            "memory", None,
+            "memory", (),
         )  # fmt: skip
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
     fsync = _fsync_summary([*before, *after])
     fsync["p50_before_ms"] = _fsync_summary(before)["p50_ms"]
     fsync["p50_after_ms"] = _fsync_summary(after)["p50_ms"]
-    # Context, not the target's baseline: the same probe, three at once.
-    fsync["together"] = {"writers": len(_SERVER_NAMES), **_fsync_summary(together)}
+    # Context, not the target's baseline: the same probe, one per server, at once.
+    fsync["together"] = {
+        "writers": len(servers),
+        "directories": len(set(servers)),
+        **_fsync_summary(together),
+    }
     return _summary(fsync, runs, concurrency)
 
 
@@ -170,10 +190,11 @@ def render_disk(result: Result) -> list[str]:
         f"p99 {fsync['p99_ms']:.3f} ms"
     )
     together = fsync["together"]
+    where = "one directory" if together["directories"] == 1 else "a directory each"
     lines.append(
-        f"the same probe in {together['writers']} threads at once, a file each (as the "
-        f"cluster's {together['writers']} servers sync): p50 {together['p50_ms']:.3f} ms, "
-        f"p99 {together['p99_ms']:.3f} ms"
+        f"the same probe in {together['writers']} threads at once, a file each, {where} "
+        f"(as the cluster's {together['writers']} servers sync): p50 "
+        f"{together['p50_ms']:.3f} ms, p99 {together['p99_ms']:.3f} ms"
     )
     one = result.get("one_at_a_time")
     if one is not None and one["ratio"] is not None:
@@ -191,10 +212,16 @@ def render_disk(result: Result) -> list[str]:
     return lines
 
 
+def _run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+    return measure_disk(
+        options.disk_concurrency, options.seconds, options.warmup, progress, options.disk_dirs
+    )
+
+
 register_section(
     "disk",
     "Durable writes on DiskStorage (real clock)",
-    loop_section(measure_disk, "disk_concurrency"),
+    _run_disk,
     render_disk,
-    options=("seconds", "warmup", "disk_concurrency"),
+    options=("seconds", "warmup", "disk_concurrency", "disk_dirs"),
 )
