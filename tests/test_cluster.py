@@ -136,6 +136,36 @@ async def test_a_cancelled_write_stops_waiting_and_its_entry_still_commits(
         assert leader.status().role is Role.LEADER
 
 
+async def test_a_burst_of_writes_is_replicated_in_pieces(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Runtime promise (docs/performance.rst, overload): writes proposed together are
+    handed to replication ``FLUSH_EVERY`` entries at a time (the writer that brings the
+    count there carries the Ready out itself), so replies, commits and writers' wake-ups
+    flow in a pipeline of pieces, not in one round of the whole burst (which would go
+    out as one message of up to ``max_entries_per_message`` entries). Every write still
+    commits, once."""
+    from trioraft._core.messages import AppendEntries
+    from trioraft._server import FLUSH_EVERY
+
+    async with open_cluster(Counter, 3, seed=2) as cluster:
+        leader = await cluster.wait_for_leader()
+        sizes: list[int] = []
+
+        def observe(event: str, message: Message) -> None:
+            if event == "sent" and isinstance(message, AppendEntries) and message.entries:
+                sizes.append(len(message.entries))
+
+        cluster.network.add_observer(observe)
+        writers = 3 * FLUSH_EVERY + 10
+        async with trio.open_nursery() as nursery:
+            for _ in range(writers):
+                nursery.start_soon(leader.write, 1)
+        assert await leader.read(None) == writers
+        assert max(sizes) <= FLUSH_EVERY
+        assert sum(sizes) == 2 * writers  # each entry sent to each follower once
+
+
 async def test_four_servers_two_isolated_do_not_commit(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -354,6 +354,12 @@ class RaftNode:
         return deadline
 
     @property
+    def unsent_entries(self) -> int:
+        """How many entries were appended since the last :meth:`ready` handed entries
+        out (to persist and to replicate)."""
+        return self.log.last_index - self._unstable_from + 1
+
+    @property
     def committed_in_term(self) -> bool:
         """Whether this leader has committed an entry of its own term (§5.4.2, §6.4)."""
         return self.log.term_at(self.commit_index) == self.term
