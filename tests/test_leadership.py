@@ -139,9 +139,9 @@ async def test_open_server_owns_its_server_and_statistics(
 async def test_role_changes_tells_where_the_server_is_and_ends_when_it_stops(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """``server.role_changes()`` yields the server's status at once, then on each change
-    of role, term or leader (a follower seeing its leader elected, then leading itself
-    after a transfer), and ends when the server stops."""
+    """``server.role_changes()`` yields the server's status at once, then one for each
+    change of role, term or leader, in order (here up to s1 leading, by election or by a
+    transfer), none repeated, and ends when the server stops."""
     async with open_cluster(Counter, 3, seed=4) as cluster:
         follower = cluster["s1"]
         seen: list[tuple[trioraft.Role, int, str | None]] = []
@@ -159,7 +159,10 @@ async def test_role_changes_tells_where_the_server_is_and_ends_when_it_stops(
             await leader.transfer_leadership("s1")
             await trio.sleep(0.1)
         assert seen[0] == (trioraft.Role.FOLLOWER, 0, None)
-        assert seen[-1] == (trioraft.Role.LEADER, follower.status().term, "s1")
+        term = follower.status().term
+        assert seen[-1] == (trioraft.Role.LEADER, term, "s1")
+        # Every step, in order: the election that made s1 leader made it a candidate first.
+        assert seen[-2] == (trioraft.Role.CANDIDATE, term, None)
         assert len(set(seen)) == len(seen)  # a line per change, none repeated
         await follower.stop()
         with trio.fail_after(1):

@@ -16,6 +16,7 @@ apply, answer; then it tells the core it is done. Its tasks:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -227,6 +228,8 @@ class Server:
         self._role = self._node.role
         #: Bodies of ``leadership()``: (term, their cancel scope).
         self._leaderships: list[tuple[int, trio.CancelScope]] = []
+        #: The queues of the running role_changes() loops.
+        self._role_watchers: list[collections.deque[Status]] = []
         #: The ready loop is carrying out a Ready.
         self._busy = False
         self._sent = 0
@@ -596,22 +599,27 @@ class Server:
 
     async def role_changes(self) -> AsyncIterator[Status]:
         """``async for status in server.role_changes():`` this server's :meth:`status`
-        now, then again each time its role, term or known leader has changed. A change
-        undone before the loop looks again is not seen: it tells where the server is,
-        not every step it took. Ends when the server stops.
+        now, then one for each change of its role, term or known leader, in order, as it
+        happened (each is the status at that change). Ends when the server stops.
 
         For logs and dashboards (``python -m trioraft serve`` prints a line for each):
         unlike a ``tracer``, it costs nothing per write.
         """
+        queue: collections.deque[Status] = collections.deque([self.status()])
+        self._role_watchers.append(queue)
         last = None
-        while not self._stopped:
-            node = self._node
-            now = (node.role, node.term, node.leader)
-            if now != last:
-                last = now
-                yield self.status()
-                continue
-            await self._changed.wait()
+        try:
+            while True:
+                while queue:
+                    status = queue.popleft()
+                    if (status.role, status.term, status.leader) != last:
+                        last = (status.role, status.term, status.leader)
+                        yield status
+                if self._stopped:
+                    return
+                await self._changed.wait()
+        finally:
+            self._role_watchers.remove(queue)
 
     async def aclose(self) -> None:
         """The same as :meth:`stop`, by Trio's name for it."""
@@ -830,12 +838,17 @@ class Server:
         self._soft = soft
         if old is None or old.config_index != soft.config_index:
             self._learn_addresses(dict(self._node.config.addresses))
+        role_changed = old is None or (old.role, old.term, old.leader) != (
+            soft.role,
+            soft.term,
+            soft.leader,
+        )
+        if role_changed and self._role_watchers:
+            status = self.status()
+            for queue in self._role_watchers:
+                queue.append(status)
         if self._tracer is not None:
-            if old is None or (old.role, old.term, old.leader) != (
-                soft.role,
-                soft.term,
-                soft.leader,
-            ):
+            if role_changed:
                 self._trace("role", role=soft.role, term=soft.term, leader=soft.leader)
             if soft.commit != self._traced_commit:
                 self._traced_commit = soft.commit
