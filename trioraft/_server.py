@@ -77,8 +77,8 @@ logger = logging.getLogger("trioraft")
 #: writers' wake-ups flow as a pipeline of pieces instead of one round of the whole pass.
 #: With thousands of writes in flight a round is long, and the leader says nothing to
 #: its followers meanwhile (at 4,096, in one process on the machine of the performance
-#: page: the longest silence fell from 100-190 ms, against a minimum election timeout of
-#: 150 ms, to 55-125 ms, with no fewer writes/s).
+#: page: the longest silence fell from 100-191 ms, against a minimum election timeout of
+#: 150 ms, to 54-123 ms, with no fewer writes/s).
 FLUSH_EVERY = 512
 
 _MISSING: Any = object()
