@@ -57,6 +57,7 @@ from ._options import ServerOptions
 from ._protocol import ClientRequest
 from ._sessions import ClusterClock, Sessions
 from ._storage import DiskStorage, MemoryStorage, Storage, stage
+from ._views import read_only
 
 __all__ = [
     "Server",
@@ -166,16 +167,17 @@ class Server:
         name: str,
         machine: Any,
         endpoint: Endpoint,
+        *,
         storage: Storage,
         options: ServerOptions,
         state: PersistedState,
     ) -> None:
         self._name = name
         self._machine = machine
+        self._snapshots = machine_snapshots(machine)
         self._endpoint = endpoint
         self._storage = storage
         self._options = options
-        self._snapshots = machine_snapshots(machine)
         self._sessions = Sessions(options.session_timeout)
         self._clock = ClusterClock()
         self._last_stamp = 0.0  # the latest time this server stamped, as leader
@@ -243,31 +245,17 @@ class Server:
         return f"<trioraft.Server {self._name!r} {state} term={node.term} leader={node.leader!r}>"
 
     # ---------------------------------------------------------------- public
-    @property
-    def name(self) -> str:
-        """This server's name."""
-        return self._name
-
-    @property
-    def storage(self) -> Any:
-        """This server's storage (a :class:`~trioraft.MemoryStorage` unless another was
-        given; reuse it to restart the server)."""
-        return self._storage
-
-    @property
-    def machine(self) -> Any:
-        """This server's state machine instance."""
-        return self._machine
-
-    @property
-    def stopped(self) -> bool:
-        """Whether the server has stopped."""
-        return self._stopped
-
-    @property
-    def failure(self) -> ServerFailed | None:
-        """If the server stopped itself because an internal invariant broke: why."""
-        return self._failure
+    name: str = read_only("_name", "This server's name.")
+    storage: Any = read_only(
+        "_storage",
+        "This server's storage (a :class:`~trioraft.MemoryStorage` unless another was given; "
+        "reuse it to restart the server).",
+    )
+    machine: Any = read_only("_machine", "This server's state machine instance.")
+    stopped: bool = read_only("_stopped", "Whether the server has stopped.")
+    failure: ServerFailed | None = read_only(
+        "_failure", "If the server stopped itself because an internal invariant broke: why."
+    )
 
     def leader(self) -> str | None:
         """The leader's name as this server knows it, or ``None``."""
@@ -1240,7 +1228,7 @@ async def serve(
         storage.release()
         raise
     try:
-        server = Server(name, instance, endpoint, storage, opts, state)
+        server = Server(name, instance, endpoint, storage=storage, options=opts, state=state)
     except BaseException:
         endpoint.close()
         storage.release()

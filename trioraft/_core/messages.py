@@ -126,7 +126,8 @@ class RequestVote(Message):
 
 @attrs.frozen
 class VoteResponse(Message):
-    """Reply to :class:`RequestVote`."""
+    """Reply to :class:`RequestVote`: ``granted`` is the vote; for a pre-vote, whether a
+    real election would get it (§9.6)."""
 
     granted: bool
     pre_vote: bool = False
@@ -192,6 +193,25 @@ class ClusterMismatch(Message):
 
 
 @attrs.frozen
+class ReadIndexRequest(Message):
+    """A follower asks the leader for a read index (dissertation §6.4, follower reads):
+    ``ticket`` names the batch of reads it asks for, and comes back in the answer."""
+
+    ticket: int
+
+
+@attrs.frozen
+class ReadIndexResponse(Message):
+    """The leader's answer to :class:`ReadIndexRequest`: once it has confirmed it still
+    leads, the index the follower must apply up to before answering (``ok``); or a
+    refusal (it no longer leads)."""
+
+    ticket: int
+    index: int = 0
+    ok: bool = False
+
+
+@attrs.frozen
 class InstallSnapshot(Message):
     """One chunk of the leader's snapshot (dissertation §5.3): ``data`` holds the bytes
     ``offset`` to ``offset + len(data)`` of the snapshot of the log up to ``index`` (whose
@@ -208,29 +228,12 @@ class InstallSnapshot(Message):
 
 @attrs.frozen
 class InstallSnapshotResponse(Message):
-    """Reply to :class:`InstallSnapshot`: the follower holds the first ``offset`` bytes of
-    the snapshot at ``index`` (``done``: it installed it). ``gap``: the chunk did not
-    follow what it holds; the leader resends from ``offset``."""
+    """Reply to :class:`InstallSnapshot`, about the snapshot at ``index``."""
 
     index: int
+    #: The follower holds the first ``offset`` bytes of the snapshot.
     offset: int
+    #: The follower installed the snapshot.
     done: bool = False
+    #: The chunk did not follow what the follower holds: the leader resends from ``offset``.
     gap: bool = False
-
-
-@attrs.frozen
-class ReadIndexRequest(Message):
-    """A follower asks the leader for a read index (dissertation §6.4, follower reads)."""
-
-    ticket: int
-
-
-@attrs.frozen
-class ReadIndexResponse(Message):
-    """The leader's answer to :class:`ReadIndexRequest`: once it has confirmed it still
-    leads, the index the follower must apply up to before answering (``ok``); or a
-    refusal (it no longer leads)."""
-
-    ticket: int
-    index: int = 0
-    ok: bool = False

@@ -13,6 +13,7 @@ import trio
 
 from .._core.messages import Message
 from .._errors import MalformedMessage, NameInUse
+from .._views import read_only
 
 __all__ = ["MemoryEndpoint", "MemoryNetwork", "NetworkStatistics"]
 
@@ -184,20 +185,9 @@ class MemoryNetwork:
         for observer in self._fault_observers:
             observer(kind, details)
 
-    @property
-    def loss(self) -> float:
-        """The current message loss rate."""
-        return self._loss
-
-    @property
-    def duplication(self) -> float:
-        """The current duplication rate."""
-        return self._duplication
-
-    @property
-    def delay(self) -> tuple[float, float]:
-        """The current delay range ``(low, high)``."""
-        return self._delay
+    loss: float = read_only("_loss", "The current message loss rate.")
+    duplication: float = read_only("_duplication", "The current duplication rate.")
+    delay: tuple[float, float] = read_only("_delay", "The current delay range ``(low, high)``.")
 
     def _notify(self, event: str, message: Message) -> None:
         for observer in self._observers:

@@ -11,6 +11,7 @@ import trio
 from .._core.log import RaftLog
 from .._core.messages import Config, Entry
 from .._core.ready import HardState, PersistedState, Snapshot
+from .._views import read_only
 from .base import StorageError
 
 __all__ = ["MemoryStorage"]
@@ -64,35 +65,16 @@ class MemoryStorage:
         )
 
     # ---------------------------------------------------------- durable view
-    @property
-    def term(self) -> int:
-        """The durable current term."""
-        return self._hs.term
-
-    @property
-    def voted_for(self) -> str | None:
-        """The durable vote of the current term."""
-        return self._hs.voted_for
-
-    @property
-    def commit_index(self) -> int:
-        """The durable commit index."""
-        return self._hs.commit
-
-    @property
-    def cluster_id(self) -> str:
-        """The identity of the cluster this server belongs to ("" until it is known)."""
-        return self._hs.cluster_id
-
-    @property
-    def base_config(self) -> Config | None:
-        """The configuration in force before any log entry (set once, at first start)."""
-        return self._hs.base_config
-
-    @property
-    def hard_state(self) -> HardState:
-        """The durable hard state."""
-        return self._hs
+    term: int = read_only("_hs.term", "The durable current term.")
+    voted_for: str | None = read_only("_hs.voted_for", "The durable vote of the current term.")
+    commit_index: int = read_only("_hs.commit", "The durable commit index.")
+    cluster_id: str = read_only(
+        "_hs.cluster_id", 'The identity of the cluster this server belongs to ("" until known).'
+    )
+    base_config: Config | None = read_only(
+        "_hs.base_config", "The configuration in force before any log entry (set at first start)."
+    )
+    hard_state: HardState = read_only("_hs", "The durable hard state.")
 
     # ------------------------------------------------------------- ownership
     async def acquire(self, name: str) -> None:

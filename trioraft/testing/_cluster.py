@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from .._core.node import Role
@@ -35,6 +36,7 @@ def derive_seed(*parts: object) -> int:
     return random.Random("/".join(map(str, parts))).getrandbits(32)
 
 
+@attrs.define(eq=False)
 class Cluster:
     """Servers of one state machine on one :class:`~trioraft.MemoryNetwork`.
 
@@ -51,39 +53,31 @@ class Cluster:
     leave their state unchanged.
     """
 
-    def __init__(
-        self,
-        nursery: trio.Nursery,
-        machine: Callable[..., Any],
-        init_arg: Any,
-        names: list[str],
-        seed: int,
-        network: MemoryNetwork,
-        monitor: InvariantMonitor,
-        options: dict[str, Any],
-    ) -> None:
-        self.nursery = nursery
-        self.machine = machine
-        self.init_arg = init_arg
-        self.names = names
-        self.seed = seed
-        self.network = network
-        self.monitor = monitor
-        self.options = options
-        self.servers: dict[str, Server] = {}
-        self.storages: dict[str, MemoryStorage] = {}
-        self._incarnation: dict[str, int] = {}
-        self._tracers: list[Callable[[TraceEvent], None]] = [monitor.observe]
-        #: The duplication rate :meth:`recover` leaves on (0: a clean network).
-        self.duplication_baseline = 0.0
-        #: How long each sync of the storages this cluster makes takes, ``(low, high)``
-        #: seconds (``None``: at once). With it, a crash can lose what a server wrote
-        #: and had not yet synced, as on a real disk.
-        self.sync_latency: tuple[float, float] | None = None
-        #: After a recovery: (when it happened, when a leader must be there by).
-        self._liveness: tuple[float, float] | None = None
-        self._recovering = False
-        network.add_fault_observer(self._on_network_fault)
+    nursery: trio.Nursery
+    machine: Callable[..., Any]
+    init_arg: Any
+    names: list[str]
+    seed: int
+    network: MemoryNetwork
+    monitor: InvariantMonitor
+    options: dict[str, Any]
+    servers: dict[str, Server] = attrs.field(init=False, factory=dict)
+    storages: dict[str, MemoryStorage] = attrs.field(init=False, factory=dict)
+    _incarnation: dict[str, int] = attrs.field(init=False, factory=dict)
+    _tracers: list[Callable[[TraceEvent], None]] = attrs.field(init=False, factory=list)
+    #: The duplication rate :meth:`recover` leaves on (0: a clean network).
+    duplication_baseline: float = attrs.field(init=False, default=0.0)
+    #: How long each sync of the storages this cluster makes takes, ``(low, high)``
+    #: seconds (``None``: at once). With it, a crash can lose what a server wrote
+    #: and had not yet synced, as on a real disk.
+    sync_latency: tuple[float, float] | None = attrs.field(init=False, default=None)
+    #: After a recovery: (when it happened, when a leader must be there by).
+    _liveness: tuple[float, float] | None = attrs.field(init=False, default=None)
+    _recovering: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tracers.append(self.monitor.observe)
+        self.network.add_fault_observer(self._on_network_fault)
 
     def __repr__(self) -> str:
         return f"<Cluster seed={self.seed} running={sorted(self.servers)}>"
