@@ -232,6 +232,9 @@ class Server:
         self._leaderships: list[tuple[int, trio.CancelScope]] = []
         #: The queues of the running role_changes() loops.
         self._role_watchers: list[collections.deque[Status]] = []
+        #: Set when a change of role, term or leader is queued for the watchers, and at
+        #: the end (their own signal: the one for every Ready would wake them per batch).
+        self._role_event = trio.Event()
         #: The ready loop is carrying out a Ready.
         self._busy = False
         self._sent = 0
@@ -605,7 +608,7 @@ class Server:
                         yield status
                 if self._stopped:
                     return
-                await self._changed.wait()
+                await self._role_event.wait()
         finally:
             self._role_watchers.remove(queue)
 
@@ -647,6 +650,10 @@ class Server:
     def _notify_changed(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def _wake_role_watchers(self) -> None:
+        self._role_event.set()
+        self._role_event = trio.Event()
 
     def _kick(self) -> None:
         """Something was handed to the core: wake the ready loop, follow the timer."""
@@ -835,6 +842,7 @@ class Server:
             status = self.status()
             for queue in self._role_watchers:
                 queue.append(status)
+            self._wake_role_watchers()
         if self._tracer is not None:
             if role_changed:
                 self._trace("role", role=soft.role, term=soft.term, leader=soft.leader)
@@ -1184,6 +1192,7 @@ class Server:
         self._endpoint.close()
         self._storage.release()
         self._notify_changed()
+        self._wake_role_watchers()
         self._finished.set()
 
 

@@ -230,28 +230,19 @@ async def _obey(node: _Node) -> None:
             common.reply(answer)
 
 
-#: Seconds between two looks at the server's role (for the log of a failed run).
-ROLE_POLL = 0.01
-
-
 async def _log_role_changes(server: trioraft.Server) -> None:
     """Log each change of role, term or leader (kept when a run fails: it tells when
     leadership moved and what the server saw; a tracer would cost every write)."""
     log = logging.getLogger("trioraft.bench.node")
-    seen = None
-    while True:
-        st = server.status()
-        now = (st.role, st.term, st.leader)
-        if now != seen:
-            # A restarted server (the election trials) begins with what its storage held.
-            what = "started: " if seen is None else ""
-            seen = now
-            log.warning(
-                "%s: %s%s, term %d, leader %s, commit %d, applied %d",
-                st.name, what, st.role.value, st.term, st.leader, st.commit_index,
-                st.last_applied,
-            )  # fmt: skip
-        await trio.sleep(ROLE_POLL)
+    # A restarted server (the election trials) begins with what its storage held.
+    what = "started: "
+    async for st in server.role_changes():
+        log.warning(
+            "%s: %s%s, term %d, leader %s, commit %d, applied %d",
+            st.name, what, st.role.value, st.term, st.leader, st.commit_index,
+            st.last_applied,
+        )  # fmt: skip
+        what = ""
 
 
 async def _run(args: argparse.Namespace) -> None:
