@@ -21,7 +21,7 @@ from . import (  # noqa: F401  (registers the sections, in this order)
 from ._base import (
     SECTIONS,
     BenchOptions,
-    Progress,
+    Reporter,
     Section,
     SkipSection,
     main,
@@ -37,7 +37,7 @@ from .disk import measure_disk, measure_fsync, render_disk
 from .election import ElectionStats, measure_election
 from .floor import FloorRun, measure_floor, render_floor
 from .linearizability import (
-    DictMachine,
+    RegisterDict,
     measure_dict_linearizability,
     measure_linearizability,
     render_linearizability,
@@ -54,12 +54,12 @@ from .throughput import ThroughputRun, measure_throughput
 __all__ = [
     "SECTIONS",
     "BlobMachine",
-    "DictMachine",
+    "RegisterDict",
     "BenchOptions",
     "ElectionStats",
     "FloorRun",
     "LoopResult",
-    "Progress",
+    "Reporter",
     "Section",
     "SkipSection",
     "ThroughputRun",

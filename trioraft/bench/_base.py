@@ -157,7 +157,7 @@ import trioraft
 #: A section's result: a JSON-able mapping.
 Result = dict[str, Any]
 #: Where sections report progress (a line of text); stderr by default.
-Progress = Callable[[str], None]
+Reporter = Callable[[str], None]
 
 _SERVER_NAMES = ("raft1", "raft2", "raft3")
 _REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -290,7 +290,7 @@ class Section:
 
     name: str
     title: str
-    run: Callable[[BenchOptions, Mapping[str, Result], Progress], Result]
+    run: Callable[[BenchOptions, Mapping[str, Result], Reporter], Result]
     render: Callable[[Result], list[str]]
     aliases: tuple[str, ...] = ()
     #: Whether it runs when no section is named on the command line (long sections,
@@ -306,7 +306,7 @@ SECTIONS: dict[str, Section] = {}
 def register_section(
     name: str,
     title: str,
-    run: Callable[[BenchOptions, Mapping[str, Result], Progress], Result],
+    run: Callable[[BenchOptions, Mapping[str, Result], Reporter], Result],
     render: Callable[[Result], list[str]],
     *,
     aliases: Sequence[str] = (),
@@ -347,7 +347,7 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def quiet(line: str) -> None:
-    """A :data:`Progress` that drops the lines."""
+    """A :data:`Reporter` that drops the lines."""
 
 
 def _stderr(line: str) -> None:
@@ -381,7 +381,7 @@ def run_benchmark(
     *,
     skip: Sequence[str] = (),
     only: Sequence[str] = (),
-    progress: Progress | None = None,
+    progress: Reporter | None = None,
 ) -> Result:
     """Run the registered sections, in order, and return the report:
     ``{"ok", "errors", "meta", "options", "sections", "skipped"}`` (JSON-able). With

@@ -20,8 +20,8 @@ from trioraft.recipes import Counter
 from ._base import (
     _SERVER_NAMES,
     BenchOptions,
-    Progress,
     Record,
+    Reporter,
     Result,
     _num,
     _records_table,
@@ -32,7 +32,7 @@ T = TypeVar("T")
 W = TypeVar("W", bound="WriteRun")
 
 __all__ = [
-    "Cluster",
+    "StableCluster",
     "LoopResult",
     "WriteRun",
     "await_stable_leader",
@@ -96,7 +96,7 @@ async def await_stable_leader(servers: Mapping[str, trioraft.Server]) -> trioraf
 
 
 @attrs.frozen
-class Cluster:
+class StableCluster:
     """A running cluster of :func:`stable_cluster`."""
 
     network: trioraft.MemoryNetwork
@@ -108,7 +108,7 @@ class Cluster:
 
 
 @asynccontextmanager
-async def stable_cluster(**options: Any) -> AsyncIterator[Cluster]:
+async def stable_cluster(**options: Any) -> AsyncIterator[StableCluster]:
     """``async with stable_cluster(...) as cluster:`` a 3-server cluster
     (:func:`start_cluster` with ``options``, seeds from 0) on a new
     ``MemoryNetwork(seed=0)``, once its leader is known to all (within 30 s); every
@@ -118,11 +118,11 @@ async def stable_cluster(**options: Any) -> AsyncIterator[Cluster]:
         servers = await start_cluster(nursery, network, **options)
         with trio.fail_after(30):
             leader = await await_stable_leader(servers)
-        yield Cluster(network, nursery, servers, leader, leader.status().term)
+        yield StableCluster(network, nursery, servers, leader, leader.status().term)
         nursery.cancel_scope.cancel()
 
 
-def leadership_kept(cluster: Cluster, where: str) -> list[str]:
+def leadership_kept(cluster: StableCluster, where: str) -> list[str]:
     """An error if the cluster's leader no longer leads in its first term."""
     status = cluster.leader.status()
     if status.role is trioraft.Role.LEADER and status.term == cluster.term:
@@ -282,7 +282,7 @@ def loop_runs(
     numbers: Sequence[int],
     seconds: float,
     warmup: float,
-    progress: Progress,
+    progress: Reporter,
     *args: Any,
 ) -> list[Result]:
     """:func:`fresh_run` of ``measure(c, seconds, warmup, *args)`` for each ``c`` of
@@ -309,12 +309,12 @@ def loop_table(runs: Sequence[Result], noun: str, label: str = "", extra: str = 
 
 
 def loop_section(
-    measure: Callable[[Sequence[int], float, float, Progress], Result], concurrency: str
-) -> Callable[[BenchOptions, Mapping[str, Result], Progress], Result]:
+    measure: Callable[[Sequence[int], float, float, Reporter], Result], concurrency: str
+) -> Callable[[BenchOptions, Mapping[str, Result], Reporter], Result]:
     """A section's ``run``: ``measure(numbers, seconds, warmup, progress)`` with the
     numbers of the option named ``concurrency`` and the options' ``seconds``, ``warmup``."""
 
-    def run(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+    def run(options: BenchOptions, results: Mapping[str, Result], progress: Reporter) -> Result:
         numbers: Sequence[int] = getattr(options, concurrency)
         return measure(numbers, options.seconds, options.warmup, progress)
 

@@ -53,7 +53,7 @@ def make_counter(pso: Any, me: str, others: list[str], batch: bool) -> Any:
     return Counter()
 
 
-class _Load(common.Load):
+class _PySyncObjLoad(common.Load):
     """C calls kept in flight with the callback API, and what they achieved."""
 
     def __init__(self, obj: Any, success: Any, concurrency: int) -> None:
@@ -85,7 +85,7 @@ def run_load(
     obj: Any, success: Any, concurrency: int, seconds: float, warmup: float
 ) -> dict[str, Any]:
     """The ``bench`` command: ``concurrency`` calls in flight on this server."""
-    load = _Load(obj, success, concurrency)
+    load = _PySyncObjLoad(obj, success, concurrency)
     before = obj.value
     for _ in range(concurrency):
         load.submit()
@@ -114,7 +114,7 @@ def sync_writes(obj: Any, n: int, max_seconds: float) -> dict[str, Any]:
     return {"latencies_ms": latencies, "errors": load.errors}
 
 
-class _Node(common.Node):
+class _PySyncObjNode(common.Node):
     """This process's server and the leader watch."""
 
     def __init__(self, obj: Any, success: Any) -> None:
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     common.guard_orphan(args.lifetime)
     pso = importlib.import_module("pysyncobj")
     obj = make_counter(pso, args.listen, list(args.peer), batch=not args.no_batch)
-    node = _Node(obj, pso.FAIL_REASON.SUCCESS)
+    node = _PySyncObjNode(obj, pso.FAIL_REASON.SUCCESS)
     common.reply({"hello": args.listen, "pid": os.getpid(), "listen": args.listen})
     for line in sys.stdin:
         answer = node.handle(line)

@@ -70,7 +70,7 @@ else:  # run by its path, its directory on sys.path (see _node_common)
 STOP_TIMEOUT = 5.0
 
 
-class _Load(common.Load):
+class _TrioraftLoad(common.Load):
     """C tasks each looping ``await operation()``: what they achieved."""
 
     async def worker(self, operation: Callable[[], Awaitable[object]]) -> None:
@@ -89,7 +89,7 @@ class _Load(common.Load):
 
 async def run_load(
     operation: Callable[[], Awaitable[object]],
-    load: _Load,
+    load: _TrioraftLoad,
     concurrency: int,
     seconds: float,
     warmup: float,
@@ -126,7 +126,7 @@ async def sync_writes(server: trioraft.Server, n: int, max_seconds: float) -> di
     return {"latencies_ms": latencies, "errors": load.errors}
 
 
-class _Node(common.Node):
+class _TrioraftNode(common.Node):
     """This process's server, its network, and the leader watch."""
 
     def __init__(
@@ -161,7 +161,7 @@ class _Node(common.Node):
 
     async def op_bench(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """``concurrency`` writers on this server (the leader)."""
-        c, server, load = int(cmd["concurrency"]), self.server, _Load("write")
+        c, server, load = int(cmd["concurrency"]), self.server, _TrioraftLoad("write")
         before = server.machine.value
         write = functools.partial(server.write, 1)
         drained = await run_load(write, load, c, float(cmd["seconds"]), float(cmd["warmup"]))
@@ -169,7 +169,7 @@ class _Node(common.Node):
 
     async def op_reads(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """``readers`` tasks reading the counter on this server."""
-        expect, readers, load = cmd["expect"], int(cmd["readers"]), _Load("read")
+        expect, readers, load = cmd["expect"], int(cmd["readers"]), _TrioraftLoad("read")
         seen: dict[str, Any] = {"wrong": 0, "value": None}
 
         async def read() -> None:
@@ -217,7 +217,7 @@ class _LineReader:
         return line
 
 
-async def _obey(node: _Node) -> None:
+async def _obey(node: _TrioraftNode) -> None:
     """Answer the driver's commands until ``quit`` or the end of stdin."""
     lines = _LineReader(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
     while (line := await lines.readline()) is not None:
@@ -273,7 +273,7 @@ async def _run(args: argparse.Namespace) -> None:
         nursery.start_soon(_log_role_changes, server)
         gc.collect()  # as `python -m trioraft serve` does: the startup objects live on
         gc.freeze()
-        await _obey(_Node(server, network, nursery))
+        await _obey(_TrioraftNode(server, network, nursery))
         with trio.move_on_after(STOP_TIMEOUT):
             await server.stop()
         nursery.cancel_scope.cancel()

@@ -1,7 +1,7 @@
 """The processes of the ``tcp`` section (see :mod:`trioraft.bench.tcp`): a node
 process driven over its stdin/stdout (:class:`_Child`), what runs in a cluster's
-processes (:class:`_System`), every process of a measurement (:class:`_Run`) and a
-cluster of three (:class:`_Cluster`)."""
+processes (:class:`_System`), every process of a measurement (:class:`_ProcessRun`) and a
+cluster of three (:class:`_ProcessCluster`)."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ PYSYNCOBJ_NO_BATCH = _System("batching_off", "PySyncObj, batching off", batch=Fa
 PYSYNCOBJ_BATCH = _System("batching_on", "PySyncObj, batching on (default)", batch=True)
 
 
-class _Run:
+class _ProcessRun:
     """Every process this measurement starts, its files, and its bounds."""
 
     def __init__(self, lifetime: float, profile_dir: Path | None) -> None:
@@ -236,9 +236,9 @@ class _Run:
         return child
 
     @contextlib.contextmanager
-    def cluster(self, system: _System) -> Iterator[_Cluster]:
-        """A new :class:`_Cluster` of ``system``, stopped when the block ends."""
-        cluster = _Cluster(self, system)
+    def cluster(self, system: _System) -> Iterator[_ProcessCluster]:
+        """A new :class:`_ProcessCluster` of ``system``, stopped when the block ends."""
+        cluster = _ProcessCluster(self, system)
         try:
             yield cluster
         finally:
@@ -263,10 +263,10 @@ def recorded(where: str, errors: list[str], progress: Callable[[str], None]) -> 
         progress(f"tcp: {where}: FAILED: {exc}")
 
 
-class _Cluster:
+class _ProcessCluster:
     """Three server processes of one system, forming one cluster."""
 
-    def __init__(self, run: _Run, system: _System) -> None:
+    def __init__(self, run: _ProcessRun, system: _System) -> None:
         self.run = run
         self.system = system
         self.number = run.clusters

@@ -42,15 +42,15 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._base import Progress, Result, _num, _records_table
+from ._base import Reporter, Result, _num, _records_table
 from ._node_common import DRAIN_TIMEOUT, Histogram
 from ._tcp_processes import (
     TRIORAFT_LEASE_READS,
     TRIORAFT_READS,
     NodeError,
     _Child,
-    _Cluster,
-    _Run,
+    _ProcessCluster,
+    _ProcessRun,
     recorded,
 )
 
@@ -84,7 +84,7 @@ def shares(readers: int, servers: int) -> list[int]:
     return [readers // servers + (i < readers % servers) for i in range(servers)]
 
 
-def _prepare(cluster: _Cluster) -> tuple[_Child, int]:
+def _prepare(cluster: _ProcessCluster) -> tuple[_Child, int]:
     """The stable leader, after :data:`WRITES_BEFORE_READS` writes, and the counter's
     value once the three servers agree."""
     leader, _ = cluster.wait_stable()
@@ -95,7 +95,7 @@ def _prepare(cluster: _Cluster) -> tuple[_Child, int]:
     return leader, values[0]
 
 
-def _cpu_seconds(cluster: _Cluster) -> list[float]:
+def _cpu_seconds(cluster: _ProcessCluster) -> list[float]:
     return [float(node.call("mem")["cpu_s"]) for node in cluster.nodes]
 
 
@@ -111,7 +111,7 @@ def machine_busy_s() -> float | None:
 
 
 def _read_run(
-    cluster: _Cluster, leader: _Child, value: int, mode: str, spread: bool, p: ReadParams
+    cluster: _ProcessCluster, leader: _Child, value: int, mode: str, spread: bool, p: ReadParams
 ) -> Result:
     """One mode: the readers on the leader, or split over every server."""
     nodes = cluster.nodes if spread else [leader]
@@ -185,7 +185,7 @@ def _ratio(runs: Sequence[Result], mode: str) -> float | None:
     return rate[mode] / leader if leader and mode in rate else None
 
 
-def measure_reads(run: _Run, p: ReadParams, progress: Progress) -> Result:
+def measure_reads(run: _ProcessRun, p: ReadParams, progress: Reporter) -> Result:
     """Every mode (see the module's documentation), ``p.readers`` readers each, on fresh
     clusters of ``run``; failures are recorded in the result's ``errors``."""
     runs: list[Result] = []

@@ -13,7 +13,7 @@ import trioraft
 import trioraft.testing
 from trioraft.recipes import Counter
 
-from ._base import BenchOptions, Progress, Record, Result, _records_table, register_section
+from ._base import BenchOptions, Record, Reporter, Result, _records_table, register_section
 from ._cluster import stable_cluster
 
 
@@ -85,7 +85,7 @@ def measure_catch_up(entries: int) -> list[CatchUpRun]:
 
 
 def run_catch_up(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``catchup`` section: :func:`measure_catch_up` with ``options.catchup_entries``."""
     progress(f"catch-up: a new server over a {options.catchup_entries:,}-entry log ...")

@@ -15,7 +15,7 @@ from pathlib import Path
 from ._base import (
     _SERVER_NAMES,
     BenchOptions,
-    Progress,
+    Reporter,
     Result,
     _num,
     percentile,
@@ -112,7 +112,7 @@ def measure_disk(
     concurrency: Sequence[int],
     seconds: float,
     warmup: float = 0.5,
-    progress: Progress = quiet,
+    progress: Reporter = quiet,
     dirs: Sequence[Path] = (),
 ) -> Result:
     """Write throughput of a 3-server in-process cluster on :class:`~trioraft.DiskStorage`
@@ -212,7 +212,7 @@ def render_disk(result: Result) -> list[str]:
     return lines
 
 
-def _run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+def _run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Reporter) -> Result:
     return measure_disk(
         options.disk_concurrency, options.seconds, options.warmup, progress, options.disk_dirs
     )

@@ -17,8 +17,8 @@ import trioraft.testing
 from ._base import (
     _SERVER_NAMES,
     BenchOptions,
-    Progress,
     Record,
+    Reporter,
     Result,
     _records_table,
     percentile,
@@ -148,7 +148,7 @@ def measure_election_times(
     ]
 
 
-def measure_election(trials: int, progress: Progress | None = None) -> ElectionStats:
+def measure_election(trials: int, progress: Reporter | None = None) -> ElectionStats:
     """Election time after the leader stops, over ``trials`` deterministic trials
     (seeds ``0 .. trials - 1``), each a fresh :func:`trioraft.testing.run`."""
     if trials < 1:
@@ -172,7 +172,7 @@ def measure_election(trials: int, progress: Progress | None = None) -> ElectionS
 
 
 def run_election(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``election`` section: :func:`measure_election` with ``options.trials``."""
     progress(f"election: {options.trials} trials (virtual clock) ...")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from ._base import BenchOptions, Progress, Result, _records_table, register_section
+from ._base import BenchOptions, Reporter, Result, _records_table, register_section
 from ._cluster import LoopResult, WriteRun, closed_loop, fresh_run
 
 __all__ = ["FloorRun", "LoopResult", "closed_loop", "measure_floor", "render_floor"]
@@ -112,7 +112,7 @@ def measure_floor(concurrency: int, seconds: float, warmup: float = 0.5) -> Floo
 
 
 def run_floor_section(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``floor`` section: the Trio floor per concurrency, and trioraft's ratio to it."""
     ours: dict[int, float] = {}

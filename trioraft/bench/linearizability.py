@@ -14,7 +14,7 @@ import trioraft.testing
 
 from ._base import (
     BenchOptions,
-    Progress,
+    Reporter,
     Result,
     _records_table,
     register_section,
@@ -101,7 +101,7 @@ def measure_linearizability(operations: int = 1000, clients: int = 10, seed: int
     return {"operations": operations, "clients": clients, **_timed(model, good, bad, replayed)}
 
 
-class DictMachine(trioraft.StateMachine):
+class RegisterDict(trioraft.StateMachine):
     """The state machine of the linearizability section's second case: a dict of
     ``keys`` keys (``"k0"``, ``"k1"``...). ``("set", key, value)`` stores ``value`` and
     returns the previous value; ``("get", key)`` returns the value. Like many a service's
@@ -125,7 +125,7 @@ class DictMachine(trioraft.StateMachine):
 def simulated_dict_history(
     operations: int, clients: int, keys: int, seed: int, *, corrupt: bool = False
 ) -> tuple[list[Any], list[int]]:
-    """A history a correct :class:`DictMachine` service could produce, and the ids of the
+    """A history a correct :class:`RegisterDict` service could produce, and the ids of the
     operations that took effect, in the order they did.
 
     Each of ``clients`` clients calls one operation after another, pausing 0 to 50 ms
@@ -153,7 +153,7 @@ def simulated_dict_history(
         fate = rng.choice(["applied", "vanished"]) if rng.random() < 0.03 else "ok"
         raw.append((call, ret, rng.uniform(call, ret), client, kind, input, fate))
     raw.sort()
-    machine = DictMachine(keys)
+    machine = RegisterDict(keys)
     outputs: dict[int, Any] = {}
     applied = sorted(
         (i for i, item in enumerate(raw) if item[6] != "vanished"), key=lambda i: raw[i][2]
@@ -177,14 +177,14 @@ def simulated_dict_history(
 def measure_dict_linearizability(
     operations: int = 1050, clients: int = 50, keys: int = 1000, seed: int = 0
 ) -> Result:
-    """Check time of a correct and of a corrupted history of a :class:`DictMachine`
+    """Check time of a correct and of a corrupted history of a :class:`RegisterDict`
     service (:func:`simulated_dict_history`), against a model made of the machine class
     (:meth:`~trioraft.testing.Model.from_state_machine`, checking key by key with
     :meth:`~trioraft.testing.Model.command_key`), and the time to replay the operations
     that took effect through the same model, in order (the baseline)."""
     from ..testing import Model
 
-    model = Model.from_state_machine(DictMachine, keys, partition_key=Model.command_key)
+    model = Model.from_state_machine(RegisterDict, keys, partition_key=Model.command_key)
     good, applied = simulated_dict_history(operations, clients, keys, seed)
     bad, _ = simulated_dict_history(operations, clients, keys, seed, corrupt=True)
     return {
@@ -198,7 +198,7 @@ def measure_dict_linearizability(
 
 
 def run_linearizability(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``linearizability`` section: :func:`measure_linearizability`, with
     :func:`measure_dict_linearizability` under ``"dict_machine"``."""

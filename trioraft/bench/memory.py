@@ -28,7 +28,7 @@ from trioraft._core.options import CoreOptions
 from ._base import (
     _SERVER_NAMES,
     BenchOptions,
-    Progress,
+    Reporter,
     Result,
     _records_table,
     _stderr,
@@ -132,7 +132,7 @@ async def _checkpoint(
     }
 
 
-async def _memory_run(checkpoints: Sequence[int], concurrency: int, progress: Progress) -> Result:
+async def _memory_run(checkpoints: Sequence[int], concurrency: int, progress: Reporter) -> Result:
     writes = _Writes()
     rows: list[Result] = []
     async with stable_cluster() as cluster:
@@ -185,7 +185,7 @@ def _summary(rows: list[Result], writes: _Writes, rss_start: float, concurrency:
 def measure_memory(
     checkpoints: Sequence[int] = (100_000, 1_000_000),
     concurrency: int = CONCURRENCY,
-    progress: Progress | None = None,
+    progress: Reporter | None = None,
 ) -> Result:
     """RSS and log lengths of a 3-server in-process cluster after each number of writes
     in ``checkpoints`` (ascending), in a fresh ``trio.run`` of this process."""
@@ -197,7 +197,7 @@ def measure_memory(
 
 
 def measure_memory_in_fresh_process(
-    checkpoints: Sequence[int], concurrency: int = CONCURRENCY, progress: Progress | None = None
+    checkpoints: Sequence[int], concurrency: int = CONCURRENCY, progress: Reporter | None = None
 ) -> Result:
     """:func:`measure_memory` in a new process of this Python (its progress lines are
     passed to ``progress`` as they come)."""
@@ -231,7 +231,7 @@ def _child(arg: str) -> int:
     return 0
 
 
-def run_memory(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+def run_memory(options: BenchOptions, results: Mapping[str, Result], progress: Reporter) -> Result:
     """The ``memory`` section: :func:`measure_memory` in a fresh process."""
     writes = ", ".join(f"{w:,}" for w in options.memory_writes)
     progress(f"memory: a fresh process writes to a counter; checkpoints at {writes} writes ...")

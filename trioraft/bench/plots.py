@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._base import Progress
+from ._base import Reporter
 from .election import FIGURE16_TIMEOUTS, measure_election_times
 
 __all__ = ["matplotlib_available", "write_plots"]
@@ -111,7 +111,7 @@ def _cdf_plot(
     return _save(plt, fig, path)
 
 
-def plot_election(plt: Any, trials: int, path: Path, progress: Progress) -> Path:
+def plot_election(plt: Any, trials: int, path: Path, progress: Reporter) -> Path:
     """The election time CDF per timeout range (:data:`FIGURE16_TIMEOUTS`)."""
     curves = []
     for low, high in FIGURE16_TIMEOUTS:
@@ -191,7 +191,7 @@ def write_plots(
     directory: str | Path,
     *,
     latencies: Mapping[int, Sequence[float]] | None = None,
-    progress: Progress | None = None,
+    progress: Reporter | None = None,
 ) -> list[Path]:
     """Write the SVG plots of ``report`` (a :func:`~trioraft.bench.run_benchmark` report)
     into ``directory`` (created if missing); return the files written. ``latencies``:
@@ -201,7 +201,7 @@ def write_plots(
     from .throughput import LATENCIES
 
     plt = _pyplot()
-    say: Progress = progress if progress is not None else (lambda line: None)
+    say: Reporter = progress if progress is not None else (lambda line: None)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     sections = report["sections"]

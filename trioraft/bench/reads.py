@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import _SERVER_NAMES, Progress, Result, _num, quiet, register_section
+from ._base import _SERVER_NAMES, Reporter, Result, _num, quiet, register_section
 from ._cluster import (
     closed_loop,
     leadership_kept,
@@ -59,7 +59,7 @@ async def _reads_run(concurrency: int, seconds: float, warmup: float, mode: str)
 
 
 def measure_reads(
-    concurrency: Sequence[int], seconds: float, warmup: float = 0.5, progress: Progress = quiet
+    concurrency: Sequence[int], seconds: float, warmup: float = 0.5, progress: Reporter = quiet
 ) -> Result:
     """Linearizable reads/s of a 3-server in-process cluster, for each mode of
     :data:`MODES` and each number of readers, each in a fresh ``trio.run`` on the real

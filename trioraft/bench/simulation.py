@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from ..testing.soak import SoakResult, soak_seed
 from ._base import (
     BenchOptions,
-    Progress,
+    Reporter,
     Result,
     _records_table,
     register_section,
@@ -30,7 +30,7 @@ def measure_simulation(seeds: int, duration: float, rate: float = 10.0) -> list[
 
 
 def run_simulation(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``simulation`` section: :func:`measure_simulation`."""
     progress(f"simulation: {options.sim_seeds} runs of {options.sim_seconds:g} virtual s ...")

@@ -17,7 +17,7 @@ from trioraft._core.options import CoreOptions
 
 from ._base import (
     BenchOptions,
-    Progress,
+    Reporter,
     Result,
     _records_table,
     register_section,
@@ -195,7 +195,7 @@ def measure_snapshot(megabytes: int) -> Result:
 
 
 def run_snapshot(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``snapshot`` section: :func:`measure_snapshot` with ``options.snapshot_mb``."""
     progress(f"snapshot: a {options.snapshot_mb} MB state to a new server ...")

@@ -65,7 +65,7 @@ from typing import Any
 
 import attrs
 
-from ._base import BenchOptions, Progress, Result, _num, _table, percentile, register_section
+from ._base import BenchOptions, Reporter, Result, _num, _table, percentile, register_section
 from ._node_common import DRAIN_TIMEOUT
 from ._tcp_processes import (
     PYSYNCOBJ_BATCH,
@@ -74,8 +74,8 @@ from ._tcp_processes import (
     TRIORAFT_MEMORY,
     NodeError,
     _Child,
-    _Cluster,
-    _Run,
+    _ProcessCluster,
+    _ProcessRun,
     _System,
     recorded,
 )
@@ -106,7 +106,7 @@ class _Params:
     readers: int = 0
 
 
-def _throughput_point(cluster: _Cluster, c: int, p: _Params, errors: list[str]) -> Result:
+def _throughput_point(cluster: _ProcessCluster, c: int, p: _Params, errors: list[str]) -> Result:
     """One throughput figure: ``c`` writes in flight on the leader."""
     leader, _ = cluster.wait_stable()
     followers = [node for node in cluster.nodes if node is not leader]
@@ -131,7 +131,7 @@ def _throughput_point(cluster: _Cluster, c: int, p: _Params, errors: list[str]) 
     return {"concurrency": c, **{k: v for k, v in r.items() if k != "concurrency"}}
 
 
-def _one_at_a_time(cluster: _Cluster, n: int, errors: list[str]) -> Result:
+def _one_at_a_time(cluster: _ProcessCluster, n: int, errors: list[str]) -> Result:
     """``n`` writes in a row on the leader: latency percentiles."""
     leader, _ = cluster.wait_stable()
     r = leader.call("sync", n * 0.5 + 60, n=n, max_seconds=n * 0.5 + 30)
@@ -174,7 +174,7 @@ def _await_new_leader(survivors: Sequence[_Child], old: str, killed_at: float) -
     raise NodeError(f"no new leader known to both survivors within {ELECTION_TIMEOUT:g} s")
 
 
-def _election_trial(cluster: _Cluster) -> tuple[Result, int]:
+def _election_trial(cluster: _ProcessCluster) -> tuple[Result, int]:
     """Kill the stable cluster's leader; time the survivors' agreement on a new one.
     Returns the trial and the killed server's index."""
     leader, waited = cluster.wait_stable()
@@ -195,7 +195,7 @@ def _election_trial(cluster: _Cluster) -> tuple[Result, int]:
 
 
 def _elections(
-    run: _Run, cluster: _Cluster, trials: int, progress: Progress, errors: list[str]
+    run: _ProcessRun, cluster: _ProcessCluster, trials: int, progress: Reporter, errors: list[str]
 ) -> Result:
     """``trials`` leader kills, starting with ``cluster``; returns the statistics of
     those that completed (a failure ends the trials, and is added to ``errors``)."""
@@ -210,7 +210,7 @@ def _elections(
                     current.restart(killed)
                 else:
                     current.close()
-                    current = _Cluster(run, cluster.system)
+                    current = _ProcessCluster(run, cluster.system)
             trial, killed = _election_trial(current)
             done.append(trial)
             progress(
@@ -245,7 +245,7 @@ def _empty(system: _System) -> Result:
     }
 
 
-def _load_phases(cluster: _Cluster, p: _Params, out: Result, progress: Progress) -> None:
+def _load_phases(cluster: _ProcessCluster, p: _Params, out: Result, progress: Reporter) -> None:
     """Throughput for each C, one write at a time, convergence and memory: into ``out``."""
     errors: list[str] = out["errors"]
     label = cluster.system.label
@@ -271,7 +271,7 @@ def _load_phases(cluster: _Cluster, p: _Params, out: Result, progress: Progress)
     out["peak_rss_mb_per_server"] = [k / 1024 for k in peaks]
 
 
-def measure_system(run: _Run, system: _System, p: _Params, progress: Progress) -> Result:
+def measure_system(run: _ProcessRun, system: _System, p: _Params, progress: Reporter) -> Result:
     """Every figure of one system; failures are recorded in the result's ``errors``."""
     out = _empty(system)
     started = time.monotonic()
@@ -401,7 +401,7 @@ def measure_tcp(
     sync_writes: int = 100,
     readers: int = 256,
     pysyncobj: bool = True,
-    progress: Progress | None = None,
+    progress: Reporter | None = None,
     profile_dir: Path | None = None,
 ) -> Result:
     """Measure trioraft (MemoryStorage, then DiskStorage, then with ``readers``
@@ -420,7 +420,7 @@ def measure_tcp(
     )  # fmt: skip
     version = pysyncobj_version() if pysyncobj else None
     per_system = len(concurrency) * (warmup + seconds + 45) + (elections + 2) * 60 + sync_writes
-    run = _Run(lifetime=per_system + 120, profile_dir=profile_dir)
+    run = _ProcessRun(lifetime=per_system + 120, profile_dir=profile_dir)
     results: dict[str, Result] = {}
     try:
         run.warm_up(["trioraft", "trioraft.recipes", *(["pysyncobj"] if version else [])])
@@ -445,7 +445,7 @@ def measure_tcp(
 
 
 def _measure_all(
-    run: _Run, p: _Params, pysyncobj: bool, progress: Progress, results: dict[str, Result]
+    run: _ProcessRun, p: _Params, pysyncobj: bool, progress: Reporter, results: dict[str, Result]
 ) -> None:
     """Each system in turn, its result into ``results`` as it ends."""
     for system in (TRIORAFT_MEMORY, TRIORAFT_DISK):
@@ -495,7 +495,7 @@ def _assemble(
     }
 
 
-def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Progress) -> Result:
+def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Reporter) -> Result:
     """The ``tcp`` section: :func:`measure_tcp` with the options' ``tcp_*`` values."""
     return measure_tcp(
         options.tcp_concurrency,

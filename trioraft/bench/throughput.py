@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._base import BenchOptions, Progress, Result, _num, register_section
+from ._base import BenchOptions, Reporter, Result, _num, register_section
 from ._cluster import WriteRun, closed_loop, fresh_run, leadership_kept, loop_table, stable_cluster
 
 
@@ -75,7 +75,7 @@ def measure_throughput(concurrency: int, seconds: float, warmup: float = 0.5) ->
 
 
 def run_throughput(
-    options: BenchOptions, results: Mapping[str, Result], progress: Progress
+    options: BenchOptions, results: Mapping[str, Result], progress: Reporter
 ) -> Result:
     """The ``throughput`` section: :func:`measure_throughput` for each concurrency."""
     runs: list[Result] = []
