@@ -169,6 +169,37 @@ def test_commands_fail_in_one_line(processes: Processes, tmp_path: Path) -> None
     assert result.stderr.startswith("error: cannot load the state machine 'nowhere:Thing'")
 
 
+def test_serve_passes_server_options_and_refuses_bad_ones(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """``serve --option NAME=JSON`` reaches the server: a one-server cluster started with
+    ``snapshot_threshold=5`` snapshots after a few writes (the default, 10,000, would
+    not). An unknown option, a value of the wrong type, malformed JSON, or an option
+    ``serve`` sets itself: a one-line error naming it, and a non-zero exit."""
+    processes.serve("solo", [], "--option", "snapshot_threshold=5",
+                    "--option", "snapshot_trailing=0")  # fmt: skip
+    processes.wait_for_log("solo", "solo: leader (term")
+    for n in range(8):
+        assert processes.cli("write", "1").strip() == str(n + 1)
+    assert statuses(processes, ["solo"])["solo"]["snapshot_index"] >= 5
+
+    def serve_error(*option: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "trioraft", "serve", "--name", "x",
+             "--listen", processes.address("x"), "--machine", "examples.counter:Counter",
+             "--data-dir", str(tmp_path / "x"), *option],
+            cwd=ROOT, env=processes.env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode != 0 and result.stderr.count("\n") == 1, result.stderr
+        return result.stderr
+
+    assert "unknown server option(s) 'bogus'" in serve_error("--option", "bogus=1")
+    assert "min_election_timeout" in serve_error("--option", 'min_election_timeout="soon"')
+    assert "not valid JSON" in serve_error("--option", "lease_reads=yes please")
+    assert "--option takes NAME=JSON" in serve_error("--option", "check_quorum")
+    assert "sets storage itself" in serve_error("--option", "storage=null")
+
+
 def test_serve_freezes_what_startup_made() -> None:
     """``serve`` moves the objects of startup out of the garbage collector's sight once
     its server runs (fewer objects for each full collection to walk, shorter pauses)."""

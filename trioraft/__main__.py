@@ -79,6 +79,21 @@ def _peer(text: str) -> tuple[str, str]:
     return name, address
 
 
+#: Server options ``serve`` sets itself (from its other flags), not given by ``--option``.
+_SERVE_SETS = frozenset({"initial_config", "storage", "tracer"})
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``--option NAME=JSON``: a server option (``min_election_timeout=1.0``)."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise CommandError(f"--option takes NAME=JSON, got {text!r}")
+    if name in _SERVE_SETS:
+        raise CommandError(f"--option {name} is not an option of serve: it sets {name} itself")
+    return name, _json(value, f"the value of --option {name}")
+
+
 def _cluster(text: str) -> list[str]:
     addresses = [a.strip() for a in text.split(",") if a.strip()]
     if not addresses:
@@ -122,6 +137,7 @@ async def _serve(args: argparse.Namespace) -> int:
     machine = _machine(args.machine)
     init = _json(args.init_arg, "--init-arg") if args.init_arg is not None else None
     peers = dict(_peer(p) for p in args.peer or ())
+    options = dict(_option(o) for o in args.option or ())
     secret = _secret(args.secret_file)
     config = () if args.learner else [args.name, *peers]
     extra = () if init is None else (init,)
@@ -138,6 +154,7 @@ async def _serve(args: argparse.Namespace) -> int:
                 network=network,
                 initial_config=config,
                 storage=DiskStorage(args.data_dir),
+                **options,
             )
             nursery.start_soon(_print_roles, server)
             _freeze_startup_objects()
@@ -234,6 +251,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", required=True, help="the server's DiskStorage directory")
     serve.add_argument("--secret-file", help="file holding the cluster's shared secret")
     serve.add_argument("--learner", action="store_true", help="start with no configuration")
+    serve.add_argument(
+        "--option",
+        action="append",
+        metavar="NAME=JSON",
+        help="a server option, its value as JSON (min_election_timeout=1.0, "
+        "follower_reads=true, snapshot_threshold=50000); repeatable",
+    )
     for name, help_text in [
         ("status", "print the status of each server"),
         ("write", "write a JSON command; print the reply"),
