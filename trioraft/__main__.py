@@ -12,6 +12,7 @@ import gc
 import importlib
 import json
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,6 +54,40 @@ def _secret(path: str | None) -> bytes | None:
     if not secret:
         raise CommandError(f"the secret file {path!r} is empty")
     return secret
+
+
+def _tls_file(path: str, what: str) -> str:
+    if not Path(path).is_file():
+        raise CommandError(f"the {what} file {path!r} does not exist")
+    return path
+
+
+def _tls(args: argparse.Namespace, *, serving: bool) -> Any:
+    """The ``ssl_context`` of ``--tls-ca``/``--tls-cert``/``--tls-key`` (``None`` without
+    them). ``serve`` needs the CA and its certificate, and asks every peer and client for
+    a certificate the CA signed (mutual TLS); a client command needs the CA (to check the
+    servers) and, for servers that ask, its own certificate."""
+    ca, cert, key = args.tls_ca, args.tls_cert, args.tls_key
+    if ca is None and cert is None and key is None:
+        return None
+    if ca is None or (serving and cert is None):
+        needed = "--tls-ca and --tls-cert" if serving else "--tls-ca"
+        raise CommandError(f"TLS needs {needed} (PEM files)")
+    if key is not None and cert is None:
+        raise CommandError("--tls-key goes with --tls-cert")
+    ca = _tls_file(ca, "--tls-ca")
+    try:
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=ca)
+        server.verify_mode = ssl.CERT_REQUIRED  # mutual: the other end shows a certificate
+        if cert is not None:
+            cert = _tls_file(cert, "--tls-cert")
+            key = None if key is None else _tls_file(key, "--tls-key")
+            client.load_cert_chain(cert, key)
+            server.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise CommandError(f"cannot use the TLS files: {exc.reason or exc}") from None
+    return (server, client) if serving else client
 
 
 def _machine(spec: str) -> Any:
@@ -139,11 +174,14 @@ async def _serve(args: argparse.Namespace) -> int:
     peers = dict(_peer(p) for p in args.peer or ())
     options = dict(_option(o) for o in args.option or ())
     secret = _secret(args.secret_file)
+    tls = _tls(args, serving=True)
     config = () if args.learner else [args.name, *peers]
     extra = () if init is None else (init,)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_tcp_network(listen=args.listen, peers=peers, secret=secret) as network,
+            open_tcp_network(
+                listen=args.listen, peers=peers, secret=secret, ssl_context=tls
+            ) as network,
             trio.open_nursery() as nursery,
         ):
             server = await start_server(
@@ -180,14 +218,15 @@ def _jsonable(value: Any) -> Any:
 
 async def _client_command(args: argparse.Namespace) -> int:
     addresses = _cluster(args.cluster)
-    secret = _secret(args.secret_file)
+    # How to reach the cluster: the shared secret and the TLS context, as given.
+    reach = {"secret": _secret(args.secret_file), "ssl_context": _tls(args, serving=False)}
     payload: Any = None
     if args.command in ("write", "read"):
         payload = _json(args.value, "the value")
     try:
         with trio.fail_after(args.timeout):
-            async with open_client(addresses, secret=secret) as client:
-                return await _run_client(args, client, addresses, secret, payload)
+            async with open_client(addresses, **reach) as client:
+                return await _run_client(args, client, addresses, reach, payload)
     except trio.TooSlowError:
         raise CommandError(
             f"no answer from the cluster at {args.cluster} within {args.timeout:g} s "
@@ -196,7 +235,7 @@ async def _client_command(args: argparse.Namespace) -> int:
 
 
 async def _run_client(
-    args: argparse.Namespace, client: Any, addresses: list[str], secret: bytes | None, payload: Any
+    args: argparse.Namespace, client: Any, addresses: list[str], reach: dict[str, Any], payload: Any
 ) -> int:
     command = args.command
     if command == "write":
@@ -212,13 +251,13 @@ async def _run_client(
     elif command == "transfer":
         _say(f"{await client.transfer_leadership(args.name)} leads now")
     elif command == "status":
-        await _status(args, addresses, secret)
+        await _status(args, addresses, reach)
     return 0
 
 
-async def _status(args: argparse.Namespace, addresses: list[str], secret: bytes | None) -> None:
+async def _status(args: argparse.Namespace, addresses: list[str], reach: dict[str, Any]) -> None:
     for address in addresses:
-        async with open_client([address], secret=secret) as one:
+        async with open_client([address], **reach) as one:
             with trio.move_on_after(max(1.0, args.timeout / len(addresses))) as scope:
                 status = await one.status()
             if scope.cancelled_caught:
@@ -237,6 +276,19 @@ async def _status(args: argparse.Namespace, addresses: list[str], secret: bytes 
                 f"applied {status['last_applied']} voters {','.join(status['voters'])}"
                 + (f" learners {','.join(status['learners'])}" if status["learners"] else "")
             )
+
+
+def _tls_arguments(parser: argparse.ArgumentParser, *, serving: bool) -> None:
+    who = "peers and clients" if serving else "the servers"
+    parser.add_argument("--tls-ca", metavar="FILE", help=f"PEM: the CA that signs {who}")
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM: this server's certificate chain (and key)"
+        if serving
+        else "PEM: this client's certificate chain (and key), for servers that ask",
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM: the key, if not in --tls-cert")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -258,6 +310,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a server option, its value as JSON (min_election_timeout=1.0, "
         "follower_reads=true, snapshot_threshold=50000); repeatable",
     )
+    _tls_arguments(serve, serving=True)
     for name, help_text in [
         ("status", "print the status of each server"),
         ("write", "write a JSON command; print the reply"),
@@ -270,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--cluster", required=True, help="HOST:PORT[,HOST:PORT...]")
         sub.add_argument("--secret-file")
         sub.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+        _tls_arguments(sub, serving=False)
         if name == "status":
             sub.add_argument("--json", action="store_true", help="one JSON object per server")
         elif name in ("write", "read"):
