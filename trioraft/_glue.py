@@ -15,7 +15,15 @@ from ._core.messages import Config
 from ._core.node import Role
 from ._state_machine import StateMachine
 
-__all__ = ["Hooks", "Signal", "Waiter", "check_machine", "machine_snapshots"]
+__all__ = [
+    "CallbackWaiter",
+    "Hooks",
+    "Signal",
+    "Waiter",
+    "WriteCallback",
+    "check_machine",
+    "machine_snapshots",
+]
 
 logger = logging.getLogger("trioraft")
 
@@ -68,6 +76,37 @@ class Waiter:
         own, so that a wait allocates no bound method)."""
         self._task = None
         return trio.lowlevel.Abort.SUCCEEDED
+
+
+#: What :meth:`~trioraft.Server.submit` calls with a write's outcome.
+WriteCallback = Callable[[outcome.Outcome[Any]], object]
+
+
+class CallbackWaiter(Waiter):
+    """A write with no task waiting: what is handed over is queued, with the callback to
+    give it to, on ``due`` (the server calls the callbacks once the Ready that produced
+    the outcomes has been carried out and advanced, never in the middle of one)."""
+
+    __slots__ = ("_callback", "_due")
+
+    def __init__(
+        self,
+        term: int,
+        callback: WriteCallback,
+        due: list[tuple[WriteCallback, outcome.Outcome[Any]]],
+    ) -> None:
+        # Waiter's slots set here (no super() call: one per write in flight).
+        self.term = term
+        self._task = None
+        self._outcome = None
+        self._callback = callback
+        self._due = due
+
+    def _finish(self, result: outcome.Outcome[Any]) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = result
+        self._due.append((self._callback, result))
 
 
 async def _checkpoint_then(result: outcome.Outcome[Any]) -> Any:

@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import outcome
 import trio
 
 from ._core.messages import Config, Entry, EntryKind, Message
@@ -44,9 +45,11 @@ from ._errors import (
     WrongCluster,
 )
 from ._glue import (
+    CallbackWaiter,
     Hooks,
     Signal,
     Waiter,
+    WriteCallback,
     check_machine,
     decode_snapshot,
     encode_snapshot,
@@ -212,6 +215,8 @@ class Server:
     def _init_tasks(self) -> None:
         """The state of the server's tasks, callers and counters."""
         self._writes: dict[int, Waiter] = {}
+        #: Outcomes of submit()'s writes, with their callbacks, to call after the Ready.
+        self._callbacks_due: list[tuple[WriteCallback, outcome.Outcome[Any]]] = []
         self._reads: dict[int, Waiter] = {}
         self._changed = trio.Event()
         self._kicked = Signal()
@@ -337,6 +342,60 @@ class Server:
         finally:
             if writes.get(entry.index) is waiter:
                 del writes[entry.index]
+
+    def submit(self, command: Any, callback: WriteCallback) -> int:
+        """Start a write of ``command`` without waiting for it; ``callback(result)`` is
+        called with its outcome (an :class:`outcome.Outcome`: ``result.unwrap()`` returns
+        the state machine's reply, or raises what :meth:`write` would have raised). Returns
+        the write's log index.
+
+        For many writes in flight with no task each (a bulk load; a pipeline that keeps
+        thousands of writes going, each completion submitting the next): a task per
+        :meth:`write` costs a task switch and a few frames per write, a callback none.
+
+        The callback is called exactly once: after the Ready in which the write was
+        applied, or in which it failed (:class:`~trioraft.OutcomeUnknown` when leadership
+        is lost before it commits, :class:`~trioraft.NotLeader` if a newer leader replaced
+        the entry, the state machine's exception, or
+        :class:`~trioraft.StoppedOutcomeUnknown` when the server stops). It runs in one of
+        the server's tasks, between two Readys: a plain function that must not block. It
+        may call :meth:`submit` again. An exception it raises is logged and dropped.
+
+        Raises at once, as :meth:`write` would: :class:`~trioraft.NotLeader` (also while
+        this leader hands its leadership over, when :meth:`write` would wait),
+        :class:`~trioraft.ServerStopped`, and the errors of a command that cannot be
+        replicated (``TypeError`` on TCP, the machine's ``validate``). Being a plain
+        function, it is not a Trio checkpoint.
+        """
+        self._check_running()
+        node = self._node
+        if node.role is not Role.LEADER:
+            raise NotLeader(node.leader)
+        self._hooks.validate(command)
+        if self._check_value is not None:
+            self._check_value(command)
+        try:
+            entry = node.propose(command, trio.current_time())
+        except TransferInProgress:
+            raise NotLeader(None, "leadership is being handed over; retry") from None
+        if self._tracer is not None:
+            self._trace("propose", index=entry.index, term=entry.term)
+        self._writes[entry.index] = CallbackWaiter(entry.term, callback, self._callbacks_due)
+        self._kicked.set()  # as for write(): a proposal moves no deadline
+        return entry.index
+
+    def _run_callbacks(self) -> None:
+        """Give submitted writes their outcomes (a callback may submit again: those
+        outcomes come after a later Ready)."""
+        due = self._callbacks_due
+        while due:
+            batch = due[:]
+            del due[:]
+            for callback, result in batch:
+                try:
+                    callback(result)
+                except Exception:
+                    logger.exception("%s: a write's callback raised", self._name)
 
     async def read(self, query: Any) -> Any:
         """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
@@ -757,6 +816,8 @@ class Server:
             self._durable_snapshot = max(self._durable_snapshot, rd.snapshot.index)
         node = self._node
         node.advance(rd)
+        if self._callbacks_due:
+            self._run_callbacks()
         if not self._busy and node.has_ready():
             self._kicked.set()  # carried out by another task: the loop takes what is left
         self._follow_timer()
@@ -1184,6 +1245,7 @@ class Server:
                 )
             )
         self._writes.clear()
+        self._run_callbacks()
         for waiter in self._reads.values():
             waiter.fail(self._failure or ServerStopped(f"server {self._name!r} stopped"))
         self._reads.clear()
