@@ -123,6 +123,10 @@ def test_tcp_section_smoke() -> None:
     for key in ("memory", "disk"):
         _check_system(result[key], options.tcp_concurrency)
     assert result["disk"]["election"]["restart"] == "on its directory"
+    submitted = result["memory_submit"]  # PySyncObj's method: callbacks, no task per write
+    assert [p["concurrency"] for p in submitted["throughput"]] == [1, 4]
+    assert all(p["writes_per_s"] > 0 and p["errors"] == {} for p in submitted["throughput"])
+    assert all(p["counter_delta"] == p["total_ok"] for p in submitted["throughput"])
     _check_reads(result["reads"])
     pso = result["pysyncobj"]
     if with_pysyncobj:
@@ -136,9 +140,11 @@ def test_tcp_section_smoke() -> None:
         assert any("not installed" in note for note in result["notes"])
     targets = {t["target"] for t in result["targets"]}
     assert "election median s (MemoryStorage)" in targets
+    assert "MemoryStorage, submit() writes/s at C=4096 / PySyncObj's best" in targets
     assert sum("leader ReadIndex" in t for t in targets) == 2
     text = "\n".join(tcp.render_tcp(result))
     assert "writes/s, C=4" in text and "election after SIGKILL" in text
+    assert "trioraft submit()" in text and "submit()/PySyncObj" in text
     assert "spread_lease" in text and "spread / leader ReadIndex" in text
 
     # Without PySyncObj: null, a note, and the table still renders.

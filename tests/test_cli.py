@@ -248,16 +248,21 @@ def test_three_processes_over_mutual_tls(processes: Processes, tmp_path: Path) -
     assert half.stderr == "error: TLS needs --tls-ca and --tls-cert (PEM files)\n"
 
 
-def test_serve_freezes_what_startup_made() -> None:
+def test_serve_freezes_what_startup_made_and_collects_less_often() -> None:
     """``serve`` moves the objects of startup out of the garbage collector's sight once
-    its server runs (fewer objects for each full collection to walk, shorter pauses)."""
+    its server runs (fewer objects for each full collection to walk, shorter pauses),
+    and raises the collection thresholds (fewer collections per write)."""
     import gc
 
-    from trioraft.__main__ import _freeze_startup_objects
+    from trioraft.__main__ import SERVE_GC_THRESHOLD, _tune_collector
 
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     try:
-        _freeze_startup_objects()
+        _tune_collector()
         assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold() == SERVE_GC_THRESHOLD
+        assert SERVE_GC_THRESHOLD[0] > before[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import inspect
 import logging
 import os
@@ -59,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import trioraft
+from trioraft.__main__ import _tune_collector
 from trioraft.recipes import Counter
 
 if TYPE_CHECKING or __package__:
@@ -105,6 +105,57 @@ async def run_load(
         load.stop = True
         nursery.cancel_scope.deadline = trio.current_time() + common.DRAIN_TIMEOUT
     return not nursery.cancel_scope.cancelled_caught
+
+
+class _SubmitLoad(common.Load):
+    """C writes kept in flight with :meth:`trioraft.Server.submit`, each callback
+    submitting the next: PySyncObj's driver's method (its callback API), with no task per
+    write."""
+
+    def __init__(self, server: trioraft.Server, concurrency: int) -> None:
+        super().__init__("write")
+        self.server = server
+        self.in_flight = concurrency
+        self.drained = trio.Event()
+
+    def submit(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.server.submit(1, lambda result: self.done(started, result))
+        except trioraft.RaftError as exc:  # not the leader any more: this one ends
+            self.failed(type(exc).__name__)
+            self._ended()
+
+    def done(self, started: float, result: Any) -> None:
+        try:
+            result.unwrap()
+        except Exception as exc:
+            self.failed(type(exc).__name__)
+        else:
+            self.succeeded(started)
+        if self.stop:
+            self._ended()
+        else:
+            self.submit()
+
+    def _ended(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.drained.set()
+
+
+async def run_submitted(load: _SubmitLoad, concurrency: int, seconds: float, warmup: float) -> bool:
+    """``concurrency`` writes in flight through ``load``: ``warmup`` seconds, then a
+    window of ``seconds``; whether they all ended in time after it."""
+    for _ in range(concurrency):
+        load.submit()
+    await trio.sleep(warmup)
+    for pause in load.window(seconds):
+        await trio.sleep(pause)
+    load.stop = True
+    with trio.move_on_after(common.DRAIN_TIMEOUT):
+        await load.drained.wait()
+    return load.drained.is_set()
 
 
 async def sync_writes(server: trioraft.Server, n: int, max_seconds: float) -> dict[str, Any]:
@@ -161,10 +212,17 @@ class _TrioraftNode(common.Node):
 
     async def op_bench(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """``concurrency`` writers on this server (the leader)."""
-        c, server, load = int(cmd["concurrency"]), self.server, _TrioraftLoad("write")
+        c, server = int(cmd["concurrency"]), self.server
+        seconds, warmup = float(cmd["seconds"]), float(cmd["warmup"])
         before = server.machine.value
-        write = functools.partial(server.write, 1)
-        drained = await run_load(write, load, c, float(cmd["seconds"]), float(cmd["warmup"]))
+        load: common.Load
+        if cmd.get("api") == "submit":  # callbacks, no task per write
+            load = _SubmitLoad(server, c)
+            drained = await run_submitted(load, c, seconds, warmup)
+        else:  # a task per write, each looping ``await server.write(1)``
+            load = _TrioraftLoad("write")
+            write = functools.partial(server.write, 1)
+            drained = await run_load(write, load, c, seconds, warmup)
         return load.report(c, drained=drained, counter_delta=server.machine.value - before)
 
     async def op_reads(self, cmd: dict[str, Any]) -> dict[str, Any]:
@@ -271,8 +329,7 @@ async def _run(args: argparse.Namespace) -> None:
         )
         common.reply({"hello": args.name, "pid": os.getpid(), "listen": network.listen})
         nursery.start_soon(_log_role_changes, server)
-        gc.collect()  # as `python -m trioraft serve` does: the startup objects live on
-        gc.freeze()
+        _tune_collector()  # as `python -m trioraft serve` does
         await _obey(_TrioraftNode(server, network, nursery))
         with trio.move_on_after(STOP_TIMEOUT):
             await server.stop()

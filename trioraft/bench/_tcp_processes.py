@@ -149,6 +149,9 @@ class _System:
     batch: bool = True
     #: More flags of a trioraft node (``--follower-reads``, ``--lease-reads``).
     flags: tuple[str, ...] = ()
+    #: How a trioraft leader keeps writes in flight: ``"write"``, a task per write;
+    #: ``"submit"``, :meth:`~trioraft.Server.submit` and callbacks (as PySyncObj's).
+    api: str = "write"
 
     @property
     def restarts(self) -> bool:
@@ -179,6 +182,9 @@ def _flags(flag: str, values: Sequence[str]) -> list[str]:
 
 TRIORAFT_MEMORY = _System("memory", "trioraft, MemoryStorage", storage="memory")
 TRIORAFT_DISK = _System("disk", "trioraft, DiskStorage", storage="disk")
+TRIORAFT_SUBMIT = _System(
+    "memory_submit", "trioraft, MemoryStorage, submit()", storage="memory", api="submit"
+)
 #: The clusters of the reads (MemoryStorage): ReadIndex on the leader and follower reads;
 #: leases (and follower reads, which a lease answers at once on the leader).
 TRIORAFT_READS = _System(

@@ -13,11 +13,13 @@ Method (that of ``../shared/anchors/pysyncobj_bench.py``, with a driver of our o
 * Throughput, for each C: once every server names the same leader (and, for PySyncObj,
   every connection is up: a trioraft server cannot tell, see ``_tcp_node.py``), the
   leader's process keeps C writes in flight itself (trioraft: C tasks each looping
-  ``await server.write(1)``; PySyncObj: C calls with a callback that submits the next),
-  1 s unmeasured, then ``--tcp-seconds`` measured: committed writes/s over that window,
-  with the latency p50/p99 of the writes that completed in it (counted in 1% buckets,
-  so that measuring adds no memory), the leader's CPU time per write over the window
-  and the followers' over the whole run.
+  ``await server.write(1)``; PySyncObj: C calls with a callback that submits the next;
+  and trioraft again, on a cluster of its own, PySyncObj's way: C
+  :meth:`~trioraft.Server.submit` calls with a callback that submits the next, the
+  ``submit()`` column), 1 s unmeasured, then ``--tcp-seconds`` measured: committed
+  writes/s over that window, with the latency p50/p99 of the writes that completed in
+  it (counted in 1% buckets, so that measuring adds no memory), the leader's CPU time
+  per write over the window and the followers' over the whole run.
 * One write at a time: 100 writes in a row on the leader, each timed (p50/p99).
 * Peak RSS per server: ``VmHWM`` of each process after the load (the largest and the
   smallest of three). The servers load compiled bytecode, as an installed package
@@ -43,7 +45,8 @@ Method (that of ``../shared/anchors/pysyncobj_bench.py``, with a driver of our o
   column is, per figure, the better of the two (higher throughput, lower latency,
   election time and RSS), and both configurations' figures are in the result.
 
-Result: ``{"memory": R, "disk": R, "reads": ..., "pysyncobj": R or None, ...}`` where
+Result: ``{"memory": R, "disk": R, "memory_submit": R, "reads": ..., "pysyncobj": R or
+None, ...}`` (``memory_submit``: throughput only) where
 ``reads`` is that of :func:`~trioraft.bench._tcp_reads.measure_reads` (or ``None``) and
 each R has
 ``throughput`` (a list of ``{"concurrency": C, "writes_per_s": X, ...}``),
@@ -72,6 +75,7 @@ from ._tcp_processes import (
     PYSYNCOBJ_NO_BATCH,
     TRIORAFT_DISK,
     TRIORAFT_MEMORY,
+    TRIORAFT_SUBMIT,
     NodeError,
     _Child,
     _ProcessCluster,
@@ -92,6 +96,11 @@ WRITES_BEFORE_KILL = 10
 #: The targets of the issue (reported, not asserted).
 TARGET_THROUGHPUT_RATIO = 3.0
 TARGET_ELECTION_S = 0.3
+SUBMIT_NOTE = (
+    "submit(): the MemoryStorage cluster driven as PySyncObj's driver drives PySyncObj "
+    "(C writes kept in flight by callbacks, Server.submit, no task per write); the "
+    "memory column keeps a task per write (await server.write)"
+)
 
 
 # ----------------------------------------------------------------------- measurement
@@ -112,7 +121,9 @@ def _throughput_point(cluster: _ProcessCluster, c: int, p: _Params, errors: list
     followers = [node for node in cluster.nodes if node is not leader]
     cpu_before = sum(float(node.call("mem")["cpu_s"]) for node in followers)
     timeout = p.warmup + p.seconds + DRAIN_TIMEOUT + 30
-    r = leader.call("bench", timeout, concurrency=c, seconds=p.seconds, warmup=p.warmup)
+    r = leader.call(
+        "bench", timeout, concurrency=c, seconds=p.seconds, warmup=p.warmup, api=cluster.system.api
+    )
     cpu = sum(float(node.call("mem")["cpu_s"]) for node in followers) - cpu_before
     # Both followers together, over every write of the run (warm-up and drain included).
     r["followers_cpu_us_per_write"] = cpu / r["total_ok"] * 1e6 if r["total_ok"] else None
@@ -362,15 +373,21 @@ def _target(name: str, value: Any, limit: Any, met: bool | None) -> Result:
     return {"target": name, "value": value, "limit": limit, "met": met}
 
 
-def evaluate_targets(memory: Result, disk: Result, pso: Result | None) -> list[Result]:
+def evaluate_targets(
+    memory: Result, disk: Result, pso: Result | None, submit: Result | None = None
+) -> list[Result]:
     """The issue's targets, each with its value and whether it is met (``None``: no
-    figure to compare)."""
+    figure to compare). With ``submit`` (the MemoryStorage cluster driven through
+    ``Server.submit``, PySyncObj's method), its throughput ratios too."""
     out = []
-    for c in (256, 4096):
-        ratio = _ratio(_writes_per_s(memory, c), _writes_per_s(pso, c))
-        met = None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO
-        name = f"MemoryStorage writes/s at C={c} / PySyncObj's best"
-        out.append(_target(name, ratio, f">= {TARGET_THROUGHPUT_RATIO:g}", met))
+    for name, result in (("MemoryStorage", memory), ("MemoryStorage, submit()", submit)):
+        if result is None:
+            continue
+        for c in (256, 4096):
+            ratio = _ratio(_writes_per_s(result, c), _writes_per_s(pso, c))
+            met = None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO
+            what = f"{name} writes/s at C={c} / PySyncObj's best"
+            out.append(_target(what, ratio, f">= {TARGET_THROUGHPUT_RATIO:g}", met))
     mine = memory["one_at_a_time"]["p50_ms"]
     theirs = None
     if pso is not None:
@@ -450,6 +467,10 @@ def _measure_all(
     """Each system in turn, its result into ``results`` as it ends."""
     for system in (TRIORAFT_MEMORY, TRIORAFT_DISK):
         results[system.key] = measure_system(run, system, p, progress)
+    # The same cluster driven as PySyncObj's driver drives it: callbacks, no task per
+    # write. Throughput only (one write at a time and elections are the memory run's).
+    throughput_only = attrs.evolve(p, elections=0, sync_writes=0)
+    results[TRIORAFT_SUBMIT.key] = measure_system(run, TRIORAFT_SUBMIT, throughput_only, progress)
     if p.readers:
         reads = ReadParams(readers=p.readers, seconds=p.seconds, warmup=p.warmup)
         results["reads"] = measure_reads(run, reads, progress)
@@ -464,7 +485,7 @@ def _assemble(
     kept: Path | None,
     wanted: bool,
 ) -> Result:
-    memory, disk = results["memory"], results["disk"]
+    memory, disk, submit = results["memory"], results["disk"], results.get("memory_submit")
     notes: list[str] = []
     pso: Result | None = None
     if version is not None:
@@ -483,15 +504,23 @@ def _assemble(
         notes.append(READS_NOTE)
     if kept is not None:
         notes.append(f"node logs kept in {kept}")
+    if submit is not None:
+        notes.append(SUBMIT_NOTE)
     return {
         "memory": memory,
         "disk": disk,
+        "memory_submit": submit,
         "reads": reads,
         "pysyncobj": pso,
-        "targets": [*evaluate_targets(memory, disk, pso), *read_targets(reads)],
+        "targets": [*evaluate_targets(memory, disk, pso, submit), *read_targets(reads)],
         "notes": notes,
         "processes": {"started": len(pids), "pids": pids},
-        "errors": [*memory["errors"], *disk["errors"], *(reads["errors"] if reads else [])],
+        "errors": [
+            *memory["errors"],
+            *disk["errors"],
+            *(submit["errors"] if submit else []),
+            *(reads["errors"] if reads else []),
+        ],
     }
 
 
@@ -507,15 +536,16 @@ def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Repo
 
 
 # ---------------------------------------------------------------------------- render
-def _rows(memory: Result, disk: Result, pso: Result | None) -> list[list[str]]:
-    cols: list[Result | None] = [memory, disk, pso]
+def _rows(
+    memory: Result, disk: Result, pso: Result | None, submit: Result | None = None
+) -> list[list[str]]:
+    cols: list[Result | None] = [memory, disk, submit, pso]
     rows: list[list[str]] = []
 
     def row(name: str, get: Callable[[Result], Any], fmt: str) -> None:
         values = [None if col is None else get(col) for col in cols]
-        rows.append(
-            [name, *(_num(v, fmt) for v in values), _num(_ratio(values[0], values[2]), ".2f")]
-        )
+        ratios = (_ratio(values[0], values[3]), _ratio(values[2], values[3]))
+        rows.append([name, *(_num(v, fmt) for v in values), *(_num(r, ".2f") for r in ratios)])
 
     for c in sorted({pt["concurrency"] for col in cols if col for pt in col["throughput"]}):
         row(f"writes/s, C={c}", functools.partial(_writes_per_s, c=c), ",.0f")
@@ -543,9 +573,15 @@ def _detail_rows(systems: Mapping[str, Result]) -> list[list[str]]:
 def render_tcp(result: Result) -> list[str]:
     """Table lines for the ``tcp`` section."""
     memory, disk, pso = result["memory"], result["disk"], result["pysyncobj"]
-    header = ["metric", "trioraft memory", "trioraft disk", "PySyncObj (best)", "memory/PySyncObj"]
-    lines = _table(header, _rows(memory, disk, pso))
+    submit = result.get("memory_submit")
+    header = [
+        "metric", "trioraft memory", "trioraft disk", "trioraft submit()", "PySyncObj (best)",
+        "memory/PySyncObj", "submit()/PySyncObj",
+    ]  # fmt: skip
+    lines = _table(header, _rows(memory, disk, pso, submit))
     systems = {"trioraft memory": memory, "trioraft disk": disk}
+    if submit is not None:
+        systems["trioraft submit()"] = submit
     if pso is not None:
         for key, config in pso["configurations"].items():
             systems[f"PySyncObj {key.replace('_', ' ')}"] = config
