@@ -148,8 +148,8 @@ def _say(text: str) -> None:
 #: ``gc.set_threshold`` of a ``serve`` process: collect the youngest generation after
 #: 20,000 allocations (Python's default: 700), the older ones 20 times rarer each. A
 #: server allocates a few objects per write (an entry, its waiter, its outcome) and keeps
-#: the entries until the next snapshot: with the default, collections took a fifth of
-#: the leader's time at 4,096 writes in flight (the performance page).
+#: the entries until the next snapshot: at 4,096 writes in flight these thresholds cut
+#: the leader's CPU per write from 9.4-10.5 us to 7.9 (the performance page).
 SERVE_GC_THRESHOLD = (20_000, 20, 20)
 
 
