@@ -17,6 +17,7 @@ from ._state_machine import StateMachine
 
 __all__ = [
     "CallbackWaiter",
+    "DueCallbacks",
     "Hooks",
     "Signal",
     "Waiter",
@@ -80,6 +81,8 @@ class Waiter:
 
 #: What :meth:`~trioraft.Server.submit` calls with a write's outcome.
 WriteCallback = Callable[[outcome.Outcome[Any]], object]
+#: Outcomes waiting for their callbacks, in the order they came.
+DueCallbacks = list[tuple[WriteCallback, outcome.Outcome[Any]]]
 
 
 class CallbackWaiter(Waiter):
@@ -89,16 +92,9 @@ class CallbackWaiter(Waiter):
 
     __slots__ = ("_callback", "_due")
 
-    def __init__(
-        self,
-        term: int,
-        callback: WriteCallback,
-        due: list[tuple[WriteCallback, outcome.Outcome[Any]]],
-    ) -> None:
+    def __init__(self, term: int, callback: WriteCallback, due: DueCallbacks) -> None:
         # Waiter's slots set here (no super() call: one per write in flight).
-        self.term = term
-        self._task = None
-        self._outcome = None
+        self.term, self._task, self._outcome = term, None, None
         self._callback = callback
         self._due = due
 

@@ -27,7 +27,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import outcome
 import trio
 
 from ._core.messages import Config, Entry, EntryKind, Message
@@ -46,6 +45,7 @@ from ._errors import (
 )
 from ._glue import (
     CallbackWaiter,
+    DueCallbacks,
     Hooks,
     Signal,
     Waiter,
@@ -216,7 +216,7 @@ class Server:
         """The state of the server's tasks, callers and counters."""
         self._writes: dict[int, Waiter] = {}
         #: Outcomes of submit()'s writes, with their callbacks, to call after the Ready.
-        self._callbacks_due: list[tuple[WriteCallback, outcome.Outcome[Any]]] = []
+        self._callbacks_due: DueCallbacks = []
         self._reads: dict[int, Waiter] = {}
         self._changed = trio.Event()
         self._kicked = Signal()
