@@ -12,7 +12,10 @@ and the server goes on; what ``write`` refuses at once, ``submit`` refuses at on
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import random
 from typing import Any
 
 import outcome
@@ -21,7 +24,8 @@ import trio
 import trio.testing
 
 import trioraft
-from trioraft.testing import open_cluster
+from trioraft import Role
+from trioraft.testing import FaultSchedule, open_cluster
 
 from machines import Counter
 
@@ -163,3 +167,71 @@ async def test_stop_gives_pending_writes_their_outcome_and_submit_refuses(
         assert all(isinstance(e, trioraft.StoppedOutcomeUnknown) for _, e in seen.received)
         with pytest.raises(trioraft.ServerStopped):
             leader.submit(1, lambda result: None)
+
+
+SEEDS = range(int(os.environ.get("TRIORAFT_SUBMIT_SEEDS", "6")))
+FAULTS = ["partition", "isolate", "isolate_leader", "heal", "loss", "crash", "crash_leader",
+          "restart", "recover", "transfer", "trigger_election"]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_callbacks_settle_every_write_once_under_faults(
+    autojump_clock: trio.testing.MockClock, seed: int
+) -> None:
+    """§5.3, §5.4 and the callback promise, under a random fault schedule (the seed is the
+    test's parameter; ``TRIORAFT_SUBMIT_SEEDS=N`` runs more): a pump keeps 16 writes in
+    flight with ``submit`` on whoever leads, each write adding its own number. In the
+    end every callback was called exactly once; a write answered with a value was
+    applied once, and its reply is the total of every write applied up to it; a write
+    answered ``NotLeader`` was never applied; no write is applied twice."""
+    rng = random.Random(seed)
+    async with open_cluster(Counter, 3, seed=seed) as cluster:
+        names = list(cluster.servers)
+        schedule = FaultSchedule.random(rng, names, duration=6, count=12, kinds=FAULTS)
+        outcomes: dict[int, list[Any]] = {}
+        unsettled: set[int] = set()
+
+        def settle(write: int) -> Any:
+            def done(result: outcome.Outcome[Any]) -> None:
+                unsettled.discard(write)
+                try:
+                    outcomes[write].append(result.unwrap())
+                except trioraft.RaftError as exc:
+                    outcomes[write].append(exc)
+
+            return done
+
+        async def pump() -> None:
+            while trio.current_time() < 7:
+                leaders = [s for s in cluster.servers.values() if s.status().role is Role.LEADER]
+                with contextlib.suppress(trioraft.NotLeader, trioraft.ServerStopped):
+                    while leaders and len(unsettled) < 16:
+                        write = len(outcomes) + 1
+                        leaders[0].submit(write, settle(write))
+                        outcomes[write] = []
+                        unsettled.add(write)
+                await trio.sleep(0.005)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(schedule.run, cluster)
+            nursery.start_soon(pump)
+        await cluster.recover()
+        with trio.fail_after(30):
+            leader = await cluster.wait_for_leader()
+            await leader.write(0)  # commits everything of earlier terms that will commit
+            while unsettled:
+                await trio.sleep(0.01)
+        applied = [c for c in leader.machine.applied if c != 0]
+        assert len(applied) == len(set(applied)), f"seed {seed}: a write applied twice"
+        total, totals = 0, {}
+        for write in applied:
+            total += write
+            totals[write] = total
+        for write, got in outcomes.items():
+            assert len(got) == 1, f"seed {seed}: write {write} settled {len(got)} times"
+            (result,) = got
+            if isinstance(result, trioraft.NotLeader):
+                assert write not in totals, f"seed {seed}: write {write} NotLeader, applied"
+            elif not isinstance(result, trioraft.OutcomeUnknown):
+                assert totals.get(write) == result, f"seed {seed}: write {write} -> {result}"
+        assert len(outcomes) > 50, f"seed {seed}: only {len(outcomes)} writes submitted"
