@@ -303,6 +303,14 @@ async def _log_role_changes(server: trioraft.Server) -> None:
         what = ""
 
 
+def _timeouts(spec: str | None) -> dict[str, float]:
+    """``--election-timeout MIN,MAX`` as server options (none: the defaults)."""
+    if spec is None:
+        return {}
+    low, high = (float(x) for x in spec.split(","))
+    return {"min_election_timeout": low, "max_election_timeout": high}
+
+
 async def _run(args: argparse.Namespace) -> None:
     peers = dict(p.split("=", 1) for p in args.peer)
     storage: Any = (
@@ -326,6 +334,7 @@ async def _run(args: argparse.Namespace) -> None:
             storage=storage,
             follower_reads=args.follower_reads,
             lease_reads=args.lease_reads,
+            **_timeouts(args.election_timeout),
         )
         common.reply({"hello": args.name, "pid": os.getpid(), "listen": network.listen})
         nursery.start_soon(_log_role_changes, server)
@@ -343,6 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="the DiskStorage directory")
     parser.add_argument("--follower-reads", action="store_true", help="follower_reads=True")
     parser.add_argument("--lease-reads", action="store_true", help="lease_reads=True")
+    parser.add_argument("--election-timeout", metavar="MIN,MAX", help="seconds (default: 0.15,0.3)")
     parser.add_argument("--profile", help="write cProfile statistics here on quit")
     return parser
 

@@ -203,10 +203,17 @@ PYSYNCOBJ_BATCH = _System("batching_on", "PySyncObj, batching on (default)", bat
 class _ProcessRun:
     """Every process this measurement starts, its files, and its bounds."""
 
-    def __init__(self, lifetime: float, profile_dir: Path | None) -> None:
+    def __init__(
+        self,
+        lifetime: float,
+        profile_dir: Path | None,
+        election_timeout: tuple[float, float] | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="trioraft-bench-tcp-"))
         self.lifetime = lifetime
         self.profile_dir = profile_dir
+        #: The trioraft servers' (min, max) election timeout (``None``: the defaults).
+        self.election_timeout = election_timeout
         self.children: list[_Child] = []
         self.clusters = 0
         self.env = dict(os.environ)
@@ -237,6 +244,8 @@ class _ProcessRun:
         label = f"{system.key}-{cluster}/{index}"
         if self.profile_dir is not None and system.storage is not None:
             cmd += ["--profile", str(self.profile_dir / f"{system.key}-{cluster}-{index}.prof")]
+        if self.election_timeout is not None and system.storage is not None:
+            cmd += ["--election-timeout", ",".join(map(str, self.election_timeout))]
         child = _Child(label, cmd, self.root / f"{system.key}-{cluster}-{index}.log", self.env)
         self.children.append(child)
         return child

@@ -420,6 +420,7 @@ def measure_tcp(
     pysyncobj: bool = True,
     progress: Reporter | None = None,
     profile_dir: Path | None = None,
+    election_timeout: tuple[float, float] | None = None,
 ) -> Result:
     """Measure trioraft (MemoryStorage, then DiskStorage, then with ``readers``
     linearizable readers unless 0: see :mod:`trioraft.bench._tcp_reads`) and, when
@@ -429,7 +430,10 @@ def measure_tcp(
 
     ``profile_dir``: the trioraft servers write cProfile statistics there when they stop
     cleanly (the servers killed by the election trials write none). Every process
-    started is killed before this returns, whatever happens."""
+    started is killed before this returns, whatever happens. ``election_timeout``:
+    the trioraft servers' ``(min, max)`` election timeout instead of the defaults (the
+    test of this section uses long ones: there a machine that stalls for longer than
+    150 ms must not depose a leader, since it checks the machinery, not the figures)."""
     say = progress if progress is not None else (lambda line: None)
     p = _Params(
         concurrency=tuple(concurrency), seconds=seconds, warmup=warmup,
@@ -437,7 +441,9 @@ def measure_tcp(
     )  # fmt: skip
     version = pysyncobj_version() if pysyncobj else None
     per_system = len(concurrency) * (warmup + seconds + 45) + (elections + 2) * 60 + sync_writes
-    run = _ProcessRun(lifetime=per_system + 120, profile_dir=profile_dir)
+    run = _ProcessRun(
+        lifetime=per_system + 120, profile_dir=profile_dir, election_timeout=election_timeout
+    )
     results: dict[str, Result] = {}
     try:
         run.warm_up(["trioraft", "trioraft.recipes", *(["pysyncobj"] if version else [])])
@@ -457,6 +463,7 @@ def measure_tcp(
         "writes_before_each_kill": WRITES_BEFORE_KILL,
         "readers": readers,
         "trioraft_secret": True,
+        "trioraft_election_timeout_s": list(election_timeout) if election_timeout else "default",
     }
     return out
 
