@@ -353,7 +353,10 @@ async def test_bad_input_closes_one_connection_and_is_counted(
         await frames.send(make())
         await expect_closed(frames)
         assert getattr(network.statistics(), counter) == before + 1
-        assert not target.stopped and target.status().term == term  # nothing changed
+        # Nothing changed: the server runs, and no forged term (99) was taken. (An election
+        # of its own, after a stall of the machine longer than a timeout, may still move
+        # the term by one or two; these exchanges take real time.)
+        assert not target.stopped and term <= target.status().term < 99
         await assert_still_serves(servers, addresses)
 
 
