@@ -93,8 +93,7 @@ class CallbackWaiter(Waiter):
     __slots__ = ("_callback", "_due")
 
     def __init__(self, term: int, callback: WriteCallback, due: DueCallbacks) -> None:
-        # Waiter's slots set here (no super() call: one per write in flight).
-        self.term, self._task, self._outcome = term, None, None
+        super().__init__(term)
         self._callback = callback
         self._due = due
 

@@ -295,6 +295,13 @@ class Server:
             snapshot_index=node.snapshot_index,
         )
 
+    def _check_command(self, command: Any) -> None:
+        """What a command must pass before it is appended (for :meth:`write` and
+        :meth:`submit`): the machine's ``validate``, and the transport's value check."""
+        self._hooks.validate(command)
+        if self._check_value is not None:
+            self._check_value(command)
+
     async def write(self, command: Any) -> Any:
         """Replicate ``command``, apply it everywhere, and return the state machine's reply.
 
@@ -309,9 +316,7 @@ class Server:
         if node.role is not Role.LEADER:
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise NotLeader(node.leader)
-        self._hooks.validate(command)
-        if self._check_value is not None:
-            self._check_value(command)
+        self._check_command(command)
         while True:
             try:
                 entry = node.propose(command, trio.current_time())
@@ -371,9 +376,7 @@ class Server:
         node = self._node
         if node.role is not Role.LEADER:
             raise NotLeader(node.leader)
-        self._hooks.validate(command)
-        if self._check_value is not None:
-            self._check_value(command)
+        self._check_command(command)
         try:
             entry = node.propose(command, trio.current_time())
         except TransferInProgress:
