@@ -317,3 +317,30 @@ async def test_a_replaced_suffix_stays_replaced_after_reopening(tmp_path: Path) 
     state = await storage.load()
     storage.release()
     assert [(e.index, e.term) for e in state.entries] == [(1, 1), (2, 4), (3, 4)]
+
+
+def test_sqlite_is_loaded_only_by_a_disk_storage_that_opens(tmp_path: Path) -> None:
+    # A process that never opens a DiskStorage (MemoryStorage, in-process tests) does
+    # not pay for sqlite3 (about 1.6 MB of memory at import); one that opens one works.
+    code = textwrap.dedent(
+        f"""
+        import sys, trio, trioraft, trioraft.recipes
+        assert "sqlite3" not in sys.modules, "importing trioraft loaded sqlite3"
+        storage = trioraft.DiskStorage({str(tmp_path / "a")!r})
+        assert "sqlite3" not in sys.modules, "making a DiskStorage loaded sqlite3"
+        async def main():
+            async with trioraft.open_server(
+                trioraft.recipes.Counter, name="a", network=trioraft.MemoryNetwork(),
+                initial_config=["a"], storage=storage,
+            ) as server:
+                await server.await_leader()
+                print(await server.write(3))
+        trio.run(main)
+        assert "sqlite3" in sys.modules
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3"
