@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +94,32 @@ def _check_reads(reads: dict[str, Any]) -> None:
     assert reads["spread_over_leader"] > 0 and reads["lease_over_leader"] > 0
 
 
+def _check_paired(paired: dict[str, Any], with_pysyncobj: bool) -> None:
+    """Every system took its turn in each round, in rotating order, and every ratio is
+    that of its own round."""
+    assert paired["errors"] == [] and paired["rounds"] == 2
+    (point,) = paired["throughput"]  # the largest C measured: 4
+    assert point["concurrency"] == 4
+    keys = ["memory", "memory_submit", *(["batching_off", "batching_on"] if with_pysyncobj else [])]
+    assert [list(r) for r in point["rounds"]] == [keys, [*keys[1:], keys[0]]]
+    assert all(value > 0 for r in point["rounds"] for value in r.values())
+    if with_pysyncobj:
+        for r, ratio in zip(point["rounds"], point["memory_ratios"], strict=True):
+            assert ratio == r["memory"] / max(r["batching_off"], r["batching_on"])
+    else:
+        assert point["memory_ratios"] == [None, None] and point["memory_over_pysyncobj"] is None
+    one = paired["one_at_a_time"]
+    assert all(r["memory"] > 0 for r in one["rounds"])
+    reads = paired["reads"]
+    assert [list(r) for r in reads["rounds"]] == [
+        ["leader", "spread", "lease"],
+        ["spread", "lease", "leader"],
+    ]
+    for r, ratio in zip(reads["rounds"], reads["lease_ratios"], strict=True):
+        assert ratio == r["lease"] / r["leader"]
+    assert reads["lease_over_leader"] == statistics.median(reads["lease_ratios"])
+
+
 def test_tcp_section_smoke() -> None:
     before = set(_children())
     with_pysyncobj = tcp.pysyncobj_version() is not None
@@ -113,6 +140,8 @@ def test_tcp_section_smoke() -> None:
                 # timed out within a millisecond of each other). This checks the
                 # machinery; the figures come from the defaults.
                 election_timeout=(1.0, 2.0),
+                paired_rounds=2,
+                paired_seconds=0.3,
             )
     finally:
         left = set(_children()) - before
@@ -143,14 +172,19 @@ def test_tcp_section_smoke() -> None:
     else:
         assert pso is None
         assert any("not installed" in note for note in result["notes"])
+    _check_paired(result["paired"], with_pysyncobj)
     targets = {t["target"] for t in result["targets"]}
+    assert sum(t.startswith("paired (2 rounds): ") for t in targets) == (
+        2 + 1 + 2  # writes at C=4 (write() and submit()), one at a time, two read ratios
+    )
     assert "election median s (MemoryStorage)" in targets
     assert "MemoryStorage, submit() writes/s at C=4096 / PySyncObj's best" in targets
-    assert sum("leader ReadIndex" in t for t in targets) == 2
+    assert sum("leader ReadIndex" in t and not t.startswith("paired") for t in targets) == 2
     text = "\n".join(tcp.render_tcp(result))
     assert "writes/s, C=4" in text and "election after SIGKILL" in text
     assert "trioraft submit()" in text and "submit()/PySyncObj" in text
     assert "spread_lease" in text and "spread / leader ReadIndex" in text
+    assert "paired rounds (2;" in text and "lease/leader" in text
 
     # Without PySyncObj: null, a note, and the table still renders.
     alone = tcp._assemble(
@@ -168,10 +202,15 @@ def test_tcp_options_on_the_command_line() -> None:
     assert options.tcp_seconds == 0.5
     assert options.tcp_elections == 2
     assert options.tcp_readers == 0
+    paired, _, _ = bench.parse_args(
+        [*argv, "--tcp-paired-rounds", "0", "--tcp-paired-seconds", "2"]
+    )
+    assert paired.tcp_paired_rounds == 0 and paired.tcp_paired_seconds == 2.0
     assert not bench.SECTIONS["tcp"].default
     defaults, _, _ = bench.parse_args([])
     assert defaults.tcp_concurrency == (1, 16, 256, 4096)
     assert defaults.tcp_readers == 256
+    assert defaults.tcp_paired_rounds == 3
     with pytest.raises(SystemExit):
         bench.parse_args(["tcp", "--tcp-readers", "-1"])
 

@@ -256,6 +256,10 @@ class BenchOptions:
     tcp_elections: int = 5
     #: Linearizable readers of the ``tcp`` section's reads runs (0: no reads runs).
     tcp_readers: int = 256
+    #: Rounds of the ``tcp`` section's paired comparisons (0: none).
+    tcp_paired_rounds: int = 3
+    #: Measured seconds per system and round of the paired comparisons.
+    tcp_paired_seconds: float = 4.0
     #: Directory to write the plots (SVG) into; ``None``: no plots.
     plot: Path | None = None
 
@@ -601,6 +605,17 @@ _LATE_FLAGS = (
         _non_negative_int,
         "tcp section: linearizable readers on the leader, then spread over the 3 servers "
         "(follower_reads), then under a lease; 0: no reads (default %(default)s)",
+    ),
+    _Flag(
+        "--tcp-paired-rounds",
+        _non_negative_int,
+        "tcp section: rounds in which the systems compared take turns, each ratio within a "
+        "round; 0: none (default %(default)s)",
+    ),
+    _Flag(
+        "--tcp-paired-seconds",
+        _positive_float,
+        "tcp section: measured seconds per system and paired round (default %(default)s)",
     ),
 )
 

@@ -40,13 +40,19 @@ Method (that of ``../shared/anchors/pysyncobj_bench.py``, with a driver of our o
   clusters, started with ``follower_reads=True`` and with ``lease_reads=True``; the
   readers run inside the server processes, on the leader (ReadIndex; lease), or split
   over the three servers (follower reads). See :mod:`trioraft.bench._tcp_reads`.
+* Paired rounds (``--tcp-paired-rounds``, 3 by default; 0: none): the figures above
+  measure one system after the other, minutes apart, and this kind of machine changes
+  speed within minutes; so the targets' figures are measured again with the systems
+  taking turns, a few seconds apart, and each ratio computed within a round (median
+  over the rounds). See :mod:`trioraft.bench._tcp_paired`.
 * PySyncObj, when installed, is measured in the same run in two configurations,
   ``appendEntriesUseBatch`` off and on (its default), since each is best for some C; its
   column is, per figure, the better of the two (higher throughput, lower latency,
   election time and RSS), and both configurations' figures are in the result.
 
 Result: ``{"memory": R, "disk": R, "memory_submit": R, "reads": ..., "pysyncobj": R or
-None, ...}`` (``memory_submit``: throughput only) where
+None, "paired": ..., ...}`` (``memory_submit``: throughput only; ``paired``: that of
+:func:`~trioraft.bench._tcp_paired.measure_paired`, or ``None``) where
 ``reads`` is that of :func:`~trioraft.bench._tcp_reads.measure_reads` (or ``None``) and
 each R has
 ``throughput`` (a list of ``{"concurrency": C, "writes_per_s": X, ...}``),
@@ -68,8 +74,8 @@ from typing import Any
 
 import attrs
 
-from ._base import BenchOptions, Reporter, Result, _num, _table, percentile, register_section
-from ._node_common import DRAIN_TIMEOUT
+from ._base import BenchOptions, Reporter, Result, _num, _table, register_section
+from ._tcp_paired import PairedParams, measure_paired, paired_targets, render_paired
 from ._tcp_processes import (
     PYSYNCOBJ_BATCH,
     PYSYNCOBJ_NO_BATCH,
@@ -86,6 +92,7 @@ from ._tcp_processes import (
 from ._tcp_reads import NOTE as READS_NOTE
 from ._tcp_reads import ReadParams, measure_reads, render_reads
 from ._tcp_reads import targets as read_targets
+from ._tcp_runs import one_at_a_time, throughput_point
 
 #: Seconds the survivors of a leader kill have to agree on a new leader.
 ELECTION_TIMEOUT = 15.0
@@ -96,6 +103,11 @@ WRITES_BEFORE_KILL = 10
 #: The targets of the issue (reported, not asserted).
 TARGET_THROUGHPUT_RATIO = 3.0
 TARGET_ELECTION_S = 0.3
+PAIRED_NOTE = (
+    "paired: the systems compared take turns, a few seconds apart, and each ratio is "
+    "computed within a round (the main figures are minutes apart, and this machine's "
+    "speed drifts within minutes); a paired target's value is the median over the rounds"
+)
 SUBMIT_NOTE = (
     "submit(): the MemoryStorage cluster driven as PySyncObj's driver drives PySyncObj "
     "(C writes kept in flight by callbacks, Server.submit, no task per write); the "
@@ -113,55 +125,8 @@ class _Params:
     sync_writes: int
     #: Readers of the reads runs (0: none).
     readers: int = 0
-
-
-def _throughput_point(cluster: _ProcessCluster, c: int, p: _Params, errors: list[str]) -> Result:
-    """One throughput figure: ``c`` writes in flight on the leader."""
-    leader, _ = cluster.wait_stable()
-    followers = [node for node in cluster.nodes if node is not leader]
-    cpu_before = sum(float(node.call("mem")["cpu_s"]) for node in followers)
-    timeout = p.warmup + p.seconds + DRAIN_TIMEOUT + 30
-    r = leader.call(
-        "bench", timeout, concurrency=c, seconds=p.seconds, warmup=p.warmup, api=cluster.system.api
-    )
-    cpu = sum(float(node.call("mem")["cpu_s"]) for node in followers) - cpu_before
-    # Both followers together, over every write of the run (warm-up and drain included).
-    r["followers_cpu_us_per_write"] = cpu / r["total_ok"] * 1e6 if r["total_ok"] else None
-    where = f"{cluster.system.label}, C={c}"
-    if r["writes"] <= 0:
-        errors.append(f"{where}: no write committed in the window")
-    if r["errors"]:
-        errors.append(f"{where}: writes failed: {r['errors']}")
-    if not r["drained"]:
-        errors.append(f"{where}: writes still in flight {DRAIN_TIMEOUT:g} s after the window")
-    if r["counter_delta"] != r["total_ok"]:
-        errors.append(
-            f"{where}: the leader's counter grew by {r['counter_delta']} but "
-            f"{r['total_ok']} writes were acknowledged"
-        )
-    return {"concurrency": c, **{k: v for k, v in r.items() if k != "concurrency"}}
-
-
-def _one_at_a_time(cluster: _ProcessCluster, n: int, errors: list[str]) -> Result:
-    """``n`` writes in a row on the leader: latency percentiles."""
-    leader, _ = cluster.wait_stable()
-    r = leader.call("sync", n * 0.5 + 60, n=n, max_seconds=n * 0.5 + 30)
-    latencies = sorted(float(x) for x in r["latencies_ms"])
-    if len(latencies) < n or r["errors"]:
-        errors.append(
-            f"{cluster.system.label}: {len(latencies)} of {n} one-at-a-time writes "
-            f"succeeded (errors: {r['errors']})"
-        )
-    if not latencies:
-        return {"samples": 0, "p50_ms": None, "p99_ms": None, "mean_ms": None, "max_ms": None}
-    return {
-        "samples": len(latencies),
-        "p50_ms": percentile(latencies, 0.50),
-        "p99_ms": percentile(latencies, 0.99),
-        "mean_ms": statistics.fmean(latencies),
-        "min_ms": latencies[0],
-        "max_ms": latencies[-1],
-    }
+    #: The paired rounds (``None``: none).
+    paired: PairedParams | None = None
 
 
 def _await_new_leader(survivors: Sequence[_Child], old: str, killed_at: float) -> Result:
@@ -262,13 +227,13 @@ def _load_phases(cluster: _ProcessCluster, p: _Params, out: Result, progress: Re
     label = cluster.system.label
     for c in p.concurrency:
         progress(f"tcp: {label}: C={c}, {p.warmup:g} s warm-up + {p.seconds:g} s ...")
-        point = _throughput_point(cluster, c, p, errors)
+        point = throughput_point(cluster, c, p.seconds, p.warmup, errors)
         out["throughput"].append(point)
         progress(
             f"tcp: {label}: C={c}: {point['writes_per_s']:,.0f} writes/s, "
             f"p50 {_num(point['p50_ms'], '.2f')} ms, leader CPU share {point['cpu_share']:.2f}"
         )
-    out["one_at_a_time"] = one = _one_at_a_time(cluster, p.sync_writes, errors)
+    out["one_at_a_time"] = one = one_at_a_time(cluster, p.sync_writes, errors)
     progress(f"tcp: {label}: one at a time: p50 {_num(one['p50_ms'], '.3f')} ms")
     values = cluster.wait_converged()
     out["counters"] = values
@@ -421,6 +386,8 @@ def measure_tcp(
     progress: Reporter | None = None,
     profile_dir: Path | None = None,
     election_timeout: tuple[float, float] | None = None,
+    paired_rounds: int = 3,
+    paired_seconds: float = 4.0,
 ) -> Result:
     """Measure trioraft (MemoryStorage, then DiskStorage, then with ``readers``
     linearizable readers unless 0: see :mod:`trioraft.bench._tcp_reads`) and, when
@@ -433,11 +400,20 @@ def measure_tcp(
     started is killed before this returns, whatever happens. ``election_timeout``:
     the trioraft servers' ``(min, max)`` election timeout instead of the defaults (the
     test of this section uses long ones: there a machine that stalls for longer than
-    150 ms must not depose a leader, since it checks the machinery, not the figures)."""
+    150 ms must not depose a leader, since it checks the machinery, not the figures).
+
+    ``paired_rounds`` rounds of ``paired_seconds`` windows then compare the systems taking
+    turns (:mod:`trioraft.bench._tcp_paired`; 0: none), at the ``concurrency`` values
+    256 and 4096 (the targets'), or the largest one when neither is measured."""
     say = progress if progress is not None else (lambda line: None)
     p = _Params(
         concurrency=tuple(concurrency), seconds=seconds, warmup=warmup,
         elections=elections, sync_writes=sync_writes, readers=readers,
+        paired=PairedParams(
+            rounds=paired_rounds, seconds=paired_seconds, warmup=warmup,
+            concurrency=tuple(c for c in concurrency if c in (256, 4096)) or (max(concurrency),),
+            sync_writes=sync_writes, readers=readers,
+        ),
     )  # fmt: skip
     version = pysyncobj_version() if pysyncobj else None
     per_system = len(concurrency) * (warmup + seconds + 45) + (elections + 2) * 60 + sync_writes
@@ -462,6 +438,8 @@ def measure_tcp(
         "elections": elections,
         "writes_before_each_kill": WRITES_BEFORE_KILL,
         "readers": readers,
+        "paired_rounds": paired_rounds,
+        "paired_seconds": paired_seconds,
         "trioraft_secret": True,
         "trioraft_election_timeout_s": list(election_timeout) if election_timeout else "default",
     }
@@ -483,6 +461,8 @@ def _measure_all(
         results["reads"] = measure_reads(run, reads, progress)
     for system in (PYSYNCOBJ_NO_BATCH, PYSYNCOBJ_BATCH) if pysyncobj else ():
         results[system.key] = measure_system(run, system, p, progress)
+    if p.paired is not None and p.paired.rounds:
+        results["paired"] = measure_paired(run, p.paired, pysyncobj, progress)
 
 
 def _assemble(
@@ -504,6 +484,10 @@ def _assemble(
             "(both configurations are under pysyncobj.configurations)"
         )
         notes.extend(f"pysyncobj sanity: {e}" for e in pso["errors"])
+    paired = results.get("paired")
+    if paired is not None:
+        notes.append(PAIRED_NOTE)
+        notes.extend(f"pysyncobj sanity (paired): {e}" for e in paired["pysyncobj_errors"])
     elif wanted:
         notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
     reads = results.get("reads")
@@ -519,7 +503,12 @@ def _assemble(
         "memory_submit": submit,
         "reads": reads,
         "pysyncobj": pso,
-        "targets": [*evaluate_targets(memory, disk, pso, submit), *read_targets(reads)],
+        "paired": paired,
+        "targets": [
+            *evaluate_targets(memory, disk, pso, submit),
+            *read_targets(reads),
+            *paired_targets(paired),
+        ],
         "notes": notes,
         "processes": {"started": len(pids), "pids": pids},
         "errors": [
@@ -527,6 +516,7 @@ def _assemble(
             *disk["errors"],
             *(submit["errors"] if submit else []),
             *(reads["errors"] if reads else []),
+            *(paired["errors"] if paired else []),
         ],
     }
 
@@ -538,6 +528,8 @@ def run_tcp(options: BenchOptions, results: Mapping[str, Result], progress: Repo
         options.tcp_seconds,
         options.tcp_elections,
         readers=options.tcp_readers,
+        paired_rounds=options.tcp_paired_rounds,
+        paired_seconds=options.tcp_paired_seconds,
         progress=progress,
     )
 
@@ -611,6 +603,9 @@ def render_tcp(result: Result) -> list[str]:
     if result.get("reads") is not None:
         lines.append("")
         lines.extend(render_reads(result["reads"]))
+    if result.get("paired") is not None:
+        lines.append("")
+        lines.extend(render_paired(result["paired"]))
     lines.append("")
     for t in result["targets"]:
         verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
@@ -629,5 +624,12 @@ register_section(
     run_tcp,
     render_tcp,
     default=False,
-    options=("tcp_concurrency", "tcp_seconds", "tcp_elections", "tcp_readers"),
+    options=(
+        "tcp_concurrency",
+        "tcp_seconds",
+        "tcp_elections",
+        "tcp_readers",
+        "tcp_paired_rounds",
+        "tcp_paired_seconds",
+    ),
 )
