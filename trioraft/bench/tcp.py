@@ -484,12 +484,12 @@ def _assemble(
             "(both configurations are under pysyncobj.configurations)"
         )
         notes.extend(f"pysyncobj sanity: {e}" for e in pso["errors"])
+    elif wanted:
+        notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
     paired = results.get("paired")
     if paired is not None:
         notes.append(PAIRED_NOTE)
         notes.extend(f"pysyncobj sanity (paired): {e}" for e in paired["pysyncobj_errors"])
-    elif wanted:
-        notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
     reads = results.get("reads")
     if reads is not None:
         notes.append(READS_NOTE)
