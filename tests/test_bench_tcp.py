@@ -173,6 +173,7 @@ def test_tcp_section_smoke() -> None:
         assert pso is None
         assert any("not installed" in note for note in result["notes"])
     _check_paired(result["paired"], with_pysyncobj)
+    assert result["method"]["paired_rounds"] == 2 and result["method"]["paired_seconds"] == 0.3
     targets = {t["target"] for t in result["targets"]}
     assert sum(t.startswith("paired (2 rounds): ") for t in targets) == (
         2 + 1 + 2  # writes at C=4 (write() and submit()), one at a time, two read ratios

@@ -429,21 +429,27 @@ def measure_tcp(
         failed = any(r["errors"] for r in results.values())
         run.close(keep_files=failed)
     out = _assemble(results, version, pids, run.root if failed else None, pysyncobj)
-    out["method"] = {
+    out["method"] = _method(p, election_timeout)
+    return out
+
+
+def _method(p: _Params, election_timeout: tuple[float, float] | None) -> Result:
+    """The parameters of a run, as its result records them."""
+    paired = p.paired or PairedParams(rounds=0, seconds=0.0)
+    return {
         "servers": 3,
         "host": "127.0.0.1",
-        "warmup_s": warmup,
-        "seconds": seconds,
-        "one_at_a_time_writes": sync_writes,
-        "elections": elections,
+        "warmup_s": p.warmup,
+        "seconds": p.seconds,
+        "one_at_a_time_writes": p.sync_writes,
+        "elections": p.elections,
         "writes_before_each_kill": WRITES_BEFORE_KILL,
-        "readers": readers,
-        "paired_rounds": paired_rounds,
-        "paired_seconds": paired_seconds,
+        "readers": p.readers,
+        "paired_rounds": paired.rounds,
+        "paired_seconds": paired.seconds,
         "trioraft_secret": True,
         "trioraft_election_timeout_s": list(election_timeout) if election_timeout else "default",
     }
-    return out
 
 
 def _measure_all(
