@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from trioraft import bench
+from trioraft.bench import _tcp_paired as tcp_paired
 from trioraft.bench import _tcp_reads as tcp_reads
 from trioraft.bench import tcp
 
@@ -220,3 +221,30 @@ def test_readers_are_split_over_the_servers() -> None:
     assert tcp_reads.shares(256, 3) == [86, 85, 85]
     assert tcp_reads.shares(2, 3) == [1, 1, 0]
     assert sum(tcp_reads.shares(1000, 3)) == 1000
+
+
+def test_a_failed_turn_of_the_paired_rounds_is_no_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn whose sanity checks failed (the leader lost its leadership in the window:
+    nothing committed) gives no figure, its round no ratio, and the median is that of the
+    other rounds; the failure is reported."""
+    figures = {"memory": [30.0, 0.0, 40.0], "memory_submit": [60.0, 60.0, 60.0],
+               "batching_off": [5.0, 5.0, 5.0], "batching_on": [10.0, 10.0, 10.0]}  # fmt: skip
+    turns: dict[str, int] = {}
+
+    def point(cluster: str, c: int, seconds: float, warmup: float, failures: list[str]) -> Any:
+        turn = turns[cluster] = turns.get(cluster, -1) + 1
+        value = figures[cluster][turn]
+        if not value:
+            failures.append(f"{cluster}: no write committed in the window")
+        return {"writes_per_s": value}
+
+    monkeypatch.setattr(tcp_paired, "throughput_point", point)
+    errors: tuple[list[str], list[str]] = ([], [])
+    params = tcp_paired.PairedParams(rounds=3, seconds=1.0, concurrency=(4096,))
+    clusters: Any = {key: key for key in figures}
+    (result,) = tcp_paired._write_rounds(clusters, params, errors, lambda line: None)
+    assert [r["memory"] for r in result["rounds"]] == [30.0, None, 40.0]
+    assert result["memory_ratios"] == [3.0, None, 4.0]
+    assert result["memory_over_pysyncobj"] == 3.5
+    assert result["submit_ratios"] == [6.0, 6.0, 6.0]
+    assert errors == (["memory: no write committed in the window"], [])

@@ -50,8 +50,15 @@ from ._tcp_processes import (
     _System,
     recorded,
 )
-from ._tcp_reads import ReadParams, _check, _prepare, _read_run
-from ._tcp_runs import one_at_a_time, throughput_point
+from ._tcp_reads import (
+    TARGET_LEASE_RATIO,
+    TARGET_SPREAD_RATIO,
+    ReadParams,
+    _check,
+    _prepare,
+    _read_run,
+)
+from ._tcp_runs import TARGET_THROUGHPUT_RATIO, one_at_a_time, throughput_point
 
 __all__ = ["PairedParams", "measure_paired", "paired_targets", "render_paired"]
 
@@ -59,10 +66,6 @@ T = TypeVar("T")
 
 #: The PySyncObj configurations; a round's PySyncObj figure is the better of the two.
 _PYSYNCOBJ = (PYSYNCOBJ_NO_BATCH.key, PYSYNCOBJ_BATCH.key)
-#: The issue's targets (reported, never asserted).
-TARGET_WRITES_RATIO = 3.0
-TARGET_SPREAD_RATIO = 1.5
-TARGET_LEASE_RATIO = 3.0
 
 
 @attrs.frozen(kw_only=True)
@@ -93,9 +96,16 @@ def _over(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _best_pysyncobj(figures: Mapping[str, float]) -> float | None:
-    known = [figures[key] for key in _PYSYNCOBJ if key in figures]
+def _best_pysyncobj(figures: Mapping[str, float | None]) -> float | None:
+    known = [v for key in _PYSYNCOBJ if (v := figures.get(key)) is not None]
     return max(known) if known else None
+
+
+def _unless_failed(value: float | None, failures: list[str], before: int) -> float | None:
+    """``value``, or ``None`` if the measurement added sanity failures (a leadership lost
+    in the window, writes that failed): a failed turn is no figure, and its round's
+    ratios are ``None`` (the medians leave them out)."""
+    return value if len(failures) == before else None
 
 
 def _errors_of(key: str, trioraft: list[str], pysyncobj: list[str]) -> list[str]:
@@ -111,17 +121,17 @@ def _write_rounds(
     """Each C: every cluster once per round, in rotating order; ratios per round."""
     out = []
     for c in p.concurrency:
-        rounds: list[dict[str, float]] = []
+        rounds: list[dict[str, float | None]] = []
         for r in range(p.rounds):
-            figures: dict[str, float] = {}
+            figures: dict[str, float | None] = {}
             for key in rotated(list(clusters), r):
-                point = throughput_point(
-                    clusters[key], c, p.seconds, p.warmup, _errors_of(key, *errors)
-                )
-                figures[key] = float(point["writes_per_s"])
+                failures = _errors_of(key, *errors)
+                before = len(failures)
+                point = throughput_point(clusters[key], c, p.seconds, p.warmup, failures)
+                figures[key] = _unless_failed(float(point["writes_per_s"]), failures, before)
             rounds.append(figures)
             progress(f"tcp: paired C={c}, round {r + 1}/{p.rounds}: " + ", ".join(
-                f"{key} {value:,.0f}" for key, value in figures.items()
+                f"{key} {_num(value, ',.0f')}" for key, value in figures.items()
             ))  # fmt: skip
         pso = [_best_pysyncobj(f) for f in rounds]
         memory = [_over(f[TRIORAFT_MEMORY.key], b) for f, b in zip(rounds, pso, strict=True)]
@@ -149,8 +159,10 @@ def _sync_rounds(
     for r in range(p.rounds):
         figures: dict[str, float | None] = {}
         for key in rotated(keys, r):
-            one = one_at_a_time(clusters[key], p.sync_writes, _errors_of(key, *errors))
-            figures[key] = one["p50_ms"]
+            failures = _errors_of(key, *errors)
+            before = len(failures)
+            one = one_at_a_time(clusters[key], p.sync_writes, failures)
+            figures[key] = _unless_failed(one["p50_ms"], failures, before)
         rounds.append(figures)
         progress(f"tcp: paired one at a time, round {r + 1}/{p.rounds}: " + ", ".join(
             f"{key} {_num(value, '.3f')} ms" for key, value in figures.items()
@@ -169,7 +181,7 @@ def _read_rounds(
 ) -> Result:
     """Leader ReadIndex, spread and lease reads, each once per round, in rotating order."""
     params = ReadParams(readers=p.readers, seconds=p.seconds, warmup=p.warmup)
-    rounds: list[dict[str, float]] = []
+    rounds: list[dict[str, float | None]] = []
     with contextlib.ExitStack() as stack:
         plain = stack.enter_context(run.cluster(TRIORAFT_READS))
         lease = stack.enter_context(run.cluster(TRIORAFT_LEASE_READS))
@@ -180,14 +192,15 @@ def _read_rounds(
             "lease": lambda: _read_run(lease, lease_leader, lease_value, "lease", False, params),
         }
         for r in range(p.rounds):
-            figures: dict[str, float] = {}
+            figures: dict[str, float | None] = {}
             for mode in rotated(list(modes), r):
                 result = modes[mode]()
-                errors.extend(_check(result))
-                figures[mode] = float(result["reads_per_s"])
+                failed = _check(result)
+                errors.extend(failed)
+                figures[mode] = None if failed else float(result["reads_per_s"])
             rounds.append(figures)
             progress(f"tcp: paired reads, round {r + 1}/{p.rounds}: " + ", ".join(
-                f"{mode} {value:,.0f}" for mode, value in figures.items()
+                f"{mode} {_num(value, ',.0f')}" for mode, value in figures.items()
             ))  # fmt: skip
     spread = [_over(f["spread"], f["leader"]) for f in rounds]
     leased = [_over(f["lease"], f["leader"]) for f in rounds]
@@ -255,7 +268,7 @@ def paired_targets(paired: Result | None) -> list[Result]:
         for key, what in (("memory_over_pysyncobj", "MemoryStorage"),
                           ("submit_over_pysyncobj", "MemoryStorage, submit()")):  # fmt: skip
             name = f"paired ({n} rounds): {what} writes/s at C={c} / PySyncObj's best"
-            out.append(_target(name, point[key], TARGET_WRITES_RATIO, at_least=True))
+            out.append(_target(name, point[key], TARGET_THROUGHPUT_RATIO, at_least=True))
     one = paired["one_at_a_time"]
     if one is not None:
         name = f"paired ({n} rounds): one-at-a-time p50, MemoryStorage / PySyncObj (batching off)"

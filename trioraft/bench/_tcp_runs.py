@@ -11,7 +11,11 @@ from ._base import Result, percentile
 from ._node_common import DRAIN_TIMEOUT
 from ._tcp_processes import _ProcessCluster
 
-__all__ = ["one_at_a_time", "throughput_point"]
+__all__ = ["TARGET_THROUGHPUT_RATIO", "one_at_a_time", "throughput_point"]
+
+#: The issue's throughput target: trioraft's writes/s over PySyncObj's best (reported,
+#: never asserted).
+TARGET_THROUGHPUT_RATIO = 3.0
 
 
 def throughput_point(

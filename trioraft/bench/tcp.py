@@ -92,7 +92,7 @@ from ._tcp_processes import (
 from ._tcp_reads import NOTE as READS_NOTE
 from ._tcp_reads import ReadParams, measure_reads, render_reads
 from ._tcp_reads import targets as read_targets
-from ._tcp_runs import one_at_a_time, throughput_point
+from ._tcp_runs import TARGET_THROUGHPUT_RATIO, one_at_a_time, throughput_point
 
 #: Seconds the survivors of a leader kill have to agree on a new leader.
 ELECTION_TIMEOUT = 15.0
@@ -101,7 +101,6 @@ ELECTION_POLL = 0.005
 #: Writes committed before each leader kill, so the leader's term has entries.
 WRITES_BEFORE_KILL = 10
 #: The targets of the issue (reported, not asserted).
-TARGET_THROUGHPUT_RATIO = 3.0
 TARGET_ELECTION_S = 0.3
 PAIRED_NOTE = (
     "paired: the systems compared take turns, a few seconds apart, and each ratio is "
