@@ -25,14 +25,17 @@ result.
   spread over ReadIndex, lease over ReadIndex.
 
 Without PySyncObj installed, the writes rounds measure trioraft alone and their ratios are
-``None``. Sanity failures of trioraft fail the run, PySyncObj's are reported.
+``None``. A turn that fails (its sanity checks, or a node) gives no figure, and the rounds
+go on. Failures of trioraft fail the run, PySyncObj's are reported (but a cluster that
+cannot start fails the run whichever system it is).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -101,11 +104,33 @@ def _best_pysyncobj(figures: Mapping[str, float | None]) -> float | None:
     return max(known) if known else None
 
 
-def _unless_failed(value: float | None, failures: list[str], before: int) -> float | None:
-    """``value``, or ``None`` if the measurement added sanity failures (a leadership lost
-    in the window, writes that failed): a failed turn is no figure, and its round's
-    ratios are ``None`` (the medians leave them out)."""
+def _turn(
+    where: str, failures: list[str], progress: Reporter, measure: Callable[[], float | None]
+) -> float | None:
+    """One system's turn: ``measure()``, or ``None`` if it added sanity failures to
+    ``failures`` (a leadership lost in the window, writes that failed) or a node failed
+    (recorded there too). A failed turn is no figure, its round's ratios are ``None``
+    (the medians leave them out), and the rounds go on."""
+    before = len(failures)
+    value = None
+    with recorded(where, failures, progress):
+        value = measure()
     return value if len(failures) == before else None
+
+
+def _writes_per_s(cluster: _ProcessCluster, c: int, p: PairedParams, failures: list[str]) -> float:
+    return float(throughput_point(cluster, c, p.seconds, p.warmup, failures)["writes_per_s"])
+
+
+def _p50_ms(cluster: _ProcessCluster, p: PairedParams, failures: list[str]) -> float | None:
+    p50: float | None = one_at_a_time(cluster, p.sync_writes, failures)["p50_ms"]
+    return p50
+
+
+def _reads_per_s(run_mode: Callable[[], Result], failures: list[str]) -> float:
+    result = run_mode()
+    failures.extend(_check(result))
+    return float(result["reads_per_s"])
 
 
 def _errors_of(key: str, trioraft: list[str], pysyncobj: list[str]) -> list[str]:
@@ -126,9 +151,8 @@ def _write_rounds(
             figures: dict[str, float | None] = {}
             for key in rotated(list(clusters), r):
                 failures = _errors_of(key, *errors)
-                before = len(failures)
-                point = throughput_point(clusters[key], c, p.seconds, p.warmup, failures)
-                figures[key] = _unless_failed(float(point["writes_per_s"]), failures, before)
+                point = functools.partial(_writes_per_s, clusters[key], c, p, failures)
+                figures[key] = _turn(f"paired {key}, C={c}", failures, progress, point)
             rounds.append(figures)
             progress(f"tcp: paired C={c}, round {r + 1}/{p.rounds}: " + ", ".join(
                 f"{key} {_num(value, ',.0f')}" for key, value in figures.items()
@@ -160,9 +184,8 @@ def _sync_rounds(
         figures: dict[str, float | None] = {}
         for key in rotated(keys, r):
             failures = _errors_of(key, *errors)
-            before = len(failures)
-            one = one_at_a_time(clusters[key], p.sync_writes, failures)
-            figures[key] = _unless_failed(one["p50_ms"], failures, before)
+            p50 = functools.partial(_p50_ms, clusters[key], p, failures)
+            figures[key] = _turn(f"paired {key}, one at a time", failures, progress, p50)
         rounds.append(figures)
         progress(f"tcp: paired one at a time, round {r + 1}/{p.rounds}: " + ", ".join(
             f"{key} {_num(value, '.3f')} ms" for key, value in figures.items()
@@ -194,10 +217,8 @@ def _read_rounds(
         for r in range(p.rounds):
             figures: dict[str, float | None] = {}
             for mode in rotated(list(modes), r):
-                result = modes[mode]()
-                failed = _check(result)
-                errors.extend(failed)
-                figures[mode] = None if failed else float(result["reads_per_s"])
+                reads = functools.partial(_reads_per_s, modes[mode], errors)
+                figures[mode] = _turn(f"paired reads {mode}", errors, progress, reads)
             rounds.append(figures)
             progress(f"tcp: paired reads, round {r + 1}/{p.rounds}: " + ", ".join(
                 f"{mode} {_num(value, ',.0f')}" for mode, value in figures.items()
