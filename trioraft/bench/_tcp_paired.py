@@ -61,7 +61,7 @@ from ._tcp_reads import (
     _prepare,
     _read_run,
 )
-from ._tcp_runs import TARGET_THROUGHPUT_RATIO, one_at_a_time, throughput_point
+from ._tcp_runs import TARGET_THROUGHPUT_RATIO, one_at_a_time, ratio_target, throughput_point
 
 __all__ = ["PairedParams", "measure_paired", "paired_targets", "render_paired"]
 
@@ -272,12 +272,6 @@ def measure_paired(
     return out
 
 
-def _target(name: str, value: float | None, limit: float, at_least: bool) -> Result:
-    met = None if value is None else (value >= limit if at_least else value <= limit)
-    return {"target": name, "value": value, "limit": f"{'>=' if at_least else '<='} {limit:g}",
-            "met": met}  # fmt: skip
-
-
 def paired_targets(paired: Result | None) -> list[Result]:
     """The issue's targets judged on the paired rounds (median over rounds)."""
     if paired is None:
@@ -289,11 +283,11 @@ def paired_targets(paired: Result | None) -> list[Result]:
         for key, what in (("memory_over_pysyncobj", "MemoryStorage"),
                           ("submit_over_pysyncobj", "MemoryStorage, submit()")):  # fmt: skip
             name = f"paired ({n} rounds): {what} writes/s at C={c} / PySyncObj's best"
-            out.append(_target(name, point[key], TARGET_THROUGHPUT_RATIO, at_least=True))
+            out.append(ratio_target(name, point[key], TARGET_THROUGHPUT_RATIO))
     one = paired["one_at_a_time"]
     if one is not None:
         name = f"paired ({n} rounds): one-at-a-time p50, MemoryStorage / PySyncObj (batching off)"
-        out.append(_target(name, one["memory_over_pysyncobj"], 1.0, at_least=False))
+        out.append(ratio_target(name, one["memory_over_pysyncobj"], 1.0, at_least=False))
     reads = paired["reads"]
     if reads is not None:
         for key, what, limit in (
@@ -301,7 +295,7 @@ def paired_targets(paired: Result | None) -> list[Result]:
             ("lease_over_leader", "lease_reads", TARGET_LEASE_RATIO),
         ):
             name = f"paired ({n} rounds): reads/s, {what} / leader ReadIndex"
-            out.append(_target(name, reads[key], limit, at_least=True))
+            out.append(ratio_target(name, reads[key], limit))
     return out
 
 

@@ -53,6 +53,7 @@ from ._tcp_processes import (
     _ProcessRun,
     recorded,
 )
+from ._tcp_runs import ratio_target
 
 #: Writes committed before the reads, so that they read a value the cluster agreed on.
 WRITES_BEFORE_READS = 10
@@ -219,8 +220,7 @@ def targets(reads: Result | None) -> list[Result]:
     ):
         value = reads[key]
         name = f"reads/s at {reads['readers']} readers, {mode} / leader ReadIndex"
-        met = None if value is None else value >= limit
-        out.append({"target": name, "value": value, "limit": f">= {limit:g}", "met": met})
+        out.append(ratio_target(name, value, limit))
     return out
 
 

@@ -6,16 +6,36 @@ section's figures (:mod:`trioraft.bench.tcp`) and its paired rounds
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 from ._base import Result, percentile
 from ._node_common import DRAIN_TIMEOUT
 from ._tcp_processes import _ProcessCluster
 
-__all__ = ["TARGET_THROUGHPUT_RATIO", "one_at_a_time", "throughput_point"]
+__all__ = [
+    "TARGET_THROUGHPUT_RATIO",
+    "one_at_a_time",
+    "ratio_target",
+    "target",
+    "throughput_point",
+]
 
 #: The issue's throughput target: trioraft's writes/s over PySyncObj's best (reported,
 #: never asserted).
 TARGET_THROUGHPUT_RATIO = 3.0
+
+
+def target(name: str, value: Any, limit: Any, met: bool | None) -> Result:
+    """One target of the section's list: its value, its limit, whether it is met
+    (``None``: no figure to judge)."""
+    return {"target": name, "value": value, "limit": limit, "met": met}
+
+
+def ratio_target(name: str, value: float | None, limit: float, *, at_least: bool = True) -> Result:
+    """A target on a ratio: met when ``value`` is at least (or, ``at_least=False``, at
+    most) ``limit``."""
+    met = None if value is None else (value >= limit if at_least else value <= limit)
+    return target(name, value, f"{'>=' if at_least else '<='} {limit:g}", met)
 
 
 def throughput_point(

@@ -92,7 +92,13 @@ from ._tcp_processes import (
 from ._tcp_reads import NOTE as READS_NOTE
 from ._tcp_reads import ReadParams, measure_reads, render_reads
 from ._tcp_reads import targets as read_targets
-from ._tcp_runs import TARGET_THROUGHPUT_RATIO, one_at_a_time, throughput_point
+from ._tcp_runs import (
+    TARGET_THROUGHPUT_RATIO,
+    one_at_a_time,
+    ratio_target,
+    target,
+    throughput_point,
+)
 
 #: Seconds the survivors of a leader kill have to agree on a new leader.
 ELECTION_TIMEOUT = 15.0
@@ -333,10 +339,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def _target(name: str, value: Any, limit: Any, met: bool | None) -> Result:
-    return {"target": name, "value": value, "limit": limit, "met": met}
-
-
 def evaluate_targets(
     memory: Result, disk: Result, pso: Result | None, submit: Result | None = None
 ) -> list[Result]:
@@ -349,26 +351,25 @@ def evaluate_targets(
             continue
         for c in (256, 4096):
             ratio = _ratio(_writes_per_s(result, c), _writes_per_s(pso, c))
-            met = None if ratio is None else ratio >= TARGET_THROUGHPUT_RATIO
             what = f"{name} writes/s at C={c} / PySyncObj's best"
-            out.append(_target(what, ratio, f">= {TARGET_THROUGHPUT_RATIO:g}", met))
+            out.append(ratio_target(what, ratio, TARGET_THROUGHPUT_RATIO))
     mine = memory["one_at_a_time"]["p50_ms"]
     theirs = None
     if pso is not None:
         theirs = pso["configurations"].get("batching_off", {}).get("one_at_a_time", {})
         theirs = theirs.get("p50_ms")
     met = None if mine is None or theirs is None else mine <= theirs
-    out.append(_target("one-at-a-time p50 ms (MemoryStorage)", mine, theirs, met))
+    out.append(target("one-at-a-time p50 ms (MemoryStorage)", mine, theirs, met))
     for key, result in (("MemoryStorage", memory), ("DiskStorage", disk)):
         median = result["election"]["median_s"]
         met = None if median is None else median <= TARGET_ELECTION_S
         limit = f"<= {TARGET_ELECTION_S:g}"
-        out.append(_target(f"election median s ({key})", median, limit, met))
+        out.append(target(f"election median s ({key})", median, limit, met))
     rss_pso = None if pso is None else pso["peak_rss_mb"]
     for key, result in (("MemoryStorage", memory), ("DiskStorage", disk)):
         rss = result["peak_rss_mb"]
         met = None if rss is None or rss_pso is None else rss <= rss_pso
-        out.append(_target(f"peak RSS MB per server ({key})", rss, rss_pso, met))
+        out.append(target(f"peak RSS MB per server ({key})", rss, rss_pso, met))
     return out
 
 
