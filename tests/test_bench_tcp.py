@@ -126,7 +126,7 @@ def test_tcp_section_smoke() -> None:
     before = set(_children())
     with_pysyncobj = tcp.pysyncobj_version() is not None
     options = bench.BenchOptions(
-        tcp_concurrency=(1, 4), tcp_seconds=1.0, tcp_elections=1, tcp_readers=6
+        tcp_concurrency=(1, 4), tcp_seconds=0.5, tcp_elections=1, tcp_readers=6
     )
     try:
         with _bounded(BOUND):
