@@ -138,6 +138,74 @@ async def test_directory_in_use_is_refused(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_storage_of_a_running_server_is_refused_and_left_to_it(tmp_path: Path) -> None:
+    """The same DiskStorage object given to a second server: refused, and the first
+    server keeps its database and its lock (the refusal used to close them both, and the
+    first server then failed)."""
+    network = trioraft.MemoryNetwork()
+    storage = DiskStorage(tmp_path / "a")
+    with trio.fail_after(30):
+        await _storage_refused_and_left(network, storage, tmp_path)
+
+
+async def _storage_refused_and_left(
+    network: trioraft.MemoryNetwork, storage: DiskStorage, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        a = await trioraft.start_server(
+            nursery, Counter, name="a", network=network, storage=storage, initial_config=["a"]
+        )
+        await a.await_leader()
+        assert await a.write(1) == 1
+        with pytest.raises(StorageError, match="in use by a running server"):
+            await trioraft.start_server(
+                nursery, Counter, name="a2", network=network, storage=storage
+            )
+        with pytest.raises(StorageError, match="in use by a running server"):
+            await trioraft.start_server(
+                nursery, Counter, name="a3", network=network, storage=DiskStorage(tmp_path / "a")
+            )
+        assert await a.write(2) == 3  # still serving, on its own database
+        assert storage.in_use
+        await a.stop()
+        assert not storage.in_use
+        # Stopped, the storage can serve a new server of that name.
+        b = await trioraft.start_server(
+            nursery, Counter, name="a", network=network, storage=storage
+        )
+        await b.await_leader()
+        assert b.machine.value == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_command_disk_cannot_store_is_refused_at_the_call(tmp_path: Path) -> None:
+    """DiskStorage stores msgpack values: on any network, a command that is not one
+    raises TypeError naming its type at the call (write, submit, a client's write), and
+    the server, which used to fail when it came to save it, keeps serving."""
+    network = trioraft.MemoryNetwork()
+    with trio.fail_after(30):
+        await _refused_at_the_call(network, tmp_path)
+
+
+async def _refused_at_the_call(network: trioraft.MemoryNetwork, tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        a = await trioraft.start_server(
+            nursery, Counter, name="a", network=network, storage=DiskStorage(tmp_path / "a"),
+            initial_config=["a"],
+        )  # fmt: skip
+        await a.await_leader()
+        with pytest.raises(TypeError, match=r"builtins\.object"):
+            await a.write(object())
+        with pytest.raises(TypeError, match=r"builtins\.set"):
+            a.submit({1}, lambda result: None)
+        async with trioraft.open_client(["a"], network=network) as client:
+            with pytest.raises(TypeError, match=r"builtins\.object"):
+                await client.write(object())
+            assert await client.write(1) == 1
+        assert await a.write(1) == 2
+        nursery.cancel_scope.cancel()
+
+
 async def test_directory_in_use_by_another_process_is_refused(tmp_path: Path) -> None:
     holder = textwrap.dedent(
         f"""

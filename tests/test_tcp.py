@@ -7,7 +7,7 @@ nothing; garbage, a frame over ``max_frame``, a well-formed message of the wrong
 with a forged sender closes that one connection, is counted, and the server keeps
 serving; TLS and mutual TLS; without a secret or TLS the network listens only on
 loopback; frames written straight to a socket or queued for its pump arrive whole and in
-order; commands that are not msgpack values raise TypeError at the call. Real
+order; commands and queries that are not msgpack values raise TypeError at the call. Real
 sockets on 127.0.0.1 and free ports, real clock, every wait bounded.
 """
 
@@ -265,7 +265,7 @@ async def tcp_cluster(
 
 
 async def test_cluster_over_loopback_with_a_client() -> None:
-    async with tcp_cluster() as (_servers, networks, addresses):
+    async with tcp_cluster() as (servers, networks, addresses):
         async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
             for i in range(1, 21):
                 assert await client.write(1) == i
@@ -274,6 +274,14 @@ async def test_cluster_over_loopback_with_a_client() -> None:
                 await client.write({1, 2})
             with pytest.raises(ValueError, match="boom"):
                 await client.write("boom")
+        # A query must be a msgpack value on TCP too, when given to a server directly
+        # (API, "Wire format": TypeError naming the type, at the call).
+        leader = servers[await servers["a"].await_leader()]
+        with pytest.raises(TypeError, match=r"builtins\.set"):
+            await leader.read({1})
+        with pytest.raises(TypeError, match=r"builtins\.object"):
+            await leader.read_dirty(object())
+        assert await leader.read(None) == 20
         assert all(net.statistics().malformed == 0 for net in networks.values())
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["decode_value", "encode_value", "packer", "unpack"]
+__all__ = ["check_value", "decode_value", "encode_value", "packer", "unpack"]
 
 _TUPLE = 1  # msgpack extension code of a tuple
 _local = threading.local()
@@ -77,3 +77,14 @@ def decode_value(data: bytes) -> Any:
         return unpack(data)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
         raise ValueError(f"not an encoded value: {exc}") from None
+
+
+def check_value(value: Any) -> None:
+    """Raise :class:`TypeError` naming the type if ``value`` is not a msgpack value (what
+    a process boundary or a disk needs); the common scalars pass without being packed."""
+    kind = type(value)
+    if kind is int and -(1 << 63) <= value < (1 << 64):
+        return  # the common commands, without packing them once more
+    if kind is float or kind is bool or value is None:
+        return
+    encode_value(value)

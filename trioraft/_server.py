@@ -86,6 +86,21 @@ logger = logging.getLogger("trioraft")
 FLUSH_EVERY = 512
 
 _MISSING: Any = object()
+
+
+def _all_checks(*checks: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One check that runs each of ``checks`` (``None``s left out) once."""
+    distinct = list(dict.fromkeys(c for c in checks if c is not None))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else None
+
+    def check_all(value: Any) -> None:
+        for check in distinct:
+            check(value)
+
+    return check_all
+
+
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
 
@@ -204,7 +219,11 @@ class Server:
         self._delivery_error: BaseException | None = None
         self._delivery_failed = trio.Event()
         self._traced_commit = self._node.commit_index
-        self._check_value: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
+        #: What a query must pass (the network's rule: it may cross a process boundary).
+        self._check_query: Callable[[Any], None] | None = getattr(endpoint, "check_value", None)
+        #: What a command must pass: the network's rule and the storage's (DiskStorage
+        #: keeps msgpack values), each checked once even where both are the same.
+        self._check_value = _all_checks(self._check_query, getattr(storage, "check_value", None))
         self._learn: Callable[[Mapping[str, str]], None] | None = getattr(
             endpoint, "learn_addresses", None
         )
@@ -297,7 +316,8 @@ class Server:
 
     def _check_command(self, command: Any) -> None:
         """What a command must pass before it is appended (for :meth:`write` and
-        :meth:`submit`): the machine's ``validate``, and the transport's value check."""
+        :meth:`submit`): the machine's ``validate``, and the network's and the storage's
+        value checks."""
         self._hooks.validate(command)
         if self._check_value is not None:
             self._check_value(command)
@@ -407,6 +427,8 @@ class Server:
         ``machine.read(query)``. Leader only, unless ``follower_reads``: a follower then
         asks the leader for the read index, waits until it has applied that far, and
         answers locally."""
+        if self._check_query is not None:
+            self._check_query(query)  # TypeError naming the type, at the call
         node = self._node
         if node.options.lease_reads:
             await trio.lowlevel.checkpoint()
@@ -438,6 +460,8 @@ class Server:
 
     async def read_dirty(self, query: Any) -> Any:
         """Answer ``machine.read(query)`` from this server's state at once (may be stale)."""
+        if self._check_query is not None:
+            self._check_query(query)
         await trio.lowlevel.checkpoint()
         self._check_running()
         return self._machine.read(query)

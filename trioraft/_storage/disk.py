@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
+from .._codec import check_value as _check_value
 from .._codec import decode_value, encode_value
 from .._core.messages import Config, Entry, EntryKind
 from .._core.ready import HardState, PersistedState, Snapshot
@@ -110,6 +111,9 @@ class DiskStorage:
         self._last_written: int | None = None
         #: How many transactions made something durable.
         self.syncs = 0
+        # A server holds (or is opening) this object: another is refused without
+        # touching what the first one holds (set and cleared under _IN_USE_LOCK).
+        self._claimed = False
 
     def __repr__(self) -> str:
         return f"<DiskStorage {str(self.path)!r}>"
@@ -124,8 +128,12 @@ class DiskStorage:
         await trio.to_thread.run_sync(self._acquire, name)
 
     def _acquire(self, name: str) -> None:
-        self._open_directory()
+        with _IN_USE_LOCK:
+            if self._claimed:  # this very object: its server's database stays open
+                raise self._error("in use by a running server of this process")
+            self._claimed = True
         try:
+            self._open_directory()
             self._lock()
             self._open_db(name)
         except BaseException:
@@ -214,10 +222,16 @@ class DiskStorage:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-        if self._key:
-            with _IN_USE_LOCK:
+        with _IN_USE_LOCK:
+            if self._key:
                 _IN_USE.discard(self._key)
-            self._key = ""
+                self._key = ""
+            self._claimed = False
+
+    #: Raise :class:`TypeError` naming the type if a value cannot be stored (commands,
+    #: snapshots and the other values stored must be msgpack values): a server checks
+    #: each command with it at the call, on any network, before it reaches the log.
+    check_value = staticmethod(_check_value)
 
     @property
     def in_use(self) -> bool:
