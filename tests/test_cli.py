@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from trioraft.testing import free_tcp_ports
 
@@ -266,3 +267,33 @@ def test_serve_freezes_what_startup_made_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_any_error_a_command_meets_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A state machine's exception reaches ``write`` as the built-in of its name; any of
+    them (here ``KeyError``, inside Trio's exception group) prints one line and exits 1,
+    not a traceback."""
+    import trioraft.__main__ as cli
+
+    async def failing(args: object) -> int:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            raise KeyError("no such key")
+
+    monkeypatch.setattr(cli, "_client_command", failing)
+    assert cli.main(["write", "--cluster", "127.0.0.1:1", "1"]) == 1
+    assert capsys.readouterr().err == "error: KeyError: 'no such key'\n"
+
+
+def test_init_arg_null_is_passed_as_none() -> None:
+    """``--init-arg null`` calls ``Machine(None)``; without ``--init-arg``, ``Machine()``."""
+    import trioraft.__main__ as cli
+
+    parser = cli._parser()
+    base = ["serve", "--name", "a", "--listen", "127.0.0.1:1", "--machine", "m:M",
+            "--data-dir", "d"]  # fmt: skip
+    assert cli._init_args(parser.parse_args(base)) == ()
+    assert cli._init_args(parser.parse_args([*base, "--init-arg", "null"])) == (None,)
+    assert cli._init_args(parser.parse_args([*base, "--init-arg", '{"a": [1]}'])) == ({"a": [1]},)

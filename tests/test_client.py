@@ -169,6 +169,55 @@ def test_client_follows_redirects_and_reads_linearizably() -> None:
     run(scenario, seed=5)
 
 
+def test_status_from_a_follower_does_not_make_it_the_leader() -> None:
+    """``client.leader`` is the leader the client last used: a status answered by a
+    follower does not change it."""
+
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=5) as cluster:
+            leader = await stable(cluster)
+            follower = next(n for n in cluster.names if n != leader.name)
+            async with trioraft.open_client([follower], network=cluster.network) as client:
+                status = await client.status()
+                assert status["name"] == follower and client.leader is None
+                assert await client.write(1) == 1
+                assert client.leader == leader.name
+                await client.status()
+                assert client.leader == leader.name
+
+    run(scenario, seed=5)
+
+
+def test_clients_are_named_per_network_and_partitions_take_the_name() -> None:
+    """A client attaches under ``client.name``: ``client-1``, ``client-2``... counted per
+    network, so two runs of one seeded scenario in one process name their clients alike
+    (API, "Deterministic runs"; the count was once the process's). A partition that
+    leaves the name out cuts the client off; one that lists it lets it through."""
+
+    async def scenario() -> tuple[list[str], float]:
+        async with open_cluster(Counter, 3, seed=4) as cluster:
+            await stable(cluster)
+            network, names = cluster.network, cluster.names
+            async with (
+                trioraft.open_client(names, network=network) as one,
+                trioraft.open_client(names, network=network) as two,
+            ):
+                assert await one.write(1) == 1
+                network.partition(names)  # the clients in no group
+                with trio.move_on_after(5) as cut_off:
+                    await two.write(1)
+                assert cut_off.cancelled_caught
+                network.partition([*names, two.name])
+                start = trio.current_time()
+                assert await two.write(1) == 2  # cut off, it had not even opened a session
+                return [one.name, two.name], trio.current_time() - start
+        raise AssertionError("unreachable")
+
+    first, again = run(scenario, seed=4), run(scenario, seed=4)
+    assert first[0] == ["client-1", "client-2"]
+    assert again == first
+
+
 def test_a_dead_leader_is_not_waited_on_twice() -> None:
     """After a request to the hinted leader goes unanswered, the client moves on to
     another server, even when the dead one is next in its list (one wait, not two)."""

@@ -39,7 +39,6 @@ __all__ = ["Client", "open_client"]
 ATTEMPT_TIMEOUT = 1.0
 #: Pause before retrying when no leader is known.
 RETRY_PAUSE = 0.05
-_names = itertools.count(1)
 
 
 class _Transport(Protocol):
@@ -215,13 +214,20 @@ class Client:
         self._remote = remote
         self._rotation = 0
         self._hint: str | None = None
-        #: The server the client last got an answer from (its name).
+        #: The leader the client last used (its name; a status from a follower does not
+        #: change it).
         self.leader: str | None = None
         self._requests = itertools.count(1)
         self._session = 0
         self._session_lock = trio.Lock()
         self._seqs = itertools.count(1)
         self._outstanding: set[int] = set()
+
+    @property
+    def name(self) -> str:
+        """The name the client attaches under: on a :class:`~trioraft.MemoryNetwork`, the
+        name a partition group must list to include it."""
+        return str(getattr(self._transport, "name", "client"))
 
     @property
     def session(self) -> int:
@@ -326,9 +332,8 @@ class Client:
                 await trio.sleep(RETRY_PAUSE)
                 continue
             if not response.error:
-                self.leader = response.src
-                if not any_server:
-                    self._hint = response.src
+                if not any_server:  # a leader's answer (any server may answer a status)
+                    self.leader = self._hint = response.src
                 return response.value
             if any_server and response.error == "not_leader":
                 continue
@@ -383,7 +388,7 @@ async def open_client(
     async with trio.open_nursery() as nursery:
         transport: _Transport
         if network is not None:
-            transport = _MemoryTransport(network, name or f"client-{next(_names)}", nursery)
+            transport = _MemoryTransport(network, name or network._client_name(), nursery)
         else:
             for address in targets:
                 parse_address(address)

@@ -58,6 +58,7 @@ class MemoryNetwork:
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self._rng = random.Random(seed)
         self._endpoints: dict[str, MemoryEndpoint] = {}
+        self._clients = 0  # the count behind _client_name()
         self._group_of: dict[str, int] | None = None
         self._isolated: set[str] = set()
         self._loss = 0.0
@@ -82,6 +83,16 @@ class MemoryNetwork:
         endpoint = MemoryEndpoint(self, name)
         self._endpoints[name] = endpoint
         return endpoint
+
+    def _client_name(self) -> str:
+        """A free name for a client that was given none: ``client-1``, ``client-2``... in
+        this network's own count, so two runs of one seeded scenario in one process name
+        their clients alike."""
+        while True:
+            self._clients += 1
+            name = f"client-{self._clients}"
+            if name not in self._endpoints:
+                return name
 
     def _unregister(self, endpoint: MemoryEndpoint) -> None:
         if self._endpoints.get(endpoint.name) is endpoint:
