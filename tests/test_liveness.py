@@ -18,7 +18,7 @@ import trio.testing
 
 import trioraft
 from trioraft import MemoryStorage, Role
-from trioraft._core.messages import AppendEntries, AppendResponse
+from trioraft._core.messages import AppendEntries, AppendResponse, Heartbeat, InstallSnapshot
 from trioraft.testing import (
     LIVENESS_ELECTION_TIMEOUTS,
     Cluster,
@@ -172,6 +172,42 @@ async def test_new_member_gets_a_replication_task_whatever_else_changes(
         await trio.sleep(1)
         assert leader._replicators.keys() == leader._node.progress.keys()
         assert cluster["q"].status().last_log_index == leader.status().last_log_index
+
+
+async def test_messages_leave_from_the_task_that_made_them_snapshots_from_the_peers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A leader's message to a peer with nothing waiting leaves from the task that made
+    it, not through the peer's replication task (a hop there waits for every task woken
+    meanwhile); a snapshot chunk goes through the lagging peer's own task, and the peers
+    with nothing waiting are not held up by it. Every message still arrives: the
+    lagging follower catches up from the snapshot."""
+    senders: list[tuple[str, str, bool]] = []
+
+    def observe(event: str, m: object) -> None:
+        if event == "sent" and isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+            task = trio.lowlevel.current_task().name
+            senders.append((type(m).__name__, m.dst, task.endswith("._replicate")))
+
+    async with open_cluster(
+        Counter, ["a", "b", "c"], seed=5, snapshot_threshold=5, snapshot_trailing=0
+    ) as cluster:
+        leader = await stable(cluster)
+        b, c = sorted(n for n in "abc" if n != leader.name)
+        cluster.network.add_observer(observe)
+        cluster.isolate(c)
+        for _ in range(20):
+            await cluster.write(1)
+        assert leader.status().snapshot_index >= 15
+        cluster.heal()
+        with trio.fail_after(10):
+            while cluster[c].status().last_applied < leader.status().commit_index:
+                await trio.sleep(0.05)
+        assert cluster[c].machine.value == 20
+    snapshots = [via_task for kind, dst, via_task in senders if kind == "InstallSnapshot"]
+    assert snapshots and all(snapshots), "a snapshot chunk left outside its peer's task"
+    to_b = [via_task for kind, dst, via_task in senders if dst == b]
+    assert to_b and not any(to_b), "a message to a peer with nothing waiting took the hop"
 
 
 async def test_concurrent_trigger_elections_leave_a_working_leader(
