@@ -204,6 +204,10 @@ async def test_messages_leave_from_the_task_that_made_them_snapshots_from_the_pe
             while cluster[c].status().last_applied < leader.status().commit_index:
                 await trio.sleep(0.05)
         assert cluster[c].machine.value == 20
+        assert [r.waiting for r in leader._replicators.values()] == [0, 0]
+        caught_up = len(senders)
+        await cluster.write(1)  # nothing waits for c any more: straight out again
+        assert [via for _, dst, via in senders[caught_up:] if dst == c] == [False]
     snapshots = [via_task for kind, dst, via_task in senders if kind == "InstallSnapshot"]
     assert snapshots and all(snapshots), "a snapshot chunk left outside its peer's task"
     to_b = [via_task for kind, dst, via_task in senders if dst == b]
