@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import trioraft
 from trioraft import bench
 from trioraft.bench import _tcp_paired as tcp_paired
 from trioraft.bench import _tcp_reads as tcp_reads
@@ -257,3 +259,27 @@ def test_a_failed_turn_of_the_paired_rounds_is_no_figure(monkeypatch: pytest.Mon
         ["memory: no write committed in the window"],
         ["paired batching_on, C=4096: batching_on: the node's stdout closed"],
     )
+
+
+def test_a_node_runs_the_drivers_trioraft_whatever_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    """A node process imports the trioraft its driver names (``PYTHONPATH``), not one in
+    the directory the driver was started from: ``-c`` puts that directory first on
+    ``sys.path``, and an A/B comparison started from a checkout once ran that checkout
+    on both sides."""
+    from trioraft.bench._tcp_processes import _BOOTSTRAP
+
+    decoy = tmp_path / "trioraft"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy was imported')\n")
+    script = tmp_path / "node.py"
+    script.write_text("import trioraft\nprint(trioraft.__file__)\n")
+    real = Path(trioraft.__file__).resolve()
+    env = {**os.environ, "PYTHONPATH": str(real.parent.parent)}
+    out = subprocess.run(
+        [sys.executable, "-c", _BOOTSTRAP, str(script)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).resolve() == real

@@ -26,9 +26,13 @@ from trioraft.testing import free_tcp_ports
 
 _HERE = Path(__file__).resolve().parent
 #: Runs a node script by its path (importing the benchmark package would add ~10 MB),
-#: with its directory on ``sys.path`` for the module the nodes share (``_node_common``).
+#: with its directory on ``sys.path`` for the module the nodes share (``_node_common``),
+#: and without the current directory (``-c`` puts it first): a node imports the trioraft
+#: of ``PYTHONPATH`` (the driver's own), not one that happens to sit in the directory
+#: the driver was started from.
 _BOOTSTRAP = (
-    "import os, runpy, sys; sys.argv.pop(0); sys.path.append(os.path.dirname(sys.argv[0])); "
+    "import os, runpy, sys; sys.argv.pop(0); sys.path[:] = [p for p in sys.path if p]; "
+    "sys.path.append(os.path.dirname(sys.argv[0])); "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 #: Seconds a server process may take to start (until its first line).
