@@ -297,3 +297,20 @@ def test_init_arg_null_is_passed_as_none() -> None:
     assert cli._init_args(parser.parse_args(base)) == ()
     assert cli._init_args(parser.parse_args([*base, "--init-arg", "null"])) == (None,)
     assert cli._init_args(parser.parse_args([*base, "--init-arg", '{"a": [1]}'])) == ({"a": [1]},)
+
+
+def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing or unknown argument: one line naming it, exit 2 (argparse would print
+    its usage first)."""
+    import trioraft.__main__ as cli
+
+    for argv, words in (
+        (["write", "1"], "--cluster"),
+        (["serve", "--name", "a"], "--listen"),
+        (["frobnicate"], "frobnicate"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err

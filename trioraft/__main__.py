@@ -16,7 +16,7 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -308,8 +308,16 @@ def _tls_arguments(parser: argparse.ArgumentParser, *, serving: bool) -> None:
     parser.add_argument("--tls-key", metavar="FILE", help="PEM: the key, if not in --tls-cert")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line like every other error of the command line
+    (not a usage block first); ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trioraft", description=__doc__)
+    parser = _Parser(prog="python -m trioraft", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run one server until SIGINT or SIGTERM")
     serve.add_argument("--name", required=True)
