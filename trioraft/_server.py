@@ -97,13 +97,14 @@ class _Replicator:
     blocks, so this keeps the core's order and holds up no other peer, and it sends
     before the rest of that task's work. A hop through this task would wait for the
     next pass of Trio's scheduler, after every task woken meanwhile: with thousands of
-    writers woken by one commit, a leader then said nothing to its followers for longer
-    than an election timeout (and one write at a time took a quarter longer).
+    writers woken by one commit, a leader then said nothing to its followers for up to
+    160 ms, more than the shortest election timeout (and one write at a time took
+    longer; docs/performance.rst has the figures).
 
-    A snapshot chunk (§5.3) is queued instead, and so is every message to that peer
-    after it while any waits: the task that made it goes on, and the chunk is encoded
-    and sent from this peer's task, so a snapshot on its way to one follower never
-    delays what the others are sent."""
+    A snapshot chunk (InstallSnapshot, dissertation §5) is queued instead, and so is
+    every message to that peer after it while any waits: the task that made it goes on,
+    and the chunk is encoded and sent from this peer's task, so a snapshot on its way to
+    one follower never delays what the others are sent."""
 
     __slots__ = ("queue", "scope", "waiting")
 

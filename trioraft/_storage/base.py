@@ -28,7 +28,12 @@ class StorageError(RaftError, ValueError):
 
 class Storage(Protocol):
     """What both :class:`~trioraft.MemoryStorage` and :class:`~trioraft.DiskStorage`
-    implement. Only the runtime calls these."""
+    implement. Only the runtime calls these.
+
+    A storage that can keep only some values may also have a ``check_value(value)``
+    that raises :class:`TypeError` for the others (:class:`~trioraft.DiskStorage`'s
+    refuses what is not a msgpack value): the server calls it on each command when it is
+    given, so that a command the storage cannot keep is refused at the call."""
 
     async def acquire(self, name: str) -> None:
         """Claim the storage for the server ``name``; :class:`StorageError` if it is in
