@@ -155,6 +155,16 @@ class Unencodable(Counter):
         return {1, 2, 3}  # a set: not a msgpack value
 
 
+class UnencodableBelow30(Counter):
+    """A snapshot that cannot be encoded while the count is below 30."""
+
+    attempts = 0
+
+    def snapshot(self) -> Any:
+        UnencodableBelow30.attempts += 1
+        return {1, 2, 3} if self.value < 30 else super().snapshot()
+
+
 async def test_snapshot_that_cannot_be_encoded_stops_compaction_not_the_server(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -165,6 +175,28 @@ async def test_snapshot_that_cannot_be_encoded_stops_compaction_not_the_server(
         for _ in range(40):
             await cluster.write(1)  # automatic snapshots fail quietly (logged)
         assert not leader.stopped and leader.status().snapshot_index == 0
+
+
+async def test_a_failed_snapshot_is_tried_again_a_threshold_later(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A snapshot that fails does not switch compaction off for good (the log would grow
+    without bound after one bad moment): the next try comes once another
+    ``snapshot_threshold`` entries are applied, and not at every entry until then."""
+    UnencodableBelow30.attempts = 0
+    async with open_cluster(UnencodableBelow30, 3, seed=7, **SMALL) as cluster:
+        leader = await stable(cluster)
+        for _ in range(29):
+            await cluster.write(1)
+        assert leader.status().snapshot_index == 0  # the try at 20 failed (a set)
+        failed = UnencodableBelow30.attempts
+        assert 1 <= failed <= 3  # one try per server that reached 20, not one per entry
+        for _ in range(40):
+            await cluster.write(1)
+        # Tried again a threshold after the failure, with the count at 30 or more.
+        assert leader.status().snapshot_index >= 40
+        assert leader.status().last_log_index - leader.status().snapshot_index <= 20 + 5
+        assert not leader.stopped
 
 
 async def test_crash_during_sync_loses_only_what_was_never_acknowledged(

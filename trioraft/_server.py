@@ -911,7 +911,7 @@ class Server:
         for entry in rd.committed:
             self._apply(entry)
         if rd.take_snapshot:
-            with contextlib.suppress(Exception):  # logged; compaction is off from now on
+            with contextlib.suppress(Exception):  # logged; tried again later
                 self._snapshot_now()
         for ticket, read_index in rd.reads:
             waiter = self._reads.get(ticket)
@@ -998,10 +998,13 @@ class Server:
             extra = {"sessions": self._sessions.snapshot(), "clock": self._last_stamp_applied}
             data = encode_snapshot(self._machine.snapshot(), extra)
         except Exception as exc:
-            self._node.compaction = False
+            self._node.snapshot_failed(index)
             logger.error(
-                "%s: snapshot() failed, so this server stops compacting its log: %r",
+                "%s: snapshot() failed at index %d (the log is not compacted; the next "
+                "try comes after %d more entries): %r",
                 self._name,
+                index,
+                self._options.snapshot_threshold,
                 exc,
             )
             raise

@@ -193,6 +193,8 @@ class RaftNode:
         self._now = now
         #: Whether the node asks for snapshots (the state machine can take them).
         self.compaction = compaction
+        #: No snapshot is asked for below this applied index: the last one failed.
+        self._snapshot_retry_at = 0
         self._restore_state(state if state is not None else PersistedState())
 
         self.role = Role.FOLLOWER
@@ -504,12 +506,20 @@ class RaftNode:
         return committed
 
     def _snapshot_due(self, committed: tuple[Entry, ...]) -> bool:
-        # §5: snapshot once snapshot_threshold entries were applied since the last one.
+        # §5: snapshot once snapshot_threshold entries were applied since the last one
+        # (and since the last attempt that failed).
         return (
             self.compaction
             and bool(committed)
             and committed[-1].index - self.snapshot_index >= self.options.snapshot_threshold
+            and committed[-1].index >= self._snapshot_retry_at
         )
+
+    def snapshot_failed(self, index: int) -> None:
+        """The runtime could not take the snapshot at ``index`` (the state machine's
+        ``snapshot()`` raised, or its value cannot be encoded): ask again once another
+        ``snapshot_threshold`` entries are applied, not at every Ready until then."""
+        self._snapshot_retry_at = index + self.options.snapshot_threshold
 
     def advance(self, rd: Ready) -> None:
         """The runtime did everything ``rd`` asked for."""
