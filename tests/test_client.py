@@ -188,6 +188,22 @@ def test_status_from_a_follower_does_not_make_it_the_leader() -> None:
     run(scenario, seed=5)
 
 
+def test_a_read_answered_by_a_follower_names_the_leader() -> None:
+    """With ``follower_reads`` a follower answers a client's read itself; the answer
+    says who leads, and ``client.leader`` names that leader, not the follower."""
+
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=5, follower_reads=True) as cluster:
+            leader = await stable(cluster)
+            await cluster.write(2)
+            follower = next(n for n in cluster.names if n != leader.name)
+            async with trioraft.open_client([follower], network=cluster.network) as client:
+                assert await client.read(None) == 2
+                assert client.leader == leader.name
+
+    run(scenario, seed=5)
+
+
 def test_clients_are_named_per_network_and_partitions_take_the_name() -> None:
     """A client attaches under ``client.name``: ``client-1``, ``client-2``... counted per
     network, so two runs of one seeded scenario in one process name their clients alike

@@ -332,8 +332,9 @@ class Client:
                 await trio.sleep(RETRY_PAUSE)
                 continue
             if not response.error:
-                if not any_server:  # a leader's answer (any server may answer a status)
-                    self.leader = self._hint = response.src
+                if not any_server:  # not a status, which any server may answer
+                    self.leader = response.leader or response.src
+                    self._hint = response.src
                 return response.value
             if any_server and response.error == "not_leader":
                 continue

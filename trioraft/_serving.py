@@ -81,7 +81,9 @@ async def serve_request(server: Server, endpoint: Endpoint, request: ClientReque
         value = await _dispatch(server, request)
         if remote is not None:
             remote(value)
-        answer = {"value": value}
+        # The leader as this server knows it: a follower answering a read (follower
+        # reads) tells the client who leads, so that client.leader names the leader.
+        answer = {"value": value, "leader": server.leader()}
     except NotLeader as exc:
         address_of = getattr(endpoint, "address_of", None)
         where = address_of(exc.leader) if address_of is not None and exc.leader else None
