@@ -379,9 +379,11 @@ async def open_client(
     """A :class:`Client` of the cluster whose servers are ``servers``.
 
     With ``network`` (a :class:`~trioraft.MemoryNetwork`), ``servers`` are the servers'
-    names on it, and the client attaches to it under ``name`` (default ``client-N``).
-    Without, ``servers`` are ``"host:port"`` addresses of a TCP cluster; ``secret`` and
-    ``ssl_context`` are as for :func:`~trioraft.open_tcp_network`.
+    names on it, and the client attaches to it under ``name`` (default ``client-1``,
+    ``client-2``... counted per network; :attr:`Client.name` says which), the name a
+    partition group must list to include the client. Without, ``servers`` are
+    ``"host:port"`` addresses of a TCP cluster; ``secret`` and ``ssl_context`` are as for
+    :func:`~trioraft.open_tcp_network`.
     """
     targets = list(servers)
     if not targets:
