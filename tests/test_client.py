@@ -12,9 +12,11 @@ reaches the writer once; reads are linearizable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -200,6 +202,26 @@ def test_a_read_answered_by_a_follower_names_the_leader() -> None:
             async with trioraft.open_client([follower], network=cluster.network) as client:
                 assert await client.read(None) == 2
                 assert client.leader == leader.name
+
+    run(scenario, seed=5)
+
+
+def test_a_status_holds_every_field_of_status() -> None:
+    """``client.status()`` (and so ``status --json``) has every field of ``Status``, in
+    msgpack and JSON values: the role by name, sets as sorted lists, match_index a dict
+    (it once left out match_index, transfer_target and waiting_to_be_added)."""
+
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=5) as cluster:
+            leader = await stable(cluster)
+            async with trioraft.open_client([leader.name], network=cluster.network) as client:
+                status = await client.status()
+        expected = leader.status()
+        assert set(status) == set(attrs.fields_dict(trioraft.Status))
+        assert status["role"] == "LEADER" and status["voters"] == sorted(expected.voters)
+        assert status["match_index"] == dict(expected.match_index)
+        assert status["transfer_target"] is None and status["waiting_to_be_added"] is False
+        json.dumps(status)
 
     run(scenario, seed=5)
 

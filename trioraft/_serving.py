@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
+from ._core.node import Role
 from ._errors import (
     NotLeader,
     OutcomeUnknown,
@@ -29,21 +33,20 @@ class _Invalid(Exception):
 
 
 def status_dict(server: Server) -> dict[str, Any]:
-    """``server.status()`` as msgpack (and JSON) values: role by name, sets as sorted lists."""
+    """Every field of ``server.status()`` as msgpack (and JSON) values: the role by its
+    name, sets as sorted lists, ``match_index`` as a dict."""
     st = server.status()
-    return {
-        "name": st.name,
-        "role": st.role.name,
-        "term": st.term,
-        "leader": st.leader,
-        "commit_index": st.commit_index,
-        "last_applied": st.last_applied,
-        "last_log_index": st.last_log_index,
-        "voters": sorted(st.voters),
-        "learners": sorted(st.learners),
-        "snapshot_index": st.snapshot_index,
-        "cluster_id": st.cluster_id,
-    }
+    out: dict[str, Any] = {}
+    for field in attrs.fields(type(st)):
+        value = getattr(st, field.name)
+        if isinstance(value, Role):
+            value = value.name
+        elif isinstance(value, (set, frozenset)):
+            value = sorted(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        out[field.name] = value
+    return out
 
 
 async def _dispatch(server: Server, request: ClientRequest) -> Any:
