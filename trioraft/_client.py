@@ -320,7 +320,7 @@ class Client:
         lowest: int = 0,
         any_server: bool = False,
     ) -> Any:
-        name = getattr(self._transport, "name", "client")
+        name = self.name
         while True:
             target = self._target()
             request = ClientRequest(
