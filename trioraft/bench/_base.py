@@ -581,7 +581,7 @@ _LATE_FLAGS = (
     _Flag(
         "--plot",
         Path,
-        "write SVG plots into DIR (needs matplotlib: pip install 'trioraft[bench]')",
+        "write SVG plots into DIR (needs matplotlib: pip install -e '.[bench]' in a checkout)",
         "DIR",
     ),
     _Flag(
@@ -672,7 +672,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         from .plots import matplotlib_available
 
         if not matplotlib_available():
-            parser.error("--plot needs matplotlib: pip install 'trioraft[bench]'")
+            parser.error("--plot needs matplotlib: pip install -e '.[bench]' in a checkout")
     if list(args.memory_writes) != sorted(args.memory_writes):
         parser.error("--memory-writes must be ascending")
     unknown = [name for name in args.sections if name not in SECTIONS]

@@ -1,6 +1,6 @@
 """Plots of a benchmark report, as SVG files: ``python -m trioraft.bench --plot DIR``.
 
-matplotlib is an optional dependency (``pip install 'trioraft[bench]'``); it is imported
+matplotlib is an optional dependency (``pip install -e '.[bench]'`` in a checkout); it is imported
 only here, only when plots are asked for, with its ``Agg`` backend. Each plot is drawn
 when the sections it needs ran:
 
@@ -25,7 +25,9 @@ from .election import FIGURE16_TIMEOUTS, measure_election_times
 
 __all__ = ["matplotlib_available", "write_plots"]
 
-_INSTALL = "plots need matplotlib: pip install 'trioraft[bench]' (or pip install matplotlib)"
+_INSTALL = (
+    "plots need matplotlib: pip install -e '.[bench]' in a checkout (or pip install matplotlib)"
+)
 
 
 def matplotlib_available() -> bool:

@@ -491,7 +491,9 @@ def _assemble(
         )
         notes.extend(f"pysyncobj sanity: {e}" for e in pso["errors"])
     elif wanted:
-        notes.append("pysyncobj is not installed (pip install 'trioraft[pysyncobj]'): not measured")
+        notes.append(
+            "pysyncobj is not installed (pip install -e '.[pysyncobj]' in a checkout): not measured"
+        )
     paired = results.get("paired")
     if paired is not None:
         notes.append(PAIRED_NOTE)
