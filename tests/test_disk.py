@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -198,6 +199,11 @@ async def _refused_at_the_call(network: trioraft.MemoryNetwork, tmp_path: Path) 
             await a.write(object())
         with pytest.raises(TypeError, match=r"builtins\.set"):
             a.submit({1}, lambda result: None)
+        deep: tuple[Any, ...] = ()
+        for _ in range(300):  # stored, it would crash every restart that decodes it
+            deep = (deep,)
+        with pytest.raises(TypeError, match="tuples at most 64 deep"):
+            await a.write(deep)
         async with trioraft.open_client(["a"], network=network) as client:
             with pytest.raises(TypeError, match=r"builtins\.object"):
                 await client.write(object())

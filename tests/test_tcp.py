@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trioraft
+from trioraft._codec import MAX_TUPLE_DEPTH, decode_value, encode_value
 from trioraft._core import (
     AppendEntries,
     AppendResponse,
@@ -157,6 +160,55 @@ def test_commands_that_are_not_msgpack_values_are_refused() -> None:
     for bad in (1 << 64, -(1 << 63) - 1, {1}, object(), "\ud800"):
         with pytest.raises(TypeError):
             endpoint.check_value(bad)
+
+
+def _nested_tuples(levels: int) -> tuple[Any, ...]:
+    value: tuple[Any, ...] = ()
+    for _ in range(levels - 1):
+        value = (value,)
+    return value
+
+
+def test_tuples_nest_up_to_the_limit_and_deeper_ones_are_refused_at_the_call() -> None:
+    """A tuple level is decoded by a call of msgpack's C decoder from the level above, so
+    a few hundred levels would crash the decoding process: the codec refuses them."""
+    deepest = _nested_tuples(MAX_TUPLE_DEPTH)
+    assert decode_value(encode_value(deepest)) == deepest
+    too_deep = _nested_tuples(MAX_TUPLE_DEPTH + 1)
+    endpoint = TcpEndpoint(TcpNetwork("127.0.0.1:1", {}, None, None, 1 << 20), "a")
+    for value in (too_deep, [1, {"k": too_deep}], _nested_tuples(300)):
+        with pytest.raises(TypeError, match=f"tuples at most {MAX_TUPLE_DEPTH} deep"):
+            endpoint.check_value(value)
+    deep_list: list[Any] = []
+    for _ in range(3000):
+        deep_list = [deep_list]
+    with pytest.raises(TypeError, match="nested this deep"):
+        endpoint.check_value(deep_list)
+    assert decode_value(encode_value(deepest)) == deepest  # the depth count is back at 0
+
+
+def test_a_frame_of_tuples_nested_hundreds_deep_is_malformed_not_a_crash() -> None:
+    """Hostile bytes that a trioraft encoder never makes: 300 nested tuple extensions in
+    an AppendEntries. Decoded in a child process, which a crash would kill (exit -11)."""
+    code = """if True:
+        import msgpack, trioraft
+        from trioraft._network import wire
+        ext = msgpack.ExtType(1, msgpack.packb([]))
+        for _ in range(300):
+            ext = msgpack.ExtType(1, msgpack.packb([ext]))
+        good = wire.encode(trioraft._core.AppendEntries("a", "b", 1, 0, 0, (), 0))
+        fields = msgpack.unpackb(good[5:])
+        fields[-1] = ext
+        try:
+            wire.decode(bytes((wire.VERSION,)) + msgpack.packb(fields))
+        except trioraft.MalformedMessage as exc:
+            print("malformed:", exc)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"tuples nested more than {MAX_TUPLE_DEPTH} deep" in done.stdout
 
 
 def _decode_cleanly(body: bytes) -> None:

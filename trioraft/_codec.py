@@ -5,6 +5,13 @@ The values trioraft can store on disk or send between processes are msgpack's: `
 Tuples stay tuples and lists stay lists (a tuple travels as a msgpack extension), so a
 state machine sees the same values after a restart from disk as before. Anything else
 raises :class:`TypeError` naming the type. No pickle, ever.
+
+Tuples may nest at most :data:`MAX_TUPLE_DEPTH` deep. Each level of a tuple is decoded by
+a call of msgpack's C decoder from the level above, and each such call takes tens of
+kilobytes of the C stack: a value of a few hundred nested tuples would crash the process
+that decodes it (a segmentation fault, not an exception). So a deeper value is refused
+where it is encoded (``TypeError``) and where it is decoded (``ValueError``: a frame or
+a stored record that holds one is malformed).
 """
 
 from __future__ import annotations
@@ -17,14 +24,39 @@ import msgpack
 __all__ = ["check_value", "decode_value", "encode_value", "packer", "unpack"]
 
 _TUPLE = 1  # msgpack extension code of a tuple
+#: The deepest nesting of tuples a value may have (lists and dicts do not count).
+MAX_TUPLE_DEPTH = 64
 _local = threading.local()
+
+
+class _Depth:
+    """The tuple levels being encoded or decoded in this thread, bounded."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        depth = getattr(_local, "depth", 0) + 1
+        if depth > MAX_TUPLE_DEPTH:
+            raise _TooDeep(f"tuples nested more than {MAX_TUPLE_DEPTH} deep")
+        _local.depth = depth
+
+    def __exit__(self, *exc: object) -> None:
+        _local.depth -= 1
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+_depth = _Depth()
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         # A packer of its own: msgpack's packers are not reentrant.
         inner = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
-        return msgpack.ExtType(_TUPLE, inner.pack(list(obj)))
+        with _depth:
+            return msgpack.ExtType(_TUPLE, inner.pack(list(obj)))
     if isinstance(obj, int):
         raise TypeError(f"cannot encode the integer {obj}: msgpack integers have 64 bits")
     raise TypeError(
@@ -44,7 +76,8 @@ def packer() -> msgpack.Packer:
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _TUPLE:
-        value = unpack(data)
+        with _depth:  # before the C decoder is entered once more (see the module's doc)
+            value = unpack(data)
         if not isinstance(value, list):
             raise ValueError("a tuple extension must hold a list")
         return tuple(value)
@@ -64,6 +97,13 @@ def encode_value(value: Any) -> bytes:
     except (OverflowError, UnicodeEncodeError) as exc:  # too big an int; lone surrogates
         _local.packer = None  # a failed pack may leave the packer's buffer dirty
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
+    except ValueError as exc:  # tuples nested too deep; msgpack's own recursion limit
+        _local.packer = None
+        raise TypeError(
+            f"cannot encode a {type(value).__qualname__} nested this deep ({exc}): values "
+            f"stored or sent by trioraft may nest tuples at most {MAX_TUPLE_DEPTH} deep, and "
+            "lists and dicts a few hundred deep"
+        ) from None
     except TypeError:
         _local.packer = None
         raise
