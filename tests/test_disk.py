@@ -202,7 +202,7 @@ async def _refused_at_the_call(network: trioraft.MemoryNetwork, tmp_path: Path) 
         deep: tuple[Any, ...] = ()
         for _ in range(300):  # stored, it would crash every restart that decodes it
             deep = (deep,)
-        with pytest.raises(TypeError, match="tuples at most 64 deep"):
+        with pytest.raises(TypeError, match="tuples nested at most 64 deep"):
             await a.write(deep)
         async with trioraft.open_client(["a"], network=network) as client:
             with pytest.raises(TypeError, match=r"builtins\.object"):

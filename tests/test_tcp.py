@@ -177,7 +177,7 @@ def test_tuples_nest_up_to_the_limit_and_deeper_ones_are_refused_at_the_call() -
     too_deep = _nested_tuples(MAX_TUPLE_DEPTH + 1)
     endpoint = TcpEndpoint(TcpNetwork("127.0.0.1:1", {}, None, None, 1 << 20), "a")
     for value in (too_deep, [1, {"k": too_deep}], _nested_tuples(300)):
-        with pytest.raises(TypeError, match=f"tuples at most {MAX_TUPLE_DEPTH} deep"):
+        with pytest.raises(TypeError, match=f"tuples nested at most {MAX_TUPLE_DEPTH} deep"):
             endpoint.check_value(value)
     deep_list: list[Any] = []
     for _ in range(3000):
@@ -324,6 +324,8 @@ async def test_cluster_over_loopback_with_a_client() -> None:
             assert await client.read(None) == 20
             with pytest.raises(TypeError, match=r"builtins\.set"):
                 await client.write({1, 2})
+            with pytest.raises(TypeError, match="tuples nested at most"):
+                await client.write(_nested_tuples(300))  # crashed the server it reached
             with pytest.raises(ValueError, match="boom"):
                 await client.write("boom")
         # A query must be a msgpack value on TCP too, when given to a server directly
@@ -333,6 +335,8 @@ async def test_cluster_over_loopback_with_a_client() -> None:
             await leader.read({1})
         with pytest.raises(TypeError, match=r"builtins\.object"):
             await leader.read_dirty(object())
+        with pytest.raises(TypeError, match="tuples nested at most"):
+            await leader.write(_nested_tuples(300))
         assert await leader.read(None) == 20
         assert all(net.statistics().malformed == 0 for net in networks.values())
 

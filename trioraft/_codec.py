@@ -101,8 +101,8 @@ def encode_value(value: Any) -> bytes:
         _local.packer = None
         raise TypeError(
             f"cannot encode a {type(value).__qualname__} nested this deep ({exc}): values "
-            f"stored or sent by trioraft may nest tuples at most {MAX_TUPLE_DEPTH} deep, and "
-            "lists and dicts a few hundred deep"
+            "stored or sent by trioraft must be msgpack values with tuples nested at most "
+            f"{MAX_TUPLE_DEPTH} deep (lists and dicts: a few hundred)"
         ) from None
     except TypeError:
         _local.packer = None
