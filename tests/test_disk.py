@@ -258,6 +258,54 @@ async def test_damaged_store_is_refused(tmp_path: Path) -> None:
         await DiskStorage(tmp_path).acquire("a")
 
 
+async def test_emptied_store_is_refused_not_reinitialised(tmp_path: Path) -> None:
+    """API: a damaged directory raises StorageError and is never silently reinitialised.
+    A raft.db emptied after acknowledged writes used to be taken for a new store."""
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    storage.release()
+    for name in ("raft.db-wal", "raft.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / "raft.db").write_bytes(b"")
+    with pytest.raises(StorageError, match=r"damaged: raft\.db holds no tables"):
+        await DiskStorage(tmp_path).acquire("a")
+    assert (tmp_path / "raft.db").stat().st_size == 0  # left as it was found
+
+
+async def test_another_applications_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "raft.db")
+    with db:
+        db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    db.close()
+    with pytest.raises(
+        StorageError, match=r"not a trioraft store \(raft\.db holds the tables users"
+    ):
+        await DiskStorage(tmp_path).acquire("a")
+    db = sqlite3.connect(tmp_path / "raft.db")
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    db.close()
+    assert tables == ["users"]
+
+
+async def test_a_creation_interrupted_before_its_rename_leaves_a_new_store_possible(
+    tmp_path: Path,
+) -> None:
+    """A store is made whole under a temporary name, then renamed to raft.db: what a
+    crash before the rename leaves is dropped at the next start, which creates it anew."""
+    (tmp_path / ".raft.db.new").write_bytes(b"half a database")
+    (tmp_path / ".raft.db.new-journal").write_bytes(b"")
+    storage = DiskStorage(tmp_path)
+    await storage.acquire("a")
+    storage.release()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("raft.db-")) == [
+        "LOCK",
+        "raft.db",
+    ]
+    await DiskStorage(tmp_path).acquire("a")  # and it opens again as server a's
+
+
 async def test_missing_snapshot_file_is_damage(tmp_path: Path) -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:

@@ -4,7 +4,9 @@ Layout of the directory: ``raft.db`` (SQLite in WAL mode, ``synchronous=FULL``) 
 hard state, the log and the latest snapshot's metadata; the snapshot's bytes sit beside
 it in ``snapshot-<index>-<term>.bin``, written atomically (temporary file, fsync, rename,
 fsync of the directory) before the transaction that points to it; ``LOCK`` is held (an
-exclusive ``flock``) while a server uses the directory.
+exclusive ``flock``) while a server uses the directory. A new ``raft.db`` is made whole
+under a temporary name and renamed into place, so one found without its tables is damage,
+never a store to create again.
 
 Everything staged between two :meth:`DiskStorage.sync` calls is written in one
 transaction (group commit), in a worker thread, so the Trio thread never waits on disk.
@@ -39,6 +41,8 @@ __all__ = ["DiskStorage"]
 
 FORMAT = "trioraft-disk-1"
 _DB = "raft.db"
+#: A new store is made whole under this name, then renamed to ``raft.db``.
+_NEW_DB = ".raft.db.new"
 _LOCK = "LOCK"
 _KINDS = {
     EntryKind.NOOP: 0,
@@ -148,7 +152,11 @@ class DiskStorage:
         if not self.path.is_dir():
             raise self._error("not a directory")
         if not (self.path / _DB).exists():
-            strangers = [p.name for p in self.path.iterdir() if p.name != _LOCK]
+            strangers = [
+                p.name
+                for p in self.path.iterdir()
+                if p.name != _LOCK and not p.name.startswith(_NEW_DB)  # an interrupted start
+            ]
             if strangers:
                 raise self._error(
                     f"not a trioraft store (it holds {', '.join(sorted(strangers)[:3])} but "
@@ -176,26 +184,67 @@ class DiskStorage:
         # trioraft peaks at 30.5 MB instead of 31.3-31.4).
         import sqlite3
 
+        path = self.path / _DB
         try:
-            db = sqlite3.connect(self.path / _DB, isolation_level=None, check_same_thread=False)
+            if not path.exists():
+                self._create_db(name)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db = db
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            # Read before anything is written: a store refused is left as it was found.
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             meta = self._read_meta(db)
-            if not meta:
-                with db:
-                    db.executescript(_SCHEMA)
-                    db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-                    db.execute("INSERT INTO meta VALUES ('owner', ?)", (name,))
-                return
         except sqlite3.DatabaseError as exc:
             raise self._error(f"damaged: {exc}") from None
+        # A store is created whole before it is used (see _create_db): a raft.db without
+        # our tables lost its contents, or belongs to someone else. Never reinitialised.
+        if not tables:
+            raise self._error(
+                f"damaged: {_DB} holds no tables (a store is complete from its creation, so "
+                "this one lost its contents); it is never reinitialised"
+            )
+        if "meta" not in tables:
+            raise self._error(
+                f"not a trioraft store ({_DB} holds the tables "
+                f"{', '.join(sorted(tables)[:3])}); it is never reinitialised"
+            )
         if meta.get("format") != FORMAT:
             raise self._error(f"not a trioraft store (format {meta.get('format')!r})")
         if meta.get("owner") != name:
             raise self._error(
                 f"belongs to server {meta.get('owner')!r}; it cannot be used by {name!r}"
             )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            raise self._error(f"damaged: {exc}") from None
+
+    def _create_db(self, name: str) -> None:
+        """A new store for server ``name``: made whole under a temporary name (the leftovers
+        of a start that was interrupted are dropped first), synced, then renamed into
+        place. So a ``raft.db`` that exists was once a complete store, and one found
+        empty is damage, not a store to create (API: "never silently reinitialised")."""
+        import sqlite3
+
+        for leftover in self.path.glob(_NEW_DB + "*"):
+            leftover.unlink()
+        tmp = self.path / _NEW_DB
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=DELETE")  # all of it in the one file, once closed
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            db.execute("INSERT INTO meta VALUES ('owner', ?)", (name,))
+        finally:
+            db.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path / _DB)
+        _fsync_directory(self.path)
 
     @staticmethod
     def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
@@ -414,6 +463,10 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, directory / name)
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
