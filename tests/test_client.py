@@ -171,6 +171,23 @@ def test_client_follows_redirects_and_reads_linearizably() -> None:
     run(scenario, seed=5)
 
 
+def test_a_closed_client_raises_at_once() -> None:
+    """A client used after its ``open_client`` block ended used to retry forever on its
+    closed endpoint; every call now raises trio.ClosedResourceError naming it."""
+
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=6) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(cluster.names, network=cluster.network) as client:
+                assert await client.write(1) == 1
+            with trio.fail_after(1):
+                for call in (client.write(1), client.read(None), client.status()):
+                    with pytest.raises(trio.ClosedResourceError, match="client-1' is closed"):
+                        await call
+
+    run(scenario, seed=6)
+
+
 def test_status_from_a_follower_does_not_make_it_the_leader() -> None:
     """``client.leader`` is the leader the client last used: a status answered by a
     follower does not change it."""

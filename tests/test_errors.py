@@ -14,7 +14,7 @@ import trio.testing
 
 import trioraft
 from trioraft._core.messages import AppendEntries, Heartbeat, Message
-from trioraft.testing import open_cluster
+from trioraft.testing import Partition, open_cluster
 
 from machines import Counter
 
@@ -76,6 +76,33 @@ def test_network_fault_arguments_are_checked() -> None:
         network.partition(["a", "b"], ["b"])
     with pytest.raises(ValueError, match="seed"):
         trioraft.MemoryNetwork(seed="x")  # type: ignore[arg-type]
+
+
+async def test_a_single_string_where_names_are_expected_is_refused() -> None:
+    """A string is an iterable of letters: open_client("raft1"), open_cluster(M, "abc")
+    and Partition(at, "ab") used to wait for servers r, a, f, t, 1 or to start servers
+    a, b, c. Each now raises a ValueError that says how to write it."""
+    network = trioraft.MemoryNetwork(seed=1)
+    with pytest.raises(ValueError, match=r"not the single string 'raft1' \(write \['raft1'\]\)"):
+        async with trioraft.open_client("raft1", network=network):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(ValueError, match="not the single string 'abc'"):
+        async with open_cluster(Counter, "abc", seed=1):
+            pass
+    with pytest.raises(ValueError, match="not the single string 'ab'"):
+        Partition(1.0, "ab")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="single name 'a'"):
+        Partition(1.0, ["a", ["b", "c"]])  # type: ignore[list-item]
+    assert Partition(1.0, [["a"], ["b", "c"]]).describe() == "partition [a] | [b c]"
+
+
+@pytest.mark.parametrize("interval", [0, -1.0, "0.1", True])
+async def test_open_cluster_refuses_an_invalid_check_interval(interval: object) -> None:
+    """check_interval=0 used to livelock the run (the invariant loop slept 0 forever, so
+    the virtual clock never moved); a negative one failed later, naming Trio's sleep."""
+    with pytest.raises(ValueError, match="check_interval must be a positive number"):
+        async with open_cluster(Counter, 3, seed=1, check_interval=interval):  # type: ignore[arg-type]
+            pass
 
 
 async def test_membership_errors_change_nothing(autojump_clock: trio.testing.MockClock) -> None:

@@ -222,6 +222,8 @@ class Client:
         self._session_lock = trio.Lock()
         self._seqs = itertools.count(1)
         self._outstanding: set[int] = set()
+        #: Set when the ``open_client`` block ends: every call raises from then on.
+        self._closed = False
 
     @property
     def name(self) -> str:
@@ -322,6 +324,10 @@ class Client:
     ) -> Any:
         name = self.name
         while True:
+            if self._closed:
+                raise trio.ClosedResourceError(
+                    f"client {name!r} is closed: its open_client block has ended"
+                )
             target = self._target()
             request = ClientRequest(
                 name, target, 0, next(self._requests), op, session, seq, lowest, payload
@@ -385,6 +391,11 @@ async def open_client(
     ``"host:port"`` addresses of a TCP cluster; ``secret`` and ``ssl_context`` are as for
     :func:`~trioraft.open_tcp_network`.
     """
+    if isinstance(servers, (str, bytes)):
+        raise ValueError(
+            "open_client takes a list of server names or addresses, not the single string "
+            f"{servers!r} (write [{servers!r}])"
+        )
     targets = list(servers)
     if not targets:
         raise ValueError("open_client needs at least one server")
@@ -401,5 +412,6 @@ async def open_client(
         try:
             yield client
         finally:
+            client._closed = True
             await transport.aclose()
             nursery.cancel_scope.cancel()

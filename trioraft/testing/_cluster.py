@@ -345,6 +345,19 @@ async def open_cluster(
     :class:`~trioraft.MemoryStorage` whose syncs take ``sync_latency`` (see
     :attr:`Cluster.sync_latency`). Leaving the block stops everything.
     """
+    if isinstance(names_or_count, (str, bytes)):
+        raise ValueError(
+            "open_cluster takes a list of server names or a count, not the single string "
+            f"{names_or_count!r} (write [{names_or_count!r}])"
+        )
+    if check_interval is not None and (
+        isinstance(check_interval, bool)
+        or not isinstance(check_interval, (int, float))
+        or not check_interval > 0
+    ):
+        raise ValueError(
+            f"check_interval must be a positive number of seconds or None, got {check_interval!r}"
+        )
     if isinstance(names_or_count, int):
         if names_or_count < 1:
             raise ValueError(f"a cluster needs at least one server, got {names_or_count}")

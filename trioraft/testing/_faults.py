@@ -177,7 +177,20 @@ class _LeaderCall(Fault):
 
 
 def _sorted_groups(groups: Iterable[Iterable[str]]) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(sorted(group)) for group in groups)
+    if isinstance(groups, str):
+        raise ValueError(
+            f"Partition takes groups of names, not the single string {groups!r} "
+            f"(write Partition(at, [[...], [...]]))"
+        )
+    out = []
+    for group in groups:
+        if isinstance(group, str):
+            raise ValueError(
+                f"Partition takes groups of names; got the single name {group!r} "
+                f"(write [{group!r}] for a group of one)"
+            )
+        out.append(tuple(sorted(group)))
+    return tuple(out)
 
 
 @attrs.frozen
