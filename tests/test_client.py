@@ -188,6 +188,23 @@ def test_a_closed_client_raises_at_once() -> None:
     run(scenario, seed=6)
 
 
+def test_the_servers_errors_reach_a_client_as_themselves() -> None:
+    """``client.remove_server`` and ``transfer_leadership`` raised a bare RaftError whose
+    text began "UnknownServer:", so ``except trioraft.UnknownServer`` caught nothing."""
+
+    async def scenario() -> None:
+        async with open_cluster(Counter, 3, seed=7) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(cluster.names, network=cluster.network) as client:
+                with pytest.raises(trioraft.UnknownServer, match="'nope' is not a member"):
+                    await client.remove_server("nope")
+                with pytest.raises(trioraft.UnknownServer, match="'nope' is not a voter"):
+                    await client.transfer_leadership("nope")
+                assert await client.write(1) == 1
+
+    run(scenario, seed=7)
+
+
 def test_status_from_a_follower_does_not_make_it_the_leader() -> None:
     """``client.leader`` is the leader the client last used: a status answered by a
     follower does not change it."""

@@ -14,6 +14,7 @@ from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
 from ._core.ready import Snapshot
 from ._errors import (
+    AuthenticationFailed,
     CatchUpFailed,
     ConfigChangeInProgress,
     MachineError,
@@ -53,6 +54,7 @@ __version__ = "0.1.0"
 logging.getLogger("trioraft").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AuthenticationFailed",
     "CatchUpFailed",
     "Config",
     "Client",

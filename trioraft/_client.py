@@ -19,13 +19,28 @@ from typing import Any, Protocol
 import trio
 
 from ._codec import encode_value
-from ._errors import RaftError, SessionExpired
+from ._errors import (
+    AuthenticationFailed,
+    CatchUpFailed,
+    ConfigChangeInProgress,
+    NameInUse,
+    NotVoter,
+    OutcomeUnknown,
+    RaftError,
+    ServerStopped,
+    SessionExpired,
+    TransferFailed,
+    UnknownServer,
+    WrongCluster,
+)
+from ._glue import lone_exception_unwrapped
 from ._network.memory import MemoryNetwork
 from ._network.tcp import (
     HANDSHAKE_TIMEOUT,
     FrameStream,
     HandshakeError,
     _contexts,
+    check_secret,
     client_handshake,
     parse_address,
 )
@@ -47,6 +62,8 @@ class _Transport(Protocol):
     def resolve(self, leader: str) -> str | None: ...
 
     def learn(self, leader: str, address: str) -> None: ...
+
+    def refused_by_all(self, targets: Sequence[str]) -> bool: ...
 
     async def aclose(self) -> None: ...
 
@@ -96,6 +113,9 @@ class _MemoryTransport:
     def learn(self, leader: str, address: str) -> None:
         pass
 
+    def refused_by_all(self, targets: Sequence[str]) -> bool:
+        return False  # no authentication on a MemoryNetwork
+
     async def aclose(self) -> None:
         self._endpoint.close()
 
@@ -128,6 +148,8 @@ class _TcpTransport:
         self._locks: dict[str, trio.Lock] = {}
         #: Server name -> address, learnt from the handshakes.
         self._addresses: dict[str, str] = {}
+        #: Addresses whose last handshake refused our authentication.
+        self._refused: set[str] = set()
 
     def resolve(self, leader: str) -> str | None:
         return self._addresses.get(leader)
@@ -152,6 +174,7 @@ class _TcpTransport:
                     stream = trio.SSLStream(stream, self._ssl, server_hostname=host)
                 frames = FrameStream(stream, self._max_frame)
                 server = await client_handshake(frames, self._secret, "client", self.name)
+            self._refused.discard(address)
             self._addresses[server] = address
             connection = _Connection(frames, server)
             self._connections[address] = connection
@@ -181,7 +204,11 @@ class _TcpTransport:
     async def request(self, target: str, request: ClientRequest) -> ClientResponse | None:
         try:
             connection = await self._connect(target)
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError, RaftError):
+        except HandshakeError as exc:
+            if exc.refused:
+                self._refused.add(target)
+            return None
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RaftError):
             return None  # ssl.SSLError is an OSError
         waiting = connection.waiting[request.request_id] = _Waiting()
         try:
@@ -193,6 +220,9 @@ class _TcpTransport:
         finally:
             del connection.waiting[request.request_id]
         return waiting.response
+
+    def refused_by_all(self, targets: Sequence[str]) -> bool:
+        return self._refused.issuperset(targets)
 
     async def aclose(self) -> None:
         for connection in self._connections.values():
@@ -334,6 +364,12 @@ class Client:
             )
             response = await self._transport.request(target, request)
             if response is None:  # no answer in time, or no connection: another server
+                if self._transport.refused_by_all(self._targets):
+                    raise AuthenticationFailed(
+                        f"every server ({', '.join(self._targets)}) refused the "
+                        "authentication of this client: its secret (or TLS certificate) is "
+                        "not the cluster's"
+                    )
                 self._rotate(failed=target)
                 await trio.sleep(RETRY_PAUSE)
                 continue
@@ -369,8 +405,35 @@ class Client:
             raise TypeError(response.message)
         elif error == "invalid":
             raise ValueError(response.message)
+        elif error == "raft":
+            raise _raft_error(response.message)
         else:
             raise RaftError(response.message or f"the server answered {error!r}")
+
+
+#: The server's errors a client raises as themselves (the server sends "Name: text").
+_RAFT_ERRORS: dict[str, type[RaftError]] = {
+    cls.__name__: cls
+    for cls in (
+        UnknownServer,
+        NameInUse,
+        NotVoter,
+        ConfigChangeInProgress,
+        TransferFailed,
+        CatchUpFailed,
+        WrongCluster,
+        OutcomeUnknown,
+        ServerStopped,
+    )
+}
+
+
+def _raft_error(message: str) -> RaftError:
+    """The exception a server's ``"Name: text"`` describes: that trioraft error itself
+    (``except trioraft.UnknownServer`` works through a client), or a RaftError."""
+    name, sep, text = message.partition(": ")
+    cls = _RAFT_ERRORS.get(name) if sep else None
+    return cls(text) if cls is not None else RaftError(message)
 
 
 @asynccontextmanager
@@ -399,19 +462,29 @@ async def open_client(
     targets = list(servers)
     if not targets:
         raise ValueError("open_client needs at least one server")
-    async with trio.open_nursery() as nursery:
-        transport: _Transport
-        if network is not None:
-            transport = _MemoryTransport(network, name or network._client_name(), nursery)
-        else:
-            for address in targets:
-                parse_address(address)
-            client_name = name or f"client-{os.urandom(8).hex()}"
-            transport = _TcpTransport(client_name, nursery, secret, ssl_context)
-        client = Client(targets, transport, remote=network is None)
-        try:
-            yield client
-        finally:
-            client._closed = True
-            await transport.aclose()
-            nursery.cancel_scope.cancel()
+    # Arguments are checked before the nursery opens: a plain exception, not a group.
+    if network is not None:
+        if not isinstance(network, MemoryNetwork):
+            raise TypeError(
+                f"network must be a trioraft.MemoryNetwork (or None, for TCP addresses), "
+                f"got {type(network).__qualname__}"
+            )
+    else:
+        for address in targets:
+            parse_address(address)
+        check_secret(secret)
+    with lone_exception_unwrapped():
+        async with trio.open_nursery() as nursery:
+            transport: _Transport
+            if network is not None:
+                transport = _MemoryTransport(network, name or network._client_name(), nursery)
+            else:
+                client_name = name or f"client-{os.urandom(8).hex()}"
+                transport = _TcpTransport(client_name, nursery, secret, ssl_context)
+            client = Client(targets, transport, remote=network is None)
+            try:
+                yield client
+            finally:
+                client._closed = True
+                await transport.aclose()
+                nursery.cancel_scope.cancel()

@@ -115,6 +115,13 @@ class SessionExpired(RaftError):
     opens a new session for its later writes."""
 
 
+class AuthenticationFailed(RaftError):
+    """Every server a client tried refused its authentication: its shared ``secret`` (or
+    its TLS certificate) is not the cluster's, or it has one and the cluster has none.
+    Raised once each server of the client's list has refused it, with no answer from any
+    in between: retrying would only be refused again."""
+
+
 class MachineError(RaftError):
     """The state machine's ``write`` raised an exception that could not travel as itself
     (a client over TCP): ``type_name`` and ``text`` describe it."""
@@ -147,5 +154,6 @@ _public(
     CatchUpFailed,
     WrongCluster,
     SessionExpired,
+    AuthenticationFailed,
     MachineError,
 )

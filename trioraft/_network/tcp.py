@@ -33,6 +33,7 @@ from .._codec import check_value as _check_value
 from .._codec import decode_value, encode_value
 from .._core.messages import Message
 from .._errors import MalformedMessage, NameInUse
+from .._glue import lone_exception_unwrapped
 from .._protocol import ClientRequest, ClientResponse
 from . import wire
 
@@ -61,7 +62,12 @@ _NONCE = 32
 
 
 class HandshakeError(Exception):
-    """A connection's handshake failed (wrong secret, bad hello, ...)."""
+    """A connection's handshake failed (wrong secret, bad hello, ...); ``refused``: the
+    other end does not share our secret (it refused ours, or failed to prove its own)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @attrs.frozen
@@ -91,14 +97,30 @@ def parse_address(address: str) -> tuple[str, int]:
     if not isinstance(address, str) or ":" not in address:
         raise ValueError(f"expected a 'host:port' address, got {address!r}")
     host, _, port_text = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"bad port in address {address!r}") from None
-    if not host or not 0 <= port < 65536:
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise ValueError(f"bad port in address {address!r}")
+    port = int(port_text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address in {address!r}") from None
+    elif "[" in host or "]" in host:
+        raise ValueError(f"bad address {address!r}: unbalanced brackets")
+    elif ":" in host:
+        raise ValueError(
+            f"bad address {address!r}: an IPv6 address goes in brackets, as '[{host}]:{port}'"
+        )
+    if not host or any(c.isspace() for c in host) or not 0 <= port < 65536:
         raise ValueError(f"bad address {address!r}")
     return host, port
+
+
+def check_secret(secret: object) -> None:
+    """``ValueError`` unless ``secret`` is ``None`` or non-empty bytes."""
+    if secret is not None and (not isinstance(secret, bytes) or not secret):
+        raise ValueError(f"secret must be non-empty bytes, got {type(secret).__qualname__}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -249,13 +271,14 @@ async def client_handshake(
     await frames.send(_control(hello_back))
     answer = await _read_control(frames)
     if answer.get("ok") is not True:
-        raise HandshakeError(f"refused: {answer.get('error', 'no reason given')}")
+        error = answer.get("error", "no reason given")
+        raise HandshakeError(f"refused: {error}", refused=error == "authentication failed")
     server = answer.get("name")
     if not isinstance(server, str):
         raise HandshakeError("bad handshake answer")
     expected = _mac(secret, b"accept", mine, theirs, server.encode())
     if not hmac.compare_digest(expected, answer.get("mac", b"")):
-        raise HandshakeError("the server does not know the shared secret")
+        raise HandshakeError("the server does not know the shared secret", refused=True)
     return server
 
 
@@ -351,8 +374,7 @@ class TcpNetwork:
                 f"listen address {listen!r} is not a loopback address: give a secret (or an "
                 "ssl_context) so that only the cluster's members can talk to it"
             )
-        if secret is not None and (not isinstance(secret, bytes) or not secret):
-            raise ValueError("secret must be non-empty bytes")
+        check_secret(secret)
         if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
             raise ValueError(f"max_frame must be an integer >= 1024, got {max_frame!r}")
         self.listen = listen
@@ -721,10 +743,11 @@ async def open_tcp_network(
     Frames over ``max_frame`` bytes (64 MiB) close their connection.
     """
     network = TcpNetwork(listen, peers, secret, ssl_context, max_frame)
-    async with trio.open_nursery() as nursery:
-        network._nursery = nursery
-        await nursery.start(network._serve)
-        try:
-            yield network
-        finally:
-            nursery.cancel_scope.cancel()
+    with lone_exception_unwrapped():
+        async with trio.open_nursery() as nursery:
+            network._nursery = nursery
+            await nursery.start(network._serve)
+            try:
+                yield network
+            finally:
+                nursery.cancel_scope.cancel()
