@@ -8,11 +8,14 @@ arguments, refused membership changes and elections, and malformed messages.
 
 from __future__ import annotations
 
+import enum
+
 import pytest
 import trio
 import trio.testing
 
 import trioraft
+from trioraft._codec import check_value
 from trioraft._core.messages import AppendEntries, Heartbeat, Message
 from trioraft.testing import Partition, open_cluster
 
@@ -94,6 +97,42 @@ async def test_a_single_string_where_names_are_expected_is_refused() -> None:
     with pytest.raises(ValueError, match="single name 'a'"):
         Partition(1.0, ["a", ["b", "c"]])  # type: ignore[list-item]
     assert Partition(1.0, [["a"], ["b", "c"]]).describe() == "partition [a] | [b c]"
+
+
+async def test_arguments_of_the_wrong_kind_are_named(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Each used to fail later, or inside the library, or not at all: a network that is
+    not one (AttributeError 'register'), voter="no" (added a voter), a callback that is
+    not callable (the write applied, its outcome lost), an IntEnum command on a network
+    that needs msgpack values (called an integer over 64 bits)."""
+    network = trioraft.MemoryNetwork(seed=1)
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TypeError, match="network must be a Transport"):
+            await trioraft.start_server(nursery, Counter, name="a", network=None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"network must be a trioraft\.MemoryNetwork"):
+            async with open_cluster(Counter, 3, seed=1, network="x"):  # type: ignore[arg-type]
+                pass
+        a = await trioraft.start_server(
+            nursery, Counter, name="a", network=network, initial_config=["a"]
+        )
+        await a.await_leader()
+        with pytest.raises(TypeError, match="voter must be True or False, got 'no'"):
+            await a.add_server("b", voter="no")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="callback must be callable, got None"):
+            a.submit(1, None)  # type: ignore[arg-type]
+        assert a.status().voters == frozenset({"a"}) and not a.status().learners
+        assert await a.write(1) == 1  # nothing of the above was applied
+        nursery.cancel_scope.cancel()
+
+    class Color(enum.IntEnum):
+        RED = 1
+
+    with pytest.raises(TypeError, match=r"cannot encode a .*Color: values stored or sent"):
+        check_value(Color.RED)
+    with pytest.raises(TypeError, match="peers must be a mapping"):
+        async with trioraft.open_tcp_network(listen="127.0.0.1:0", peers=["b"]):  # type: ignore[arg-type]
+            pass
 
 
 @pytest.mark.parametrize("interval", [0, -1.0, "0.1", True])

@@ -57,7 +57,7 @@ def _default(obj: Any) -> Any:
         inner = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
         with _depth:
             return msgpack.ExtType(_TUPLE, inner.pack(list(obj)))
-    if isinstance(obj, int):
+    if type(obj) is int:
         raise TypeError(f"cannot encode the integer {obj}: msgpack integers have 64 bits")
     raise TypeError(
         f"cannot encode a {type(obj).__module__}.{type(obj).__qualname__}: values stored or "
@@ -100,7 +100,8 @@ def encode_value(value: Any) -> bytes:
     except ValueError as exc:  # tuples nested too deep; msgpack's own recursion limit
         _local.packer = None
         raise TypeError(
-            f"cannot encode a {type(value).__qualname__} nested this deep ({exc}): values "
+            f"cannot encode a {type(value).__qualname__} nested this deep, or that holds "
+            f"itself ({exc}): values "
             "stored or sent by trioraft must be msgpack values with tuples nested at most "
             f"{MAX_TUPLE_DEPTH} deep (lists and dicts: a few hundred)"
         ) from None

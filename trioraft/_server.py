@@ -421,6 +421,8 @@ class Server:
         function, it is not a Trio checkpoint.
         """
         self._check_running()
+        if not callable(callback):  # else the outcome would be lost, and only logged
+            raise TypeError(f"callback must be callable, got {callback!r}")
         node = self._node
         if node.role is not Role.LEADER:
             raise NotLeader(node.leader)
@@ -532,6 +534,8 @@ class Server:
         """
         await trio.lowlevel.checkpoint()
         self._check_running()
+        if not isinstance(voter, bool):  # voter="no" would add a voter
+            raise TypeError(f"voter must be True or False, got {voter!r}")
         node = self._node
         if address is not None:
             self._learn_addresses({name: address})
@@ -1351,6 +1355,11 @@ async def serve(
     storage = _check_storage(opts.storage if opts.storage is not None else MemoryStorage())
     if not callable(machine):
         raise TypeError(f"machine must be a state machine class or factory, got {machine!r}")
+    if not callable(getattr(network, "register", None)):
+        raise TypeError(
+            "network must be a Transport (a MemoryNetwork, or the network of "
+            f"open_tcp_network), got {type(network).__qualname__}"
+        )
     instance = machine() if init_arg is _MISSING else machine(init_arg)
     check_machine(instance)
     await storage.acquire(name)

@@ -379,6 +379,11 @@ class TcpNetwork:
             raise ValueError(f"max_frame must be an integer >= 1024, got {max_frame!r}")
         self.listen = listen
         self._host, self._port = host, port
+        if not isinstance(peers, Mapping):
+            raise TypeError(
+                "peers must be a mapping of server names to 'host:port' addresses, got "
+                f"{type(peers).__qualname__}"
+            )
         self._addresses = {name: address for name, address in peers.items()}
         for address in self._addresses.values():
             parse_address(address)

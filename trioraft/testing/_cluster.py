@@ -366,6 +366,10 @@ async def open_cluster(
         names = list(names_or_count)
     if len(set(names)) != len(names):
         raise ValueError(f"server names must be unique: {names}")
+    if network is not None and not isinstance(network, MemoryNetwork):
+        raise TypeError(
+            f"network must be a trioraft.MemoryNetwork or None, got {type(network).__qualname__}"
+        )
     net = network if network is not None else MemoryNetwork(seed=seed)
     monitor = InvariantMonitor(context=f"seed={seed}")
     async with trio.open_nursery() as nursery:
