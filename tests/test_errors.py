@@ -17,7 +17,7 @@ import trio.testing
 import trioraft
 from trioraft._codec import check_value
 from trioraft._core.messages import AppendEntries, Heartbeat, Message
-from trioraft.testing import Partition, open_cluster
+from trioraft.testing import Partition, free_tcp_ports, open_cluster, run
 
 from machines import Counter
 
@@ -265,3 +265,19 @@ async def test_a_raising_hook_is_logged_and_the_server_keeps_serving(
     logged = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("on_role_change(") and "raised" in m for m in logged)
     assert any(m.startswith("on_membership_change(") and "raised" in m for m in logged)
+
+
+def test_the_testing_toolkit_names_bad_arguments_at_once() -> None:
+    """run(hang_timeout="5") ran unguarded and nan, 0 or -1 cancelled the run at once;
+    free_tcp_ports(1.5) gave 2 ports, and a host that is not this machine's tried every
+    port (an open socket each, and a DNS lookup for a name) instead of failing."""
+    for bad in ("5", float("nan"), 0, -1, True):
+        with pytest.raises(ValueError, match="hang_timeout must be a positive number"):
+            run(trio.sleep, 0, seed=1, hang_timeout=bad)  # type: ignore[arg-type]
+    assert run(trio.sleep, 0, seed=1, hang_timeout=30) is None
+    with pytest.raises(ValueError, match="count must be an integer"):
+        free_tcp_ports(1.5)  # type: ignore[arg-type]
+    # An address of no interface here (TEST-NET-1, RFC 5737): no DNS lookup needed.
+    with pytest.raises(OSError, match=r"cannot bind a TCP port of '192\.0\.2\.1'"):
+        free_tcp_ports(1, host="192.0.2.1")
+    assert len(set(free_tcp_ports(3))) == 3

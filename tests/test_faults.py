@@ -12,6 +12,7 @@ import functools
 import json
 import random
 
+import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
@@ -220,3 +221,23 @@ def test_faults_that_cannot_happen_say_why() -> None:
     assert log[4].startswith("crash the leader s")
     crashed = log[4].rsplit(" ", 1)[1]
     assert log[5:] == [f"crash {crashed}: not running", f"election on {crashed}: not running"]
+
+
+def test_a_fault_with_bad_values_is_refused_when_it_is_made() -> None:
+    """Loss(0.5, rate=5) used to be made and printed, then failed in the middle of a
+    run, after the faults before it; from_json([{}]) raised a bare KeyError."""
+    for make, words in (
+        (lambda: tt.Loss(0.5, rate=5), r"rate must be a number in \[0, 1\], got 5"),
+        (lambda: tt.Duplication(0.5, rate=-0.1), "rate must be a number in"),
+        (lambda: tt.Delay(1, 5, 1), r"high \(1\) is below low \(5\)"),
+        (lambda: tt.Delay(1, -1, 1), "low must be a number of seconds >= 0"),
+        (lambda: tt.Crash(-1, "s1"), "a fault's time must be a finite number >= 0"),
+        (lambda: FaultSchedule.from_json([{}]), "must be a dict with a 'kind'"),
+        (lambda: FaultSchedule.from_json([{"kind": "loss", "speed": 1}]), "bad fault"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            make()
+    with pytest.raises(TypeError, match="name must be a server name, got 5"):
+        tt.Isolate(1, name=5)  # type: ignore[arg-type]
+    schedule = FaultSchedule([tt.Loss(0.5, rate=0.2), tt.Delay(1, 0.0, 0.01), tt.Crash(2, "s1")])
+    assert FaultSchedule.from_json(schedule.to_json()) == schedule

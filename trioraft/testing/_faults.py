@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -50,7 +51,31 @@ DUPLICATION_RATES = (0.0, 0.1, 0.5)
 
 
 def _ms(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a fault's time must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"a fault's time must be a finite number >= 0, got {value!r}")
     return round(float(value), 3)
+
+
+def _check_rate(fault: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{type(fault).__name__}: rate must be a number in [0, 1], got {value!r}")
+
+
+def _check_seconds(fault: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"{type(fault).__name__}: {attribute.name} must be a number of seconds >= 0, "
+            f"got {value!r}"
+        )
+
+
+def _check_name(fault: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{type(fault).__name__}: {attribute.name} must be a server name, got {value!r}"
+        )
 
 
 def _snake_case(name: str) -> str:
@@ -112,7 +137,7 @@ class _ServerFault(Fault):
     not (the server is not running, say)."""
 
     text: ClassVar[str] = "{kind} {name}"
-    name: str = ""
+    name: str = attrs.field(default="", validator=_check_name)
 
     #: The errors :meth:`inflict` may raise that only mean the fault did not happen.
     tolerated: ClassVar[tuple[type[Exception], ...]] = ()
@@ -220,7 +245,7 @@ class _RateFault(_NetworkFault):
     ``set_<kind>``."""
 
     text: ClassVar[str] = "{kind} {rate:g}"
-    rate: float = 0.0
+    rate: float = attrs.field(default=0.0, validator=_check_rate)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -243,8 +268,12 @@ class Delay(_NetworkFault):
 
     method: ClassVar[str] = "set_delay"
     text: ClassVar[str] = "delay {low:g}..{high:g} s"
-    low: float = 0.0
-    high: float = 0.0
+    low: float = attrs.field(default=0.0, validator=_check_seconds)
+    high: float = attrs.field(default=0.0, validator=_check_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.high < self.low:
+            raise ValueError(f"Delay: high ({self.high!r}) is below low ({self.low!r})")
 
 
 @attrs.frozen
@@ -410,14 +439,19 @@ class FaultSchedule:
         """Rebuild a schedule from :meth:`to_json`'s output."""
         faults = []
         for item in data:
+            if not isinstance(item, dict) or "kind" not in item:
+                raise ValueError(f"a fault must be a dict with a 'kind', got {item!r}")
             fields = dict(item)
             kind = fields.pop("kind")
             fault_cls = FAULT_KINDS.get(kind)
             if fault_cls is None:
                 raise ValueError(f"unknown fault kind {kind!r}")
             if kind == "partition":
-                fields["groups"] = [tuple(g) for g in fields["groups"]]
-            faults.append(fault_cls(**fields))
+                fields["groups"] = [tuple(g) for g in fields.get("groups", ())]
+            try:
+                faults.append(fault_cls(**fields))
+            except TypeError as exc:  # a field missing or unknown
+                raise ValueError(f"bad fault {item!r}: {exc}") from None
         return cls(faults)
 
     async def run(

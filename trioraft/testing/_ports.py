@@ -39,14 +39,19 @@ def free_tcp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     outside that range (from 20000 up to it, or above it if it starts too low), and
     each is checked free by binding it. Only another process binding the same port
     between this call and the server's own bind can still take it."""
-    if count < 0:
-        raise ValueError(f"count must be 0 or more, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be an integer, 0 or more, got {count!r}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:  # a host of another machine, or none at all: say so, do not try every port
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise OSError(f"cannot bind a TCP port of {host!r}: {exc}") from None
     low, high = ephemeral_port_range()
     candidates = [*range(LOWEST, low), *range(max(high + 1, LOWEST), 65536)]
     if len(candidates) < 4 * count + 16:  # a machine whose ephemeral range is everything
         candidates = list(range(1024, 65536))
     chooser = random.SystemRandom()  # not the tests' seeds: parallel runs must differ
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     ports: list[int] = []
     tried: set[int] = set()
     with contextlib.ExitStack() as stack:  # all held until chosen: distinct
@@ -55,11 +60,13 @@ def free_tcp_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             if port in tried:
                 continue
             tried.add(port)
-            sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.bind((host, port))
             except OSError:
+                sock.close()
                 continue
+            stack.enter_context(sock)
             ports.append(port)
     if len(ports) < count:
         raise OSError(f"found only {len(ports)} free TCP ports of {host}, not {count}")
