@@ -308,6 +308,9 @@ def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> Non
         (["write", "1"], "--cluster"),
         (["serve", "--name", "a"], "--listen"),
         (["frobnicate"], "frobnicate"),
+        # Trio's "`seconds` must be non-negative" named no option.
+        (["write", "--cluster", "127.0.0.1:1", "--timeout", "-1", "1"], "--timeout"),
+        (["read", "--cluster", "127.0.0.1:1", "--timeout", "soon", "null"], "--timeout"),
     ):
         with pytest.raises(SystemExit) as exited:
             cli.main(argv)

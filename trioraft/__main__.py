@@ -11,6 +11,7 @@ import argparse
 import gc
 import importlib
 import json
+import math
 import signal
 import ssl
 import sys
@@ -347,7 +348,7 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--cluster", required=True, help="HOST:PORT[,HOST:PORT...]")
         sub.add_argument("--secret-file")
-        sub.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+        sub.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT)
         _tls_arguments(sub, serving=False)
         if name == "status":
             sub.add_argument("--json", action="store_true", help="one JSON object per server")
@@ -383,6 +384,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
         raise
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _leaf(exc: BaseException) -> BaseException:

@@ -642,7 +642,10 @@ class TcpNetwork:
             handler(batch)
 
     async def _serve(self, task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
-        listeners = await trio.open_tcp_listeners(self._port, host=self._host)
+        try:
+            listeners = await trio.open_tcp_listeners(self._port, host=self._host)
+        except OSError as exc:  # a name that does not resolve, a port in use...
+            raise OSError(exc.errno, f"cannot listen on {self.listen!r}: {exc}") from None
         self._port = listeners[0].socket.getsockname()[1]
         if self._host not in ("0.0.0.0", "::", ""):
             self.listen = f"{self._host}:{self._port}" if ":" not in self._host else (
