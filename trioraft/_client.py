@@ -412,20 +412,9 @@ class Client:
 
 
 #: The server's errors a client raises as themselves (the server sends "Name: text").
-_RAFT_ERRORS: dict[str, type[RaftError]] = {
-    cls.__name__: cls
-    for cls in (
-        UnknownServer,
-        NameInUse,
-        NotVoter,
-        ConfigChangeInProgress,
-        TransferFailed,
-        CatchUpFailed,
-        WrongCluster,
-        OutcomeUnknown,
-        ServerStopped,
-    )
-}
+_TYPED: tuple[type[RaftError], ...] = (UnknownServer, NameInUse, NotVoter, TransferFailed)
+_TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster, OutcomeUnknown, ServerStopped)
+_RAFT_ERRORS = {cls.__name__: cls for cls in _TYPED}
 
 
 def _raft_error(message: str) -> RaftError:
