@@ -57,7 +57,7 @@ from trioraft._network.tcp import (
     parse_address,
 )
 from trioraft._protocol import ClientRequest, ClientResponse
-from trioraft.testing import free_tcp_ports, open_cluster
+from trioraft.testing import free_tcp_ports
 
 from machines import Counter
 
@@ -297,9 +297,9 @@ async def test_open_client_checks_its_arguments_before_it_starts() -> None:
 
 
 async def test_an_exception_of_the_block_leaves_the_context_managers_as_itself() -> None:
-    """open_tcp_network, open_server, open_client and testing.open_cluster run nurseries
-    of their own: an exception raised in their block used to come out wrapped in an
-    ExceptionGroup, so ``except SessionExpired:`` around them caught nothing."""
+    """open_tcp_network, open_server and open_client run nurseries of their own: an
+    exception raised in their block used to come out wrapped in an ExceptionGroup, so
+    ``except SessionExpired:`` around them caught nothing."""
     with pytest.raises(KeyError, match="mine"):
         async with trioraft.open_tcp_network(listen="127.0.0.1:0", peers={}):
             raise KeyError("mine")
@@ -316,9 +316,6 @@ async def test_an_exception_of_the_block_leaves_the_context_managers_as_itself()
                     except KeyError as exc:
                         assert exc.__context__ is None
                         raise
-    with pytest.raises(AssertionError, match="the block's own"):
-        async with open_cluster(Counter, 3, seed=1):
-            raise AssertionError("the block's own")
 
 
 def test_listening_off_loopback_needs_a_secret_or_tls() -> None:

@@ -15,7 +15,6 @@ import trio
 
 from .._core.node import Role
 from .._errors import NotLeader, OutcomeUnknown, ServerStopped
-from .._glue import lone_exception_unwrapped
 from .._network.memory import MemoryNetwork
 from .._server import Server, TraceEvent, start_server
 from .._state_machine import StateMachine
@@ -373,18 +372,17 @@ async def open_cluster(
         )
     net = network if network is not None else MemoryNetwork(seed=seed)
     monitor = InvariantMonitor(context=f"seed={seed}")
-    with lone_exception_unwrapped():  # an AssertionError of the block, as itself
-        async with trio.open_nursery() as nursery:
-            cluster = Cluster(nursery, machine, init_arg, names, seed, net, monitor, server_options)
-            cluster.sync_latency = sync_latency
-            for name in names:
-                await cluster.start(name)
-            if check_interval is not None:
-                nursery.start_soon(cluster._monitor_loop, check_interval)
-            try:
-                yield cluster
-            finally:
-                nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        cluster = Cluster(nursery, machine, init_arg, names, seed, net, monitor, server_options)
+        cluster.sync_latency = sync_latency
+        for name in names:
+            await cluster.start(name)
+        if check_interval is not None:
+            nursery.start_soon(cluster._monitor_loop, check_interval)
+        try:
+            yield cluster
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 def _audited(factory: Callable[..., Any], monitor: InvariantMonitor, name: str, *args: Any) -> Any:
