@@ -33,7 +33,6 @@ from ._errors import (
     UnknownServer,
     WrongCluster,
 )
-from ._glue import lone_exception_unwrapped
 from ._network.memory import MemoryNetwork
 from ._network.tcp import (
     HANDSHAKE_TIMEOUT,
@@ -462,18 +461,17 @@ async def open_client(
         for address in targets:
             parse_address(address)
         check_secret(secret)
-    with lone_exception_unwrapped():
-        async with trio.open_nursery() as nursery:
-            transport: _Transport
-            if network is not None:
-                transport = _MemoryTransport(network, name or network._client_name(), nursery)
-            else:
-                client_name = name or f"client-{os.urandom(8).hex()}"
-                transport = _TcpTransport(client_name, nursery, secret, ssl_context)
-            client = Client(targets, transport, remote=network is None)
-            try:
-                yield client
-            finally:
-                client._closed = True
-                await transport.aclose()
-                nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        transport: _Transport
+        if network is not None:
+            transport = _MemoryTransport(network, name or network._client_name(), nursery)
+        else:
+            client_name = name or f"client-{os.urandom(8).hex()}"
+            transport = _TcpTransport(client_name, nursery, secret, ssl_context)
+        client = Client(targets, transport, remote=network is None)
+        try:
+            yield client
+        finally:
+            client._closed = True
+            await transport.aclose()
+            nursery.cancel_scope.cancel()

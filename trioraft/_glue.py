@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import outcome
 import trio
@@ -25,12 +23,8 @@ __all__ = [
     "Waiter",
     "WriteCallback",
     "check_machine",
-    "lone_exception_unwrapped",
     "machine_snapshots",
 ]
-
-if sys.version_info < (3, 11):  # trio depends on the backport there
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 logger = logging.getLogger("trioraft")
 
@@ -212,26 +206,3 @@ class Hooks:
                 hook(*args)
             except Exception:
                 logger.exception("%s(%s) raised", name, ", ".join(map(str, args)))
-
-
-@contextlib.contextmanager
-def lone_exception_unwrapped() -> Iterator[None]:
-    """Around a nursery that a context manager of ours opens: a lone exception (from the
-    caller's ``async with`` block, typically) leaves as itself, not inside the
-    ExceptionGroup that Trio's nursery wraps it in, so that ``except SessionExpired``
-    around ``async with open_client(...)`` works. Several exceptions stay a group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1 or isinstance(group.exceptions[0], BaseExceptionGroup):
-            raise
-        _reraise_as_is(group.exceptions[0])
-
-
-def _reraise_as_is(exc: BaseException) -> NoReturn:
-    # Raised here it would get the group as its __context__: keep what it had.
-    cause, context, suppress = exc.__cause__, exc.__context__, exc.__suppress_context__
-    try:
-        raise exc
-    finally:
-        exc.__cause__, exc.__context__, exc.__suppress_context__ = cause, context, suppress

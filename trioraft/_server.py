@@ -53,7 +53,6 @@ from ._glue import (
     check_machine,
     decode_snapshot,
     encode_snapshot,
-    lone_exception_unwrapped,
     machine_snapshots,
 )
 from ._network.base import Endpoint, Transport
@@ -1417,12 +1416,11 @@ async def open_server(
 ) -> AsyncIterator[Server]:
     """``async with open_server(...) as server:``: :func:`start_server` with a nursery
     of its own; the server stops when the block exits. Arguments as for :func:`serve`."""
-    with lone_exception_unwrapped():
-        async with trio.open_nursery() as nursery:
-            server = await start_server(
-                nursery, machine, init_arg, name=name, network=network, **options
-            )
-            try:
-                yield server
-            finally:
-                await server.stop()
+    async with trio.open_nursery() as nursery:
+        server = await start_server(
+            nursery, machine, init_arg, name=name, network=network, **options
+        )
+        try:
+            yield server
+        finally:
+            await server.stop()

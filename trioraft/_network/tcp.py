@@ -33,7 +33,6 @@ from .._codec import check_value as _check_value
 from .._codec import decode_value, encode_value
 from .._core.messages import Message
 from .._errors import MalformedMessage, NameInUse
-from .._glue import lone_exception_unwrapped
 from .._protocol import ClientRequest, ClientResponse
 from . import wire
 
@@ -751,11 +750,10 @@ async def open_tcp_network(
     Frames over ``max_frame`` bytes (64 MiB) close their connection.
     """
     network = TcpNetwork(listen, peers, secret, ssl_context, max_frame)
-    with lone_exception_unwrapped():
-        async with trio.open_nursery() as nursery:
-            network._nursery = nursery
-            await nursery.start(network._serve)
-            try:
-                yield network
-            finally:
-                nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        network._nursery = nursery
+        await nursery.start(network._serve)
+        try:
+            yield network
+        finally:
+            nursery.cancel_scope.cancel()
