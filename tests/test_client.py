@@ -23,6 +23,7 @@ import trio.testing
 
 import trioraft
 from trioraft._client import ATTEMPT_TIMEOUT
+from trioraft._sessions import ClusterClock
 from trioraft.testing import Cluster, open_cluster, run
 
 from machines import Counter
@@ -142,6 +143,62 @@ def test_idle_session_expires_everywhere_and_refuses_writes() -> None:
                 assert first not in server._sessions  # expired on every server alike
 
     run(scenario, seed=3)
+
+
+def test_cluster_time_starts_at_zero_and_skips_time_without_a_leader() -> None:
+    """§6.3's clock: sessions expire by the time leaders stamp into the log. It started
+    at the server's own clock (Trio's clock of each process starts hours apart), so a
+    new leader whose clock was ahead stamped hours later and expired every session."""
+    clock = ClusterClock()
+    assert clock.now(150_000.0) == 0.0  # not this process's clock
+    assert clock.now(150_010.0) == 10.0
+    other = ClusterClock()  # another server, its clock hours behind
+    other.observe(10.0, 20_000.0)
+    assert other.now(20_005.0) == 15.0
+    other.observe(12.0, 20_006.0)  # the newest stamp wins over its own reckoning
+    assert other.now(20_006.0) == 12.0
+    other.rebase(27_200.0)  # it leads after two hours without a leader
+    assert other.now(27_201.0) == 13.0
+
+
+def test_an_applied_write_whose_reply_was_lost_survives_hours_of_downtime() -> None:
+    """The write is applied, its reply lost, the whole cluster stops for two hours and
+    restarts from its storage: the retry returns the first reply. The session used to
+    be expired at the first stamp after the restart ("the command was not applied")."""
+    lost: list[str] = []
+
+    class LosesAReply(Counter):
+        def write(self, command: Any) -> Any:
+            reply = super().write(command)
+            if command == 10 and lost:
+                network.isolate(lost.pop())  # the client, as the entry applies
+            return reply
+
+    async def scenario() -> None:
+        async with open_cluster(LosesAReply, 3, seed=8, network=network) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(cluster.names, network=network) as client:
+                assert await client.write(1) == 1
+                lost.append(client.name)
+                async with trio.open_nursery() as nursery:
+                    replies: list[Any] = []
+
+                    async def retrying() -> None:
+                        replies.append(await client.write(10))
+
+                    nursery.start_soon(retrying)
+                    while not all(s.machine.value == 11 for s in cluster.servers.values()):
+                        await trio.sleep(0.01)
+                    for name in cluster.names:
+                        await cluster.crash(name)
+                    await trio.sleep(2 * 3600)
+                    network.heal()
+                    await cluster.recover()
+                assert replies == [11]  # applied once, and its reply is the first one
+                assert (await stable(cluster)).machine.value == 11
+
+    network = trioraft.MemoryNetwork(seed=8)
+    run(scenario, seed=8, hang_timeout=120)
 
 
 def test_machine_exception_reaches_the_writer_once() -> None:

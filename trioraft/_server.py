@@ -1037,6 +1037,7 @@ class Server:
     def _start_leading(self) -> None:
         assert self._nursery is not None
         self._led_term = self._node.term
+        self._clock.rebase(trio.current_time())  # §6.3: no leader ran meanwhile, maybe
         scope = trio.CancelScope()
         self._leader_scope = scope
         self._nursery.start_soon(self._lead, scope)

@@ -155,18 +155,32 @@ def error_from(description: list[str] | None) -> BaseException | None:
 
 
 class ClusterClock:
-    """Time as the leaders stamp it into the log: it advances while some leader runs and
-    never goes back, whichever leader stamps (LogCabin's cluster clock)."""
+    """Time as the leaders stamp it into the log (dissertation §6.3; LogCabin's cluster
+    clock): the latest stamp applied, plus the time this server's clock has run since
+    it applied it. It starts at 0, not at this server's clock (Trio's clock of each
+    process starts at a random offset, hours apart), and a leader restarts it from the
+    latest stamp when its term begins (:meth:`rebase`), so time during which no leader
+    ran (the cluster down, no quorum) does not count. So it may run slow, and sessions
+    expire late, never early: an early expiry would report an applied write as not
+    applied."""
 
     def __init__(self) -> None:
         self._stamp = 0.0
-        self._local = 0.0
+        self._local: float | None = None  # set at the first reading
 
     def now(self, local: float) -> float:
         """The cluster time now, ``local`` being this server's clock."""
+        if self._local is None:
+            self._local = local
         return self._stamp + max(0.0, local - self._local)
 
     def observe(self, stamp: float, local: float) -> None:
-        """An entry stamped ``stamp`` was applied at local time ``local``."""
-        if stamp >= self.now(local):
+        """An entry stamped ``stamp`` was applied at local time ``local``: time runs on
+        from the newest stamp, whatever this server's clock ran meanwhile."""
+        if stamp >= self._stamp:
             self._stamp, self._local = stamp, local
+
+    def rebase(self, local: float) -> None:
+        """A term of this server as leader begins: run on from the latest stamp seen,
+        not counting the time since it was applied (no leader may have run)."""
+        self._local = local
