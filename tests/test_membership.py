@@ -454,3 +454,35 @@ async def test_min_majority_with_membership(autojump_clock: trio.testing.MockClo
         cluster.network.isolate(other)
         with trio.fail_after(5):
             assert await leader.write(1) >= 1  # 3 of 4: the floor is met
+
+
+async def test_a_leader_stopped_during_catch_up_reports_the_change_under_way(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Once the learner entry is in the log, a stop of the leader leaves the change half
+    done (a learner, not promoted): add_server raises StoppedOutcomeUnknown, as a pending
+    write does, not plain ServerStopped ("nothing was appended")."""
+    network = trioraft.MemoryNetwork(seed=0)
+    network.set_delay(0.001, 0.02)  # catch-up takes a few rounds
+    async with open_cluster(Counter, ["a", "b", "c"], seed=3, network=network) as cluster:
+        leader = await cluster.wait_for_leader()
+        for _ in range(50):
+            await leader.write(1)
+        await cluster.start("d", initial_config=[])
+        outcome: list[BaseException] = []
+
+        async def add() -> None:
+            try:
+                await leader.add_server("d")
+            except trioraft.RaftError as exc:
+                outcome.append(exc)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(add)
+                status = leader.status()
+                while "d" not in status.learners or status.commit_index < status.last_log_index:
+                    await trio.sleep(0.001)  # until the learner entry is committed
+                    status = leader.status()
+                await leader.stop()
+        assert len(outcome) == 1 and isinstance(outcome[0], trioraft.StoppedOutcomeUnknown)

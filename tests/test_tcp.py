@@ -24,10 +24,12 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trioraft
+from trioraft._client import _Connection, _TcpTransport
 from trioraft._codec import MAX_TUPLE_DEPTH, decode_value, encode_value
 from trioraft._core import (
     AppendEntries,
@@ -378,6 +380,50 @@ async def test_cluster_over_loopback_with_a_client() -> None:
             await leader.write(_nested_tuples(300))
         assert await leader.read(None) == 20
         assert all(net.statistics().malformed == 0 for net in networks.values())
+
+
+async def test_a_client_shared_by_many_tasks_over_tcp() -> None:
+    """``Client``: several tasks may use one client at once. Over TCP they sent on one
+    socket at once, and trio refused (BusyResourceError reached the callers)."""
+    async with (
+        tcp_cluster() as (_, _, addresses),
+        trioraft.open_client(list(addresses.values()), secret=SECRET) as client,
+    ):
+        replies: list[int] = []
+
+        async def writer() -> None:
+            for _ in range(5):
+                replies.append(await client.write(1))
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for _ in range(10):
+                    nursery.start_soon(writer)
+        assert sorted(replies) == list(range(1, 51))  # each applied once, each answered
+
+
+async def test_a_send_cut_by_cancellation_drops_the_connection() -> None:
+    """A request cancelled in the middle of its frame left the rest of the frame owed on
+    the client's connection: the next request was read as that rest, and every later
+    write hung. The connection is now marked broken, and the next request opens another
+    (a lockstep stream makes the cut exact: its sender waits for each byte taken)."""
+    client_end, server_end = trio.testing.lockstep_stream_pair()
+    async with trio.open_nursery() as nursery:
+        transport = _TcpTransport("c", nursery, None, None)
+        connection = _Connection(FrameStream(client_end, 1 << 20), "a")
+        transport._connections["127.0.0.1:1"] = connection
+        request = ClientRequest("c", "a", 0, 1, "write", 1, 1, 1, b"x" * 1000)
+        with trio.CancelScope() as scope:
+
+            async def take_a_little() -> None:
+                assert len(await server_end.receive_some(10)) <= 10
+                scope.cancel()  # the sender is now in the middle of the frame
+
+            nursery.start_soon(take_a_little)
+            await transport.request("127.0.0.1:1", request)
+        assert scope.cancelled_caught
+        assert connection.broken
+        nursery.cancel_scope.cancel()
 
 
 async def raw_connection(address: str) -> trio.SocketStream:

@@ -125,6 +125,8 @@ class _Connection:
         self.server = server
         self.waiting: dict[int, _Waiting] = {}
         self.broken = False
+        #: One frame at a time on the stream: tasks sharing the client take turns.
+        self.sending = trio.Lock()
 
 
 class _TcpTransport:
@@ -166,6 +168,8 @@ class _TcpTransport:
             connection = self._connections.get(address)
             if connection is not None and not connection.broken:
                 return connection
+            if connection is not None:  # its reader may still wait on it: close it
+                await trio.aclose_forcefully(connection.frames.stream)
             host, port = parse_address(address)
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
@@ -210,9 +214,17 @@ class _TcpTransport:
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RaftError):
             return None  # ssl.SSLError is an OSError
         waiting = connection.waiting[request.request_id] = _Waiting()
+        frame = encode(request)
         try:
             with trio.move_on_after(ATTEMPT_TIMEOUT):
-                await connection.frames.send(encode(request))
+                async with connection.sending:
+                    try:
+                        await connection.frames.send(frame)
+                    except BaseException:
+                        # Cancelled or failed in the middle of the frame, maybe: what is
+                        # left of it would swallow the next request. A new connection.
+                        connection.broken = True
+                        raise
                 await waiting.event.wait()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             connection.broken = True

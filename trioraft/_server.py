@@ -548,8 +548,17 @@ class Server:
         self._check_foreign(name)
         catch_up = node.start_catch_up(name, trio.current_time())
         self._kick()
-        while catch_up.state is CatchUpState.PENDING:
-            await self._wait_changed()
+        try:
+            while catch_up.state is CatchUpState.PENDING:
+                await self._wait_changed()
+        except ServerStopped as exc:
+            if type(exc) is not ServerStopped:  # ServerFailed says more: keep it
+                raise
+            # The learner entry is in the log: this change is under way, not refused.
+            raise StoppedOutcomeUnknown(
+                f"server {self._name!r} stopped while {name!r} was catching up: it may be "
+                "a learner now, and was not promoted to voter"
+            ) from None
         self._check_foreign(name)
         if catch_up.state is CatchUpState.FAILED:
             raise CatchUpFailed(
