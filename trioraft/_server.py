@@ -546,7 +546,12 @@ class Server:
             node.add_server_config(name, True, address)  # validates before any change
             await self._change_config(lambda: node.add_server_config(name, False, address))
         self._check_foreign(name)
-        catch_up = node.start_catch_up(name, trio.current_time())
+        await self._catch_up(name)
+        await self._change_config(lambda: node.add_server_config(name, True))
+
+    async def _catch_up(self, name: str) -> None:
+        """§4.2.1: replicate to the learner ``name`` until it has caught up, or raise."""
+        catch_up = self._node.start_catch_up(name, trio.current_time())
         self._kick()
         try:
             while catch_up.state is CatchUpState.PENDING:
@@ -565,7 +570,6 @@ class Server:
                 f"{name!r} did not catch up with the leader's log ({catch_up.reason}); "
                 "it remains a learner"
             )
-        await self._change_config(lambda: node.add_server_config(name, True))
 
     async def _first_answer(self, name: str) -> None:
         # A learner that belongs to another cluster refuses at its first message: wait
