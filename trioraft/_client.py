@@ -25,9 +25,7 @@ from ._errors import (
     ConfigChangeInProgress,
     NameInUse,
     NotVoter,
-    OutcomeUnknown,
     RaftError,
-    ServerStopped,
     SessionExpired,
     TransferFailed,
     UnknownServer,
@@ -424,7 +422,7 @@ class Client:
 
 #: The server's errors a client raises as themselves (the server sends "Name: text").
 _TYPED: tuple[type[RaftError], ...] = (UnknownServer, NameInUse, NotVoter, TransferFailed)
-_TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster, OutcomeUnknown, ServerStopped)
+_TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster)  # never OutcomeUnknown
 _RAFT_ERRORS = {cls.__name__: cls for cls in _TYPED}
 
 
