@@ -229,8 +229,8 @@ def test_a_fault_with_bad_values_is_refused_when_it_is_made() -> None:
     for make, words in (
         (lambda: tt.Loss(0.5, rate=5), r"rate must be a number in \[0, 1\], got 5"),
         (lambda: tt.Duplication(0.5, rate=-0.1), "rate must be a number in"),
-        (lambda: tt.Delay(1, 5, 1), r"high \(1\) is below low \(5\)"),
-        (lambda: tt.Delay(1, -1, 1), "low must be a number of seconds >= 0"),
+        (lambda: tt.Delay(1, 5, 1), r"delay low \(5\) is above high \(1\)"),
+        (lambda: tt.Delay(1, -1, 1), "delays must be finite numbers >= 0, got -1"),
         (lambda: tt.Crash(-1, "s1"), "a fault's time must be a finite number >= 0"),
         (lambda: FaultSchedule.from_json([{}]), "must be a dict with a 'kind'"),
         (lambda: FaultSchedule.from_json([{"kind": "loss", "speed": 1}]), "bad fault"),

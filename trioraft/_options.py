@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from ._core.options import CoreOptions, check_known
+from ._core.options import CoreOptions, check_known, check_seconds
 
 __all__ = ["ServerOptions"]
 
@@ -41,9 +41,7 @@ class ServerOptions(CoreOptions):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         if self.tracer is not None and not callable(self.tracer):
             raise ValueError(f"tracer must be callable, got {self.tracer!r}")
-        timeout = self.session_timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"session_timeout must be a positive number, got {timeout!r}")
+        check_seconds("session_timeout", self.session_timeout)
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> ServerOptions:

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["LEASE_DRIFT", "CoreOptions", "check_known"]
+__all__ = ["LEASE_DRIFT", "CoreOptions", "check_known", "check_seconds"]
 
 #: The share of ``min_election_timeout`` a lease gives up for clock drift (§6.4.1).
 LEASE_DRIFT = 0.1
@@ -30,11 +30,15 @@ def _config_names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+def check_seconds(name: str, value: Any) -> None:
+    """``ValueError`` naming ``name`` unless ``value`` is a positive, finite number of
+    seconds (the one check of every duration trioraft takes)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (value > 0 and math.isfinite(value))
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -85,9 +89,9 @@ class CoreOptions:
     def __attrs_post_init__(self) -> None:
         if self.min_majority is not None:
             _positive_int("min_majority", self.min_majority)
-        _positive("min_election_timeout", self.min_election_timeout)
-        _positive("max_election_timeout", self.max_election_timeout)
-        _positive("heartbeat_interval", self.heartbeat_interval)
+        check_seconds("min_election_timeout", self.min_election_timeout)
+        check_seconds("max_election_timeout", self.max_election_timeout)
+        check_seconds("heartbeat_interval", self.heartbeat_interval)
         if self.min_election_timeout > self.max_election_timeout:
             raise ValueError(
                 f"min_election_timeout ({self.min_election_timeout}) is above "

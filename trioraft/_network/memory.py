@@ -43,6 +43,23 @@ def _check_name(name: Any, what: str = "server name") -> str:
     return name
 
 
+def check_rate(kind: str, rate: Any) -> None:
+    """``ValueError`` unless ``rate`` is a probability (for ``set_loss``,
+    ``set_duplication`` and the testing toolkit's faults alike)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"{kind} rate must be a number in [0, 1], got {rate!r}")
+
+
+def check_delay(low: Any, high: Any) -> None:
+    """``ValueError`` unless ``[low, high]`` is a range of seconds (for ``set_delay`` and
+    the testing toolkit's ``Delay``)."""
+    for v in (low, high):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
+            raise ValueError(f"delays must be finite numbers >= 0, got {v!r}")
+    if low > high:
+        raise ValueError(f"delay low ({low}) is above high ({high})")
+
+
 class MemoryNetwork:
     """An in-process network for trioraft servers, with fault injection.
 
@@ -141,27 +158,21 @@ class MemoryNetwork:
 
     def set_loss(self, rate: float) -> None:
         """Drop each message with probability ``rate`` (0 to 1)."""
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"loss rate must be a number from 0 to 1, got {rate!r}")
+        check_rate("loss", rate)
         self._loss = float(rate)
         self._fault("loss", rate=self._loss)
 
     def set_duplication(self, rate: float) -> None:
         """Deliver each message twice with probability ``rate`` (0 to 1): the copy takes
         its own random delay, so it may arrive before or after the original."""
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ValueError(f"duplication rate must be a number from 0 to 1, got {rate!r}")
+        check_rate("duplication", rate)
         self._duplication = float(rate)
         self._fault("duplication", rate=self._duplication)
 
     def set_delay(self, low: float, high: float) -> None:
         """Delay each message by a random time in ``[low, high]`` seconds (so messages
         can be reordered). ``set_delay(0, 0)`` delivers at once again."""
-        for v in (low, high):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < math.inf):
-                raise ValueError(f"delays must be finite numbers >= 0, got {v!r}")
-        if low > high:
-            raise ValueError(f"delay low ({low}) is above high ({high})")
+        check_delay(low, high)
         self._delay = (float(low), float(high))
         self._fault("delay", low=self._delay[0], high=self._delay[1])
 

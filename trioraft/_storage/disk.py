@@ -191,8 +191,8 @@ class DiskStorage:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db = db
             # Read before anything is written: a store refused is left as it was found.
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            meta = self._read_meta(db)
+            tables = _tables(db)
+            meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         except sqlite3.DatabaseError as exc:
             raise self._error(f"damaged: {exc}") from None
         # A store is created whole before it is used (see _create_db): a raft.db without
@@ -248,8 +248,7 @@ class DiskStorage:
 
     @staticmethod
     def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "meta" not in tables:
+        if "meta" not in _tables(db):
             return {}
         return dict(db.execute("SELECT key, value FROM meta"))
 
@@ -464,6 +463,10 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> None:
         os.close(fd)
     os.replace(tmp, directory / name)
     _fsync_directory(directory)
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def _fsync_directory(directory: Path) -> None:

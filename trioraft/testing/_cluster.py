@@ -14,6 +14,7 @@ import attrs
 import trio
 
 from .._core.node import Role
+from .._core.options import check_seconds
 from .._errors import NotLeader, OutcomeUnknown, ServerStopped
 from .._network.memory import MemoryNetwork
 from .._server import Server, TraceEvent, start_server
@@ -350,14 +351,8 @@ async def open_cluster(
             "open_cluster takes a list of server names or a count, not the single string "
             f"{names_or_count!r} (write [{names_or_count!r}])"
         )
-    if check_interval is not None and (
-        isinstance(check_interval, bool)
-        or not isinstance(check_interval, (int, float))
-        or not check_interval > 0
-    ):
-        raise ValueError(
-            f"check_interval must be a positive number of seconds or None, got {check_interval!r}"
-        )
+    if check_interval is not None:
+        check_seconds("check_interval", check_interval)
     if isinstance(names_or_count, int):
         if names_or_count < 1:
             raise ValueError(f"a cluster needs at least one server, got {names_or_count}")

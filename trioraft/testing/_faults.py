@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from .._errors import RaftError
+from .._network.memory import check_delay, check_rate
 from .._server import Server
 from ._cluster import Cluster
 
@@ -59,16 +60,7 @@ def _ms(value: float) -> float:
 
 
 def _check_rate(fault: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{type(fault).__name__}: rate must be a number in [0, 1], got {value!r}")
-
-
-def _check_seconds(fault: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-        raise ValueError(
-            f"{type(fault).__name__}: {attribute.name} must be a number of seconds >= 0, "
-            f"got {value!r}"
-        )
+    check_rate(type(fault).kind, value)  # the network's own check, when made
 
 
 def _check_name(fault: Any, attribute: Any, value: Any) -> None:
@@ -268,12 +260,11 @@ class Delay(_NetworkFault):
 
     method: ClassVar[str] = "set_delay"
     text: ClassVar[str] = "delay {low:g}..{high:g} s"
-    low: float = attrs.field(default=0.0, validator=_check_seconds)
-    high: float = attrs.field(default=0.0, validator=_check_seconds)
+    low: float = 0.0
+    high: float = 0.0
 
     def __attrs_post_init__(self) -> None:
-        if self.high < self.low:
-            raise ValueError(f"Delay: high ({self.high!r}) is below low ({self.low!r})")
+        check_delay(self.low, self.high)  # the network's own check, when made
 
 
 @attrs.frozen

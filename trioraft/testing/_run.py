@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
 import trio.testing
+
+from .._core.options import check_seconds
 
 __all__ = ["run", "scheduler_hooks_available"]
 
@@ -60,14 +61,8 @@ def run(
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    if hang_timeout is not None and (
-        isinstance(hang_timeout, bool)
-        or not isinstance(hang_timeout, (int, float))
-        or not 0 < hang_timeout < math.inf
-    ):
-        raise ValueError(
-            f"hang_timeout must be a positive number of seconds or None, got {hang_timeout!r}"
-        )
+    if hang_timeout is not None:
+        check_seconds("hang_timeout", hang_timeout)
     if not scheduler_hooks_available():
         raise RuntimeError(
             "this Trio version lacks the private scheduler switches trioraft.testing.run "
