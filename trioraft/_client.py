@@ -149,6 +149,9 @@ class _TcpTransport:
         self._addresses: dict[str, str] = {}
         #: Addresses whose last handshake refused our authentication.
         self._refused: set[str] = set()
+        #: Requests awaiting an answer, by id: a server answers on the client's newest
+        #: connection to it, which may not be the one a request went out on.
+        self._waiting: dict[int, _Waiting] = {}
 
     def resolve(self, leader: str) -> str | None:
         return self._addresses.get(leader)
@@ -171,10 +174,14 @@ class _TcpTransport:
             host, port = parse_address(address)
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                if self._ssl is not None:
-                    stream = trio.SSLStream(stream, self._ssl, server_hostname=host)
-                frames = FrameStream(stream, self._max_frame)
-                server = await client_handshake(frames, self._secret, "client", self.name)
+                try:
+                    if self._ssl is not None:
+                        stream = trio.SSLStream(stream, self._ssl, server_hostname=host)
+                    frames = FrameStream(stream, self._max_frame)
+                    server = await client_handshake(frames, self._secret, "client", self.name)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
             self._refused.discard(address)
             self._addresses[server] = address
             connection = _Connection(frames, server)
@@ -190,7 +197,7 @@ class _TcpTransport:
                     break
                 message = decode(body)
                 if isinstance(message, ClientResponse):
-                    waiting = connection.waiting.get(message.request_id)
+                    waiting = self._waiting.get(message.request_id)
                     if waiting is not None:
                         waiting.response = message
                         waiting.event.set()
@@ -212,6 +219,7 @@ class _TcpTransport:
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, RaftError):
             return None  # ssl.SSLError is an OSError
         waiting = connection.waiting[request.request_id] = _Waiting()
+        self._waiting[request.request_id] = waiting
         frame = encode(request)
         try:
             with trio.move_on_after(ATTEMPT_TIMEOUT):
@@ -228,6 +236,7 @@ class _TcpTransport:
             connection.broken = True
         finally:
             del connection.waiting[request.request_id]
+            del self._waiting[request.request_id]
         return waiting.response
 
     def refused_by_all(self, targets: Sequence[str]) -> bool:

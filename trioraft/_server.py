@@ -964,11 +964,21 @@ class Server:
         if self._learn is not None and addresses:
             self._learn(addresses)
 
+    def _keep_links(self, config: Config) -> None:
+        # A transport that keeps links to peers keeps them to the configuration's
+        # members only, once there is a configuration (a server waiting to be added
+        # has none yet, and keeps the peers it was given).
+        keep_only = getattr(self._endpoint, "keep_only", None)
+        members = set(config.voters) | set(config.learners)
+        if keep_only is not None and members:
+            keep_only(members)
+
     def _soft_changed(self, soft: SoftState) -> None:
         old = self._soft
         self._soft = soft
         if old is None or old.config_index != soft.config_index:
             self._learn_addresses(dict(self._node.config.addresses))
+            self._keep_links(self._node.config)
         role_changed = old is None or (old.role, old.term, old.leader) != (
             soft.role,
             soft.term,

@@ -3,26 +3,30 @@
 :func:`open_tcp_network` listens on an address while it is open, and carries the messages
 of the server registered on it to its peers, one outgoing connection per peer (opened
 with ``trio.open_tcp_stream``, reconnected with backoff), and those of clients that
-connect to it. Every connection starts with a handshake: with a shared ``secret``, both
-ends prove they know it (HMAC-SHA256 over fresh nonces) before any message is read;
-with an ``ssl_context``, the stream is TLS (mutual TLS if the context asks for client
-certificates); with neither, the network only listens on a loopback address.
+connect to it. Every connection starts with a handshake (:mod:`.handshake`): with a
+shared ``secret``, both ends prove they know it, bound to both names, both nonces and the
+server the dialler meant to reach, and every frame after it travels in an authenticated
+record (:mod:`.frames`); with an ``ssl_context``, the stream is TLS (mutual TLS if the
+context asks for client certificates); with neither, the network only listens on a
+loopback address.
 
-Frames are those of :mod:`trioraft._network.wire`. A malformed, oversized (over
-``max_frame``) or wrongly-typed frame, a message whose sender is not the peer that
+Peers and clients live apart: a client's name never takes a peer's place, a client is
+never sent Raft traffic, and with ``client_secret`` a client's key cannot authenticate a
+peer. Before a connection has authenticated it may only send a small handshake frame,
+within a deadline, and only so many such connections exist at once. A malformed,
+oversized or wrongly-typed frame, a message whose sender is not the peer that
 authenticated, or a failed handshake closes that one connection, is counted in
 :meth:`TcpNetwork.statistics` and logged; the server never stops for it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import logging
 import os
+import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -30,11 +34,12 @@ import attrs
 import trio
 
 from .._codec import check_value as _check_value
-from .._codec import decode_value, encode_value
 from .._core.messages import Message
 from .._errors import MalformedMessage, NameInUse
 from .._protocol import ClientRequest, ClientResponse
-from . import wire
+from . import handshake, wire
+from .frames import FrameStream, OversizedFrame, RecordOpener, RecordSealer
+from .handshake import MAX_HANDSHAKE_FRAME, HandshakeError, Intro
 
 __all__ = [
     "FrameStream",
@@ -49,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger("trioraft.tcp")
 
-#: Seconds a handshake may take.
+#: Seconds a handshake may take (TLS's included).
 HANDSHAKE_TIMEOUT = 5.0
 #: Seconds one send may block before the connection is presumed dead.
 SEND_TIMEOUT = 5.0
@@ -57,16 +62,28 @@ SEND_TIMEOUT = 5.0
 QUEUE_SIZE = 4096
 #: Reconnection backoff: first wait, and the longest.
 BACKOFF = (0.02, 1.0)
-_NONCE = 32
-
-
-class HandshakeError(Exception):
-    """A connection's handshake failed (wrong secret, bad hello, ...); ``refused``: the
-    other end does not share our secret (it refused ours, or failed to prove its own)."""
-
-    def __init__(self, message: str, *, refused: bool = False) -> None:
-        super().__init__(message)
-        self.refused = refused
+#: Connections that have not authenticated yet, at most, at once (fewer if the process
+#: may open few files: an eighth of its limit); more are closed as soon as accepted.
+MAX_UNAUTHENTICATED = 64
+#: Requests of one client connection being served at once, at most; past it, the
+#: connection is not read until answers have gone out (TCP pushes back on the client).
+MAX_CLIENT_REQUESTS = 1024
+#: Peers not in the configuration that may be answered at once (a server that was just
+#: added hears from the leader before it knows the configuration): each only while its
+#: own connection to us lasts.
+MAX_PROVISIONAL = 16
+#: TCP keep-alive: idle seconds before the first probe, seconds between probes, probes.
+KEEPALIVE = (10, 5, 3)
+#: Frames longer than this are decoded a piece at a time, letting other tasks run.
+LARGE_FRAME = 1 << 20
+_CONNECTION_ERRORS = (
+    OSError,  # ssl.SSLError included
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    HandshakeError,
+    MalformedMessage,
+)
 
 
 @attrs.frozen
@@ -77,7 +94,8 @@ class TcpStatistics:
     received: int
     #: Messages dropped because their peer or client could not take them.
     dropped: int
-    #: Connections closed for a frame that is not a well-formed message.
+    #: Connections closed for a frame that is not a well-formed message (a record that
+    #: fails authentication included).
     malformed: int
     #: Connections closed for a frame over ``max_frame``.
     oversized: int
@@ -89,6 +107,8 @@ class TcpStatistics:
     connections: int
     #: Outgoing connections opened (including reconnections).
     connects: int
+    #: Connections closed as soon as accepted: too many had not authenticated yet.
+    refused: int = 0
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -116,10 +136,10 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, port
 
 
-def check_secret(secret: object) -> None:
+def check_secret(secret: object, name: str = "secret") -> None:
     """``ValueError`` unless ``secret`` is ``None`` or non-empty bytes."""
     if secret is not None and (not isinstance(secret, bytes) or not secret):
-        raise ValueError(f"secret must be non-empty bytes, got {type(secret).__qualname__}")
+        raise ValueError(f"{name} must be non-empty bytes, got {type(secret).__qualname__}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -131,54 +151,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class FrameStream:
-    """Frames over a byte stream: ``send`` one, ``receive`` the next (``None`` at EOF)."""
-
-    def __init__(self, stream: trio.abc.Stream, max_frame: int) -> None:
-        self.stream = stream
-        self.max_frame = max_frame
-        self._buffer = bytearray()
-
-    async def _read(self, n: int) -> bytes | None:
-        while len(self._buffer) < n:
-            chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
-            if not chunk:
-                if self._buffer:
-                    raise MalformedMessage("the connection closed in the middle of a frame")
-                return None
-            self._buffer += chunk
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-    def has_frame(self) -> bool:
-        """Whether a whole frame is already buffered (``receive`` returns it at once)."""
-        buffer = self._buffer
-        if len(buffer) < wire.HEADER:
-            return False
-        return len(buffer) >= wire.HEADER + wire.frame_length(bytes(buffer[: wire.HEADER]))
-
-    async def receive(self) -> bytes | None:
-        """The next frame's body; ``None`` at a clean end of stream. Raises
-        :class:`OversizedFrame` or :class:`~trioraft.MalformedMessage`."""
-        header = await self._read(wire.HEADER)
-        if header is None:
-            return None
-        length = wire.frame_length(header)
-        if length > self.max_frame:
-            raise OversizedFrame(f"a frame of {length} bytes is over max_frame={self.max_frame}")
-        body = await self._read(length)
-        if body is None:
-            raise MalformedMessage("the connection closed in the middle of a frame")
-        return body
-
-    async def send(self, frame: bytes) -> None:
-        """Send whole frames (length prefixes included)."""
-        await self.stream.send_all(frame)
+def _keepalive(stream: trio.SocketStream) -> None:
+    """Have the kernel probe an idle connection, so a half-open one (its host gone, a
+    cable pulled) is noticed and closed."""
+    sock = stream.socket
+    with suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in zip(
+            ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"), KEEPALIVE, strict=True
+        ):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
-class OversizedFrame(MalformedMessage):
-    """A frame longer than ``max_frame``."""
+def _max_unauthenticated() -> int:
+    try:
+        import resource  # POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - no such limit here
+        return MAX_UNAUTHENTICATED
+    if soft == resource.RLIM_INFINITY:
+        return MAX_UNAUTHENTICATED
+    return max(4, min(MAX_UNAUTHENTICATED, soft // 8))
 
 
 #: Whether a frame may be written to a socket's file descriptor with ``os.write``.
@@ -189,9 +184,10 @@ class _Link:
     """The way out to one peer or client: a queue of frames that a pump task sends; and,
     while a plain TCP connection is up and nothing waits in that queue, a write straight
     to the socket from the sender's task (one task switch and one Trio send fewer per
-    message). Frames leave in the order they were put, either way."""
+    message). Frames leave in the order they were put, either way. With a secret, each
+    send is one sealed record, made for the connection it is written to."""
 
-    __slots__ = ("backlog", "fd", "queue")
+    __slots__ = ("backlog", "fd", "pending", "queue", "room", "scope", "sealer", "tail")
 
     def __init__(self, queue: trio.MemorySendChannel[bytes]) -> None:
         self.queue = queue
@@ -200,106 +196,122 @@ class _Link:
         self.fd: int | None = None
         #: Frames were queued that the pump has not finished sending: put() queues too.
         self.backlog = False
+        #: Its connection's record sealer, while attached (None: frames go as they are).
+        self.sealer: RecordSealer | None = None
+        #: What a direct write left unsent of its record: it goes out first.
+        self.tail = b""
+        #: The task(s) serving the link: cancelled when the link is closed.
+        self.scope: trio.CancelScope | None = None
+        #: A client's requests being served (their ids), and an event set when there
+        #: is room for more.
+        self.pending: set[int] = set()
+        self.room: trio.Event | None = None
 
     def put(self, frame: bytes) -> None:
         """Send ``frame``; raises ``trio.WouldBlock`` if the queue is full, or
         ``trio.ClosedResourceError`` if the link was closed."""
         fd = self.fd
         if fd is not None and not self.backlog:
+            data = frame if self.sealer is None else self.sealer.seal(frame)
             try:
-                written = os.write(fd, frame)
+                written = os.write(fd, data)
             except BlockingIOError:
                 written = 0
             except OSError:
                 written = 0  # the pump meets the error too, and ends the connection
                 self.fd = None
-            if written == len(frame):
+            if written == len(data):
                 return
-            # The rest goes first in the (empty) queue: a frame is never cut in two.
-            frame = frame[written:]
+            # The rest goes first, before anything queued: a record is never cut in two.
+            self.tail = data[written:]
+            frame = b""  # wakes the pump
         self.queue.send_nowait(frame)
         self.backlog = True
 
-    def attach(self, stream: trio.abc.Stream) -> None:
+    def attach(self, stream: trio.abc.Stream, sealer: RecordSealer | None = None) -> None:
         """A pump now serves ``stream``: direct writes may go to it if it is plain TCP."""
+        self.sealer = sealer
         if _DIRECT_WRITES and isinstance(stream, trio.SocketStream):
             self.fd = stream.socket.fileno()
 
     def detach(self) -> None:
-        """The pump stops (its socket is about to close): queue everything from now on."""
+        """The pump stops (its socket is about to close): queue everything from now on,
+        and forget what was owed to that connection."""
         self.fd = None
+        self.sealer = None
+        self.tail = b""
 
+    def take_tail(self) -> bytes:
+        """What a direct write left unsent (to send before anything queued)."""
+        tail, self.tail = self.tail, b""
+        return tail
 
-def _control(fields: dict[str, Any]) -> bytes:
-    body = bytes((wire.VERSION,)) + encode_value(fields)
-    return len(body).to_bytes(4, "big") + body
+    def close(self) -> None:
+        """No more sends; the task serving the link ends."""
+        self.detach()
+        self.queue.close()
+        if self.scope is not None:
+            self.scope.cancel()
 
+    def answered(self, request_id: int, limit: int) -> None:
+        """A client's request was answered: room for another."""
+        self.pending.discard(request_id)
+        if self.room is not None and len(self.pending) < limit:
+            self.room.set()
+            self.room = None
 
-async def _read_control(frames: FrameStream) -> dict[str, Any]:
-    body = await frames.receive()
-    if body is None or not body or body[0] != wire.VERSION:
-        raise HandshakeError("no handshake")
-    try:
-        fields = decode_value(body[1:])
-    except ValueError as exc:
-        raise HandshakeError(f"bad handshake: {exc}") from None
-    if not isinstance(fields, dict):
-        raise HandshakeError("bad handshake")
-    return fields
-
-
-def _mac(secret: bytes | None, *parts: bytes) -> bytes:
-    if secret is None:
-        return b""
-    return hmac.new(secret, b"\0".join(parts), hashlib.sha256).digest()
+    async def wait_room(self, limit: int) -> None:
+        """Until fewer than ``limit`` of the client's requests are being served."""
+        while len(self.pending) >= limit:
+            self.room = trio.Event()
+            await self.room.wait()
 
 
 async def client_handshake(
-    frames: FrameStream, secret: bytes | None, role: str, name: str, listen: str = ""
+    frames: FrameStream,
+    secret: bytes | None,
+    role: str,
+    name: str,
+    listen: str = "",
+    *,
+    to: str = "",
 ) -> str:
-    """The connecting side's handshake: prove knowledge of ``secret`` and check that the
-    other end knows it too (a peer also says where it listens). Returns the other end's
-    server name."""
-    hello = await _read_control(frames)
-    theirs = hello.get("nonce")
-    if hello.get("hello") != "trioraft" or not isinstance(theirs, bytes):
-        raise HandshakeError("not a trioraft server")
-    mine = os.urandom(_NONCE)
-    mac = _mac(secret, b"connect", theirs, mine, role.encode(), name.encode(), listen.encode())
-    hello_back = {"role": role, "name": name, "nonce": mine, "mac": mac, "listen": listen}
-    await frames.send(_control(hello_back))
-    answer = await _read_control(frames)
-    if answer.get("ok") is not True:
-        error = answer.get("error", "no reason given")
-        raise HandshakeError(f"refused: {error}", refused=error == "authentication failed")
-    server = answer.get("name")
-    if not isinstance(server, str):
-        raise HandshakeError("bad handshake answer")
-    expected = _mac(secret, b"accept", mine, theirs, server.encode())
-    if not hmac.compare_digest(expected, answer.get("mac", b"")):
-        raise HandshakeError("the server does not know the shared secret", refused=True)
+    """The connecting side's handshake: as ``role`` (``"peer"`` or ``"client"``) named
+    ``name``, meaning to reach the server ``to`` (``""``: whichever answers), prove
+    knowledge of ``secret`` and check that the other end knows it too (a peer also says
+    where it listens). Then, with a secret, ``frames`` carries sealed records. Returns
+    the other end's server name; raises :class:`HandshakeError`."""
+    limit, frames.max_frame = frames.max_frame, MAX_HANDSHAKE_FRAME
+    nonce_s = handshake.parse_hello(handshake.parse_control(await frames.receive()))
+    intro, frame = handshake.make_intro(secret, nonce_s, role, name, to, listen)
+    await frames.stream.send_all(frame)
+    answer = handshake.parse_control(await frames.receive())
+    server = handshake.parse_answer(answer, secret, nonce_s, intro)
+    frames.max_frame = limit
+    if secret is not None:
+        _secure(frames, handshake.traffic_keys(secret, nonce_s, intro, server, dialler=True))
     return server
 
 
-async def _server_handshake(
-    frames: FrameStream, secret: bytes | None, name: str
-) -> tuple[str, str, str]:
-    mine = os.urandom(_NONCE)
-    await frames.send(_control({"hello": "trioraft", "nonce": mine}))
-    hello = await _read_control(frames)
-    role, peer, theirs = hello.get("role"), hello.get("name"), hello.get("nonce")
-    if role not in ("peer", "client") or not isinstance(peer, str) or not peer:
-        raise HandshakeError("bad hello")
-    listen = hello.get("listen", "")
-    if not isinstance(theirs, bytes) or not isinstance(listen, str):
-        raise HandshakeError("bad hello")
-    expected = _mac(secret, b"connect", mine, theirs, role.encode(), peer.encode(), listen.encode())
-    if not hmac.compare_digest(expected, hello.get("mac", b"")):
-        await frames.send(_control({"ok": False, "error": "authentication failed"}))
-        raise HandshakeError(f"{peer!r} failed authentication")
-    reply = _mac(secret, b"accept", theirs, mine, name.encode())
-    await frames.send(_control({"ok": True, "name": name, "mac": reply}))
-    return role, peer, listen
+def _secure(frames: FrameStream, keys: handshake.TrafficKeys) -> None:
+    frames.secure(
+        RecordSealer(keys.outbound_key, keys.outbound_iv),
+        RecordOpener(keys.inbound_key, keys.inbound_iv),
+    )
+
+
+def _certificate_names(stream: trio.abc.Stream) -> set[str] | None:
+    """The names a TLS peer's verified certificate gives (subject alternative names and
+    common name); ``None`` if it showed none."""
+    if not isinstance(stream, trio.SSLStream):
+        return None
+    cert = stream.getpeercert()
+    if not cert:
+        return None
+    names = {str(v) for k, v in cert.get("subjectAltName", ()) if k in ("DNS", "IP Address")}
+    for rdn in cert.get("subject", ()):
+        names.update(str(v) for k, v in rdn if k == "commonName")
+    return names
 
 
 class TcpEndpoint:
@@ -331,11 +343,17 @@ class TcpEndpoint:
         """Peers added later, and where to reach them (from the configuration)."""
         self._network.learn_addresses(addresses)
 
+    def keep_only(self, members: Collection[str]) -> None:
+        """The configuration's members are now ``members``: links to any other server
+        are closed (and opened again if it comes back)."""
+        if not self._closed:
+            self._network.keep_only(members)
+
     def address_of(self, name: str) -> str | None:
         """Where the server ``name`` listens, if known (this server's own address too)."""
         if name == self._name:
             return self._network.listen
-        return self._network._addresses.get(name)
+        return self._network._address_of(name)
 
     async def receive_batch(self) -> list[Message]:
         """Wait for messages to this server; return all that have arrived."""
@@ -356,6 +374,15 @@ class TcpEndpoint:
         self._network._unregister(self)
 
 
+def _secrets_by_role(
+    secret: bytes | None, client_secret: bytes | None
+) -> dict[str, tuple[bytes | None, ...]]:
+    # A peer proves the cluster's secret; a client the client secret, or the cluster's
+    # (a key that authenticates a peer may do anything a client may).
+    clients = (secret,) if client_secret is None else (client_secret, secret)
+    return {"peer": (secret,), "client": tuple(s for s in clients if s is not None) or (None,)}
+
+
 class TcpNetwork:
     """A transport over TCP for one server per process. Made by :func:`open_tcp_network`."""
 
@@ -366,14 +393,13 @@ class TcpNetwork:
         secret: bytes | None,
         ssl_context: Any,
         max_frame: int,
+        client_secret: bytes | None = None,
     ) -> None:
         host, port = parse_address(listen)
-        if secret is None and ssl_context is None and not _is_loopback(host):
-            raise ValueError(
-                f"listen address {listen!r} is not a loopback address: give a secret (or an "
-                "ssl_context) so that only the cluster's members can talk to it"
-            )
         check_secret(secret)
+        check_secret(client_secret, "client_secret")
+        self._server_ssl, self._client_ssl = _contexts(ssl_context)
+        _check_protection(listen, host, secret, self._server_ssl)
         if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1024:
             raise ValueError(f"max_frame must be an integer >= 1024, got {max_frame!r}")
         self.listen = listen
@@ -383,22 +409,34 @@ class TcpNetwork:
                 "peers must be a mapping of server names to 'host:port' addresses, got "
                 f"{type(peers).__qualname__}"
             )
+        #: Where the members are: the peers given, and those the configuration adds.
         self._addresses = {name: address for name, address in peers.items()}
         for address in self._addresses.values():
             parse_address(address)
+        #: Servers not (yet) in the configuration that dialled us as peers, and the
+        #: connection that vouches for each (see MAX_PROVISIONAL).
+        self._provisional: dict[str, tuple[str, trio.CancelScope]] = {}
+        #: The configuration's members, once the server knows them (None: not yet).
+        self._members: frozenset[str] | None = None
         self._secret = secret
-        self._server_ssl, self._client_ssl = _contexts(ssl_context)
+        self._secrets = _secrets_by_role(secret, client_secret)
         self.max_frame = max_frame
         self._endpoint: TcpEndpoint | None = None
         self._inbox_send, self._inbox = trio.open_memory_channel[Message](QUEUE_SIZE)
         #: Where messages go when the server takes them by call (:meth:`TcpEndpoint.deliver_to`).
         self._handler: Callable[[list[Message]], None] | None = None
+        #: Outgoing links to peers, and clients' connections: two name spaces.
         self._links: dict[str, _Link] = {}
         self._clients: dict[str, _Link] = {}
+        #: Each peer's incoming connection (the newest wins: an older one is half-open).
+        self._incoming: dict[str, trio.CancelScope] = {}
+        self._unauthenticated = 0
+        self._max_unauthenticated = _max_unauthenticated()
+        self._refusals_logged_at = -float("inf")
         self._nursery: trio.Nursery | None = None
         self._counts = dict.fromkeys(
             ("sent", "received", "dropped", "malformed", "oversized", "forged", "auth_failures",
-             "connections", "connects"),
+             "connections", "connects", "refused"),
             0,
         )  # fmt: skip
 
@@ -433,8 +471,7 @@ class TcpNetwork:
             self._endpoint = None
             self._handler = None
             for link in self._links.values():
-                link.detach()
-                link.queue.close()
+                link.close()
             self._links.clear()
 
     def learn_addresses(self, addresses: Mapping[str, str]) -> None:
@@ -446,15 +483,36 @@ class TcpNetwork:
             if name not in self._addresses:
                 parse_address(address)
                 self._addresses[name] = address
-                if self._endpoint is not None:
-                    self._connect(name)
+                self._provisional.pop(name, None)
+                self._connect(name)
+
+    def keep_only(self, members: Collection[str]) -> None:
+        """Links only to ``members`` (the configuration's), and to provisional peers."""
+        self._members = frozenset(members)
+        for name in list(self._links):
+            if name not in self._members and name not in self._provisional:
+                self._links.pop(name).close()
+        for name in self._members:
+            if name in self._provisional and name not in self._addresses:
+                self._addresses[name] = self._provisional.pop(name)[0]
+            self._connect(name)
+
+    def _address_of(self, name: str) -> str | None:
+        address = self._addresses.get(name)
+        if address is None and name in self._provisional:
+            address = self._provisional[name][0]
+        return address
 
     # ------------------------------------------------------------- sending
     def _send(self, message: Message) -> None:
-        link = self._clients.get(message.dst) or self._links.get(message.dst)
+        # Two name spaces: answers go to clients, everything else to peers only.
+        client = type(message) is ClientResponse
+        link = (self._clients if client else self._links).get(message.dst)
         if link is None:
             self._counts["dropped"] += 1
             return
+        if client:
+            link.answered(message.request_id, MAX_CLIENT_REQUESTS)  # type: ignore[attr-defined]
         try:
             frame = wire.encode(message)
         except (TypeError, MalformedMessage) as exc:
@@ -483,46 +541,69 @@ class TcpNetwork:
         except trio.WouldBlock:
             self._counts["dropped"] += 1
 
-    # --------------------------------------------------------- connections
+    # ------------------------------------------------- outgoing connections
     def _connect(self, peer: str) -> None:
-        if peer in self._links or self._nursery is None:
+        if peer in self._links or self._nursery is None or self._endpoint is None:
+            return
+        if self._address_of(peer) is None or peer == self._endpoint.name:
+            return
+        if self._members is not None and peer not in self._members | self._provisional.keys():
             return
         send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
         link = self._links[peer] = _Link(send)
+        link.scope = trio.CancelScope()
         self._nursery.start_soon(self._connector, peer, link, receive)
 
     async def _connector(
         self, peer: str, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
     ) -> None:
+        assert link.scope is not None
         backoff = BACKOFF[0]
-        while self._endpoint is not None:
-            try:
-                await self._run_outgoing(peer, link, frames)
-                backoff = BACKOFF[0]
-            except trio.EndOfChannel:
-                return
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError, HandshakeError,
-                    MalformedMessage, ssl.SSLError) as exc:  # fmt: skip
-                logger.debug("connection to %r: %s", peer, exc)
-            await trio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF[1])
+        with link.scope:
+            while self._endpoint is not None and self._links.get(peer) is link:
+                try:
+                    await self._run_outgoing(peer, link, frames)
+                    backoff = BACKOFF[0]
+                except trio.EndOfChannel:
+                    return
+                except _CONNECTION_ERRORS as exc:
+                    logger.debug("connection to %r: %s", peer, exc)
+                except Exception:  # nothing a remote end does may stop the server
+                    logger.exception("connection to %r failed", peer)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF[1])
+
+    async def _dial(self, peer: str, name: str) -> FrameStream:
+        address = self._address_of(peer)
+        if address is None:
+            raise trio.EndOfChannel  # forgotten meanwhile
+        host, port = parse_address(address)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        try:
+            self._counts["connects"] += 1
+            _keepalive(stream)  # type: ignore[arg-type]
+            if self._client_ssl is not None:
+                stream = trio.SSLStream(stream, self._client_ssl, server_hostname=host)
+            framed = FrameStream(stream, self.max_frame)
+            await client_handshake(framed, self._secret, "peer", name, self.listen, to=peer)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return framed
 
     async def _run_outgoing(
         self, peer: str, link: _Link, frames: trio.MemoryReceiveChannel[bytes]
     ) -> None:
-        assert self._endpoint is not None
-        host, port = parse_address(self._addresses[peer])
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        name = endpoint.name  # read now: the endpoint may close while we connect
         with trio.fail_after(HANDSHAKE_TIMEOUT):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-            self._counts["connects"] += 1
-            if self._client_ssl is not None:
-                stream = trio.SSLStream(stream, self._client_ssl, server_hostname=host)
-            framed = FrameStream(stream, self.max_frame)
-            await client_handshake(framed, self._secret, "peer", self._endpoint.name, self.listen)
+            framed = await self._dial(peer, name)
         self._counts["connections"] += 1
         try:
-            async with stream:
-                link.attach(stream)
+            async with framed.stream:
+                link.attach(framed.stream, framed.sealer)
                 try:
                     await _pump_until_closed(framed, link, frames)
                 finally:
@@ -530,64 +611,176 @@ class TcpNetwork:
         finally:
             self._counts["connections"] -= 1
 
+    # ------------------------------------------------- incoming connections
     async def _handle(self, stream: trio.SocketStream) -> None:
-        framed_stream: trio.abc.Stream = stream
+        if self._unauthenticated >= self._max_unauthenticated:
+            self._counts["refused"] += 1  # refused at once: no file kept open for it
+            await trio.aclose_forcefully(stream)
+            return
+        _keepalive(stream)
+        wrapped: trio.abc.Stream = stream
         if self._server_ssl is not None:
-            framed_stream = trio.SSLStream(stream, self._server_ssl, server_side=True)
-        framed = FrameStream(framed_stream, self.max_frame)
+            wrapped = trio.SSLStream(stream, self._server_ssl, server_side=True)
+        framed = FrameStream(wrapped, MAX_HANDSHAKE_FRAME)
         self._counts["connections"] += 1
+        self._unauthenticated += 1
+        authenticating = True
+        deadline = trio.current_time() + HANDSHAKE_TIMEOUT
         try:
-            async with framed_stream:
-                await self._serve_connection(framed)
+            async with wrapped:
+                intro = await self._authenticate(framed, deadline)
+                if intro is None:
+                    await _linger(wrapped, deadline)
+                    return
+                self._unauthenticated -= 1
+                authenticating = False
+                framed.max_frame = self.max_frame
+                await self._serve_authenticated(framed, intro)
         except Exception as exc:  # whatever a connection does, the server goes on
             logger.debug("connection closed: %r", exc)
         finally:
+            self._unauthenticated -= authenticating
             self._counts["connections"] -= 1
 
-    async def _serve_connection(self, framed: FrameStream) -> None:
+    async def _authenticate(self, framed: FrameStream, deadline: float) -> Intro | None:
+        """The dialler's intro once the handshake succeeded; ``None`` (counted, logged)
+        if it failed."""
         endpoint = self._endpoint
         if endpoint is None:
+            return None
+        try:
+            with trio.fail_at(deadline):
+                return await self._accept(framed, endpoint.name)
+        except _CONNECTION_ERRORS as exc:
+            self._counts["auth_failures"] += 1
+            self._log_refusal(exc)
+            return None
+
+    async def _accept(self, framed: FrameStream, name: str) -> Intro:
+        nonce_s, hello = handshake.make_hello()
+        await framed.stream.send_all(hello)
+        intro = handshake.parse_intro(handshake.parse_control(await framed.receive()))
+        try:
+            secret = handshake.check_intro(intro, nonce_s, self._secrets[intro.role])
+            self._check_claim(intro, name, framed.stream)
+        except HandshakeError as exc:
+            reason = "authentication failed" if exc.refused else str(exc)
+            with suppress(*_CONNECTION_ERRORS):
+                await framed.stream.send_all(handshake.refusal(reason))
+            raise
+        await framed.stream.send_all(handshake.make_answer(secret, nonce_s, intro, name))
+        if secret is not None:
+            _secure(framed, handshake.traffic_keys(secret, nonce_s, intro, name, dialler=False))
+        return intro
+
+    def _check_claim(self, intro: Intro, name: str, stream: trio.abc.Stream) -> None:
+        """Whether an authenticated dialler may be what it says it is."""
+        if intro.to and intro.to != name:
+            raise HandshakeError(f"this is {name!r}, not {intro.to!r}")  # relayed, or lost
+        if intro.role != "peer":
+            return
+        if intro.name == name:
+            raise HandshakeError(f"a peer cannot be named {name!r}: that is this server")
+        names = _certificate_names(stream)
+        if names is None:
+            return
+        # Mutual TLS: the certificate must name the server it claims to be, or the host
+        # the cluster knows it at (as etcd checks its peers' certificates).
+        address = self._address_of(intro.name) or intro.listen
+        host = parse_address(address)[0] if address else None
+        if intro.name not in names and host not in names:
+            raise HandshakeError(f"the certificate of {intro.name!r} does not name it")
+
+    def _log_refusal(self, exc: BaseException) -> None:
+        # At most one line a second: a flood of bad handshakes must not flood the log.
+        now = trio.current_time()
+        if now - self._refusals_logged_at >= 1.0:
+            self._refusals_logged_at = now
+            logger.warning(
+                "refused a connection: %s (%d handshakes failed so far)",
+                exc or type(exc).__name__,
+                self._counts["auth_failures"],
+            )
+
+    async def _serve_authenticated(self, framed: FrameStream, intro: Intro) -> None:
+        if intro.role == "client":
+            await self._serve_client(framed, intro.name)
+        else:
+            await self._serve_peer(framed, intro)
+
+    async def _serve_peer(self, framed: FrameStream, intro: Intro) -> None:
+        peer = intro.name
+        older = self._incoming.get(peer)
+        if older is not None:
+            older.cancel()  # the peer dialled again: the older connection is dead
+        with trio.CancelScope() as scope:
+            self._incoming[peer] = scope
+            try:
+                self._answer_there(peer, intro.listen, scope)
+                await self._read_messages(framed, peer, None)
+            finally:
+                if self._incoming.get(peer) is scope:
+                    del self._incoming[peer]
+                self._forget_provisional(peer, scope)
+
+    def _answer_there(self, peer: str, listen: str, scope: trio.CancelScope) -> None:
+        """A peer the configuration does not name yet (it added us, or we were just
+        added) is answered at the address it gave, while this connection lasts."""
+        if not listen or (self._address_of(peer) is not None and peer not in self._provisional):
+            return
+        if len(self._provisional) >= MAX_PROVISIONAL and peer not in self._provisional:
+            logger.warning("not answering %r: too many peers outside the configuration", peer)
             return
         try:
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                role, peer, listen = await _server_handshake(framed, self._secret, endpoint.name)
-        except (HandshakeError, trio.TooSlowError, MalformedMessage) as exc:
-            self._counts["auth_failures"] += 1
-            logger.warning("refused a connection: %s", exc)
+            parse_address(listen)
+        except ValueError:
             return
-        if role == "client":
-            await self._serve_client(framed, peer)
-            return
-        if listen:
-            # A peer we may not know yet (it added us, or we were added): answer it there.
-            with suppress(ValueError):
-                self.learn_addresses({peer: listen})
-        await self._read_messages(framed, peer, client=False)
+        self._provisional[peer] = (listen, scope)
+        self._connect(peer)
+
+    def _forget_provisional(self, peer: str, scope: trio.CancelScope) -> None:
+        entry = self._provisional.get(peer)
+        if entry is not None and entry[1] is scope:
+            del self._provisional[peer]
+            link = self._links.get(peer)
+            if link is not None and peer not in self._addresses:
+                del self._links[peer]
+                link.close()
 
     async def _serve_client(self, framed: FrameStream, name: str) -> None:
-        if name in self._clients or (self._endpoint and name == self._endpoint.name):
-            self._counts["auth_failures"] += 1
-            return
+        older = self._clients.get(name)
+        if older is not None:
+            # The same client again (another address of ours, a reconnection): the
+            # newest connection gets the answers.
+            older.close()
         send, receive = trio.open_memory_channel[bytes](QUEUE_SIZE)
         link = self._clients[name] = _Link(send)
-        link.attach(framed.stream)
+        link.attach(framed.stream, framed.sealer)
         try:
             async with trio.open_nursery() as nursery:
+                link.scope = nursery.cancel_scope
                 nursery.start_soon(_pump_quietly, framed, link, receive)
-                await self._read_messages(framed, name, client=True)
+                await self._read_messages(framed, name, link)
                 nursery.cancel_scope.cancel()
         finally:
             link.detach()
-            self._clients.pop(name, None)
+            if self._clients.get(name) is link:
+                del self._clients[name]
             send.close()
 
-    async def _read_messages(self, framed: FrameStream, peer: str, *, client: bool) -> None:
+    async def _read_messages(self, framed: FrameStream, peer: str, client: _Link | None) -> None:
         batch: list[Message] = []
         try:
             while True:
-                message = await self._read_message(framed, peer, client=client)
+                if client is not None and len(client.pending) >= MAX_CLIENT_REQUESTS:
+                    self._dispatch(batch)  # what is read is served, then read on
+                    batch = []
+                    await client.wait_room(MAX_CLIENT_REQUESTS)
+                message = await self._read_message(framed, peer, client=client is not None)
                 if message is None:
                     return
+                if client is not None:
+                    client.pending.add(message.request_id)  # type: ignore[attr-defined]
                 batch.append(message)
                 if not framed.has_frame():  # the rest of what arrived together, if any
                     self._dispatch(batch)
@@ -603,7 +796,10 @@ class TcpNetwork:
             body = await framed.receive()
             if body is None:
                 return None
-            message = wire.decode(body)
+            if len(body) > LARGE_FRAME:
+                message = await wire.decode_gradually(body)
+            else:
+                message = wire.decode(body)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             return None
         except OversizedFrame as exc:
@@ -614,17 +810,23 @@ class TcpNetwork:
             self._counts["malformed"] += 1
             logger.warning("closed the connection of %r: malformed frame: %s", peer, exc)
             return None
-        if message.src != peer or (
-            type(message) is not ClientRequest
-            if client
-            else isinstance(message, (ClientRequest, ClientResponse))
+        endpoint = self._endpoint
+        if (
+            message.src != peer
+            or (not client and endpoint is not None and message.dst != endpoint.name)
+            or (
+                type(message) is not ClientRequest
+                if client
+                else isinstance(message, (ClientRequest, ClientResponse))
+            )
         ):
             self._counts["forged"] += 1
             logger.warning(
-                "closed the connection of %r: it sent a %s from %r",
+                "closed the connection of %r: it sent a %s from %r to %r",
                 peer,
                 type(message).__name__,
                 message.src,
+                message.dst,
             )
             return None
         return message
@@ -653,9 +855,41 @@ class TcpNetwork:
         await trio.serve_listeners(self._handle, listeners, task_status=task_status)
 
 
+async def _linger(stream: trio.abc.Stream, deadline: float) -> None:
+    """Read and drop what a refused connection still sends, until it closes or the
+    handshake's deadline passes (a "lingering close", as web servers do): closing with
+    bytes unread would reset the connection and destroy the refusal sent to it. Nothing
+    is kept, so this costs no memory."""
+    with trio.move_on_at(deadline), suppress(*_CONNECTION_ERRORS):
+        while await stream.receive_some(1 << 16):
+            pass
+
+
+def _check_protection(
+    listen: str, host: str, secret: bytes | None, server_ssl: ssl.SSLContext | None
+) -> None:
+    """Off loopback, someone must authenticate every connection: a secret, or TLS that
+    requires a certificate of every client."""
+    if _is_loopback(host) or secret is not None:
+        return
+    if server_ssl is None:
+        raise ValueError(
+            f"listen address {listen!r} is not a loopback address: give a secret (or an "
+            "ssl_context that requires client certificates) so that only the cluster's "
+            "members and clients can talk to it"
+        )
+    if server_ssl.verify_mode != ssl.CERT_REQUIRED:
+        raise ValueError(
+            f"listen address {listen!r} is not a loopback address and the ssl_context does "
+            "not require client certificates (verify_mode is not ssl.CERT_REQUIRED): anyone "
+            "could connect; require client certificates, or give a secret as well"
+        )
+
+
 async def _pump(framed: FrameStream, link: _Link, frames: trio.MemoryReceiveChannel[bytes]) -> None:
-    """Send queued frames, several at a time; a send that blocks too long ends it. Once
-    the queue is empty, the link's senders may write to the socket themselves again."""
+    """Send queued frames, several at a time (one record, with a secret); a send that
+    blocks too long ends it. Once the queue is empty, the link's senders may write to the
+    socket themselves again."""
     batch = [await frames.receive()]
     while True:
         while len(batch) < 256:
@@ -663,8 +897,10 @@ async def _pump(framed: FrameStream, link: _Link, frames: trio.MemoryReceiveChan
                 batch.append(frames.receive_nowait())
             except trio.WouldBlock:
                 break
-        with trio.fail_after(SEND_TIMEOUT):
-            await framed.send(b"".join(batch))
+        data = link.take_tail() + framed.seal_batch([frame for frame in batch if frame])
+        if data:
+            with trio.fail_after(SEND_TIMEOUT):
+                await framed.stream.send_all(data)
         try:
             batch = [frames.receive_nowait()]
         except trio.WouldBlock:
@@ -738,18 +974,24 @@ async def open_tcp_network(
     secret: bytes | None = None,
     ssl_context: Any = None,
     max_frame: int = 64 << 20,
+    client_secret: bytes | None = None,
 ) -> AsyncIterator[TcpNetwork]:
     """A :class:`TcpNetwork` listening on ``listen`` (``"host:port"``) while the block
     runs. Servers registered on it reach the others at ``peers`` (name → ``"host:port"``).
 
-    With ``secret`` (bytes), both ends of every connection prove knowledge of it
-    (HMAC-SHA256 challenge-response) before any message is read. With ``ssl_context``
-    (an :class:`ssl.SSLContext`, or a ``(server context, client context)`` pair), the
-    connections are TLS, mutual if the server context requires client certificates.
-    With neither, ``listen`` must be a loopback address, else :class:`ValueError`.
+    With ``secret`` (bytes), both ends of every connection prove knowledge of it (an
+    HMAC-SHA256 handshake bound to both names and fresh nonces) before any message is
+    read, and every frame after it is sealed (AES-256-GCM, a key per connection and
+    direction): see docs/network.rst. ``client_secret`` (bytes) is what clients prove
+    instead; a client's key then cannot authenticate a peer (without it, ``secret``
+    serves both). With ``ssl_context`` (an :class:`ssl.SSLContext`, or a ``(server
+    context, client context)`` pair), the connections are TLS, mutual if the server
+    context requires client certificates; a peer's certificate must then name the server
+    it claims to be (or the host the cluster knows it at). Off loopback, either a secret
+    or TLS that requires client certificates is needed, else :class:`ValueError`.
     Frames over ``max_frame`` bytes (64 MiB) close their connection.
     """
-    network = TcpNetwork(listen, peers, secret, ssl_context, max_frame)
+    network = TcpNetwork(listen, peers, secret, ssl_context, max_frame, client_secret)
     async with trio.open_nursery() as nursery:
         network._nursery = nursery
         await nursery.start(network._serve)

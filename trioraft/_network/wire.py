@@ -22,14 +22,15 @@ from typing import Any
 
 import attrs
 import msgpack
+import trio
 
-from .._codec import packer, unpack
+from .._codec import _ext_hook, packer, unpack
 from .._core import messages as m
 from .._core.messages import Config, Entry, EntryKind, Message
 from .._errors import MalformedMessage
 from .._protocol import OPS, ClientRequest, ClientResponse
 
-__all__ = ["HEADER", "VERSION", "decode", "encode", "frame_length"]
+__all__ = ["HEADER", "VERSION", "decode", "decode_gradually", "encode", "frame_length"]
 
 #: The version byte of every frame.
 VERSION = 1
@@ -153,8 +154,10 @@ def frame_length(header: bytes) -> int:
 
 
 # ------------------------------------------------------------------ decoding
-#: Integers on the wire are below 2**63 (what a signed 64-bit field holds).
-_LIMIT = 2**63
+#: Integers on the wire (terms, indexes, ids, counts) are below 2**63 - 1: what a
+#: signed 64-bit field holds, less one, so that a term or an index on the wire can
+#: always be followed by another (a term of 2**63 - 1 would leave no next election).
+_LIMIT = 2**63 - 1
 
 
 def _int(value: Any) -> int:
@@ -202,7 +205,13 @@ def _config(value: Any) -> Config:
         raise _Bad(str(exc)) from None
 
 
+class _Checked(tuple):  # type: ignore[type-arg]
+    """Entries already checked (by :func:`decode_gradually`, a piece at a time)."""
+
+
 def _entries(value: Any) -> tuple[Entry, ...]:
+    if type(value) is _Checked:
+        return tuple(value)
     if not isinstance(value, list):
         raise _Bad(f"expected a list of entries, got {type(value).__name__}")
     out = []
@@ -292,10 +301,7 @@ def _validate(message: Message) -> None:
 def decode(body: bytes) -> Message:
     """The message of a frame ``body`` (without the length prefix). Raises
     :class:`~trioraft.MalformedMessage` naming the problem, and nothing else."""
-    if not body:
-        raise MalformedMessage("empty frame")
-    if body[0] != VERSION:
-        raise MalformedMessage(f"frame of wire version {body[0]}, expected {VERSION}")
+    _check_version(body)
     try:
         fields = unpack(body[1:])
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
@@ -304,18 +310,88 @@ def decode(body: bytes) -> Message:
         raise MalformedMessage(f"not msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(fields, list) or not fields:
         raise MalformedMessage("a frame holds a list: [type, fields...]")
-    cls = _TYPES.get(fields[0]) if isinstance(fields[0], int) else None
-    if cls is None or isinstance(fields[0], bool):
-        raise MalformedMessage(f"unknown message type {fields[0]!r}")
+    cls = _type_of(fields[0])
+    _check_arity(cls, len(fields))
+    return _build(cls, fields[1:])
+
+
+def _check_version(body: bytes) -> None:
+    if not body:
+        raise MalformedMessage("empty frame")
+    if body[0] != VERSION:
+        raise MalformedMessage(f"frame of wire version {body[0]}, expected {VERSION}")
+
+
+def _type_of(code: Any) -> type[Message]:
+    cls = _TYPES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
+    if cls is None:
+        raise MalformedMessage(f"unknown message type {code!r}")
+    return cls
+
+
+def _check_arity(cls: type[Message], length: int) -> None:
     specs = _SPECS[cls]
-    if len(fields) != len(specs) + 1:
+    if length != len(specs) + 1:
         raise MalformedMessage(
-            f"{cls.__name__} has {len(specs)} fields, the frame holds {len(fields) - 1}"
+            f"{cls.__name__} has {len(specs)} fields, the frame holds {length - 1}"
         )
+
+
+def _build(cls: type[Message], raw: list[Any]) -> Message:
     try:
-        values = [check(value) for check, value in zip(specs, fields[1:], strict=True)]
+        values = [check(value) for check, value in zip(_SPECS[cls], raw, strict=True)]
         message = cls(*values[:3], *values[4:], cluster=values[3])
         _validate(message)
     except (_Bad, ValueError, TypeError) as exc:
         raise MalformedMessage(f"bad {cls.__name__}: {exc}") from None
     return message
+
+
+#: Entries decoded between two checkpoints by :func:`decode_gradually`.
+_STEP = 512
+
+
+async def decode_gradually(body: bytes) -> Message:
+    """:func:`decode` for a large frame, a field (and an entry) at a time, with a Trio
+    checkpoint between pieces: other tasks (heartbeats, elections) run while it decodes,
+    where one call of msgpack's decoder would hold the thread for the whole frame. The
+    frame's shape is checked before its fields are decoded."""
+    _check_version(body)
+    unpacker = msgpack.Unpacker(
+        ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True,
+        max_buffer_size=len(body),
+    )  # fmt: skip
+    unpacker.feed(memoryview(body)[1:])
+    try:
+        length = unpacker.read_array_header()
+        cls = _type_of(unpacker.unpack()) if length else None
+        if cls is None:
+            raise MalformedMessage("a frame holds a list: [type, fields...]")
+        _check_arity(cls, length)
+        raw = []
+        for check in _SPECS[cls]:
+            if check is _entries:
+                raw.append(await _entries_gradually(unpacker))
+            else:
+                raw.append(unpacker.unpack())
+            await trio.lowlevel.checkpoint()
+        if unpacker.tell() != len(body) - 1:
+            raise MalformedMessage("extra bytes after the message")
+    except MalformedMessage:
+        raise
+    except Exception as exc:  # what msgpack raises on hostile input, and _Bad
+        raise MalformedMessage(f"not a message: {type(exc).__name__}: {exc}") from None
+    return _build(cls, raw)
+
+
+async def _entries_gradually(unpacker: msgpack.Unpacker) -> _Checked:
+    count = unpacker.read_array_header()
+    out: list[Entry] = []
+    while len(out) < count:
+        chunk = [unpacker.unpack() for _ in range(min(_STEP, count - len(out)))]
+        checked = _entries(chunk)
+        if out and checked and checked[0].index != out[-1].index + 1:
+            raise _Bad("entries are not consecutive")
+        out.extend(checked)
+        await trio.lowlevel.checkpoint()
+    return _Checked(out)
