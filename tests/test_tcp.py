@@ -27,6 +27,14 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tcp_helpers import (
+    SECRET,
+    assert_still_serves,
+    authenticated,
+    expect_closed,
+    raw_connection,
+    tcp_cluster,
+)
 
 import trioraft
 from trioraft._client import _Connection, _TcpTransport
@@ -62,8 +70,6 @@ from trioraft._protocol import ClientRequest, ClientResponse
 from trioraft.testing import free_tcp_ports
 
 from machines import Counter
-
-SECRET = b"the cluster's shared secret"
 
 MESSAGES: list[Message] = [
     RequestVote("a", "b", 3, 10, 2, pre_vote=True, force=False, cluster="c0ffee"),
@@ -324,39 +330,6 @@ def test_free_tcp_ports_are_distinct_free_and_never_a_source_port() -> None:
         free_tcp_ports(-1)
 
 
-@asynccontextmanager
-async def tcp_cluster(
-    secret: bytes | None = SECRET, ssl_context: Any = None, max_frame: int = 64 << 20
-) -> AsyncIterator[tuple[dict[str, trioraft.Server], dict[str, Any], dict[str, str]]]:
-    names = ["a", "b", "c"]
-    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_tcp_ports(3), strict=True)}
-    servers: dict[str, trioraft.Server] = {}
-    networks: dict[str, Any] = {}
-
-    async def run_one(name: str, task_status: trio.TaskStatus[None]) -> None:
-        peers = {m: a for m, a in addresses.items() if m != name}
-        async with trioraft.open_tcp_network(
-            listen=addresses[name],
-            peers=peers,
-            secret=secret,
-            ssl_context=ssl_context,
-            max_frame=max_frame,
-        ) as network, trio.open_nursery() as nursery:  # fmt: skip
-            networks[name] = network
-            servers[name] = await trioraft.start_server(
-                nursery, Counter, name=name, network=network, initial_config=names
-            )
-            task_status.started()
-
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            for name in names:
-                await nursery.start(run_one, name)
-            await servers["a"].await_leader()
-            yield servers, networks, addresses
-            nursery.cancel_scope.cancel()
-
-
 async def test_cluster_over_loopback_with_a_client() -> None:
     async with tcp_cluster() as (servers, networks, addresses):
         async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
@@ -426,19 +399,6 @@ async def test_a_send_cut_by_cancellation_drops_the_connection() -> None:
         nursery.cancel_scope.cancel()
 
 
-async def raw_connection(address: str) -> trio.SocketStream:
-    host, port = address.split(":")
-    return await trio.open_tcp_stream(host, int(port))
-
-
-async def assert_still_serves(
-    servers: dict[str, trioraft.Server], addresses: dict[str, str]
-) -> None:
-    async with trioraft.open_client(list(addresses.values()), secret=SECRET) as client:
-        before = await client.read(None)
-        assert await client.write(1) == before + 1
-
-
 async def test_wrong_or_missing_secret_is_disconnected_and_changes_nothing() -> None:
     async with tcp_cluster() as (servers, networks, addresses):
         leader = servers[await servers["a"].await_leader()]
@@ -458,23 +418,6 @@ async def test_wrong_or_missing_secret_is_disconnected_and_changes_nothing() -> 
         assert networks[leader.name].statistics().auth_failures >= 3
         assert leader.machine.value == 0
         await assert_still_serves(servers, addresses)
-
-
-async def authenticated(address: str, role: str, name: str) -> FrameStream:
-    stream = await raw_connection(address)
-    frames = FrameStream(stream, 1 << 30)
-    await client_handshake(frames, SECRET, role, name)
-    return frames
-
-
-async def expect_closed(frames: FrameStream) -> None:
-    with trio.fail_after(5):
-        while True:
-            try:
-                if await frames.receive() is None:
-                    return
-            except (trio.BrokenResourceError, OSError):
-                return
 
 
 BadInput = Callable[[], bytes]

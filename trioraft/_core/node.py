@@ -75,6 +75,10 @@ APPLY_BATCH = 1024
 #: Requests for a read index a follower keeps in flight at once (§6.4): the reads that
 #: arrive while they are answered go in the next one, without waiting for those answers.
 MAX_READ_REQUESTS = 4
+#: How far above its own a term a message may carry (2**32: more elections than any
+#: cluster holds while one of its servers is away). A message past it is malformed, so
+#: no single message can use up the terms left below the wire's bound (2**63 - 1).
+MAX_TERM_GAP = 2**32
 
 
 class Role(enum.Enum):
@@ -570,6 +574,14 @@ class RaftNode:
             raise MalformedMessage(f"message for {m.dst!r} delivered to {self.name!r}: {m!r}")
         if not isinstance(m.term, int) or m.term < 0:
             raise MalformedMessage(f"message with an invalid term: {m!r}")
+        if m.term > self.term + MAX_TERM_GAP:
+            # A term no run of elections could have reached while this server was away:
+            # taken, it would leave the cluster few or no terms to elect in (terms are
+            # bounded on the wire), so one bad message could end all elections.
+            raise MalformedMessage(
+                f"message from {m.src!r} with term {m.term}, over {MAX_TERM_GAP} above "
+                f"this server's ({self.term})"
+            )
         if not isinstance(m.cluster, str):
             raise MalformedMessage(f"message with an invalid cluster identity: {m!r}")
         self._now = now
