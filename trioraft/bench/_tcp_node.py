@@ -320,8 +320,12 @@ async def _run(args: argparse.Namespace) -> None:
     )
     secret_hex = os.environ.get("TRIORAFT_BENCH_SECRET")
     secret = bytes.fromhex(secret_hex) if secret_hex else None
+    # The benchmark's "handshake only" mode: frames not sealed (what they cost, A/B).
+    records = os.environ.get("TRIORAFT_BENCH_PLAIN_FRAMES") != "1"
     async with (
-        trioraft.open_tcp_network(listen=args.listen, peers=peers, secret=secret) as network,
+        trioraft.open_tcp_network(
+            listen=args.listen, peers=peers, secret=secret, _records=records
+        ) as network,
         trio.open_nursery() as nursery,
     ):
         server = await trioraft.start_server(
