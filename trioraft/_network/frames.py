@@ -35,28 +35,33 @@ HEADER = 4
 #: Bytes of a record's authentication tag.
 TAG = 16
 _LENGTH = struct.Struct(">I")
-_SEQ = struct.Struct(">4xQ")  # a sequence number as the 12 bytes XORed into the IV
 
 
 class OversizedFrame(MalformedMessage):
     """A frame (or record) longer than the stream's limit."""
 
 
-def _nonce(iv: int, seq: int) -> bytes:
-    return (iv ^ int.from_bytes(_SEQ.pack(seq), "big")).to_bytes(12, "big")
-
-
 class _Direction:
     """One direction of a connection: its AEAD key, its IV, its next sequence number."""
 
-    __slots__ = ("_aead", "_iv", "_seq")
+    __slots__ = ("_aead", "_invalid", "_iv_high", "_iv_low", "_seq")
 
     def __init__(self, key: bytes, iv: bytes) -> None:
+        # Imported when a secret is first used: a cluster without one never loads it.
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._aead = AESGCM(key)
-        self._iv = int.from_bytes(iv, "big")
+        self._invalid: type[Exception] = InvalidTag
+        # The 64-bit sequence number is XORed into the IV's last 8 bytes (RFC 8446 §5.3).
+        self._iv_high = iv[:4]
+        self._iv_low = int.from_bytes(iv[4:], "big")
         self._seq = 0
+
+    def _nonce(self) -> bytes:
+        seq = self._seq
+        self._seq = seq + 1
+        return self._iv_high + (self._iv_low ^ seq).to_bytes(8, "big")
 
 
 class RecordSealer(_Direction):
@@ -67,9 +72,7 @@ class RecordSealer(_Direction):
     def seal(self, payload: bytes) -> bytes:
         """The record (length prefix included) carrying ``payload``."""
         header = _LENGTH.pack(len(payload) + TAG)
-        seq = self._seq
-        self._seq = seq + 1
-        return header + self._aead.encrypt(_nonce(self._iv, seq), payload, header)
+        return header + self._aead.encrypt(self._nonce(), payload, header)
 
 
 class RecordOpener(_Direction):
@@ -80,16 +83,14 @@ class RecordOpener(_Direction):
     def open(self, header: bytes, body: bytes) -> bytes:
         """The payload of the record ``header + body``; :class:`MalformedMessage` if it
         is not the next record this direction sealed."""
-        from cryptography.exceptions import InvalidTag
-
         seq = self._seq
         try:
-            payload: bytes = self._aead.decrypt(_nonce(self._iv, seq), body, header)
-        except (InvalidTag, ValueError):
+            payload: bytes = self._aead.decrypt(self._nonce(), body, header)
+        except (self._invalid, ValueError):
+            self._seq = seq  # nothing consumed: the connection closes anyway
             raise MalformedMessage(
                 "a record failed authentication (forged, altered, replayed or out of order)"
             ) from None
-        self._seq = seq + 1
         return payload
 
 
