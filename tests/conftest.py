@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # CI sets CI=true, which makes Hypothesis load its derandomized "ci" profile. Keep the
@@ -28,3 +29,12 @@ elif os.environ.get("CI"):
     settings.load_profile("trioraft-ci")
 else:
     settings.load_profile("trioraft-dev")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests marked anyio run under AnyIO's plugin, once per backend (asyncio and Trio),
+    # not under pytest-trio's trio mode, which marks every async test as Trio's.
+    for item in items:
+        if item.get_closest_marker("anyio") is not None:
+            item.own_markers = [m for m in item.own_markers if m.name != "trio"]

@@ -283,3 +283,18 @@ def test_a_node_runs_the_drivers_trioraft_whatever_the_current_directory(
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert Path(out.stdout.strip()).resolve() == real
+
+
+def test_the_clients_section_runs_paired_rounds_and_renders_them() -> None:
+    """``clients``: a real (tiny) run against a cluster in a child process: each of the
+    four runs wrote something, the ratios are those of the rounds' figures, and the
+    table shows each round and each ratio's verdict (speed itself is not asserted)."""
+    from trioraft.bench.clients import measure_clients, render_clients
+
+    result = measure_clients(rounds=1, seconds=0.3)
+    (figures,) = result["rounds"]
+    assert set(figures) == {"trio_256", "asyncio_256", "trio_16", "sync_16"}
+    assert all(value > 0 for value in figures.values())
+    assert result["ratios"]["sync_over_trio_16"] == [figures["sync_16"] / figures["trio_16"]]
+    text = "\n".join(render_clients(result))
+    assert "round 1" in text and "asyncio_over_trio_256: median" in text

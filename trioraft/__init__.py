@@ -46,6 +46,7 @@ from ._server import (
 )
 from ._state_machine import StateMachine
 from ._storage import DiskStorage, MemoryStorage, StorageError
+from ._sync_client import SyncClient
 
 __version__ = "0.1.0"
 
@@ -84,6 +85,7 @@ __all__ = [
     "StateMachine",
     "Status",
     "StoppedOutcomeUnknown",
+    "SyncClient",
     "StorageError",
     "TcpNetwork",
     "TcpStatistics",

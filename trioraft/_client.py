@@ -16,7 +16,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
+import anyio
+import anyio.abc
+import sniffio
 import trio
+from anyio.streams.tls import TLSStream
 
 from ._codec import encode_value
 from ._errors import (
@@ -69,14 +73,14 @@ class _Waiting:
     __slots__ = ("event", "response")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.event = anyio.Event()
         self.response: ClientResponse | None = None
 
 
 class _MemoryTransport:
     """Requests over a MemoryNetwork, as the client ``name``."""
 
-    def __init__(self, network: MemoryNetwork, name: str, nursery: trio.Nursery) -> None:
+    def __init__(self, network: MemoryNetwork, name: str, nursery: anyio.abc.TaskGroup) -> None:
         self.name = name
         self._endpoint = network.register(name)
         self._waiting: dict[int, _Waiting] = {}
@@ -98,7 +102,7 @@ class _MemoryTransport:
         waiting = self._waiting[request.request_id] = _Waiting()
         try:
             self._endpoint.send(request)
-            with trio.move_on_after(ATTEMPT_TIMEOUT):
+            with anyio.move_on_after(ATTEMPT_TIMEOUT):
                 await waiting.event.wait()
             return waiting.response
         finally:
@@ -117,6 +121,48 @@ class _MemoryTransport:
         self._endpoint.close()
 
 
+async def _close_now(stream: trio.abc.Stream) -> None:
+    """Close ``stream`` without waiting on the other end (what Trio's and AnyIO's
+    ``aclose_forcefully`` do), whichever library runs."""
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await stream.aclose()
+
+
+class _AnyioStream(trio.abc.Stream):
+    """An AnyIO byte stream (TCP, or TLS over it) as the Trio stream that
+    :class:`FrameStream` and the handshake read and write: the client runs under asyncio
+    as well as under Trio. AnyIO's end of stream is an empty read, its broken and closed
+    resources Trio's."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self.inner = inner
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        try:
+            return await self.inner.receive(max_bytes or 65536)
+        except anyio.EndOfStream:
+            return b""
+        except anyio.BrokenResourceError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        except anyio.ClosedResourceError as exc:
+            raise trio.ClosedResourceError(str(exc)) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.inner.send(bytes(data))
+        except anyio.BrokenResourceError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        except anyio.ClosedResourceError as exc:
+            raise trio.ClosedResourceError(str(exc)) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Not used by the client (part of Trio's stream interface)."""
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 class _Connection:
     def __init__(self, frames: FrameStream, server: str) -> None:
         self.frames = frames
@@ -124,7 +170,7 @@ class _Connection:
         self.waiting: dict[int, _Waiting] = {}
         self.broken = False
         #: One frame at a time on the stream: tasks sharing the client take turns.
-        self.sending = trio.Lock()
+        self.sending = anyio.Lock()
 
 
 class _TcpTransport:
@@ -133,7 +179,7 @@ class _TcpTransport:
     def __init__(
         self,
         name: str,
-        nursery: trio.Nursery,
+        nursery: anyio.abc.TaskGroup,
         secret: bytes | None,
         ssl_context: Any,
         max_frame: int = 64 << 20,
@@ -144,7 +190,7 @@ class _TcpTransport:
         self._ssl = _contexts(ssl_context)[1]
         self._max_frame = max_frame
         self._connections: dict[str, _Connection] = {}
-        self._locks: dict[str, trio.Lock] = {}
+        self._locks: dict[str, anyio.Lock] = {}
         #: Server name -> address, learnt from the handshakes.
         self._addresses: dict[str, str] = {}
         #: Addresses whose last handshake refused our authentication.
@@ -164,23 +210,25 @@ class _TcpTransport:
         self._addresses.setdefault(leader, address)
 
     async def _connect(self, address: str) -> _Connection:
-        lock = self._locks.setdefault(address, trio.Lock())
+        lock = self._locks.get(address) or self._locks.setdefault(address, anyio.Lock())
         async with lock:
             connection = self._connections.get(address)
             if connection is not None and not connection.broken:
                 return connection
             if connection is not None:  # its reader may still wait on it: close it
-                await trio.aclose_forcefully(connection.frames.stream)
+                await _close_now(connection.frames.stream)
             host, port = parse_address(address)
-            with trio.fail_after(HANDSHAKE_TIMEOUT):
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            with anyio.fail_after(HANDSHAKE_TIMEOUT):
+                stream = _AnyioStream(await anyio.connect_tcp(host, port))
                 try:
                     if self._ssl is not None:
-                        stream = trio.SSLStream(stream, self._ssl, server_hostname=host)
+                        stream = _AnyioStream(
+                            await TLSStream.wrap(stream.inner, hostname=host, ssl_context=self._ssl)
+                        )
                     frames = FrameStream(stream, self._max_frame)
                     server = await client_handshake(frames, self._secret, "client", self.name)
                 except BaseException:
-                    await trio.aclose_forcefully(stream)
+                    await _close_now(stream)
                     raise
             self._refused.discard(address)
             self._addresses[server] = address
@@ -207,7 +255,7 @@ class _TcpTransport:
             connection.broken = True
             for waiting in connection.waiting.values():
                 waiting.event.set()
-            await trio.aclose_forcefully(connection.frames.stream)
+            await _close_now(connection.frames.stream)
 
     async def request(self, target: str, request: ClientRequest) -> ClientResponse | None:
         try:
@@ -216,13 +264,13 @@ class _TcpTransport:
             if exc.refused:
                 self._refused.add(target)
             return None
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError, RaftError):
-            return None  # ssl.SSLError is an OSError
+        except (OSError, trio.BrokenResourceError, RaftError):
+            return None  # ssl.SSLError and TimeoutError are OSErrors
         waiting = connection.waiting[request.request_id] = _Waiting()
         self._waiting[request.request_id] = waiting
         frame = encode(request)
         try:
-            with trio.move_on_after(ATTEMPT_TIMEOUT):
+            with anyio.move_on_after(ATTEMPT_TIMEOUT):
                 async with connection.sending:
                     try:
                         await connection.frames.send(frame)
@@ -244,7 +292,7 @@ class _TcpTransport:
 
     async def aclose(self) -> None:
         for connection in self._connections.values():
-            await trio.aclose_forcefully(connection.frames.stream)
+            await _close_now(connection.frames.stream)
 
 
 class Client:
@@ -267,7 +315,7 @@ class Client:
         self.leader: str | None = None
         self._requests = itertools.count(1)
         self._session = 0
-        self._session_lock = trio.Lock()
+        self._session_lock = anyio.Lock()
         self._seqs = itertools.count(1)
         self._outstanding: set[int] = set()
         #: Set when the ``open_client`` block ends: every call raises from then on.
@@ -389,7 +437,7 @@ class Client:
                         "not the cluster's"
                     )
                 self._rotate(failed=target)
-                await trio.sleep(RETRY_PAUSE)
+                await anyio.sleep(RETRY_PAUSE)
                 continue
             if not response.error:
                 if not any_server:  # not a status, which any server may answer
@@ -399,7 +447,7 @@ class Client:
             if any_server and response.error == "not_leader":
                 continue
             self._raise_or_redirect(response)
-            await trio.sleep(0 if self._hint is not None else RETRY_PAUSE)
+            await anyio.sleep(0 if self._hint is not None else RETRY_PAUSE)
 
     def _raise_or_redirect(self, response: ClientResponse) -> None:
         error = response.error
@@ -476,11 +524,16 @@ async def open_client(
                 f"network must be a trioraft.MemoryNetwork (or None, for TCP addresses), "
                 f"got {type(network).__qualname__}"
             )
+        if sniffio.current_async_library() != "trio":
+            raise RuntimeError(
+                "a client of a MemoryNetwork runs under Trio only (a MemoryNetwork is made of "
+                "Trio memory channels); TCP clients run under asyncio too"
+            )
     else:
         for address in targets:
             parse_address(address)
         check_secret(secret)
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         transport: _Transport
         if network is not None:
             transport = _MemoryTransport(network, name or network._client_name(), nursery)
