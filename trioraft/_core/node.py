@@ -232,6 +232,9 @@ class RaftNode:
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
+        #: This leader told another server to take over (TimeoutNow): it serves no lease
+        #: read for the rest of its term, even if the transfer is abandoned (§3.10, §6.4.1).
+        self._handed_over = False
         self._soft_key_handed: tuple[Any, ...] = ()
         self._reset_election_timer(now)
 
@@ -907,6 +910,7 @@ class RaftNode:
         self.role = Role.LEADER
         self.leader = self.name
         self._round = 0
+        self._handed_over = False
         self.progress = {}
         # §4.2.2: servers removed by configurations in our log may not know it (they
         # were down, or their leader is gone): tell them, until they know it committed.
@@ -1338,6 +1342,11 @@ class RaftNode:
             and pr.match == self.log.last_index
         ):
             self._timeout_now_sent = True
+            # §3.10 and §6.4.1: the target campaigns with a forced election, which voters
+            # grant whatever lease they gave us: our lease is over for this whole term,
+            # even if the transfer is abandoned later (the target may still win).
+            self._handed_over = True
+            self._lease_until = -INF
             self._send(TimeoutNow(self.name, peer, self.term, cluster=self.cluster_id))
             if self._stepping_down:
                 # A removed leader hears nothing more from the cluster: step down now.
@@ -1641,7 +1650,9 @@ class RaftNode:
         quorum acknowledged a round sent at T, and voters refuse elections for a minimum
         election timeout after hearing from their leader (with CheckQuorum); less a margin
         for clock drift. ``-inf`` when not leading, before its no-op commits, before a
-        round of its own is acknowledged, and while it hands leadership over."""
+        round of its own is acknowledged, while it hands leadership over, and for the
+        rest of its term once it told a server to take over (TimeoutNow), even if that
+        transfer is abandoned."""
         if (
             self.role is not Role.LEADER
             or not self.committed_in_term
@@ -1664,6 +1675,8 @@ class RaftNode:
     def _check_reads(self) -> None:
         confirmed = self._quorum_acked_round()
         self._extend_lease(confirmed)
+        if self._handed_over:
+            self._lease_until = -INF  # no lease after a TimeoutNow (see _after_match)
         if not self._pending_reads or not self.committed_in_term:
             return  # §6.4: reads wait until the leader has committed its no-op
         pending = self._pending_reads
