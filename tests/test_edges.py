@@ -8,14 +8,24 @@ servers under the autojump clock (virtual time, no real sleeps).
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 import trioraft
-from trioraft._core import Heartbeat, Role, TimeoutNow
+from trioraft._core import (
+    Config,
+    Heartbeat,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Role,
+    TimeoutNow,
+)
+from trioraft._core.ready import snapshot_checksum
+from trioraft._network import wire
 from trioraft.testing import open_cluster
-from trioraft.testing._pure import PureCluster, take
+from trioraft.testing._pure import PureCluster, make_node, pump, take
 
 from machines import Counter
 
@@ -101,3 +111,120 @@ async def test_leadership_bodies_stay_cancelled_after_an_abandoned_transfer(
             # The first body was cancelled; no body ran again in the same term.
             assert entered == [term] and all(t != term for t in second)
             nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------- snapshot transfers
+SMALL = {"snapshot_threshold": 10, "snapshot_trailing": 3, "snapshot_chunk_size": 16}
+
+
+def _behind_a_snapshot() -> PureCluster:
+    """a leads, has compacted its log, and c (cut off meanwhile) needs its snapshot."""
+    c = PureCluster(ABC, compaction=True, **SMALL)
+    a = c.elect("a")
+    for i in range(40):
+        a.propose(("x", i), c.now)
+        c.deliver(lambda m: "c" in (m.src, m.dst))
+    assert a.log.first_index > 2
+    return c
+
+
+def test_a_transfer_whose_bytes_do_not_match_the_checksum_is_fetched_again() -> None:
+    """Integrity: a chunk changed on its way (same length) makes the reassembled bytes
+    miss the snapshot's checksum: the follower discards them, the leader sends the
+    snapshot again from the first byte, and what is installed is the leader's."""
+    c = _behind_a_snapshot()
+    for _ in range(3):  # the first window of chunks, held in flight
+        if not any(isinstance(m, InstallSnapshot) for m in c.inflight):
+            c.deliver(hold=lambda m: isinstance(m, InstallSnapshot), heartbeat=True)
+    (i,) = [
+        i for i, m in enumerate(c.inflight) if isinstance(m, InstallSnapshot) and m.offset == 16
+    ]
+    good = c.inflight[i]
+    assert isinstance(good, InstallSnapshot)
+    c.inflight[i] = attrs.evolve(good, data=bytes([good.data[0] ^ 0xFF]) + good.data[1:])
+    c.run(2.0)
+    offsets = [m.offset for m in c.delivered if isinstance(m, InstallSnapshot)]
+    assert offsets.count(0) >= 2  # fetched again, from its first byte
+    assert any(isinstance(m, InstallSnapshotResponse) and m.gap and m.offset == 0
+               for m in c.delivered)  # fmt: skip
+    assert c["c"].snapshot is not None
+    assert c["c"].snapshot.data == c["a"].snapshot.data
+    assert c.machines["c"] == c.machines["a"]
+
+
+def test_chunks_of_two_transfers_are_never_joined() -> None:
+    """InstallSnapshot chunks of another leader, term or transfer never continue what a
+    follower holds, even for the same index, term and size: a chunk that does not start
+    a transfer at offset 0 is answered with a gap at 0, and only a whole transfer of one
+    sender is installed."""
+    cfg = Config(voters=ABC)
+    snap_a, snap_b = b"A" * 20, b"B" * 20
+
+    def chunk(src: str, term: int, data: bytes, offset: int, transfer: int) -> InstallSnapshot:
+        whole = snap_a if data[:1] == b"A" else snap_b
+        return InstallSnapshot(
+            src, "c", term, 100, 4, cfg, offset, 20, data, snapshot_checksum(whole), transfer
+        )
+
+    f = make_node("c")
+    f.step(chunk("a", 5, snap_a[:10], 0, 1), 0.0)
+    take(f)
+    for other in (
+        chunk("b", 6, snap_b[10:], 10, 1),  # another leader (a newer term)
+        chunk("a", 6, snap_a[10:], 10, 1),  # the same sender in another term
+    ):
+        f.step(other, 0.1)
+        (reply,) = take(f)
+        assert isinstance(reply, InstallSnapshotResponse)
+        assert (reply.offset, reply.gap, reply.done) == (0, True, False)
+        assert f.snapshot is None
+    f.step(chunk("a", 6, snap_a[:10], 0, 2), 0.2)  # a transfer of term 6 ...
+    f.step(chunk("a", 6, snap_a[10:], 10, 3), 0.2)  # ... is not continued by another
+    assert f.snapshot is None
+    f.step(chunk("a", 6, snap_a[10:], 10, 2), 0.2)
+    take(f)
+    assert f.snapshot is not None and f.snapshot.data == snap_a
+    assert f.snapshot.checksum == snapshot_checksum(snap_a)
+
+
+def test_a_chunk_past_the_declared_size_is_refused() -> None:
+    """§5.3: a chunk whose bytes run past the size it declares is malformed: it changes
+    nothing (not even the term), is noted, and is refused by the wire decoder too."""
+    f = make_node("c")
+    data = b"\x93\x01\xc0\x80EXTRA"
+    big = InstallSnapshot(
+        "a", "c", 5, 100, 4, Config(voters=ABC), 0, 4, data, snapshot_checksum(data)
+    )
+    f.step(big, 0.0)
+    (rd,) = pump(f)
+    assert f.snapshot is None and f.term == 0 and not rd.messages
+    assert any("of a snapshot of 4 bytes" in n for n in rd.notices)
+    frame = wire.encode(big)
+    with pytest.raises(trioraft.MalformedMessage, match="past the size"):
+        wire.decode(frame[wire.HEADER :])
+
+
+def test_answers_about_an_abandoned_transfer_do_not_move_the_current_one() -> None:
+    """A leader that started a snapshot transfer over counts only the answers about the
+    transfer under way: a late acknowledgement of the one it gave up on (same index)
+    does not make it skip bytes the follower does not hold."""
+    c = _behind_a_snapshot()
+    a = c["a"]
+    for _ in range(3):
+        c.deliver(hold=lambda m: isinstance(m, InstallSnapshot), heartbeat=True)
+    first = [m for m in c.inflight if isinstance(m, InstallSnapshot)]
+    assert first and first[0].offset == 0
+    c.inflight = []  # lost
+    old = first[0].transfer
+    pr = a.progress["c"]
+    c.now += 2 * MAX_ET  # no progress for an election timeout: it starts over
+    a.tick(c.now)
+    a.tick(max(c.now, a.deadline))
+    c.inflight.extend(take(a))
+    assert pr.snapshot_transfer != old
+    late = InstallSnapshotResponse("c", "a", a.term, pr.snapshot_index, 48, transfer=old)
+    a.step(late, c.now)
+    assert pr.snapshot_acked == 0
+    c.run(1.0)
+    assert c["c"].snapshot_index == a.snapshot_index
+    assert c.machines["c"] == c.machines["a"]

@@ -57,7 +57,7 @@ from .messages import (
 )
 from .options import LEASE_DRIFT, CoreOptions
 from .progress import Progress, ProgressMode
-from .ready import HardState, PersistedState, Ready, Snapshot, SoftState
+from .ready import HardState, PersistedState, Ready, Snapshot, SoftState, snapshot_checksum
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -159,11 +159,12 @@ class _ReadRequest:
 
 class _Incoming:
     """A snapshot a follower is receiving, chunk by chunk (kept as received, joined
-    once at the end: one copy of the snapshot, not one per chunk)."""
+    once at the end: one copy of the snapshot, not one per chunk). ``key`` identifies
+    the transfer: sender, term, index, snapshot term, size, checksum, transfer number."""
 
     __slots__ = ("chunks", "held", "key")
 
-    def __init__(self, key: tuple[int, int, int]) -> None:
+    def __init__(self, key: tuple[Any, ...]) -> None:
         self.key = key
         self.chunks: list[bytes] = []
         self.held = 0
@@ -217,6 +218,8 @@ class RaftNode:
         self._votes: dict[str, bool] = {}
         self._campaign_force = False
         self._incoming: _Incoming | None = None
+        #: Snapshot transfers this node started as leader (each chunk names its transfer).
+        self._transfers = 0
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
@@ -576,6 +579,14 @@ class RaftNode:
         if not isinstance(m.cluster, str):
             raise MalformedMessage(f"message with an invalid cluster identity: {m!r}")
         self._now = now
+        if type(m) is InstallSnapshot and not 0 <= m.offset <= m.offset + len(m.data) <= m.size:
+            # §5.3: a chunk holds bytes of a snapshot of the size it declares, no more.
+            # Refused (a buggy or forged sender): it changes nothing, not even the term.
+            self._notices.append(
+                f"refused an InstallSnapshot from {m.src!r}: it holds bytes {m.offset} to "
+                f"{m.offset + len(m.data)} of a snapshot of {m.size} bytes"
+            )
+            return
         if isinstance(m, ClusterMismatch) or (
             m.cluster != self.cluster_id and m.cluster and self.cluster_id
         ):
@@ -648,7 +659,13 @@ class RaftNode:
             )
         elif isinstance(m, InstallSnapshot):
             reply = InstallSnapshotResponse(
-                self.name, m.src, self.term, m.index, 0, cluster=self.cluster_id
+                self.name,
+                m.src,
+                self.term,
+                m.index,
+                0,
+                transfer=m.transfer,
+                cluster=self.cluster_id,
             )
         elif isinstance(m, ReadIndexRequest):
             reply = ReadIndexResponse(
@@ -739,10 +756,16 @@ class RaftNode:
         if now >= self._leader_tick_at:
             self._leader_tick(now)
 
+    def _start_transfer(self, pr: Progress, now: float) -> None:
+        """Send ``pr``'s follower the latest snapshot, from its first byte, as a transfer
+        of a number of its own (chunks of two transfers are never joined)."""
+        self._transfers += 1
+        pr.become_snapshot(self.snapshot_index, now, self._transfers)
+
     def _snapshot_stalled(self, pr: Progress, now: float) -> None:
         if now - pr.snapshot_progress_at > self.options.max_election_timeout:
             # No progress for an election timeout: start over, with the latest snapshot.
-            pr.become_snapshot(self.snapshot_index, now)
+            self._start_transfer(pr, now)
         else:
             pr.snapshot_sent = pr.snapshot_acked  # resend what was not acknowledged
 
@@ -873,6 +896,7 @@ class RaftNode:
         if term > self.term:
             self.term = term
             self.voted_for = None
+            self._incoming = None  # an older term's snapshot transfer: never resumed
         self._leave_leadership()
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -1084,6 +1108,7 @@ class RaftNode:
             self._become_follower(self.term, leader, now)  # §5.2: a candidate defers
         if self.leader != leader:
             self.leader = leader
+            self._incoming = None  # another leader's transfer: never joined with this one's
             self._fail_remote_reads()
         self._last_leader_contact = now
         self._reset_election_timer(now)
@@ -1191,7 +1216,7 @@ class RaftNode:
         if pr.mode is not ProgressMode.SNAPSHOT and self._entries_due(pr):
             if pr.next - 1 < self.log.snapshot_index:
                 # §5.3: the entries it needs are compacted away: send the snapshot.
-                pr.become_snapshot(self.snapshot_index, self._now)
+                self._start_transfer(pr, self._now)
             else:
                 return self._append_entries(peer, pr)
         if pr.mode is ProgressMode.SNAPSHOT:
@@ -1235,7 +1260,7 @@ class RaftNode:
         snapshot = self.snapshot
         assert snapshot is not None, f"{peer!r} needs a snapshot and there is none"
         if pr.snapshot_index != snapshot.index:
-            pr.become_snapshot(snapshot.index, self._now)  # a newer one: send that
+            self._start_transfer(pr, self._now)  # a newer one: send that
         size = len(snapshot.data)
         chunk_size = self.options.snapshot_chunk_size
         window = self.options.max_inflight * chunk_size
@@ -1255,6 +1280,8 @@ class RaftNode:
             sent,
             size,
             data,
+            snapshot.checksum,
+            pr.snapshot_transfer,
             cluster=self.cluster_id,
         )
 
@@ -1360,7 +1387,9 @@ class RaftNode:
             self._send_snapshot_response(m, m.size, done=True)
             return
         incoming = self._incoming
-        key = (m.index, m.snapshot_term, m.size)
+        # One transfer of one leader's term: never joined with another's chunks (two
+        # leaders' snapshots of one index may differ in their bytes).
+        key = (m.src, m.term, m.index, m.snapshot_term, m.size, m.checksum, m.transfer)
         if incoming is None or incoming.key != key:
             if m.offset != 0:
                 self._send_snapshot_response(m, 0, gap=True)
@@ -1376,7 +1405,16 @@ class RaftNode:
             return
         self._incoming = None
         data = b"".join(incoming.chunks)
-        self._install_snapshot(Snapshot(m.index, m.snapshot_term, m.config, data, m.cluster), now)
+        if snapshot_checksum(data) != m.checksum:
+            # Not the bytes the leader checksummed: discard them and fetch them again.
+            self._notices.append(
+                f"discarded the snapshot at index {m.index} received from {m.src!r}: its "
+                "bytes do not match its checksum; fetching it again"
+            )
+            self._send_snapshot_response(m, 0, gap=True)
+            return
+        snapshot = Snapshot(m.index, m.snapshot_term, m.config, data, m.cluster, m.checksum)
+        self._install_snapshot(snapshot, now)
         # Acknowledged once the snapshot is durable (the same Ready persists it).
         self._send_snapshot_response(m, m.size, done=True)
 
@@ -1412,7 +1450,15 @@ class RaftNode:
     ) -> None:
         self._send(
             InstallSnapshotResponse(
-                self.name, m.src, self.term, m.index, offset, done, gap, cluster=self.cluster_id
+                self.name,
+                m.src,
+                self.term,
+                m.index,
+                offset,
+                done,
+                gap,
+                m.transfer,
+                cluster=self.cluster_id,
             )
         )
 
@@ -1425,13 +1471,19 @@ class RaftNode:
                 self._snapshot_installed(m.src, pr, m.index, now)  # an older one: fine
             return
         if m.done:
+            # Installed, whichever of our transfers of this snapshot brought it.
             self._snapshot_installed(m.src, pr, m.index, now)
             return
+        if m.transfer != pr.snapshot_transfer:
+            return  # about a transfer given up on: its offsets mean nothing now
         if m.offset > pr.snapshot_acked:
             pr.snapshot_acked = m.offset
             pr.snapshot_progress_at = now
         if m.gap:
-            pr.snapshot_sent = max(m.offset, pr.snapshot_acked)  # resend from its offset
+            # Resend from what it holds: below what it acknowledged if it discarded its
+            # bytes (they did not match the checksum, or it restarted).
+            pr.snapshot_acked = m.offset
+            pr.snapshot_sent = m.offset
 
     def _snapshot_installed(self, peer: str, pr: Progress, index: int, now: float) -> None:
         pr.acknowledge(index)

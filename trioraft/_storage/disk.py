@@ -304,6 +304,8 @@ class DiskStorage:
             hard_state = HardState() if hs is None else self._hard_state_of(decode_value(hs))
             log_index, log_term = decode_value(meta.get("log", encode_value([0, 0])))
             snapshot = self._load_snapshot(meta.get("snapshot"))
+        except StorageError:
+            raise  # says what is damaged already
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError) as exc:
             raise self._error(f"damaged: {exc}") from None
         if entries and entries[0].index != log_index + 1:
@@ -319,16 +321,25 @@ class DiskStorage:
     def _load_snapshot(self, blob: bytes | None) -> Snapshot | None:
         if blob is None:
             return None
-        index, term, config, cluster_id, filename, size = decode_value(blob)
+        # Stores written before snapshots carried a checksum have no seventh field.
+        index, term, config, cluster_id, filename, size, *checksum = decode_value(blob)
+        path = self.path / filename
         try:
-            data = (self.path / filename).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise self._error(f"damaged: snapshot file {filename!r}: {exc.strerror}") from None
+            raise self._error(f"damaged: snapshot file {str(path)!r}: {exc.strerror}") from None
         if len(data) != size:
             raise self._error(
-                f"damaged: snapshot file {filename!r} holds {len(data)} bytes, not {size}"
+                f"damaged: snapshot file {str(path)!r} holds {len(data)} bytes, not {size}"
             )
-        return Snapshot(index, term, _config_of(config) or Config(), data, cluster_id)
+        snapshot = Snapshot(index, term, _config_of(config) or Config(), data, cluster_id)
+        if checksum and checksum[0] != snapshot.checksum:
+            # Changed in place (a bit flip, a torn write): never restored.
+            raise self._error(
+                f"damaged: snapshot file {str(path)!r} does not match its checksum "
+                f"(CRC-32 {snapshot.checksum:08x}, recorded {checksum[0]:08x})"
+            )
+        return snapshot
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -426,7 +437,7 @@ class DiskStorage:
             s: Snapshot = arg
             value = [
                 s.index, s.term, _config_value(s.config), s.cluster_id,
-                self._snapshot_name(s), len(s.data),
+                self._snapshot_name(s), len(s.data), s.checksum,
             ]  # fmt: skip
             db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (encode_value(value),))
         return last
