@@ -19,6 +19,8 @@ from trioraft._core import (
     Heartbeat,
     InstallSnapshot,
     InstallSnapshotResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
     Role,
     TimeoutNow,
 )
@@ -228,3 +230,53 @@ def test_answers_about_an_abandoned_transfer_do_not_move_the_current_one() -> No
     c.run(1.0)
     assert c["c"].snapshot_index == a.snapshot_index
     assert c.machines["c"] == c.machines["a"]
+
+
+# ----------------------------------------------------------------- follower reads
+def test_a_late_answer_to_an_earlier_life_never_resolves_a_read() -> None:
+    """§6.4: a follower numbers its read tickets from 1 in every life; an answer to a
+    request of its previous life (same ticket, same leader and term, delayed) is not
+    taken for the new life's, even when it restarts with the same random seed. The new
+    read gets an index from an answer to its own request."""
+    c = PureCluster(ABC, follower_reads=True)
+    a = c.elect("a")
+    c.deliver(heartbeat=True)
+    c["b"].request_read(c.now)
+    c.deliver(hold=lambda m: isinstance(m, ReadIndexResponse))
+    (late,) = [m for m in c.inflight if isinstance(m, ReadIndexResponse)]
+    c.inflight.remove(late)
+    lives = c.storages["b"].hard_state.incarnation
+    assert lives >= 1
+    b = c.restart("b", seed=1)  # the seed its first life had
+    entry = a.propose(("x", 1), c.now)
+    c.deliver(heartbeat=True)
+    assert a.commit_index >= entry.index > late.index
+    ticket = b.request_read(c.now)
+    (request,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    assert request.ticket == late.ticket  # numbered alike: only the life tells them apart
+    assert c.storages["b"].hard_state.incarnation == lives + 1  # durable before it left
+    b.step(late, c.now)
+    take(b)
+    assert c.reads["b"] == []
+    a.step(request, c.now)
+    c.deliver(heartbeat=True)
+    assert c.reads["b"] == [(ticket, a.commit_index)]
+    assert a.commit_index >= entry.index
+
+
+def test_a_read_index_is_taken_only_from_the_leader_asked_in_its_term() -> None:
+    """§6.4: an answer naming the right ticket and life but sent by another server (not
+    the leader the follower asked) is not taken; the leader's own answer is."""
+    c = PureCluster(ABC, follower_reads=True)
+    a = c.elect("a")
+    c.deliver(heartbeat=True)
+    b = c["b"]
+    ticket = b.request_read(c.now)
+    (request,) = [m for m in take(b) if isinstance(m, ReadIndexRequest)]
+    forged = ReadIndexResponse("c", "b", b.term, request.ticket, 0, True, request.incarnation)
+    b.step(forged, c.now)
+    take(b)
+    assert c.reads["b"] == [] and c.failed_reads["b"] == []
+    a.step(request, c.now)
+    c.deliver(heartbeat=True)
+    assert c.reads["b"] == [(ticket, a.commit_index)]

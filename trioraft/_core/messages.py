@@ -195,9 +195,12 @@ class ClusterMismatch(Message):
 @attrs.frozen
 class ReadIndexRequest(Message):
     """A follower asks the leader for a read index (dissertation §6.4, follower reads):
-    ``ticket`` names the batch of reads it asks for, and comes back in the answer."""
+    ``ticket`` names the batch of reads it asks for, and ``incarnation`` the life of the
+    follower that asks (it changes at every restart); both come back in the answer,
+    which the follower takes only from the leader it asked, in the term it asked in."""
 
     ticket: int
+    incarnation: int = 0
 
 
 @attrs.frozen
@@ -209,6 +212,8 @@ class ReadIndexResponse(Message):
     ticket: int
     index: int = 0
     ok: bool = False
+    #: The :attr:`ReadIndexRequest.incarnation` this answers.
+    incarnation: int = 0
 
 
 @attrs.frozen

@@ -146,13 +146,17 @@ class CatchUp:
 
 
 class _ReadRequest:
-    """A follower's request for a read index, in flight for a batch of reads (§6.4)."""
+    """A follower's request for a read index, in flight for a batch of reads (§6.4),
+    asked of ``leader`` in ``term``."""
 
-    __slots__ = ("leader", "reads", "retry_at", "ticket")
+    __slots__ = ("leader", "reads", "retry_at", "term", "ticket")
 
-    def __init__(self, ticket: int, leader: str, retry_at: float, reads: list[int]) -> None:
+    def __init__(
+        self, ticket: int, leader: str, term: int, retry_at: float, reads: list[int]
+    ) -> None:
         self.ticket = ticket
         self.leader = leader
+        self.term = term
         self.retry_at = retry_at
         self.reads = reads
 
@@ -173,6 +177,12 @@ class _Incoming:
         if data:
             self.chunks.append(data)
             self.held += len(data)
+
+
+def _nonce(rng: random.Random) -> int:
+    """32 bits that depend on the state of ``rng`` without drawing from it (so that the
+    node's random choices stay those its seed gives)."""
+    return random.Random(repr(rng.getstate())).getrandbits(32)
 
 
 class RaftNode:
@@ -245,8 +255,9 @@ class RaftNode:
         """The state of linearizable reads (§6.4, §6.4.1), empty."""
         self._read_states: list[tuple[int, int]] = []  # confirmed: (ticket, read index)
         self._failed_reads: list[int] = []
-        #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
-        self._pending_reads: list[tuple[int, int, str | None]] = []
+        #: Reads waiting for a quorum round: (round stamp, ticket, a follower's request
+        #: or None for a read of this server's own).
+        self._pending_reads: list[tuple[int, int, ReadIndexRequest | None]] = []
         self._next_ticket = 0
         #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
         self._read_batch: list[int] = []
@@ -282,7 +293,13 @@ class RaftNode:
         self.commit_index = max(hs.commit, base[0])
         # What the storage holds: the hard state last handed out, the first entry not
         # yet handed out, the last entry known durable.
-        self._hs_key = (hs.term, hs.voted_for, hs.commit, hs.cluster_id, hs.base_config)
+        #: Lives of this server that asked a leader for a read index (§6.4): see
+        #: :meth:`_count_life`.
+        self.incarnation = hs.incarnation
+        self._incarnation_tag = -1
+        self._hs_key = (
+            hs.term, hs.voted_for, hs.commit, hs.cluster_id, hs.base_config, hs.incarnation
+        )  # fmt: skip
         self._unstable_from = self.log.last_index + 1
         self._stable_index = self.log.last_index
         self._pending_snapshot: Snapshot | None = None
@@ -405,12 +422,13 @@ class RaftNode:
 
     # ---------------------------------------------------------- Ready/Advance
     def _hard_state(self) -> HardState:
-        return HardState(
-            self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config
-        )
+        return HardState(*self._hard_key())
 
     def _hard_key(self) -> tuple[Any, ...]:
-        return (self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config)
+        return (
+            self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config,
+            self.incarnation,
+        )  # fmt: skip
 
     def _soft_key(self) -> tuple[Any, ...]:
         return (
@@ -668,9 +686,7 @@ class RaftNode:
                 cluster=self.cluster_id,
             )
         elif isinstance(m, ReadIndexRequest):
-            reply = ReadIndexResponse(
-                self.name, m.src, self.term, m.ticket, cluster=self.cluster_id
-            )
+            reply = self._read_answer(m)
         else:
             return
         self._send(reply)
@@ -910,12 +926,11 @@ class RaftNode:
             return
         self.progress = {}
         self._retiring = {}
-        for _, ticket, requester in self._pending_reads:
-            if requester is None:
+        for _, ticket, request in self._pending_reads:
+            if request is None:
                 self._failed_reads.append(ticket)
             else:
-                self._send(ReadIndexResponse(self.name, requester, self.term, ticket,
-                                             cluster=self.cluster_id))  # fmt: skip
+                self._answer_request(request)  # a refusal: it no longer leads
         self._pending_reads = []
         self._round_sent = {}
         self._lease_until = -INF
@@ -1627,6 +1642,7 @@ class RaftNode:
         if self.role is not Role.LEADER:
             if not (self.options.follower_reads and self.leader and self.role is Role.FOLLOWER):
                 raise NotLeader(self.leader)
+            self._count_life()
             self._next_ticket += 1
             ticket = self._next_ticket
             # Asked in the next Ready, with every read that comes before it (one request
@@ -1637,13 +1653,24 @@ class RaftNode:
         self._read_for(self._next_ticket, None, now)
         return self._next_ticket
 
-    def _read_for(self, ticket: int, requester: str | None, now: float) -> None:
-        """A leader serves a read: at once under a lease, else after a quorum round."""
-        if self._lease_holds(now) or self._vouched_for_by(requester):
-            self._answer_read(ticket, requester, self.commit_index)
+    def _count_life(self) -> None:
+        """Before this life of the server first asks a leader for a read index: count it
+        (one more than the lives persisted; the Ready that sends the request persists it
+        first), and tag its requests with it and with bits of the state of its random
+        generator (a server restarted on new storage differs too). Its tickets are
+        numbered from 1 in every life: the tag tells their answers apart."""
+        if self._incarnation_tag < 0:
+            self.incarnation += 1
+            self._incarnation_tag = (self.incarnation % 2**31) << 32 | _nonce(self._rng)
+
+    def _read_for(self, ticket: int, request: ReadIndexRequest | None, now: float) -> None:
+        """A leader serves a read (its own, or a follower's ``request``): at once under a
+        lease, else after a quorum round."""
+        if self._lease_holds(now) or self._vouched_for_by(request):
+            self._answer_read(ticket, request, self.commit_index)
             return
         self._round += 1
-        self._pending_reads.append((self._round, ticket, requester))
+        self._pending_reads.append((self._round, ticket, request))
         voters = self.config.voters
         for peer in voters:
             pr = self.progress.get(peer)
@@ -1655,7 +1682,7 @@ class RaftNode:
             # is the one voter answers now (its quorum is itself).
             self._check_reads()
 
-    def _vouched_for_by(self, requester: str | None) -> bool:
+    def _vouched_for_by(self, request: ReadIndexRequest | None) -> bool:
         """Whether a follower's request for a read index is, with this leader, a quorum's
         word that no other leader existed when its reads began (§6.4, a round saved).
 
@@ -1666,17 +1693,33 @@ class RaftNode:
         before the reads began, and every entry committed by then is in this leader's
         commit index: a valid read index, with no heartbeat round. The no-op of the term
         must have committed, as for every read."""
-        if requester is None or not self.committed_in_term:
+        if request is None or not self.committed_in_term:
             return False
         voters = self.config.voters
-        return (requester in voters) + (self.name in voters) >= self.quorum
+        return (request.src in voters) + (self.name in voters) >= self.quorum
 
-    def _answer_read(self, ticket: int, requester: str | None, index: int) -> None:
-        if requester is None:
+    def _answer_read(self, ticket: int, request: ReadIndexRequest | None, index: int) -> None:
+        if request is None:
             self._read_states.append((ticket, index))
         else:
-            self._send(ReadIndexResponse(self.name, requester, self.term, ticket, index, True,
-                                         cluster=self.cluster_id))  # fmt: skip
+            self._answer_request(request, index)
+
+    def _read_answer(
+        self, request: ReadIndexRequest, index: int = 0, ok: bool = False
+    ) -> ReadIndexResponse:
+        """The answer to a follower's ``request``: a read index (``ok``) or a refusal,
+        naming the request's ticket and the incarnation of its sender."""
+        return ReadIndexResponse(
+            self.name, request.src, self.term, request.ticket, index, ok, request.incarnation,
+            cluster=self.cluster_id,
+        )  # fmt: skip
+
+    def _answer_request(self, request: ReadIndexRequest, index: int | None = None) -> None:
+        """Send ``request``'s sender its read index, or (``None``) a refusal."""
+        if index is None:
+            self._send(self._read_answer(request))
+        else:
+            self._send(self._read_answer(request, index, True))
 
     def _lease_holds(self, now: float) -> bool:
         return self.options.lease_reads and now < self.lease_until
@@ -1734,8 +1777,8 @@ class RaftNode:
         pending = self._pending_reads
         n = 0
         while n < len(pending) and pending[n][0] <= confirmed:
-            _, ticket, requester = pending[n]
-            self._answer_read(ticket, requester, self.commit_index)
+            _, ticket, request = pending[n]
+            self._answer_read(ticket, request, self.commit_index)
             n += 1
         if n:
             del pending[:n]
@@ -1755,10 +1798,9 @@ class RaftNode:
         # §6.4: a follower's read: confirm leadership as for one of our own, then tell it
         # the index to apply up to.
         if self.role is not Role.LEADER:
-            self._send(ReadIndexResponse(self.name, m.src, self.term, m.ticket,
-                                         cluster=self.cluster_id))  # fmt: skip
+            self._answer_request(m)  # a refusal
             return
-        self._read_for(m.ticket, m.src, now)
+        self._read_for(m.ticket, m, now)
 
     def _send_read_request(self, now: float) -> None:
         """A follower asks its leader for a read index for every read waiting, in one
@@ -1773,16 +1815,26 @@ class RaftNode:
             return
         self._next_ticket += 1
         retry_at = now + self.options.min_election_timeout
-        request = _ReadRequest(self._next_ticket, self.leader, retry_at, self._read_batch)
+        request = _ReadRequest(
+            self._next_ticket, self.leader, self.term, retry_at, self._read_batch
+        )
         self._read_requests[request.ticket] = request
         self._read_batch = []
         self._send(ReadIndexRequest(self.name, request.leader, self.term, request.ticket,
-                                    cluster=self.cluster_id))  # fmt: skip
+                                    self._incarnation_tag, cluster=self.cluster_id))  # fmt: skip
 
     def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
-        request = self._read_requests.pop(m.ticket, None)
-        if request is None:
-            return  # an answer to a request given up on, or a duplicate
+        request = self._read_requests.get(m.ticket)
+        if (
+            request is None
+            or m.incarnation != self._incarnation_tag
+            or (m.src, m.term) != (request.leader, request.term)
+        ):
+            # An answer to a request given up on, a duplicate, or an answer to another
+            # request: of an earlier life of this server (which numbered its tickets
+            # alike), or of another leader or term. Never taken for this one's (§6.4).
+            return
+        del self._read_requests[m.ticket]
         if m.ok:
             # Each read in the batch began before the request left: the leader's index,
             # confirmed after that, is a valid read index for all of them (§6.4).
@@ -1802,10 +1854,11 @@ class RaftNode:
         self._send_read_request(now)
 
     def _fail_remote_reads(self) -> None:
-        """Reads asked of a leader we no longer follow will not be answered: fail them
-        (reads not yet asked go to the new leader, or fail if there is none)."""
+        """Reads asked of a leader (or a term of it) we no longer follow will not be
+        answered: fail them (reads not yet asked go to the new leader, or fail if there
+        is none)."""
         for ticket, request in list(self._read_requests.items()):
-            if request.leader != self.leader:
+            if request.leader != self.leader or request.term != self.term:
                 del self._read_requests[ticket]
                 self._failed_reads.extend(request.reads)
         if self._read_batch:

@@ -63,14 +63,16 @@ class Snapshot:
 @attrs.frozen
 class HardState:
     """What a server persists besides its log and snapshot (Figure 2's ``currentTerm``
-    and ``votedFor``, plus the commit index, the cluster's identity and the configuration
-    the server started from)."""
+    and ``votedFor``, plus the commit index, the cluster's identity, the configuration
+    the server started from, and how many times it started: its ``incarnation``, which
+    tells its requests apart from those of its earlier lives)."""
 
     term: int = 0
     voted_for: str | None = None
     commit: int = 0
     cluster_id: str = ""
     base_config: Config | None = None
+    incarnation: int = 0
 
 
 @attrs.frozen

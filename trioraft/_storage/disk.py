@@ -315,8 +315,9 @@ class DiskStorage:
 
     @staticmethod
     def _hard_state_of(value: Any) -> HardState:
-        term, voted_for, commit, cluster_id, base = value
-        return HardState(term, voted_for, commit, cluster_id, _config_of(base))
+        # Stores written before servers counted their lives have no sixth field.
+        term, voted_for, commit, cluster_id, base, *incarnation = value
+        return HardState(term, voted_for, commit, cluster_id, _config_of(base), *incarnation)
 
     def _load_snapshot(self, blob: bytes | None) -> Snapshot | None:
         if blob is None:
@@ -368,7 +369,10 @@ class DiskStorage:
     def set_hard_state(self, hard_state: HardState) -> None:
         """Stage a new hard state."""
         hs = hard_state
-        value = [hs.term, hs.voted_for, hs.commit, hs.cluster_id, _config_value(hs.base_config)]
+        value = [
+            hs.term, hs.voted_for, hs.commit, hs.cluster_id, _config_value(hs.base_config),
+            hs.incarnation,
+        ]  # fmt: skip
         self._staged.append(("hard_state", encode_value(value)))
 
     async def sync(self) -> None:
