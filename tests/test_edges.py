@@ -8,14 +8,21 @@ servers under the autojump clock (virtual time, no real sleeps).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
 import attrs
 import pytest
 import trio
 import trio.testing
 
 import trioraft
+from trioraft._codec import decode_value, encode_value
 from trioraft._core import (
     Config,
+    Entry,
+    EntryKind,
     Heartbeat,
     InstallSnapshot,
     InstallSnapshotResponse,
@@ -24,10 +31,12 @@ from trioraft._core import (
     Role,
     TimeoutNow,
 )
-from trioraft._core.ready import snapshot_checksum
+from trioraft._core.ready import HardState, PersistedState, snapshot_checksum
+from trioraft._glue import decode_snapshot
 from trioraft._network import wire
-from trioraft.testing import open_cluster
-from trioraft.testing._pure import PureCluster, make_node, pump, take
+from trioraft._sessions import Sessions
+from trioraft.testing import free_tcp_ports, open_cluster
+from trioraft.testing._pure import PureCluster, make_node, persist_state, pump, take
 
 from machines import Counter
 
@@ -280,3 +289,206 @@ def test_a_read_index_is_taken_only_from_the_leader_asked_in_its_term() -> None:
     a.step(request, c.now)
     c.deliver(heartbeat=True)
     assert c.reads["b"] == [(ticket, a.commit_index)]
+
+
+# ----------------------------------------------------------------------- sessions
+class _NoScan(dict):  # type: ignore[type-arg]
+    """A session table that fails the test if an entry reads all of it."""
+
+    def _scan(self, *args: object) -> NoReturn:
+        raise AssertionError("the whole session table was read for one entry")
+
+    items = keys = values = __iter__ = _scan  # type: ignore[assignment]
+
+
+def test_expiry_reads_no_more_than_the_sessions_it_expires() -> None:
+    """§6.3, O(log n) per entry: applying a session's entries, opening sessions and
+    expiring them never reads the whole table; what expires is exactly what has been
+    idle for longer than the timeout."""
+    sessions = Sessions(100.0)
+    for client in range(1, 1001):
+        sessions.open(client, float(client) / 100)  # stamps 0.01 .. 10.0
+    sessions._table = _NoScan(sessions._table)
+    for seq in range(1, 50):
+        reply = sessions.apply(7, seq, seq, 50.0 + seq, lambda seq=seq: (seq, None), ("x", seq))
+        assert reply == (seq, None)
+    expired = sessions.expire(105.0)  # idle since before 5.0: 1 to 499, but 7
+    assert expired == [c for c in range(1, 500) if c != 7]
+    assert 7 in sessions and 500 in sessions and 1000 in sessions
+    assert sessions.expire(105.0) == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_expiry_is_exactly_idle_time_past_the_latest_entry(seed: int) -> None:
+    """§6.3: a session expires at the first entry stamped more than the timeout after
+    the *latest* stamp of its own entries (a maximum: a lower stamp never takes it
+    back), as a scan of the table computes it. Random stamps, some out of order."""
+    print("seed", seed)
+    rng = random.Random(seed)
+    sessions = Sessions(10.0)
+    model: dict[int, float] = {}
+    now = 0.0
+    for index in range(1, 400):
+        now = max(0.0, now + rng.uniform(-2.0, 3.0))  # stamps may go back a little
+        idle = [c for c, last in model.items() if last < now - 10.0]
+        for c in idle:
+            del model[c]
+        if rng.random() < 0.3 or not model:
+            assert sessions.open(index, now) == index
+            model[index] = now
+        else:
+            client = rng.choice(sorted(model))
+            sessions.apply(client, index, 0, now, lambda: (None, None), index)
+            model[client] = max(model[client], now)
+        assert sorted(sessions._table) == sorted(model), (seed, index)
+        assert {c: s.last_active for c, s in sessions._table.items()} == model
+
+
+def test_a_write_number_reused_with_another_command_is_refused() -> None:
+    """§6.3: a number names one command: a retry with the same command gets the kept
+    reply (the command is not applied again), one with another command gets
+    WriteNumberReused and is not applied, also on a server restored from a snapshot."""
+    applied: list[object] = []
+
+    def run(command: object) -> Callable[[], tuple[object, None]]:
+        def apply() -> tuple[object, None]:
+            applied.append(command)
+            return len(applied), None
+
+        return apply
+
+    sessions = Sessions(100.0)
+    sessions.open(1, 0.0)
+    assert sessions.apply(1, 5, 1, 1.0, run(("add", 1)), ("add", 1)) == (1, None)
+    assert sessions.apply(1, 5, 1, 2.0, run(("add", 1)), ("add", 1)) == (1, None)
+    restored = Sessions(100.0)
+    restored.restore(decode_value(encode_value(sessions.snapshot())))
+    for table in (sessions, restored):
+        value, error = table.apply(1, 5, 1, 3.0, run(("add", 9)), ("add", 9))
+        assert value is None and isinstance(error, trioraft.WriteNumberReused)
+        assert "not applied" in str(error)
+        assert table.apply(1, 5, 1, 3.0, run(("add", 1)), ("add", 1)) == (1, None)
+    nan = ("set", float("nan"))
+    assert sessions.apply(1, 6, 1, 4.0, run(nan), nan) == (2, None)
+    again = ("set", float("nan"))  # the same command, though nan != nan
+    assert sessions.apply(1, 6, 1, 4.0, run(again), again) == (2, None)
+    assert applied == [("add", 1), nan]
+
+
+async def test_a_new_leader_stamps_after_the_newest_stamp_of_its_log(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """§6.3: stamps never go backwards along the log: a new leader whose log holds an
+    entry stamped 1000 (not applied yet: not known committed) stamps what it appends
+    from there, though its own cluster clock (from what it applied) reads about 0."""
+    names = ["a", "b", "c"]
+    entries = (Entry(1, 1, EntryKind.NOOP, "c0ffee"), Entry(1, 2, EntryKind.SESSION, [1000.0]))
+    hard = HardState(1, None, 1, "c0ffee", Config(voters=names))
+    network = trioraft.MemoryNetwork(seed=3)
+    network.set_delay(0.05, 0.05)  # the no-op commits two hops after the election
+    async with trio.open_nursery() as nursery:
+        servers = {}
+        for i, name in enumerate(names):
+            storage = trioraft.MemoryStorage()
+            persist_state(storage, PersistedState(hard, entries=entries))
+            servers[name] = await trioraft.start_server(
+                nursery, Counter, name=name, network=network, initial_config=names,
+                storage=storage, seed=i,
+            )  # fmt: skip
+        with trio.fail_after(10):
+            leader = servers[await servers["a"].await_leader()]
+            while leader.status().role is not Role.LEADER:
+                leader = servers[await leader.await_leader()]
+            assert leader.status().last_applied < 2  # the entry stamped 1000 waits
+            client = await leader.open_session()
+        log = leader._node.log
+        stamps = [e.data[0] for e in log.slice(1, log.last_index) if e.kind is EntryKind.SESSION]
+        assert stamps[0] == 1000.0 and stamps == sorted(stamps), stamps
+        assert await leader.write_in_session(client, 1, 1, 5) == 5
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_cluster_time_survives_a_restore_and_a_snapshot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """§6.3: a snapshot records the cluster time; a server restored from it and
+    snapshotting again (before any stamped entry) records it again, so a restart from
+    the second snapshot stamps on from there, never from 0."""
+    storage = trioraft.MemoryStorage()
+
+    async def life(then: Callable[[trioraft.Server], Awaitable[None]]) -> float:
+        async with trioraft.open_server(
+            Counter, name="a", network=trioraft.MemoryNetwork(), initial_config=["a"],
+            storage=storage,
+        ) as server:  # fmt: skip
+            await server.await_leader()
+            await then(server)
+            await server.take_snapshot()
+            snapshot = server._node.snapshot
+            assert snapshot is not None
+            return float(decode_snapshot(snapshot.data)[1]["clock"])
+
+    async def sessions_at_500(server: trioraft.Server) -> None:
+        await trio.sleep(500)
+        client = await server.open_session()
+        await server.write_in_session(client, 1, 1, 5)
+
+    async def plain_write(server: trioraft.Server) -> None:
+        await server.write(1)
+
+    first = await life(sessions_at_500)
+    assert first >= 500
+    assert await life(plain_write) >= first
+    assert await life(plain_write) >= first
+
+    async def stamps_on(server: trioraft.Server) -> None:
+        await server.open_session()
+        log = server._node.log
+        (last,) = [e for e in log.slice(log.last_index, log.last_index)]
+        assert last.kind is EntryKind.SESSION and last.data[0] >= first
+
+    await life(stamps_on)
+
+
+# ------------------------------------------------------- replies that cannot travel
+class _Bag(trioraft.StateMachine):
+    """Its write's reply is a set (not a msgpack value) when the command asks for one."""
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+
+    def write(self, command: int) -> object:
+        self.items.append(command)
+        return {command} if command < 0 else len(self.items)
+
+    def read(self, query: object) -> object:
+        return {0} if query == "set" else list(self.items)
+
+
+async def test_an_applied_write_whose_reply_cannot_travel_says_it_was_applied() -> None:
+    """Over TCP, a write the machine applied but whose reply is not a msgpack value
+    raises ReplyNotEncodable at the client (a RaftError saying the command was applied,
+    not a TypeError that reads like a refusal); it was applied once, and the client
+    goes on. A read's unencodable answer stays a TypeError (nothing was applied)."""
+    (port,) = free_tcp_ports(1)
+    address = f"127.0.0.1:{port}"
+    with trio.fail_after(20):
+        async with (
+            trioraft.open_tcp_network(listen=address, peers={}) as network,
+            trio.open_nursery() as nursery,
+        ):
+            server = await trioraft.start_server(
+                nursery, _Bag, name="q", network=network, initial_config=["q"]
+            )
+            await server.await_leader()
+            async with trioraft.open_client([address]) as client:
+                assert await client.write(1) == 1
+                with pytest.raises(trioraft.ReplyNotEncodable, match="was applied") as info:
+                    await client.write(-5)
+                assert isinstance(info.value, trioraft.RaftError)
+                assert not isinstance(info.value, TypeError)
+                assert await client.write(2) == 3
+                assert await client.read(None) == [1, -5, 2]  # applied once
+                with pytest.raises(TypeError):
+                    await client.read("set")
+            nursery.cancel_scope.cancel()

@@ -26,9 +26,11 @@ from ._errors import (
     NameInUse,
     NotVoter,
     RaftError,
+    ReplyNotEncodable,
     SessionExpired,
     TransferFailed,
     UnknownServer,
+    WriteNumberReused,
     WrongCluster,
 )
 from ._network.memory import MemoryNetwork
@@ -423,6 +425,7 @@ class Client:
 #: The server's errors a client raises as themselves (the server sends "Name: text").
 _TYPED: tuple[type[RaftError], ...] = (UnknownServer, NameInUse, NotVoter, TransferFailed)
 _TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster)  # never OutcomeUnknown
+_TYPED += (ReplyNotEncodable, WriteNumberReused)
 _RAFT_ERRORS = {cls.__name__: cls for cls in _TYPED}
 
 

@@ -1006,7 +1006,9 @@ class Server:
             )
         restore(machine_state)
         self._sessions.restore(extra.get("sessions", []))
-        self._clock.observe(extra.get("clock", 0.0), trio.current_time())
+        # The cluster time of the snapshot: the newest stamp it covers, which the next
+        # snapshot records again even if no stamped entry is applied in between.
+        self._observe_stamp(extra.get("clock", 0.0))
 
     def _snapshot_now(self) -> int:
         """Snapshot the machine at the last applied entry; hand it to the core."""
@@ -1050,7 +1052,12 @@ class Server:
     def _start_leading(self) -> None:
         assert self._nursery is not None
         self._led_term = self._node.term
-        self._clock.rebase(trio.current_time())  # §6.3: no leader ran meanwhile, maybe
+        # §6.3: stamps never go backwards along the log: run on from the newest stamp
+        # this leader's log holds (applied or not), not counting the time since (no
+        # leader may have run meanwhile).
+        newest = self._newest_stamp()
+        self._clock.rebase(trio.current_time(), newest)
+        self._last_stamp = newest
         scope = trio.CancelScope()
         self._leader_scope = scope
         self._nursery.start_soon(self._lead, scope)
@@ -1199,6 +1206,20 @@ class Server:
         self._last_stamp_applied = max(self._last_stamp_applied, stamp)
         self._clock.observe(stamp, trio.current_time())
 
+    def _newest_stamp(self) -> float:
+        """The newest stamp this server's log holds: the latest applied (or restored
+        from a snapshot), or one of the entries not applied yet. A leader's log holds
+        every entry before its own (it only appends), so stamping from it keeps the
+        stamps of the log in order."""
+        newest = self._last_stamp_applied
+        log = self._node.log
+        for entry in log.slice(max(self._last_applied + 1, log.first_index), log.last_index):
+            if entry.kind is EntryKind.CLIENT:
+                newest = max(newest, entry.data[3])
+            elif entry.kind is EntryKind.SESSION:
+                newest = max(newest, entry.data[0])
+        return newest
+
     def _stamp(self) -> float:
         """The time a leader stamps into a client entry: the cluster's clock, never
         below an earlier stamp (so stamps grow along the log)."""
@@ -1259,7 +1280,7 @@ class Server:
             self._observe_stamp(stamp)
             self._expire_sessions(stamp)
             value, error = self._sessions.apply(
-                client, seq, lowest, stamp, lambda: self._run_write(command)
+                client, seq, lowest, stamp, lambda: self._run_write(command), command
             )
         elif kind is EntryKind.SESSION:
             self._observe_stamp(entry.data[0])

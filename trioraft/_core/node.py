@@ -227,9 +227,7 @@ class RaftNode:
         self._own_vote_from = -INF
         self._votes: dict[str, bool] = {}
         self._campaign_force = False
-        self._incoming: _Incoming | None = None
-        #: Snapshot transfers this node started as leader (each chunk names its transfer).
-        self._transfers = 0
+        self._init_transfers()
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
@@ -242,14 +240,21 @@ class RaftNode:
         #: Bumped whenever a catch-up, a transfer or a learner's first answer changes
         #: state (the runtime wakes its waiters on it).
         self.change_count = 0
+        self._soft_key_handed: tuple[Any, ...] = ()
+        self._reset_election_timer(now)
+
+    def _init_transfers(self) -> None:
+        """The state of transfers: of snapshots (§5.3) and of leadership (§3.10), none."""
+        #: On a follower: the snapshot it is receiving.
+        self._incoming: _Incoming | None = None
+        #: Snapshot transfers this node started as leader (each chunk names its transfer).
+        self._transfers = 0
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
         #: This leader told another server to take over (TimeoutNow): it serves no lease
         #: read for the rest of its term, even if the transfer is abandoned (§3.10, §6.4.1).
         self._handed_over = False
-        self._soft_key_handed: tuple[Any, ...] = ()
-        self._reset_election_timer(now)
 
     def _init_reads(self) -> None:
         """The state of linearizable reads (§6.4, §6.4.1), empty."""
