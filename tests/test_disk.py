@@ -502,3 +502,38 @@ async def test_a_snapshot_file_changed_in_place_is_damage(tmp_path: Path) -> Non
         ):
             await run(0)
     assert path.read_bytes() == bytes(data)  # left as found
+
+
+async def test_a_store_this_process_cannot_write_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage errors of any kind surface as StorageError naming the path: a directory
+    the process may not write, and an OS error opening a file of the store (not a raw
+    PermissionError, and never called damaged). (As root, permissions do not stop this
+    process: the OS's answers are stood in for.)"""
+    store = tmp_path / "store"
+    async with trioraft.open_server(
+        Counter, name="a", network=trioraft.MemoryNetwork(), initial_config=["a"],
+        storage=DiskStorage(store),
+    ) as server:  # fmt: skip
+        await server.await_leader()
+        await server.write(1)
+    real_access, real_open = os.access, os.open
+
+    def no_write(path: Any, mode: int, **kwargs: Any) -> bool:
+        return False if Path(path) == store and mode & os.W_OK else real_access(path, mode)
+
+    monkeypatch.setattr(os, "access", no_write)
+    with pytest.raises(StorageError, match=f"{store}.* cannot be written: permission denied"):
+        await DiskStorage(store).acquire("a")
+    monkeypatch.setattr(os, "access", real_access)
+
+    def read_only_fs(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path).name == "LOCK":
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_fs)
+    with pytest.raises(StorageError, match=f"{store / 'LOCK'}.*Read-only file system") as info:
+        await DiskStorage(store).acquire("a")
+    assert "damaged" not in str(info.value)

@@ -8,6 +8,7 @@ servers under the autojump clock (virtual time, no real sleeps).
 
 from __future__ import annotations
 
+import errno
 import random
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
@@ -31,7 +32,7 @@ from trioraft._core import (
     Role,
     TimeoutNow,
 )
-from trioraft._core.ready import HardState, PersistedState, snapshot_checksum
+from trioraft._core.ready import HardState, PersistedState, Snapshot, snapshot_checksum
 from trioraft._glue import decode_snapshot
 from trioraft._network import wire
 from trioraft._sessions import Sessions
@@ -492,3 +493,56 @@ async def test_an_applied_write_whose_reply_cannot_travel_says_it_was_applied() 
                 with pytest.raises(TypeError):
                     await client.read("set")
             nursery.cancel_scope.cancel()
+
+
+# ------------------------------------------------------------------------ storage
+class _OutOfDescriptorsOnce(trioraft.MemoryStorage):
+    """A storage whose first sync holding a snapshot fails as a disk would while the
+    process has no file descriptor left (EMFILE), staged writes left staged."""
+
+    def __init__(self) -> None:
+        super().__init__(sync_latency=(0.0, 0.0))  # synced by the ready loop
+        self.failures = 0
+        self._snapshot_staged = False
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot_staged = True
+        super().set_snapshot(snapshot)
+
+    async def sync(self) -> None:
+        if self._snapshot_staged and not self.failures:
+            self.failures += 1
+            await trio.lowlevel.checkpoint()
+            raise OSError(errno.EMFILE, "Too many open files")
+        self._snapshot_staged = False
+        await super().sync()
+
+
+async def test_a_snapshot_failing_for_want_of_file_descriptors_is_retried(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A snapshot whose write fails with an OS error that passes (EMFILE: descriptors
+    exhausted) is written again later; the server does not stop, loses nothing, and
+    goes on taking writes and snapshots."""
+    storage = _OutOfDescriptorsOnce()
+    async with trioraft.open_server(
+        Counter, name="a", network=trioraft.MemoryNetwork(), initial_config=["a"],
+        storage=storage, snapshot_threshold=5, snapshot_trailing=0,
+    ) as server:  # fmt: skip
+        await server.await_leader()
+        with trio.fail_after(10):
+            for i in range(1, 13):
+                assert await server.write(1) == i
+            while server.status().snapshot_index == 0:
+                await trio.sleep(0.01)
+            last = server.status().last_applied
+            assert await server.take_snapshot() == last
+        assert storage.failures == 1 and server.failure is None
+        assert storage.snapshot is not None and storage.snapshot.index == last
+        assert storage.commit_index >= last
+    async with trioraft.open_server(
+        Counter, name="a", network=trioraft.MemoryNetwork(), initial_config=["a"],
+        storage=storage,
+    ) as again:  # fmt: skip
+        await again.await_leader()
+        assert await again.read_dirty(None) == 12

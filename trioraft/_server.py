@@ -60,6 +60,7 @@ from ._options import ServerOptions
 from ._protocol import ClientRequest
 from ._sessions import ClusterClock, Sessions
 from ._storage import DiskStorage, MemoryStorage, Storage, stage
+from ._storage.base import passing
 from ._views import read_only
 
 __all__ = [
@@ -839,7 +840,7 @@ class Server:
                         self._send(rd.messages)
                         self._carry_out(rd)
                     if rd.sync:
-                        await self._storage.sync()
+                        await self._sync()
                     elif self._immediate:  # free: keep the commit index current
                         self._storage.sync_nowait()  # type: ignore[attr-defined]
                 if early:
@@ -850,6 +851,26 @@ class Server:
                 self._busy = False
             if node.has_ready():
                 await trio.lowlevel.checkpoint()  # let others run between two Readys
+
+    async def _sync(self) -> None:
+        """Make what is staged durable. A sync that fails with an OS error that passes by
+        itself (file descriptors exhausted: EMFILE, ENFILE) left it staged: try again
+        after a pause, growing up to an election timeout, rather than stop the server.
+        Nothing waiting on it (acknowledgements, the snapshot) goes on meanwhile."""
+        delay = self._options.heartbeat_interval
+        while True:
+            try:
+                await self._storage.sync()
+                return
+            except OSError as exc:
+                if not passing(exc):
+                    raise
+                logger.warning(
+                    "%s: storage %s could not be written (%s); trying again in %.2f s",
+                    self._name, self._storage, exc.strerror or exc, delay,
+                )  # fmt: skip
+            await trio.sleep(delay)
+            delay = min(2 * delay, self._options.max_election_timeout)
 
     def _ready_now(self) -> None:
         """Carry out a Ready at once, from the task that just fed the core, when nothing

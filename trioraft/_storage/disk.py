@@ -30,7 +30,7 @@ from .._codec import check_value as _check_value
 from .._codec import decode_value, encode_value
 from .._core.messages import Config, Entry, EntryKind
 from .._core.ready import HardState, PersistedState, Snapshot
-from .base import StorageError
+from .base import StorageError, passing
 
 if TYPE_CHECKING:
     import sqlite3
@@ -125,6 +125,12 @@ class DiskStorage:
     def _error(self, problem: str) -> StorageError:
         return StorageError(f"storage directory {str(self.path)!r}: {problem}")
 
+    def _os_error(self, exc: OSError, path: Path | None = None) -> StorageError:
+        """An OS error of this storage as a StorageError naming the file and the problem
+        (permissions, a read-only file system, a full disk, ...)."""
+        where = str(path if path is not None else exc.filename or self.path)
+        return StorageError(f"storage {where!r}: {exc.strerror or exc}")
+
     # ------------------------------------------------------------- ownership
     async def acquire(self, name: str) -> None:
         """Lock the directory for the server ``name`` and open its database (in a worker
@@ -140,6 +146,9 @@ class DiskStorage:
             self._open_directory()
             self._lock()
             self._open_db(name)
+        except OSError as exc:  # permissions, a full disk: named, as every other problem
+            self.release()
+            raise self._os_error(exc) from None
         except BaseException:
             self.release()
             raise
@@ -151,6 +160,7 @@ class DiskStorage:
             raise self._error(f"cannot create it ({exc.strerror})") from None
         if not self.path.is_dir():
             raise self._error("not a directory")
+        self._check_writable(self.path)
         if not (self.path / _DB).exists():
             strangers = [
                 p.name
@@ -163,6 +173,19 @@ class DiskStorage:
                     f"no {_DB}); it is never reinitialised: use an empty directory"
                 )
 
+    def _check_writable(self, path: Path) -> None:
+        """StorageError naming ``path`` unless this process may write it: a store it
+        cannot write is refused at start (not called damaged, and not found out at the
+        first vote)."""
+        if os.access(path, os.W_OK):
+            return
+        try:
+            read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "it is on a read-only file system" if read_only else "permission denied"
+        raise StorageError(f"storage {str(path)!r} cannot be written: {why}")
+
     def _lock(self) -> None:
         key = str(self.path.resolve())
         with _IN_USE_LOCK:
@@ -170,7 +193,10 @@ class DiskStorage:
                 raise self._error("in use by a running server of this process")
             _IN_USE.add(key)
         self._key = key
-        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._os_error(exc, self.path / _LOCK) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -185,6 +211,9 @@ class DiskStorage:
         import sqlite3
 
         path = self.path / _DB
+        for part in (path, *(path.with_name(_DB + s) for s in ("-wal", "-shm"))):
+            if part.exists():
+                self._check_writable(part)
         try:
             if not path.exists():
                 self._create_db(name)
@@ -381,9 +410,28 @@ class DiskStorage:
         if not self._staged:
             return
         staged, self._staged = self._staged, []
-        await _in_worker_thread(lambda: self._commit(staged))
+        try:
+            await _in_worker_thread(lambda: self._commit(staged))
+        except BaseException:
+            self._staged[:0] = staged  # none of it is durable: staged again, for a retry
+            raise
 
     def _commit(self, staged: list[tuple[str, Any]]) -> None:
+        """Write ``staged`` in one transaction. An OS or SQLite error is a StorageError
+        naming the path, but for an OS error that passes by itself (file descriptors
+        exhausted), raised as it is so that the server tries again."""
+        import sqlite3  # loaded by _open_db: a lookup
+
+        try:
+            self._transaction(staged)
+        except OSError as exc:
+            if passing(exc):
+                raise
+            raise self._os_error(exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot write {_DB}: {exc}") from exc
+
+    def _transaction(self, staged: list[tuple[str, Any]]) -> None:
         import sqlite3  # loaded by _open_db: a lookup
 
         db = self._conn()
