@@ -287,7 +287,9 @@ class Client:
         reply. An exception raised by the state machine's ``write`` is raised here (over
         TCP, as the built-in exception of that name, else :exc:`~trioraft.MachineError`).
         Raises :exc:`~trioraft.SessionExpired` if the session expired (the command is
-        not applied; later writes open a new session)."""
+        not applied; later writes open a new session), and, over TCP,
+        :exc:`~trioraft.ReplyNotEncodable` if the command was applied but its reply is
+        not a msgpack value (do not retry it as if refused)."""
         if self._remote:
             encode_value(command)  # TypeError naming the type, here
         session = await self._open_session()

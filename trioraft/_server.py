@@ -681,7 +681,9 @@ class Server:
         then runs the body inside a cancel scope that is cancelled as soon as it stops
         leading: it steps down, hands over, is removed or stopped, or its lease runs
         out (it has not heard from a quorum for about an election timeout, so another
-        leader may soon be elected, §6.4.1). ``term`` is the term it leads.
+        leader may soon be elected, §6.4.1). Once it has told a server to take over
+        (leadership transfer, TimeoutNow), no body runs for the rest of that term, even
+        if the transfer is abandoned. ``term`` is the term it leads.
 
         The body runs only once this leader has committed an entry of its term and a
         quorum has acknowledged a round of its own; so, with ``check_quorum`` (the
@@ -1255,8 +1257,10 @@ class Server:
 
     async def write_in_session(self, client: int, seq: int, lowest: int, command: Any) -> Any:
         """Apply ``command`` as write number ``seq`` of session ``client`` (the client has
-        seen every reply below ``lowest``): at most once, however often it is retried.
-        Leader only. Used by :func:`trioraft.open_client`."""
+        seen every reply below ``lowest``): at most once, however often it is retried
+        with the same command; with another command under a number already applied,
+        :class:`~trioraft.WriteNumberReused`. Leader only. Used by
+        :func:`trioraft.open_client`."""
         self._hooks.validate(command)
         data = [client, seq, lowest, self._stamp(), command]
         return await self._propose_and_wait(EntryKind.CLIENT, data)
