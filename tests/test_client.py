@@ -395,7 +395,8 @@ def test_a_late_duplicate_of_an_acknowledged_write_is_not_applied_again() -> Non
         value, error = sessions.apply(1, 5, 5, 3.0, run_("write 5 again"))  # the late copy
         assert value is None and isinstance(error, trioraft.SessionExpired)
     assert applied == ["write 5", "write 6"]
-    old_format = [row[:3] for row in table.snapshot()]  # snapshots taken before the fix
+    # A snapshot taken before the fix: a row per session, with no watermark.
+    old_format = [[1, 2.0, [[6, "write 6", None]]]]
     legacy = Sessions(timeout=60.0)
     legacy.restore(old_format)
     assert legacy.apply(1, 6, 6, 4.0, run_("write 6 again")) == ("write 6", None)  # kept

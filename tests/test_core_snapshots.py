@@ -25,6 +25,7 @@ from trioraft._core import (
     VoteResponse,
 )
 from trioraft._core.node import RaftNode
+from trioraft._core.ready import snapshot_checksum
 from trioraft.testing._pure import (
     PureCluster,
     isolate,
@@ -272,7 +273,10 @@ def test_other_followers_are_unaffected_by_a_snapshot_transfer() -> None:
 
 
 def _install(b: RaftNode, index: int, term: int, data: bytes, commit: int = 0) -> None:
-    b.step(InstallSnapshot("a", "b", 5, index, term, Config(ABC), 0, len(data), data), 0.0)
+    chunk = InstallSnapshot(
+        "a", "b", 5, index, term, Config(ABC), 0, len(data), data, snapshot_checksum(data)
+    )
+    b.step(chunk, 0.0)
 
 
 def test_follower_log_conflicting_with_the_snapshot_is_discarded() -> None:

@@ -466,3 +466,74 @@ def test_sqlite_is_loaded_only_by_a_disk_storage_that_opens(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3"
+
+
+async def test_a_snapshot_file_changed_in_place_is_damage(tmp_path: Path) -> None:
+    """Integrity: a snapshot file whose bytes changed (same length: a bit flip, a torn
+    sector) does not match the checksum recorded with it: StorageError at restart,
+    naming the file; the server never restores it."""
+
+    async def run(writes: int) -> None:
+        async with trio.open_nursery() as nursery:
+            server = await trioraft.start_server(
+                nursery,
+                Counter,
+                name="a",
+                network=trioraft.MemoryNetwork(),
+                initial_config=["a"],
+                storage=DiskStorage(tmp_path),
+            )
+            await server.await_leader()
+            for _ in range(writes):
+                await server.write(7)
+            await server.take_snapshot()
+            await server.stop()
+
+    with trio.fail_after(30):
+        await run(3)
+        await run(0)  # an intact snapshot file restarts
+        (path,) = tmp_path.glob("snapshot-*.bin")
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(StorageError, match=f"{path}.*does not match its checksum"),
+            flatten_subgroups=True,
+        ):
+            await run(0)
+    assert path.read_bytes() == bytes(data)  # left as found
+
+
+async def test_a_store_this_process_cannot_write_is_refused_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage errors of any kind surface as StorageError naming the path: a directory
+    the process may not write, and an OS error opening a file of the store (not a raw
+    PermissionError, and never called damaged). (As root, permissions do not stop this
+    process: the OS's answers are stood in for.)"""
+    store = tmp_path / "store"
+    async with trioraft.open_server(
+        Counter, name="a", network=trioraft.MemoryNetwork(), initial_config=["a"],
+        storage=DiskStorage(store),
+    ) as server:  # fmt: skip
+        await server.await_leader()
+        await server.write(1)
+    real_access, real_open = os.access, os.open
+
+    def no_write(path: Any, mode: int, **kwargs: Any) -> bool:
+        return False if Path(path) == store and mode & os.W_OK else real_access(path, mode)
+
+    monkeypatch.setattr(os, "access", no_write)
+    with pytest.raises(StorageError, match=f"{store}.* cannot be written: permission denied"):
+        await DiskStorage(store).acquire("a")
+    monkeypatch.setattr(os, "access", real_access)
+
+    def read_only_fs(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path).name == "LOCK":
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_fs)
+    with pytest.raises(StorageError, match=f"{store / 'LOCK'}.*Read-only file system") as info:
+        await DiskStorage(store).acquire("a")
+    assert "damaged" not in str(info.value)

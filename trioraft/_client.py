@@ -30,9 +30,11 @@ from ._errors import (
     NameInUse,
     NotVoter,
     RaftError,
+    ReplyNotEncodable,
     SessionExpired,
     TransferFailed,
     UnknownServer,
+    WriteNumberReused,
     WrongCluster,
 )
 from ._network.memory import MemoryNetwork
@@ -342,7 +344,9 @@ class Client:
         reply. An exception raised by the state machine's ``write`` is raised here (over
         TCP, as the built-in exception of that name, else :exc:`~trioraft.MachineError`).
         Raises :exc:`~trioraft.SessionExpired` if the session expired (the command is
-        not applied; later writes open a new session)."""
+        not applied; later writes open a new session), and, over TCP,
+        :exc:`~trioraft.ReplyNotEncodable` if the command was applied but its reply is
+        not a msgpack value (do not retry it as if refused)."""
         if self._remote:
             encode_value(command)  # TypeError naming the type, here
         session = await self._open_session()
@@ -480,6 +484,7 @@ class Client:
 #: The server's errors a client raises as themselves (the server sends "Name: text").
 _TYPED: tuple[type[RaftError], ...] = (UnknownServer, NameInUse, NotVoter, TransferFailed)
 _TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster)  # never OutcomeUnknown
+_TYPED += (ReplyNotEncodable, WriteNumberReused)
 _RAFT_ERRORS = {cls.__name__: cls for cls in _TYPED}
 
 

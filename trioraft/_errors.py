@@ -12,12 +12,14 @@ __all__ = [
     "OutcomeUnknown",
     "MachineError",
     "RaftError",
+    "ReplyNotEncodable",
     "ServerFailed",
     "SessionExpired",
     "ServerStopped",
     "StoppedOutcomeUnknown",
     "TransferFailed",
     "UnknownServer",
+    "WriteNumberReused",
     "WrongCluster",
 ]
 
@@ -115,6 +117,20 @@ class SessionExpired(RaftError):
     opens a new session for its later writes."""
 
 
+class WriteNumberReused(RaftError, ValueError):
+    """A client's write reused the number of an earlier write of its session with
+    another command (dissertation §6.3: a number names one command). This command was
+    not applied; the earlier one was, once. A client numbers each new write anew and
+    retries a write only with the same command (:func:`trioraft.open_client` does)."""
+
+
+class ReplyNotEncodable(RaftError):
+    """The state machine applied the write, but its reply cannot be sent to the client
+    (over TCP a reply must be a msgpack value, and this one is not: an int past 64
+    bits, an object). The command **was applied**: it must not be retried as if it had
+    been refused. The message says so and names the reply's type."""
+
+
 class AuthenticationFailed(RaftError):
     """Every server a client tried refused its authentication: its shared ``secret`` (or
     its TLS certificate) is not the cluster's, or it has one and the cluster has none.
@@ -156,4 +172,6 @@ _public(
     SessionExpired,
     AuthenticationFailed,
     MachineError,
+    WriteNumberReused,
+    ReplyNotEncodable,
 )

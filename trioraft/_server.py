@@ -60,6 +60,7 @@ from ._options import ServerOptions
 from ._protocol import ClientRequest
 from ._sessions import ClusterClock, Sessions
 from ._storage import DiskStorage, MemoryStorage, Storage, stage
+from ._storage.base import passing
 from ._views import read_only
 
 __all__ = [
@@ -680,7 +681,9 @@ class Server:
         then runs the body inside a cancel scope that is cancelled as soon as it stops
         leading: it steps down, hands over, is removed or stopped, or its lease runs
         out (it has not heard from a quorum for about an election timeout, so another
-        leader may soon be elected, §6.4.1). ``term`` is the term it leads.
+        leader may soon be elected, §6.4.1). Once it has told a server to take over
+        (leadership transfer, TimeoutNow), no body runs for the rest of that term, even
+        if the transfer is abandoned. ``term`` is the term it leads.
 
         The body runs only once this leader has committed an entry of its term and a
         quorum has acknowledged a round of its own; so, with ``check_quorum`` (the
@@ -839,7 +842,7 @@ class Server:
                         self._send(rd.messages)
                         self._carry_out(rd)
                     if rd.sync:
-                        await self._storage.sync()
+                        await self._sync()
                     elif self._immediate:  # free: keep the commit index current
                         self._storage.sync_nowait()  # type: ignore[attr-defined]
                 if early:
@@ -850,6 +853,26 @@ class Server:
                 self._busy = False
             if node.has_ready():
                 await trio.lowlevel.checkpoint()  # let others run between two Readys
+
+    async def _sync(self) -> None:
+        """Make what is staged durable. A sync that fails with an OS error that passes by
+        itself (file descriptors exhausted: EMFILE, ENFILE) left it staged: try again
+        after a pause, growing up to an election timeout, rather than stop the server.
+        Nothing waiting on it (acknowledgements, the snapshot) goes on meanwhile."""
+        delay = self._options.heartbeat_interval
+        while True:
+            try:
+                await self._storage.sync()
+                return
+            except OSError as exc:
+                if not passing(exc):
+                    raise
+                logger.warning(
+                    "%s: storage %s could not be written (%s); trying again in %.2f s",
+                    self._name, self._storage, exc.strerror or exc, delay,
+                )  # fmt: skip
+            await trio.sleep(delay)
+            delay = min(2 * delay, self._options.max_election_timeout)
 
     def _ready_now(self) -> None:
         """Carry out a Ready at once, from the task that just fed the core, when nothing
@@ -1016,7 +1039,9 @@ class Server:
             )
         restore(machine_state)
         self._sessions.restore(extra.get("sessions", []))
-        self._clock.observe(extra.get("clock", 0.0), trio.current_time())
+        # The cluster time of the snapshot: the newest stamp it covers, which the next
+        # snapshot records again even if no stamped entry is applied in between.
+        self._observe_stamp(extra.get("clock", 0.0))
 
     def _snapshot_now(self) -> int:
         """Snapshot the machine at the last applied entry; hand it to the core."""
@@ -1060,7 +1085,12 @@ class Server:
     def _start_leading(self) -> None:
         assert self._nursery is not None
         self._led_term = self._node.term
-        self._clock.rebase(trio.current_time())  # §6.3: no leader ran meanwhile, maybe
+        # §6.3: stamps never go backwards along the log: run on from the newest stamp
+        # this leader's log holds (applied or not), not counting the time since (no
+        # leader may have run meanwhile).
+        newest = self._newest_stamp()
+        self._clock.rebase(trio.current_time(), newest)
+        self._last_stamp = newest
         scope = trio.CancelScope()
         self._leader_scope = scope
         self._nursery.start_soon(self._lead, scope)
@@ -1209,6 +1239,20 @@ class Server:
         self._last_stamp_applied = max(self._last_stamp_applied, stamp)
         self._clock.observe(stamp, trio.current_time())
 
+    def _newest_stamp(self) -> float:
+        """The newest stamp this server's log holds: the latest applied (or restored
+        from a snapshot), or one of the entries not applied yet. A leader's log holds
+        every entry before its own (it only appends), so stamping from it keeps the
+        stamps of the log in order."""
+        newest = self._last_stamp_applied
+        log = self._node.log
+        for entry in log.slice(max(self._last_applied + 1, log.first_index), log.last_index):
+            if entry.kind is EntryKind.CLIENT:
+                newest = max(newest, entry.data[3])
+            elif entry.kind is EntryKind.SESSION:
+                newest = max(newest, entry.data[0])
+        return newest
+
     def _stamp(self) -> float:
         """The time a leader stamps into a client entry: the cluster's clock, never
         below an earlier stamp (so stamps grow along the log)."""
@@ -1223,8 +1267,10 @@ class Server:
 
     async def write_in_session(self, client: int, seq: int, lowest: int, command: Any) -> Any:
         """Apply ``command`` as write number ``seq`` of session ``client`` (the client has
-        seen every reply below ``lowest``): at most once, however often it is retried.
-        Leader only. Used by :func:`trioraft.open_client`."""
+        seen every reply below ``lowest``): at most once, however often it is retried
+        with the same command; with another command under a number already applied,
+        :class:`~trioraft.WriteNumberReused`. Leader only. Used by
+        :func:`trioraft.open_client`."""
         self._hooks.validate(command)
         data = [client, seq, lowest, self._stamp(), command]
         return await self._propose_and_wait(EntryKind.CLIENT, data)
@@ -1269,7 +1315,7 @@ class Server:
             self._observe_stamp(stamp)
             self._expire_sessions(stamp)
             value, error = self._sessions.apply(
-                client, seq, lowest, stamp, lambda: self._run_write(command)
+                client, seq, lowest, stamp, lambda: self._run_write(command), command
             )
         elif kind is EntryKind.SESSION:
             self._observe_stamp(entry.data[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -13,6 +13,7 @@ from ._errors import (
     NotLeader,
     OutcomeUnknown,
     RaftError,
+    ReplyNotEncodable,
     ServerStopped,
     SessionExpired,
 )
@@ -83,7 +84,7 @@ async def serve_request(server: Server, endpoint: Endpoint, request: ClientReque
     try:
         value = await _dispatch(server, request)
         if remote is not None:
-            remote(value)
+            _check_reply(remote, request.op, value)
         # The leader as this server knows it: a follower answering a read (follower
         # reads) tells the client who leads, so that client.leader names the leader.
         answer = {"value": value, "leader": server.leader()}
@@ -118,6 +119,21 @@ async def serve_request(server: Server, endpoint: Endpoint, request: ClientReque
         endpoint.send(response)
     except Exception as exc:  # a closed endpoint, an unencodable reply: say so, go on
         logger.debug("%s: could not answer %r: %r", server.name, request.src, exc)
+
+
+def _check_reply(check: Callable[[Any], None], op: str, value: Any) -> None:
+    """Raise unless the network can carry ``value``, the reply to a client's ``op``. A
+    write's reply comes after the command was applied: that is said, never a TypeError
+    that would read like a refusal (a client that retries would apply it again)."""
+    try:
+        check(value)
+    except TypeError as exc:
+        if op != "write":
+            raise
+        raise ReplyNotEncodable(
+            f"the command was applied, but its reply cannot be sent to the client: {exc}. "
+            "Do not retry it as if it had been refused: it would be applied again"
+        ) from None
 
 
 def _machine_error(exc: Exception, remote: bool) -> dict[str, Any]:

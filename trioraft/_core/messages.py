@@ -195,9 +195,12 @@ class ClusterMismatch(Message):
 @attrs.frozen
 class ReadIndexRequest(Message):
     """A follower asks the leader for a read index (dissertation §6.4, follower reads):
-    ``ticket`` names the batch of reads it asks for, and comes back in the answer."""
+    ``ticket`` names the batch of reads it asks for, and ``incarnation`` the life of the
+    follower that asks (it changes at every restart); both come back in the answer,
+    which the follower takes only from the leader it asked, in the term it asked in."""
 
     ticket: int
+    incarnation: int = 0
 
 
 @attrs.frozen
@@ -209,6 +212,8 @@ class ReadIndexResponse(Message):
     ticket: int
     index: int = 0
     ok: bool = False
+    #: The :attr:`ReadIndexRequest.incarnation` this answers.
+    incarnation: int = 0
 
 
 @attrs.frozen
@@ -216,7 +221,14 @@ class InstallSnapshot(Message):
     """One chunk of the leader's snapshot (dissertation §5.3): ``data`` holds the bytes
     ``offset`` to ``offset + len(data)`` of the snapshot of the log up to ``index`` (whose
     entry had ``snapshot_term``), ``size`` bytes in all, with the configuration in force
-    at ``index``. The last chunk is the one that reaches ``size``."""
+    at ``index``. The last chunk is the one that reaches ``size``; a chunk past it is
+    malformed.
+
+    A transfer is identified by its sender, its term, ``index`` and ``transfer`` (a
+    number the leader draws for each transfer it starts): chunks of two transfers are
+    never joined. ``checksum`` is the CRC-32 of the whole snapshot
+    (:func:`~trioraft._core.ready.snapshot_checksum`): reassembled bytes that do not
+    match it are discarded and fetched again."""
 
     index: int
     snapshot_term: int
@@ -224,6 +236,8 @@ class InstallSnapshot(Message):
     offset: int
     size: int
     data: bytes
+    checksum: int = 0
+    transfer: int = 0
 
 
 @attrs.frozen
@@ -235,5 +249,8 @@ class InstallSnapshotResponse(Message):
     offset: int
     #: The follower installed the snapshot.
     done: bool = False
-    #: The chunk did not follow what the follower holds: the leader resends from ``offset``.
+    #: The chunk did not follow what the follower holds (or the follower discarded what
+    #: it held): the leader resends from ``offset``.
     gap: bool = False
+    #: The transfer (:attr:`InstallSnapshot.transfer`) this answers.
+    transfer: int = 0

@@ -57,7 +57,7 @@ from .messages import (
 )
 from .options import LEASE_DRIFT, CoreOptions
 from .progress import Progress, ProgressMode
-from .ready import HardState, PersistedState, Ready, Snapshot, SoftState
+from .ready import HardState, PersistedState, Ready, Snapshot, SoftState, snapshot_checksum
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -150,24 +150,29 @@ class CatchUp:
 
 
 class _ReadRequest:
-    """A follower's request for a read index, in flight for a batch of reads (§6.4)."""
+    """A follower's request for a read index, in flight for a batch of reads (§6.4),
+    asked of ``leader`` in ``term``."""
 
-    __slots__ = ("leader", "reads", "retry_at", "ticket")
+    __slots__ = ("leader", "reads", "retry_at", "term", "ticket")
 
-    def __init__(self, ticket: int, leader: str, retry_at: float, reads: list[int]) -> None:
+    def __init__(
+        self, ticket: int, leader: str, term: int, retry_at: float, reads: list[int]
+    ) -> None:
         self.ticket = ticket
         self.leader = leader
+        self.term = term
         self.retry_at = retry_at
         self.reads = reads
 
 
 class _Incoming:
     """A snapshot a follower is receiving, chunk by chunk (kept as received, joined
-    once at the end: one copy of the snapshot, not one per chunk)."""
+    once at the end: one copy of the snapshot, not one per chunk). ``key`` identifies
+    the transfer: sender, term, index, snapshot term, size, checksum, transfer number."""
 
     __slots__ = ("chunks", "held", "key")
 
-    def __init__(self, key: tuple[int, int, int]) -> None:
+    def __init__(self, key: tuple[Any, ...]) -> None:
         self.key = key
         self.chunks: list[bytes] = []
         self.held = 0
@@ -176,6 +181,12 @@ class _Incoming:
         if data:
             self.chunks.append(data)
             self.held += len(data)
+
+
+def _nonce(rng: random.Random) -> int:
+    """32 bits that depend on the state of ``rng`` without drawing from it (so that the
+    node's random choices stay those its seed gives)."""
+    return random.Random(repr(rng.getstate())).getrandbits(32)
 
 
 class RaftNode:
@@ -220,7 +231,7 @@ class RaftNode:
         self._own_vote_from = -INF
         self._votes: dict[str, bool] = {}
         self._campaign_force = False
-        self._incoming: _Incoming | None = None
+        self._init_transfers()
         # Leader state.
         self.progress: dict[str, Progress] = {}
         self._retiring: dict[str, int] = {}  # removed peers still told of their removal
@@ -233,18 +244,29 @@ class RaftNode:
         #: Bumped whenever a catch-up, a transfer or a learner's first answer changes
         #: state (the runtime wakes its waiters on it).
         self.change_count = 0
+        self._soft_key_handed: tuple[Any, ...] = ()
+        self._reset_election_timer(now)
+
+    def _init_transfers(self) -> None:
+        """The state of transfers: of snapshots (§5.3) and of leadership (§3.10), none."""
+        #: On a follower: the snapshot it is receiving.
+        self._incoming: _Incoming | None = None
+        #: Snapshot transfers this node started as leader (each chunk names its transfer).
+        self._transfers = 0
         self.transfer_target: str | None = None
         self._transfer_deadline = INF
         self._timeout_now_sent = False
-        self._soft_key_handed: tuple[Any, ...] = ()
-        self._reset_election_timer(now)
+        #: This leader told another server to take over (TimeoutNow): it serves no lease
+        #: read for the rest of its term, even if the transfer is abandoned (§3.10, §6.4.1).
+        self._handed_over = False
 
     def _init_reads(self) -> None:
         """The state of linearizable reads (§6.4, §6.4.1), empty."""
         self._read_states: list[tuple[int, int]] = []  # confirmed: (ticket, read index)
         self._failed_reads: list[int] = []
-        #: Reads waiting for a quorum round: (round stamp, ticket, follower or None).
-        self._pending_reads: list[tuple[int, int, str | None]] = []
+        #: Reads waiting for a quorum round: (round stamp, ticket, a follower's request
+        #: or None for a read of this server's own).
+        self._pending_reads: list[tuple[int, int, ReadIndexRequest | None]] = []
         self._next_ticket = 0
         #: On a follower (§6.4): reads waiting to be asked of the leader, in one request.
         self._read_batch: list[int] = []
@@ -280,7 +302,13 @@ class RaftNode:
         self.commit_index = max(hs.commit, base[0])
         # What the storage holds: the hard state last handed out, the first entry not
         # yet handed out, the last entry known durable.
-        self._hs_key = (hs.term, hs.voted_for, hs.commit, hs.cluster_id, hs.base_config)
+        #: Lives of this server that asked a leader for a read index (§6.4): see
+        #: :meth:`_count_life`.
+        self.incarnation = hs.incarnation
+        self._incarnation_tag = -1
+        self._hs_key = (
+            hs.term, hs.voted_for, hs.commit, hs.cluster_id, hs.base_config, hs.incarnation
+        )  # fmt: skip
         self._unstable_from = self.log.last_index + 1
         self._stable_index = self.log.last_index
         self._pending_snapshot: Snapshot | None = None
@@ -403,12 +431,13 @@ class RaftNode:
 
     # ---------------------------------------------------------- Ready/Advance
     def _hard_state(self) -> HardState:
-        return HardState(
-            self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config
-        )
+        return HardState(*self._hard_key())
 
     def _hard_key(self) -> tuple[Any, ...]:
-        return (self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config)
+        return (
+            self.term, self.voted_for, self.commit_index, self.cluster_id, self.base_config,
+            self.incarnation,
+        )  # fmt: skip
 
     def _soft_key(self) -> tuple[Any, ...]:
         return (
@@ -585,6 +614,14 @@ class RaftNode:
         if not isinstance(m.cluster, str):
             raise MalformedMessage(f"message with an invalid cluster identity: {m!r}")
         self._now = now
+        if type(m) is InstallSnapshot and not 0 <= m.offset <= m.offset + len(m.data) <= m.size:
+            # §5.3: a chunk holds bytes of a snapshot of the size it declares, no more.
+            # Refused (a buggy or forged sender): it changes nothing, not even the term.
+            self._notices.append(
+                f"refused an InstallSnapshot from {m.src!r}: it holds bytes {m.offset} to "
+                f"{m.offset + len(m.data)} of a snapshot of {m.size} bytes"
+            )
+            return
         if isinstance(m, ClusterMismatch) or (
             m.cluster != self.cluster_id and m.cluster and self.cluster_id
         ):
@@ -657,12 +694,16 @@ class RaftNode:
             )
         elif isinstance(m, InstallSnapshot):
             reply = InstallSnapshotResponse(
-                self.name, m.src, self.term, m.index, 0, cluster=self.cluster_id
+                self.name,
+                m.src,
+                self.term,
+                m.index,
+                0,
+                transfer=m.transfer,
+                cluster=self.cluster_id,
             )
         elif isinstance(m, ReadIndexRequest):
-            reply = ReadIndexResponse(
-                self.name, m.src, self.term, m.ticket, cluster=self.cluster_id
-            )
+            reply = self._read_answer(m)
         else:
             return
         self._send(reply)
@@ -748,10 +789,16 @@ class RaftNode:
         if now >= self._leader_tick_at:
             self._leader_tick(now)
 
+    def _start_transfer(self, pr: Progress, now: float) -> None:
+        """Send ``pr``'s follower the latest snapshot, from its first byte, as a transfer
+        of a number of its own (chunks of two transfers are never joined)."""
+        self._transfers += 1
+        pr.become_snapshot(self.snapshot_index, now, self._transfers)
+
     def _snapshot_stalled(self, pr: Progress, now: float) -> None:
         if now - pr.snapshot_progress_at > self.options.max_election_timeout:
             # No progress for an election timeout: start over, with the latest snapshot.
-            pr.become_snapshot(self.snapshot_index, now)
+            self._start_transfer(pr, now)
         else:
             pr.snapshot_sent = pr.snapshot_acked  # resend what was not acknowledged
 
@@ -882,6 +929,7 @@ class RaftNode:
         if term > self.term:
             self.term = term
             self.voted_for = None
+            self._incoming = None  # an older term's snapshot transfer: never resumed
         self._leave_leadership()
         self.role = Role.FOLLOWER
         self.leader = leader
@@ -895,12 +943,11 @@ class RaftNode:
             return
         self.progress = {}
         self._retiring = {}
-        for _, ticket, requester in self._pending_reads:
-            if requester is None:
+        for _, ticket, request in self._pending_reads:
+            if request is None:
                 self._failed_reads.append(ticket)
             else:
-                self._send(ReadIndexResponse(self.name, requester, self.term, ticket,
-                                             cluster=self.cluster_id))  # fmt: skip
+                self._answer_request(request)  # a refusal: it no longer leads
         self._pending_reads = []
         self._round_sent = {}
         self._lease_until = -INF
@@ -919,6 +966,7 @@ class RaftNode:
         self.role = Role.LEADER
         self.leader = self.name
         self._round = 0
+        self._handed_over = False
         self.progress = {}
         # §4.2.2: servers removed by configurations in our log may not know it (they
         # were down, or their leader is gone): tell them, until they know it committed.
@@ -1092,6 +1140,7 @@ class RaftNode:
             self._become_follower(self.term, leader, now)  # §5.2: a candidate defers
         if self.leader != leader:
             self.leader = leader
+            self._incoming = None  # another leader's transfer: never joined with this one's
             self._fail_remote_reads()
         self._last_leader_contact = now
         self._reset_election_timer(now)
@@ -1199,7 +1248,7 @@ class RaftNode:
         if pr.mode is not ProgressMode.SNAPSHOT and self._entries_due(pr):
             if pr.next - 1 < self.log.snapshot_index:
                 # §5.3: the entries it needs are compacted away: send the snapshot.
-                pr.become_snapshot(self.snapshot_index, self._now)
+                self._start_transfer(pr, self._now)
             else:
                 return self._append_entries(peer, pr)
         if pr.mode is ProgressMode.SNAPSHOT:
@@ -1243,7 +1292,7 @@ class RaftNode:
         snapshot = self.snapshot
         assert snapshot is not None, f"{peer!r} needs a snapshot and there is none"
         if pr.snapshot_index != snapshot.index:
-            pr.become_snapshot(snapshot.index, self._now)  # a newer one: send that
+            self._start_transfer(pr, self._now)  # a newer one: send that
         size = len(snapshot.data)
         chunk_size = self.options.snapshot_chunk_size
         window = self.options.max_inflight * chunk_size
@@ -1263,6 +1312,8 @@ class RaftNode:
             sent,
             size,
             data,
+            snapshot.checksum,
+            pr.snapshot_transfer,
             cluster=self.cluster_id,
         )
 
@@ -1350,6 +1401,11 @@ class RaftNode:
             and pr.match == self.log.last_index
         ):
             self._timeout_now_sent = True
+            # §3.10 and §6.4.1: the target campaigns with a forced election, which voters
+            # grant whatever lease they gave us: our lease is over for this whole term,
+            # even if the transfer is abandoned later (the target may still win).
+            self._handed_over = True
+            self._lease_until = -INF
             self._send(TimeoutNow(self.name, peer, self.term, cluster=self.cluster_id))
             if self._stepping_down:
                 # A removed leader hears nothing more from the cluster: step down now.
@@ -1363,7 +1419,9 @@ class RaftNode:
             self._send_snapshot_response(m, m.size, done=True)
             return
         incoming = self._incoming
-        key = (m.index, m.snapshot_term, m.size)
+        # One transfer of one leader's term: never joined with another's chunks (two
+        # leaders' snapshots of one index may differ in their bytes).
+        key = (m.src, m.term, m.index, m.snapshot_term, m.size, m.checksum, m.transfer)
         if incoming is None or incoming.key != key:
             if m.offset != 0:
                 self._send_snapshot_response(m, 0, gap=True)
@@ -1379,7 +1437,16 @@ class RaftNode:
             return
         self._incoming = None
         data = b"".join(incoming.chunks)
-        self._install_snapshot(Snapshot(m.index, m.snapshot_term, m.config, data, m.cluster), now)
+        if snapshot_checksum(data) != m.checksum:
+            # Not the bytes the leader checksummed: discard them and fetch them again.
+            self._notices.append(
+                f"discarded the snapshot at index {m.index} received from {m.src!r}: its "
+                "bytes do not match its checksum; fetching it again"
+            )
+            self._send_snapshot_response(m, 0, gap=True)
+            return
+        snapshot = Snapshot(m.index, m.snapshot_term, m.config, data, m.cluster, m.checksum)
+        self._install_snapshot(snapshot, now)
         # Acknowledged once the snapshot is durable (the same Ready persists it).
         self._send_snapshot_response(m, m.size, done=True)
 
@@ -1415,7 +1482,15 @@ class RaftNode:
     ) -> None:
         self._send(
             InstallSnapshotResponse(
-                self.name, m.src, self.term, m.index, offset, done, gap, cluster=self.cluster_id
+                self.name,
+                m.src,
+                self.term,
+                m.index,
+                offset,
+                done,
+                gap,
+                m.transfer,
+                cluster=self.cluster_id,
             )
         )
 
@@ -1428,13 +1503,19 @@ class RaftNode:
                 self._snapshot_installed(m.src, pr, m.index, now)  # an older one: fine
             return
         if m.done:
+            # Installed, whichever of our transfers of this snapshot brought it.
             self._snapshot_installed(m.src, pr, m.index, now)
             return
+        if m.transfer != pr.snapshot_transfer:
+            return  # about a transfer given up on: its offsets mean nothing now
         if m.offset > pr.snapshot_acked:
             pr.snapshot_acked = m.offset
             pr.snapshot_progress_at = now
         if m.gap:
-            pr.snapshot_sent = max(m.offset, pr.snapshot_acked)  # resend from its offset
+            # Resend from what it holds: below what it acknowledged if it discarded its
+            # bytes (they did not match the checksum, or it restarted).
+            pr.snapshot_acked = m.offset
+            pr.snapshot_sent = m.offset
 
     def _snapshot_installed(self, peer: str, pr: Progress, index: int, now: float) -> None:
         pr.acknowledge(index)
@@ -1578,6 +1659,7 @@ class RaftNode:
         if self.role is not Role.LEADER:
             if not (self.options.follower_reads and self.leader and self.role is Role.FOLLOWER):
                 raise NotLeader(self.leader)
+            self._count_life()
             self._next_ticket += 1
             ticket = self._next_ticket
             # Asked in the next Ready, with every read that comes before it (one request
@@ -1588,13 +1670,24 @@ class RaftNode:
         self._read_for(self._next_ticket, None, now)
         return self._next_ticket
 
-    def _read_for(self, ticket: int, requester: str | None, now: float) -> None:
-        """A leader serves a read: at once under a lease, else after a quorum round."""
-        if self._lease_holds(now) or self._vouched_for_by(requester):
-            self._answer_read(ticket, requester, self.commit_index)
+    def _count_life(self) -> None:
+        """Before this life of the server first asks a leader for a read index: count it
+        (one more than the lives persisted; the Ready that sends the request persists it
+        first), and tag its requests with it and with bits of the state of its random
+        generator (a server restarted on new storage differs too). Its tickets are
+        numbered from 1 in every life: the tag tells their answers apart."""
+        if self._incarnation_tag < 0:
+            self.incarnation += 1
+            self._incarnation_tag = (self.incarnation % 2**31) << 32 | _nonce(self._rng)
+
+    def _read_for(self, ticket: int, request: ReadIndexRequest | None, now: float) -> None:
+        """A leader serves a read (its own, or a follower's ``request``): at once under a
+        lease, else after a quorum round."""
+        if self._lease_holds(now) or self._vouched_for_by(request):
+            self._answer_read(ticket, request, self.commit_index)
             return
         self._round += 1
-        self._pending_reads.append((self._round, ticket, requester))
+        self._pending_reads.append((self._round, ticket, request))
         voters = self.config.voters
         for peer in voters:
             pr = self.progress.get(peer)
@@ -1606,7 +1699,7 @@ class RaftNode:
             # is the one voter answers now (its quorum is itself).
             self._check_reads()
 
-    def _vouched_for_by(self, requester: str | None) -> bool:
+    def _vouched_for_by(self, request: ReadIndexRequest | None) -> bool:
         """Whether a follower's request for a read index is, with this leader, a quorum's
         word that no other leader existed when its reads began (§6.4, a round saved).
 
@@ -1617,17 +1710,33 @@ class RaftNode:
         before the reads began, and every entry committed by then is in this leader's
         commit index: a valid read index, with no heartbeat round. The no-op of the term
         must have committed, as for every read."""
-        if requester is None or not self.committed_in_term:
+        if request is None or not self.committed_in_term:
             return False
         voters = self.config.voters
-        return (requester in voters) + (self.name in voters) >= self.quorum
+        return (request.src in voters) + (self.name in voters) >= self.quorum
 
-    def _answer_read(self, ticket: int, requester: str | None, index: int) -> None:
-        if requester is None:
+    def _answer_read(self, ticket: int, request: ReadIndexRequest | None, index: int) -> None:
+        if request is None:
             self._read_states.append((ticket, index))
         else:
-            self._send(ReadIndexResponse(self.name, requester, self.term, ticket, index, True,
-                                         cluster=self.cluster_id))  # fmt: skip
+            self._answer_request(request, index)
+
+    def _read_answer(
+        self, request: ReadIndexRequest, index: int = 0, ok: bool = False
+    ) -> ReadIndexResponse:
+        """The answer to a follower's ``request``: a read index (``ok``) or a refusal,
+        naming the request's ticket and the incarnation of its sender."""
+        return ReadIndexResponse(
+            self.name, request.src, self.term, request.ticket, index, ok, request.incarnation,
+            cluster=self.cluster_id,
+        )  # fmt: skip
+
+    def _answer_request(self, request: ReadIndexRequest, index: int | None = None) -> None:
+        """Send ``request``'s sender its read index, or (``None``) a refusal."""
+        if index is None:
+            self._send(self._read_answer(request))
+        else:
+            self._send(self._read_answer(request, index, True))
 
     def _lease_holds(self, now: float) -> bool:
         return self.options.lease_reads and now < self.lease_until
@@ -1653,7 +1762,9 @@ class RaftNode:
         quorum acknowledged a round sent at T, and voters refuse elections for a minimum
         election timeout after hearing from their leader (with CheckQuorum); less a margin
         for clock drift. ``-inf`` when not leading, before its no-op commits, before a
-        round of its own is acknowledged, and while it hands leadership over."""
+        round of its own is acknowledged, while it hands leadership over, and for the
+        rest of its term once it told a server to take over (TimeoutNow), even if that
+        transfer is abandoned."""
         if (
             self.role is not Role.LEADER
             or not self.committed_in_term
@@ -1676,13 +1787,15 @@ class RaftNode:
     def _check_reads(self) -> None:
         confirmed = self._quorum_acked_round()
         self._extend_lease(confirmed)
+        if self._handed_over:
+            self._lease_until = -INF  # no lease after a TimeoutNow (see _after_match)
         if not self._pending_reads or not self.committed_in_term:
             return  # §6.4: reads wait until the leader has committed its no-op
         pending = self._pending_reads
         n = 0
         while n < len(pending) and pending[n][0] <= confirmed:
-            _, ticket, requester = pending[n]
-            self._answer_read(ticket, requester, self.commit_index)
+            _, ticket, request = pending[n]
+            self._answer_read(ticket, request, self.commit_index)
             n += 1
         if n:
             del pending[:n]
@@ -1702,10 +1815,9 @@ class RaftNode:
         # §6.4: a follower's read: confirm leadership as for one of our own, then tell it
         # the index to apply up to.
         if self.role is not Role.LEADER:
-            self._send(ReadIndexResponse(self.name, m.src, self.term, m.ticket,
-                                         cluster=self.cluster_id))  # fmt: skip
+            self._answer_request(m)  # a refusal
             return
-        self._read_for(m.ticket, m.src, now)
+        self._read_for(m.ticket, m, now)
 
     def _send_read_request(self, now: float) -> None:
         """A follower asks its leader for a read index for every read waiting, in one
@@ -1720,16 +1832,26 @@ class RaftNode:
             return
         self._next_ticket += 1
         retry_at = now + self.options.min_election_timeout
-        request = _ReadRequest(self._next_ticket, self.leader, retry_at, self._read_batch)
+        request = _ReadRequest(
+            self._next_ticket, self.leader, self.term, retry_at, self._read_batch
+        )
         self._read_requests[request.ticket] = request
         self._read_batch = []
         self._send(ReadIndexRequest(self.name, request.leader, self.term, request.ticket,
-                                    cluster=self.cluster_id))  # fmt: skip
+                                    self._incarnation_tag, cluster=self.cluster_id))  # fmt: skip
 
     def _on_read_index_response(self, m: ReadIndexResponse, now: float) -> None:
-        request = self._read_requests.pop(m.ticket, None)
-        if request is None:
-            return  # an answer to a request given up on, or a duplicate
+        request = self._read_requests.get(m.ticket)
+        if (
+            request is None
+            or m.incarnation != self._incarnation_tag
+            or (m.src, m.term) != (request.leader, request.term)
+        ):
+            # An answer to a request given up on, a duplicate, or an answer to another
+            # request: of an earlier life of this server (which numbered its tickets
+            # alike), or of another leader or term. Never taken for this one's (§6.4).
+            return
+        del self._read_requests[m.ticket]
         if m.ok:
             # Each read in the batch began before the request left: the leader's index,
             # confirmed after that, is a valid read index for all of them (§6.4).
@@ -1749,10 +1871,11 @@ class RaftNode:
         self._send_read_request(now)
 
     def _fail_remote_reads(self) -> None:
-        """Reads asked of a leader we no longer follow will not be answered: fail them
-        (reads not yet asked go to the new leader, or fail if there is none)."""
+        """Reads asked of a leader (or a term of it) we no longer follow will not be
+        answered: fail them (reads not yet asked go to the new leader, or fail if there
+        is none)."""
         for ticket, request in list(self._read_requests.items()):
-            if request.leader != self.leader:
+            if request.leader != self.leader or request.term != self.term:
                 del self._read_requests[ticket]
                 self._failed_reads.extend(request.reads)
         if self._read_batch:

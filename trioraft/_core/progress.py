@@ -48,6 +48,7 @@ class Progress:
         "snapshot_index",
         "snapshot_progress_at",
         "snapshot_sent",
+        "snapshot_transfer",
     )
 
     def __init__(self, next_index: int) -> None:
@@ -80,6 +81,8 @@ class Progress:
         self.snapshot_acked = 0
         self.snapshot_sent = 0
         self.snapshot_progress_at = 0.0
+        #: In SNAPSHOT mode: the number of the transfer under way (InstallSnapshot's).
+        self.snapshot_transfer = 0
 
     def __repr__(self) -> str:
         return (
@@ -94,10 +97,11 @@ class Progress:
         self.probe_sent = False
         self.inflight.clear()
 
-    def become_snapshot(self, index: int, now: float) -> None:
-        """Send the snapshot at ``index`` from its first byte."""
+    def become_snapshot(self, index: int, now: float, transfer: int) -> None:
+        """Send the snapshot at ``index`` from its first byte, as transfer ``transfer``."""
         self.mode = ProgressMode.SNAPSHOT
         self.snapshot_index = index
+        self.snapshot_transfer = transfer
         self.snapshot_acked = 0
         self.snapshot_sent = 0
         self.snapshot_progress_at = now

@@ -24,11 +24,21 @@ is staged, goes durable with the next write, and steps 2 to 4 need not wait for 
 
 from __future__ import annotations
 
+import zlib
+
 import attrs
 
 from .messages import Config, Entry, Message
 
-__all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState"]
+__all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState", "snapshot_checksum"]
+
+
+def snapshot_checksum(data: bytes) -> int:
+    """The checksum a snapshot carries of its bytes: their CRC-32 (``zlib.crc32``, as
+    etcd checksums its snapshots), checked end to end: by a follower once it has
+    reassembled an InstallSnapshot, and by :class:`~trioraft.DiskStorage` when it loads
+    a snapshot file."""
+    return zlib.crc32(data)
 
 
 @attrs.frozen
@@ -36,7 +46,8 @@ class Snapshot:
     """A state machine snapshot covering the log up to ``index`` (of term ``term``).
 
     ``config`` is the configuration in force at ``index``; ``data`` the encoded state
-    (bytes); ``cluster_id`` the identity of the cluster it belongs to.
+    (bytes); ``cluster_id`` the identity of the cluster it belongs to; ``checksum`` the
+    :func:`snapshot_checksum` of ``data`` (computed when not given).
     """
 
     index: int
@@ -44,19 +55,24 @@ class Snapshot:
     config: Config
     data: bytes
     cluster_id: str = ""
+    checksum: int = attrs.field(
+        default=attrs.Factory(lambda self: snapshot_checksum(self.data), takes_self=True)
+    )
 
 
 @attrs.frozen
 class HardState:
     """What a server persists besides its log and snapshot (Figure 2's ``currentTerm``
-    and ``votedFor``, plus the commit index, the cluster's identity and the configuration
-    the server started from)."""
+    and ``votedFor``, plus the commit index, the cluster's identity, the configuration
+    the server started from, and how many times it started: its ``incarnation``, which
+    tells its requests apart from those of its earlier lives)."""
 
     term: int = 0
     voted_for: str | None = None
     commit: int = 0
     cluster_id: str = ""
     base_config: Config | None = None
+    incarnation: int = 0
 
 
 @attrs.frozen

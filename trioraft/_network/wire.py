@@ -296,6 +296,8 @@ def _validate(message: Message) -> None:
         raise _Bad("a message names its sender and its addressee")
     if isinstance(message, ClientRequest) and message.op not in OPS:
         raise _Bad(f"unknown client operation {message.op!r}")
+    if isinstance(message, m.InstallSnapshot) and message.offset + len(message.data) > message.size:
+        raise _Bad("a chunk runs past the size of its snapshot")
 
 
 def decode(body: bytes) -> Message:

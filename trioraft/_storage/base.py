@@ -10,6 +10,7 @@ group commit). Nothing staged counts until ``sync`` returns: a crash loses it, a
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -17,13 +18,23 @@ from .._core.messages import Entry
 from .._core.ready import HardState, PersistedState, Ready, Snapshot
 from .._errors import RaftError
 
-__all__ = ["Storage", "StorageError", "stage"]
+__all__ = ["PASSING_ERRNOS", "Storage", "StorageError", "passing", "stage"]
+
+#: OS errors that pass by themselves: file descriptors exhausted, in this process
+#: (EMFILE) or in the system (ENFILE). A sync that fails with one is tried again.
+PASSING_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+
+
+def passing(exc: BaseException) -> bool:
+    """Whether ``exc`` is an OS error that passes by itself (:data:`PASSING_ERRNOS`)."""
+    return isinstance(exc, OSError) and exc.errno in PASSING_ERRNOS
 
 
 class StorageError(RaftError, ValueError):
     """A storage cannot be used: it is in use by another running server, belongs to
-    another server name, is not a trioraft store, or is damaged. The message names the
-    storage and the problem."""
+    another server name, is not a trioraft store, is damaged, or cannot be written
+    (permissions, a read-only file system, a full disk). The message names the storage
+    and the problem."""
 
 
 class Storage(Protocol):
@@ -69,7 +80,9 @@ class Storage(Protocol):
         ...
 
     async def sync(self) -> None:
-        """Make everything staged durable, at once."""
+        """Make everything staged durable, at once. If it raises, nothing staged became
+        durable and all of it stays staged: the server tries again after an error that
+        passes by itself (:func:`passing`), and stops after any other."""
         ...
 
 

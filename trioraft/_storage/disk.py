@@ -30,7 +30,7 @@ from .._codec import check_value as _check_value
 from .._codec import decode_value, encode_value
 from .._core.messages import Config, Entry, EntryKind
 from .._core.ready import HardState, PersistedState, Snapshot
-from .base import StorageError
+from .base import StorageError, passing
 
 if TYPE_CHECKING:
     import sqlite3
@@ -125,6 +125,12 @@ class DiskStorage:
     def _error(self, problem: str) -> StorageError:
         return StorageError(f"storage directory {str(self.path)!r}: {problem}")
 
+    def _os_error(self, exc: OSError, path: Path | None = None) -> StorageError:
+        """An OS error of this storage as a StorageError naming the file and the problem
+        (permissions, a read-only file system, a full disk, ...)."""
+        where = str(path if path is not None else exc.filename or self.path)
+        return StorageError(f"storage {where!r}: {exc.strerror or exc}")
+
     # ------------------------------------------------------------- ownership
     async def acquire(self, name: str) -> None:
         """Lock the directory for the server ``name`` and open its database (in a worker
@@ -140,6 +146,9 @@ class DiskStorage:
             self._open_directory()
             self._lock()
             self._open_db(name)
+        except OSError as exc:  # permissions, a full disk: named, as every other problem
+            self.release()
+            raise self._os_error(exc) from None
         except BaseException:
             self.release()
             raise
@@ -151,6 +160,7 @@ class DiskStorage:
             raise self._error(f"cannot create it ({exc.strerror})") from None
         if not self.path.is_dir():
             raise self._error("not a directory")
+        self._check_writable(self.path)
         if not (self.path / _DB).exists():
             strangers = [
                 p.name
@@ -163,6 +173,19 @@ class DiskStorage:
                     f"no {_DB}); it is never reinitialised: use an empty directory"
                 )
 
+    def _check_writable(self, path: Path) -> None:
+        """StorageError naming ``path`` unless this process may write it: a store it
+        cannot write is refused at start (not called damaged, and not found out at the
+        first vote)."""
+        if os.access(path, os.W_OK):
+            return
+        try:
+            read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "it is on a read-only file system" if read_only else "permission denied"
+        raise StorageError(f"storage {str(path)!r} cannot be written: {why}")
+
     def _lock(self) -> None:
         key = str(self.path.resolve())
         with _IN_USE_LOCK:
@@ -170,7 +193,10 @@ class DiskStorage:
                 raise self._error("in use by a running server of this process")
             _IN_USE.add(key)
         self._key = key
-        fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._os_error(exc, self.path / _LOCK) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -185,6 +211,9 @@ class DiskStorage:
         import sqlite3
 
         path = self.path / _DB
+        for part in (path, *(path.with_name(_DB + s) for s in ("-wal", "-shm"))):
+            if part.exists():
+                self._check_writable(part)
         try:
             if not path.exists():
                 self._create_db(name)
@@ -304,6 +333,8 @@ class DiskStorage:
             hard_state = HardState() if hs is None else self._hard_state_of(decode_value(hs))
             log_index, log_term = decode_value(meta.get("log", encode_value([0, 0])))
             snapshot = self._load_snapshot(meta.get("snapshot"))
+        except StorageError:
+            raise  # says what is damaged already
         except (sqlite3.DatabaseError, ValueError, TypeError, KeyError, IndexError) as exc:
             raise self._error(f"damaged: {exc}") from None
         if entries and entries[0].index != log_index + 1:
@@ -313,22 +344,32 @@ class DiskStorage:
 
     @staticmethod
     def _hard_state_of(value: Any) -> HardState:
-        term, voted_for, commit, cluster_id, base = value
-        return HardState(term, voted_for, commit, cluster_id, _config_of(base))
+        # Stores written before servers counted their lives have no sixth field.
+        term, voted_for, commit, cluster_id, base, *incarnation = value
+        return HardState(term, voted_for, commit, cluster_id, _config_of(base), *incarnation)
 
     def _load_snapshot(self, blob: bytes | None) -> Snapshot | None:
         if blob is None:
             return None
-        index, term, config, cluster_id, filename, size = decode_value(blob)
+        # Stores written before snapshots carried a checksum have no seventh field.
+        index, term, config, cluster_id, filename, size, *checksum = decode_value(blob)
+        path = self.path / filename
         try:
-            data = (self.path / filename).read_bytes()
+            data = path.read_bytes()
         except OSError as exc:
-            raise self._error(f"damaged: snapshot file {filename!r}: {exc.strerror}") from None
+            raise self._error(f"damaged: snapshot file {str(path)!r}: {exc.strerror}") from None
         if len(data) != size:
             raise self._error(
-                f"damaged: snapshot file {filename!r} holds {len(data)} bytes, not {size}"
+                f"damaged: snapshot file {str(path)!r} holds {len(data)} bytes, not {size}"
             )
-        return Snapshot(index, term, _config_of(config) or Config(), data, cluster_id)
+        snapshot = Snapshot(index, term, _config_of(config) or Config(), data, cluster_id)
+        if checksum and checksum[0] != snapshot.checksum:
+            # Changed in place (a bit flip, a torn write): never restored.
+            raise self._error(
+                f"damaged: snapshot file {str(path)!r} does not match its checksum "
+                f"(CRC-32 {snapshot.checksum:08x}, recorded {checksum[0]:08x})"
+            )
+        return snapshot
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -357,7 +398,10 @@ class DiskStorage:
     def set_hard_state(self, hard_state: HardState) -> None:
         """Stage a new hard state."""
         hs = hard_state
-        value = [hs.term, hs.voted_for, hs.commit, hs.cluster_id, _config_value(hs.base_config)]
+        value = [
+            hs.term, hs.voted_for, hs.commit, hs.cluster_id, _config_value(hs.base_config),
+            hs.incarnation,
+        ]  # fmt: skip
         self._staged.append(("hard_state", encode_value(value)))
 
     async def sync(self) -> None:
@@ -366,9 +410,28 @@ class DiskStorage:
         if not self._staged:
             return
         staged, self._staged = self._staged, []
-        await _in_worker_thread(lambda: self._commit(staged))
+        try:
+            await _in_worker_thread(lambda: self._commit(staged))
+        except BaseException:
+            self._staged[:0] = staged  # none of it is durable: staged again, for a retry
+            raise
 
     def _commit(self, staged: list[tuple[str, Any]]) -> None:
+        """Write ``staged`` in one transaction. An OS or SQLite error is a StorageError
+        naming the path, but for an OS error that passes by itself (file descriptors
+        exhausted), raised as it is so that the server tries again."""
+        import sqlite3  # loaded by _open_db: a lookup
+
+        try:
+            self._transaction(staged)
+        except OSError as exc:
+            if passing(exc):
+                raise
+            raise self._os_error(exc) from exc
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot write {_DB}: {exc}") from exc
+
+    def _transaction(self, staged: list[tuple[str, Any]]) -> None:
         import sqlite3  # loaded by _open_db: a lookup
 
         db = self._conn()
@@ -426,7 +489,7 @@ class DiskStorage:
             s: Snapshot = arg
             value = [
                 s.index, s.term, _config_value(s.config), s.cluster_id,
-                self._snapshot_name(s), len(s.data),
+                self._snapshot_name(s), len(s.data), s.checksum,
             ]  # fmt: skip
             db.execute("INSERT OR REPLACE INTO meta VALUES ('snapshot', ?)", (encode_value(value),))
         return last
