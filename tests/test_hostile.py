@@ -509,3 +509,14 @@ async def _network(
     async with trioraft.open_tcp_network(listen=listen, peers=peers, ssl_context=context) as net:
         task_status.started(net)
         await trio.sleep_forever()
+
+
+def test_tcp_clients_number_their_requests_apart() -> None:
+    """Answers go to a client's name: two clients given one name (two processes) must
+    not number their requests alike, or one could take the other's answer for its own.
+    A MemoryNetwork client still counts from 1 (seeded runs repeat)."""
+    from trioraft._client import Client
+
+    remote = [next(Client(["x:1"], None, remote=True)._requests) for _ in range(2)]  # type: ignore[arg-type]
+    assert remote[0] != remote[1] and min(remote) >= 1
+    assert next(Client(["a"], None, remote=False)._requests) == 1  # type: ignore[arg-type]

@@ -315,7 +315,11 @@ class Client:
         #: The leader the client last used (its name; a status from a follower does not
         #: change it).
         self.leader: str | None = None
-        self._requests = itertools.count(1)
+        # Over TCP, request ids start at random: answers go to a client's name, and two
+        # clients given the same name= (two processes) must not take each other's
+        # answers for their own. On a MemoryNetwork, from 1 (seeded runs repeat).
+        first = int.from_bytes(os.urandom(6), "big") if remote else 0
+        self._requests = itertools.count(first + 1)
         self._session = 0
         self._session_lock = anyio.Lock()
         self._seqs = itertools.count(1)
