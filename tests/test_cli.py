@@ -103,7 +103,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def statuses(procs: Processes, names: list[str]) -> dict[str, dict[str, object]]:
     out = procs.cli("status", "--json", cluster=names)
-    return {s["name"]: s for s in map(json.loads, out.splitlines()) if "name" in s}
+    return {s["name"]: s for s in map(json.loads, out.splitlines()) if "error" not in s}
 
 
 def wait_until(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
@@ -158,7 +158,8 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
 def test_commands_fail_in_one_line(processes: Processes, tmp_path: Path) -> None:
     port = int(processes.address("nobody").rsplit(":", 1)[1])
     err = processes.cli("write", "1", "--timeout", "1", check=False)
-    assert err.startswith("error: no answer from the cluster") and err.count("\n") == 1
+    assert err.startswith("error: cannot reach the cluster: 127.0.0.1:") and err.count("\n") == 1
+    assert "connection refused" in err
     err = processes.cli("write", "{bad", check=False)
     assert err.startswith("error: the value is not valid JSON") and err.count("\n") == 1
     result = subprocess.run(
@@ -275,28 +276,29 @@ def test_any_error_a_command_meets_is_one_line(
     """A state machine's exception reaches ``write`` as the built-in of its name; any of
     them (here ``KeyError``, inside Trio's exception group) prints one line and exits 1,
     not a traceback."""
-    import trioraft.__main__ as cli
+    import trioraft._cli as cli
 
     async def failing(args: object) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)
             raise KeyError("no such key")
 
-    monkeypatch.setattr(cli, "_client_command", failing)
+    monkeypatch.setattr(cli, "client_command", failing)
     assert cli.main(["write", "--cluster", "127.0.0.1:1", "1"]) == 1
     assert capsys.readouterr().err == "error: KeyError: 'no such key'\n"
 
 
-def test_init_arg_null_is_passed_as_none() -> None:
+def test_init_arg_null_is_passed_as_none(tmp_path: Path) -> None:
     """``--init-arg null`` calls ``Machine(None)``; without ``--init-arg``, ``Machine()``."""
-    import trioraft.__main__ as cli
+    from trioraft._cli import parser
+    from trioraft._cli.serve import _plan
 
-    parser = cli._parser()
-    base = ["serve", "--name", "a", "--listen", "127.0.0.1:1", "--machine", "m:M",
-            "--data-dir", "d"]  # fmt: skip
-    assert cli._init_args(parser.parse_args(base)) == ()
-    assert cli._init_args(parser.parse_args([*base, "--init-arg", "null"])) == (None,)
-    assert cli._init_args(parser.parse_args([*base, "--init-arg", '{"a": [1]}'])) == ({"a": [1]},)
+    base = ["serve", "--name", "a", "--listen", "127.0.0.1:1", "--machine",
+            "examples.counter:Counter", "--data-dir", str(tmp_path / "d")]  # fmt: skip
+    assert _plan(parser().parse_args(base)).init_args == ()
+    assert _plan(parser().parse_args([*base, "--init-arg", "null"])).init_args == (None,)
+    given = _plan(parser().parse_args([*base, "--init-arg", '{"a": [1]}']))
+    assert given.init_args == ({"a": [1]},)
 
 
 def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

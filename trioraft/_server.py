@@ -55,6 +55,12 @@ from ._glue import (
     encode_snapshot,
     machine_snapshots,
 )
+from ._histogram import (
+    APPLY_LAG_BUCKETS,
+    WRITE_LATENCY_BUCKETS,
+    Histogram,
+    HistogramCounts,
+)
 from ._network.base import Endpoint, Transport
 from ._options import ServerOptions
 from ._protocol import ClientRequest
@@ -181,6 +187,13 @@ class ServerStatistics:
     snapshot_index: int
     #: Entries held in the log (after the compaction point).
     log_length: int
+    #: Elections this server started (times it became a candidate).
+    elections: int = 0
+    #: Seconds from proposal to application of the writes this server committed as
+    #: leader (its count: those writes).
+    write_latency: HistogramCounts = attrs.field(factory=HistogramCounts)
+    #: Committed entries not yet applied, seen each time this server applied a batch.
+    apply_lag_entries: HistogramCounts = attrs.field(factory=HistogramCounts)
 
 
 @attrs.frozen
@@ -292,6 +305,11 @@ class Server:
         self._received = 0
         self._snapshots_taken = 0
         self._snapshots_installed = 0
+        #: For statistics() and trioraft.metrics: a few additions per write, no more.
+        self._elections = 0
+        self._write_latency = Histogram(WRITE_LATENCY_BUCKETS)
+        self._apply_lag = Histogram(APPLY_LAG_BUCKETS)
+        self._applied_at = 0.0  # when the entries being applied were applied
 
     def __repr__(self) -> str:
         node = self._node
@@ -366,7 +384,8 @@ class Server:
         self._check_command(command)
         while True:
             try:
-                entry = node.propose(command, trio.current_time())
+                started = trio.current_time()
+                entry = node.propose(command, started)
                 break
             except TransferInProgress:
                 await self._wait_changed()  # §3.10: writes wait out a leadership transfer
@@ -383,7 +402,7 @@ class Server:
             self._trace("propose", index=entry.index, term=entry.term)
         # _await_entry, inlined: the hottest wait of all, one coroutine frame fewer.
         # A proposal moves no deadline: wake the ready loop, which follows the timer.
-        waiter = Waiter(entry.term)
+        waiter = Waiter(entry.term, started)
         writes = self._writes
         writes[entry.index] = waiter
         self._kicked.set()
@@ -426,13 +445,16 @@ class Server:
         if node.role is not Role.LEADER:
             raise NotLeader(node.leader)
         self._check_command(command)
+        started = trio.current_time()
         try:
-            entry = node.propose(command, trio.current_time())
+            entry = node.propose(command, started)
         except TransferInProgress:
             raise NotLeader(None, "leadership is being handed over; retry") from None
         if self._tracer is not None:
             self._trace("propose", index=entry.index, term=entry.term)
-        self._writes[entry.index] = CallbackWaiter(entry.term, callback, self._callbacks_due)
+        self._writes[entry.index] = CallbackWaiter(
+            entry.term, callback, self._callbacks_due, started
+        )
         self._kicked.set()  # as for write(): a proposal moves no deadline
         return entry.index
 
@@ -672,6 +694,9 @@ class Server:
             snapshots_installed=self._snapshots_installed,
             snapshot_index=node.snapshot_index,
             log_length=node.log.last_index - node.log.snapshot_index,
+            elections=self._elections,
+            write_latency=self._write_latency.counts(),
+            apply_lag_entries=self._apply_lag.counts(),
         )
 
     @asynccontextmanager
@@ -798,8 +823,8 @@ class Server:
         if deadline < self._timer_scope.deadline:
             self._timer_scope.deadline = deadline
 
-    async def _await_entry(self, entry: Entry) -> Any:
-        waiter = Waiter(entry.term)
+    async def _await_entry(self, entry: Entry, started: float = 0.0) -> Any:
+        waiter = Waiter(entry.term, started)
         self._writes[entry.index] = waiter
         self._kick()
         try:
@@ -925,6 +950,9 @@ class Server:
             self._last_applied = rd.snapshot.index
             self._snapshots_installed += 1
             self._trace_if("snapshot", index=rd.snapshot.index, installed=True)
+        if rd.committed:
+            self._applied_at = trio.current_time()
+            self._apply_lag.observe(self._node.commit_index - self._last_applied)
         for entry in rd.committed:
             self._apply(entry)
         if rd.take_snapshot:
@@ -979,6 +1007,8 @@ class Server:
             for queue in self._role_watchers:
                 queue.append(status)
             self._wake_role_watchers()
+        if role_changed and soft.role is Role.CANDIDATE and old is not None:
+            self._elections += 1
         if self._tracer is not None:
             if role_changed:
                 self._trace("role", role=soft.role, term=soft.term, leader=soft.leader)
@@ -1188,10 +1218,10 @@ class Server:
         node = self._node
         if self._name not in node.config.members and node.leader is None:
             logger.warning(
-                "%s: not a member of its configuration %s and no leader has contacted it: "
-                "it waits to be added (leader.add_server(%r))",
+                "%s: not a member of its configuration (voters: %s) and no leader has "
+                "contacted it: it waits to be added (leader.add_server(%r))",
                 self._name,
-                node.config,
+                ", ".join(sorted(node.config.voters)) or "none",
                 self._name,
             )
 
@@ -1226,11 +1256,12 @@ class Server:
             self._check_value(data)
         while True:
             try:
-                entry = self._node.propose_entry(kind, data, trio.current_time())
+                started = trio.current_time()
+                entry = self._node.propose_entry(kind, data, started)
                 break
             except TransferInProgress:
                 await self._wait_changed()
-        return await self._await_entry(entry)
+        return await self._await_entry(entry, started)
 
     def _expire_sessions(self, stamp: float) -> None:
         # Expiry is a function of the stamped time of the entry applied: every replica
@@ -1280,7 +1311,10 @@ class Server:
                     "the entry was replaced by a newer leader's; it was not applied",
                 )
             )
-        elif error is not None:
+            return
+        if kind is EntryKind.COMMAND or kind is EntryKind.CLIENT:
+            self._write_latency.observe(self._applied_at - waiter.started)
+        if error is not None:
             waiter.fail(error)
         else:
             waiter.resolve(value)
