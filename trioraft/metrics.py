@@ -21,8 +21,8 @@ This module imports without ``prometheus-client``; :func:`collector` then raises
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
@@ -112,71 +112,73 @@ def _malformed(network: Any) -> int:
 
 
 class ServerCollector:
-    """A Prometheus collector of one server (from :func:`collector`): register it on a
-    ``prometheus_client`` registry. Each scrape reads the server's statistics once, in
-    the server's Trio thread when the scrape comes from another thread (as from
+    """A Prometheus collector of servers (from :func:`collector`): register it on a
+    ``prometheus_client`` registry. Each scrape reads each server's statistics once, in
+    the Trio thread that runs them when the scrape comes from another thread (as from
     ``prometheus_client.start_http_server``)."""
 
-    def __init__(self, server: Server, network: Any = None) -> None:
-        self._server = server
-        # The server's own network unless told otherwise (TCP counts malformed frames).
-        self._network = network if network is not None else _network_of(server)
+    def __init__(self, servers: Sequence[Server], network: Any = None) -> None:
+        # Each server's own network unless told otherwise (TCP counts malformed frames).
+        self._servers = [
+            (server, network if network is not None else _network_of(server)) for server in servers
+        ]
         try:
             self._token: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
         except RuntimeError:
             self._token = None  # made outside Trio: scraped from its thread, then
 
-    def _read(self) -> tuple[ServerStatistics, int]:
-        return self._server.statistics(), _malformed(self._network)
+    def _read(self) -> list[tuple[str, ServerStatistics, int]]:
+        return [(s.name, s.statistics(), _malformed(n)) for s, n in self._servers]
 
-    def _read_safely(self) -> tuple[ServerStatistics, int]:
-        """The statistics, read in the Trio thread that runs the server."""
+    def _read_safely(self) -> list[tuple[str, ServerStatistics, int]]:
+        """The statistics, read in the Trio thread that runs the servers."""
         try:
             trio.lowlevel.current_trio_token()
-        except RuntimeError:  # another thread: ask the server's
+        except RuntimeError:  # another thread: ask the servers'
             if self._token is not None:
                 try:
                     return trio.from_thread.run_sync(self._read, trio_token=self._token)
                 except trio.RunFinishedError:
-                    pass  # the run is over: nothing changes the server any more
+                    pass  # the run is over: nothing changes the servers any more
         return self._read()
 
     def describe(self) -> Iterator[Any]:
         """The metrics, without values (so that registering reads no statistics)."""
-        return self._families(None, 0)
+        return _families([])
 
     def collect(self) -> Iterator[Any]:
         """The metrics, with their values now (called at each scrape)."""
-        stats, malformed = self._read_safely()
-        return self._families(stats, malformed)
+        return _families(self._read_safely())
 
-    def _families(self, stats: ServerStatistics | None, malformed: int) -> Iterator[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
 
-        kinds: dict[str, Callable[..., Any]] = {
-            "gauge": GaugeMetricFamily,
-            "counter": CounterMetricFamily,
-            "histogram": HistogramMetricFamily,
-        }
-        labels = [self._server.name]
-        values = _values(stats, malformed) if stats is not None else {}
-        for name, kind, text in METRICS:
-            family = kinds[kind](name, text, labels=["server"])
-            if stats is not None and kind == "histogram":
+def _families(readings: list[tuple[str, ServerStatistics, int]]) -> Iterator[Any]:
+    """Each metric of :data:`METRICS`, a sample per server read."""
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+
+    kinds: dict[str, Callable[..., Any]] = {
+        "gauge": GaugeMetricFamily,
+        "counter": CounterMetricFamily,
+        "histogram": HistogramMetricFamily,
+    }
+    values = [(name, stats, _values(stats, malformed)) for name, stats, malformed in readings]
+    for metric, kind, text in METRICS:
+        family = kinds[kind](metric, text, labels=["server"])
+        for name, stats, value in values:
+            if kind == "histogram":
                 counts = (
                     stats.write_latency
-                    if name == "trioraft_write_latency_seconds"
+                    if metric == "trioraft_write_latency_seconds"
                     else stats.apply_lag_entries
                 )
                 buckets = [(_le(bound), float(n)) for bound, n in counts.buckets]
-                family.add_metric(labels, buckets, counts.sum)
-            elif stats is not None:
-                family.add_metric(labels, values[name])
-            yield family
+                family.add_metric([name], buckets, counts.sum)
+            else:
+                family.add_metric([name], value[metric])
+        yield family
 
 
 def _le(bound: float) -> str:
@@ -190,16 +192,17 @@ def _network_of(server: Server) -> Any:
     return getattr(endpoint, "_network", None)
 
 
-def collector(server: Server, *, network: Any = None) -> Collector:
-    """A Prometheus collector of ``server``'s metrics, for an application's own
-    registry (``registry.register(trioraft.metrics.collector(server))``).
+def collector(*servers: Server, network: Any = None) -> Collector:
+    """A Prometheus collector of a server's metrics (of several servers', if given
+    several: one collector per registry), for an application's own registry
+    (``registry.register(trioraft.metrics.collector(server))``).
 
     Every metric carries the label ``server="<name>"``; see :data:`METRICS` for the
     list: at least ``trioraft_term``, ``trioraft_commit_index``,
     ``trioraft_last_applied``, ``trioraft_is_leader`` (0/1), ``trioraft_writes_total``
     (writes this server committed as leader), ``trioraft_elections_total``,
-    ``trioraft_malformed_frames_total`` (read from ``network``, by default the server's
-    own: a :class:`~trioraft.TcpNetwork` counts them, a
+    ``trioraft_malformed_frames_total`` (read from ``network``, by default each
+    server's own: a :class:`~trioraft.TcpNetwork` counts them, a
     :class:`~trioraft.MemoryNetwork` has none), and the histograms
     ``trioraft_write_latency_seconds`` and ``trioraft_apply_lag_entries``.
 
@@ -207,6 +210,14 @@ def collector(server: Server, *, network: Any = None) -> Collector:
     :exc:`ImportError` if ``prometheus-client`` is not installed.
     """
     require_prometheus_client()
-    if not isinstance(server, Server):
-        raise TypeError(f"collector() takes a trioraft.Server, got {type(server).__name__}")
-    return ServerCollector(server, network)
+    if not servers:
+        raise TypeError("collector() takes at least one trioraft.Server")
+    for server in servers:
+        if not isinstance(server, Server):
+            raise TypeError(
+                f"collector() takes trioraft.Server objects, got {type(server).__name__}"
+            )
+    from prometheus_client.registry import Collector
+
+    Collector.register(ServerCollector)  # it is one (an abstract base class's virtual subclass)
+    return cast("Collector", ServerCollector(servers, network))
