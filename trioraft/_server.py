@@ -134,6 +134,9 @@ def _all_checks(*checks: Callable[[Any], None] | None) -> Callable[[Any], None] 
     return check_all
 
 
+#: The roles of a server that started an election in its term.
+_CAMPAIGNING = (Role.CANDIDATE, Role.LEADER)
+
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
 
@@ -307,6 +310,7 @@ class Server:
         self._snapshots_installed = 0
         #: For statistics() and trioraft.metrics: a few additions per write, no more.
         self._elections = 0
+        self._election_term = 0
         self._write_latency = Histogram(WRITE_LATENCY_BUCKETS)
         self._apply_lag = Histogram(APPLY_LAG_BUCKETS)
         self._applied_at = 0.0  # when the entries being applied were applied
@@ -1007,7 +1011,10 @@ class Server:
             for queue in self._role_watchers:
                 queue.append(status)
             self._wake_role_watchers()
-        if role_changed and soft.role is Role.CANDIDATE and old is not None:
+        if soft.role in _CAMPAIGNING and soft.term != self._election_term:
+            # A term in which it campaigned (a candidate, or at once a leader: a single
+            # voter wins within one step): an election it started.
+            self._election_term = soft.term
             self._elections += 1
         if self._tracer is not None:
             if role_changed:

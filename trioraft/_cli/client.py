@@ -93,12 +93,10 @@ def explain(command: str, probes: Sequence[Probe], timeout: float) -> str:
     term = max(s["term"] for s in answered)
     names = ", ".join(sorted(s["name"] for s in answered))
     if not leaders:
-        voters = ",".join(max(answered, key=lambda s: s["term"])["voters"])
-        verb = "answers" if len(answered) == 1 else "answer"
-        return (
-            f"no leader: {names} {verb} but know{'s' if len(answered) == 1 else ''} no "
-            f"leader (term {term}); electing one takes a majority of {voters}{others}"
-        )
+        voters = max(answered, key=lambda s: s["term"])["voters"]
+        verb = "answers but knows" if len(answered) == 1 else "answer but know"
+        needs = f"; electing one takes a majority of {','.join(voters)}" if voters else ""
+        return f"no leader: {names} {verb} no leader (term {term}){needs}{others}"
     maybe = " (the write may or may not take effect)" if command == "write" else ""
     return (
         f"{command} got no answer within {timeout:g} s{maybe}; {names} answered, "
