@@ -1,9 +1,10 @@
 """Bucket counters for a server's histograms (write latency, apply lag).
 
-The hot path does one :func:`bisect.bisect_left` and two additions per observation; the
-buckets are read (and made cumulative, as Prometheus wants them) only when someone asks,
-by :meth:`Histogram.counts`. Nothing here knows about Prometheus: :mod:`trioraft.metrics`
-exports the counts.
+The hot path does one :func:`bisect.bisect_left` and two additions per observation (the
+server appends a write's latency to a list, counted into the buckets once per batch
+applied); the buckets are read, and made cumulative as Prometheus wants them, only when
+someone asks (:meth:`Histogram.counts`). Nothing here knows about Prometheus:
+:mod:`trioraft.metrics` exports the counts.
 """
 
 from __future__ import annotations
@@ -55,6 +56,14 @@ class Histogram:
         """Count one observation of ``value``."""
         self._counts[bisect_left(self._bounds, value)] += 1
         self._sum += value
+
+    def observe_all(self, values: Sequence[float]) -> None:
+        """Count each of ``values`` (cheaper per value than :meth:`observe`: a server
+        collects a batch's latencies in a list, then counts them at once)."""
+        counts, bounds = self._counts, self._bounds
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+        self._sum += sum(values)
 
     def counts(self) -> HistogramCounts:
         """The buckets so far, cumulative (a copy: later observations do not change it)."""

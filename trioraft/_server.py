@@ -312,6 +312,7 @@ class Server:
         self._elections = 0
         self._election_term = 0
         self._write_latency = Histogram(WRITE_LATENCY_BUCKETS)
+        self._latencies: list[float] = []  # of the batch being applied
         self._apply_lag = Histogram(APPLY_LAG_BUCKETS)
         self._applied_at = 0.0  # when the entries being applied were applied
 
@@ -959,6 +960,9 @@ class Server:
             self._apply_lag.observe(self._node.commit_index - self._last_applied)
         for entry in rd.committed:
             self._apply(entry)
+        if self._latencies:
+            self._write_latency.observe_all(self._latencies)
+            self._latencies.clear()
         if rd.take_snapshot:
             with contextlib.suppress(Exception):  # logged; tried again later
                 self._snapshot_now()
@@ -1320,7 +1324,7 @@ class Server:
             )
             return
         if kind is EntryKind.COMMAND or kind is EntryKind.CLIENT:
-            self._write_latency.observe(self._applied_at - waiter.started)
+            self._latencies.append(self._applied_at - waiter.started)
         if error is not None:
             waiter.fail(error)
         else:

@@ -121,10 +121,9 @@ def _client_parser(commands: argparse._SubParsersAction[_Parser], name: str, tex
     if name == "status":
         sub.add_argument("--json", action="store_true", help="one JSON object per server")
     elif name in ("write", "read"):
+        example = "'5', '[\"put\", \"k\", 1]'" if name == "write" else "'null', '[\"get\", \"k\"]'"
         what = "command" if name == "write" else "query"
-        sub.add_argument(
-            "value", metavar="JSON", help=f"the {what}, as JSON ('5', '[\"get\", \"k\"]')"
-        )
+        sub.add_argument("value", metavar="JSON", help=f"the {what}, as JSON ({example})")
     elif name == "add":
         sub.add_argument("name", help="the new server's name (its serve --name)")
         sub.add_argument("address", metavar="HOST:PORT", help="where the new server listens")
