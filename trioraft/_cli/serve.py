@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import gc
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,7 +145,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
 
 
 @contextmanager
-def _signals() -> Iterator[trio.abc.ReceiveChannel[int] | Any]:
+def _signals() -> Iterator[AsyncIterator[int]]:
     """SIGINT and SIGTERM as a stream of signal numbers. What arrives after the last one
     read is dropped, not delivered again once the receiver closes (Trio's default, which
     turned a second Ctrl-C during shutdown into a KeyboardInterrupt before "stopped")."""
