@@ -190,7 +190,7 @@ class ServerStatistics:
     snapshot_index: int
     #: Entries held in the log (after the compaction point).
     log_length: int
-    #: Elections this server started (times it became a candidate).
+    #: Elections this server started (the terms in which it campaigned).
     elections: int = 0
     #: Seconds from proposal to application of the writes this server committed as
     #: leader (its count: those writes).
