@@ -4,8 +4,13 @@ Commands (writes): ``("put", key, value)`` returns the previous value (or None),
 ``("delete", key)`` returns whether the key existed, ``("cas", key, expected, new)`` sets
 the key only if it holds ``expected`` and returns whether it did.
 Queries (reads): ``("get", key)`` returns the value (or None), ``("keys",)`` the sorted keys.
+Commands and queries may be lists too (JSON has no tuples), so the command line serves it::
 
     python examples/kv.py
+    trioraft serve --name a --listen 127.0.0.1:7201 --machine examples.kv:KeyValue \
+        --data-dir kv-data/a
+    trioraft write --cluster 127.0.0.1:7201 '["put", "colour", "red"]'
+    trioraft read --cluster 127.0.0.1:7201 '["get", "colour"]'
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ class KeyValue(trioraft.StateMachine):
 
     def validate(self, command: Any) -> None:
         """Refuse malformed commands on the leader, before they reach the log."""
-        if not isinstance(command, tuple) or not command:
+        if not isinstance(command, (tuple, list)) or not command:
             raise ValueError(f"a command is a tuple like ('put', key, value), got {command!r}")
         arity = {"put": 3, "delete": 2, "cas": 4}.get(command[0])
         if arity is None:
@@ -35,16 +40,15 @@ class KeyValue(trioraft.StateMachine):
             raise ValueError(f"{command[0]} takes {arity - 1} arguments: {command!r}")
 
     def write(self, command: tuple[Any, ...]) -> Any:
-        op = command[0]
+        op, key = command[0], _key(command[1])
         if op == "put":
-            _, key, value = command
             previous = self.data.get(key)
-            self.data[key] = value
+            self.data[key] = command[2]
             return previous
         if op == "delete":
-            return self.data.pop(command[1], _MISSING) is not _MISSING
+            return self.data.pop(key, _MISSING) is not _MISSING
         if op == "cas":
-            _, key, expected, new = command
+            _, _, expected, new = command
             if self.data.get(key) != expected:
                 return False
             self.data[key] = new
@@ -52,20 +56,27 @@ class KeyValue(trioraft.StateMachine):
         raise ValueError(f"unknown command {op!r}")
 
     def read(self, query: tuple[Any, ...]) -> Any:
-        if query[0] == "get":
-            return self.data.get(query[1])
-        if query[0] == "keys":
-            return sorted(self.data)
-        raise ValueError(f"unknown query {query!r}")
+        if isinstance(query, (tuple, list)) and query:
+            if query[0] == "get" and len(query) == 2:
+                return self.data.get(_key(query[1]))
+            if query[0] == "keys" and len(query) == 1:
+                return sorted(self.data)
+        raise ValueError(f"unknown query {query!r}; use ('get', key) or ('keys',)")
 
     def snapshot(self) -> tuple[tuple[Any, Any], ...]:
         return tuple(sorted(self.data.items()))
 
     def restore(self, snapshot: tuple[tuple[Any, Any], ...]) -> None:
-        self.data = dict(snapshot)
+        self.data = {_key(k): v for k, v in snapshot}
 
 
 _MISSING = object()
+
+
+def _key(key: Any) -> Any:
+    """A key as the dictionary holds it: a list (from JSON, or from msgpack on disk)
+    becomes a tuple, so that ``["put", ["x", 1], ...]`` has a key at all."""
+    return tuple(_key(k) for k in key) if isinstance(key, list) else key
 
 
 async def main() -> None:

@@ -4,25 +4,33 @@ The promises checked (API, "Command line"): ``serve`` runs a server on DiskStora
 when it listens and each role change, and stops cleanly on SIGTERM; ``write``, ``read``,
 ``status --json``, ``add``, ``remove`` and ``transfer`` work against the running cluster;
 when the leader is killed with SIGKILL, writes go on; restarted on its directory, it
-rejoins and every server converges; every command exits non-zero with a one-line message
-on error. Processes are started on 127.0.0.1 and free ports, and killed even when the
-test fails; every wait is bounded.
-"""
+rejoins and every server converges; ``status`` lists every member of the configuration
+(those it was not given too, a dead one marked unreachable); a server started with
+``--learner`` says it waits, and says when it is added and removed; ``serve --metrics``
+serves Prometheus text; a data directory refuses another ``--machine``; a server that
+fails ends ``serve`` with one line and status 1; every command exits non-zero with a
+one-line message on error (2 for the command's words, 1 for what it met). Processes are
+started on 127.0.0.1 and free ports, and killed even when the test fails; every wait is
+bounded."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+import trioraft
 from trioraft.testing import free_tcp_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +111,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 def statuses(procs: Processes, names: list[str]) -> dict[str, dict[str, object]]:
     out = procs.cli("status", "--json", cluster=names)
-    return {s["name"]: s for s in map(json.loads, out.splitlines()) if "name" in s}
+    return {s["name"]: s for s in map(json.loads, out.splitlines()) if "error" not in s}
 
 
 def wait_until(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
@@ -130,6 +138,12 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     processes.kill(str(leader))  # SIGKILL the leader: writes go on
     survivors = [n for n in names if n != leader]
     assert processes.cli("write", "1", cluster=survivors).strip() == "6"
+    # status: every member, the dead one marked (at once: its port refuses), from the
+    # address of one survivor alone.
+    lines = processes.cli("status", "--timeout", "1", cluster=survivors[:1]).splitlines()
+    assert len(lines) == 3 and sum("unreachable" in line for line in lines) == 1, lines
+    dead = f"{leader} ({processes.address(str(leader))}): unreachable: connection refused"
+    assert any(line.startswith(dead) for line in lines), lines
 
     processes.serve(str(leader), survivors)  # restarted on its directory
     processes.wait_for_log(str(leader), f"{leader}: follower of")
@@ -140,8 +154,11 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
 
     processes.address("d")  # a fourth server, added through the command line
     processes.serve("d", [], "--learner")
-    processes.wait_for_log("d", "d: listening on")
+    processes.wait_for_log("d", "d: started as a learner, in no configuration: it waits")
     assert "added d" in processes.cli("add", "d", processes.address("d"))
+    processes.wait_for_log("d", "d: added to the configuration as a voter")
+    members = statuses(processes, ["a"])  # d was not given: found through a's answer
+    assert sorted(members) == ["a", "b", "c", "d"]
     new = processes.cli("transfer", "d").strip()
     assert new == "d leads now"
     everyone = [*names, "d"]
@@ -149,6 +166,7 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     assert processes.cli("write", "1").strip() == "8"
     processes.cli("transfer", "a")
     assert "removed d" in processes.cli("remove", "d", cluster=names)
+    processes.wait_for_log("d", "d: removed from the configuration (voters a,b,c)")
     assert statuses(processes, names)["a"]["voters"] == names
 
     processes.kill("b", signal.SIGTERM)  # a clean stop
@@ -158,7 +176,8 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
 def test_commands_fail_in_one_line(processes: Processes, tmp_path: Path) -> None:
     port = int(processes.address("nobody").rsplit(":", 1)[1])
     err = processes.cli("write", "1", "--timeout", "1", check=False)
-    assert err.startswith("error: no answer from the cluster") and err.count("\n") == 1
+    assert err.startswith("error: cannot reach the cluster: 127.0.0.1:") and err.count("\n") == 1
+    assert "connection refused" in err
     err = processes.cli("write", "{bad", check=False)
     assert err.startswith("error: the value is not valid JSON") and err.count("\n") == 1
     result = subprocess.run(
@@ -176,13 +195,32 @@ def test_serve_passes_server_options_and_refuses_bad_ones(
     """``serve --option NAME=JSON`` reaches the server: a one-server cluster started with
     ``snapshot_threshold=5`` snapshots after a few writes (the default, 10,000, would
     not). An unknown option, a value of the wrong type, malformed JSON, or an option
-    ``serve`` sets itself: a one-line error naming it, and a non-zero exit."""
+    ``serve`` sets itself: a one-line error naming it, and a non-zero exit.
+
+    With ``--metrics``, it serves Prometheus text: scraped, the writes it committed as
+    leader, its election and its role. Its data directory remembers its ``--machine``:
+    another is refused in one line naming both. Ctrl-C twice still ends in "stopped"."""
+    metrics = processes.address("metrics")
     processes.serve("solo", [], "--option", "snapshot_threshold=5",
-                    "--option", "snapshot_trailing=0")  # fmt: skip
+                    "--option", "snapshot_trailing=0", "--metrics", metrics)  # fmt: skip
     processes.wait_for_log("solo", "solo: leader (term")
-    for n in range(8):
-        assert processes.cli("write", "1").strip() == str(n + 1)
+    assert processes.cli("write", "1").strip() == "1"
+
+    async def seven_more() -> list[int]:  # from Python: 7 commands fewer to start
+        address, secret = processes.address("solo"), processes.secret.read_bytes().strip()
+        async with trioraft.open_client([address], secret=secret) as client:
+            with trio.fail_after(30):
+                return [await client.write(1) for _ in range(7)]
+
+    assert trio.run(seven_more) == list(range(2, 9))
     assert statuses(processes, ["solo"])["solo"]["snapshot_index"] >= 5
+    scraped = scrape(metrics)
+    assert scraped['trioraft_writes_total{server="solo"}'] == 8
+    assert scraped['trioraft_write_latency_seconds_count{server="solo"}'] == 8
+    assert scraped['trioraft_is_leader{server="solo"}'] == 1
+    assert scraped['trioraft_elections_total{server="solo"}'] == 1
+    assert scraped['trioraft_term{server="solo"}'] == 1
+    assert scraped["process_resident_memory_bytes"] > 0
 
     def serve_error(*option: str) -> str:
         result = subprocess.run(
@@ -191,14 +229,50 @@ def test_serve_passes_server_options_and_refuses_bad_ones(
              "--data-dir", str(tmp_path / "x"), *option],
             cwd=ROOT, env=processes.env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        assert result.returncode != 0 and result.stderr.count("\n") == 1, result.stderr
+        assert result.returncode == status and result.stderr.count("\n") == 1, result.stderr
         return result.stderr
 
+    status = 2  # the command's words are wrong
     assert "unknown server option(s) 'bogus'" in serve_error("--option", "bogus=1")
     assert "min_election_timeout" in serve_error("--option", 'min_election_timeout="soon"')
     assert "not valid JSON" in serve_error("--option", "lease_reads=yes please")
     assert "--option takes NAME=JSON" in serve_error("--option", "check_quorum")
     assert "sets storage itself" in serve_error("--option", "storage=null")
+    status = 1  # a problem met while running
+    assert serve_error("--metrics", metrics) == (
+        f"error: --metrics: cannot listen on {metrics}: the address is in use (another "
+        "server running there?)\n"
+    )
+    assert not (tmp_path / "x").exists()  # refused before its server started
+    other = subprocess.run(
+        [sys.executable, "-m", "trioraft", "serve", "--name", "solo",
+         "--listen", processes.address("x"), "--machine", "examples.kv:KeyValue",
+         "--data-dir", str(tmp_path / "data" / "solo")],
+        cwd=ROOT, env=processes.env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (other.returncode, other.stderr) == (1, (
+        f"error: --data-dir {tmp_path / 'data' / 'solo'} holds the log of --machine "
+        "examples.counter:Counter, not examples.kv:KeyValue: use another directory, or the "
+        "same machine\n"
+    ))  # fmt: skip
+
+    solo = processes.procs.pop("solo")
+    solo.send_signal(signal.SIGINT)
+    solo.send_signal(signal.SIGINT)  # during the shutdown, most likely
+    assert solo.wait(timeout=20) == 0
+    assert processes.log("solo").endswith("solo: stopped\n"), processes.log("solo")
+
+
+def scrape(address: str) -> dict[str, float]:
+    """``serve --metrics``' samples: ``{'name{labels}': value}``."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def test_three_processes_over_mutual_tls(processes: Processes, tmp_path: Path) -> None:
@@ -275,28 +349,29 @@ def test_any_error_a_command_meets_is_one_line(
     """A state machine's exception reaches ``write`` as the built-in of its name; any of
     them (here ``KeyError``, inside Trio's exception group) prints one line and exits 1,
     not a traceback."""
-    import trioraft.__main__ as cli
+    import trioraft._cli as cli
 
     async def failing(args: object) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)
             raise KeyError("no such key")
 
-    monkeypatch.setattr(cli, "_client_command", failing)
+    monkeypatch.setattr(cli, "client_command", failing)
     assert cli.main(["write", "--cluster", "127.0.0.1:1", "1"]) == 1
     assert capsys.readouterr().err == "error: KeyError: 'no such key'\n"
 
 
-def test_init_arg_null_is_passed_as_none() -> None:
+def test_init_arg_null_is_passed_as_none(tmp_path: Path) -> None:
     """``--init-arg null`` calls ``Machine(None)``; without ``--init-arg``, ``Machine()``."""
-    import trioraft.__main__ as cli
+    from trioraft._cli import parser
+    from trioraft._cli.serve import _plan
 
-    parser = cli._parser()
-    base = ["serve", "--name", "a", "--listen", "127.0.0.1:1", "--machine", "m:M",
-            "--data-dir", "d"]  # fmt: skip
-    assert cli._init_args(parser.parse_args(base)) == ()
-    assert cli._init_args(parser.parse_args([*base, "--init-arg", "null"])) == (None,)
-    assert cli._init_args(parser.parse_args([*base, "--init-arg", '{"a": [1]}'])) == ({"a": [1]},)
+    base = ["serve", "--name", "a", "--listen", "127.0.0.1:1", "--machine",
+            "examples.counter:Counter", "--data-dir", str(tmp_path / "d")]  # fmt: skip
+    assert _plan(parser().parse_args(base)).init_args == ()
+    assert _plan(parser().parse_args([*base, "--init-arg", "null"])).init_args == (None,)
+    given = _plan(parser().parse_args([*base, "--init-arg", '{"a": [1]}']))
+    assert given.init_args == ({"a": [1]},)
 
 
 def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -317,3 +392,42 @@ def test_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> Non
         assert exited.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: ") and words in err, err
+
+
+def test_serve_whose_server_fails_says_why_and_exits_1(tmp_path: Path) -> None:
+    """A server that fails (here its disk refuses to grow: a 256 KiB file size limit,
+    as a full disk would) ends ``serve`` with one line naming the cause, exit status 1;
+    it never stays up silently (issue 21: it once kept listening, answering nothing)."""
+    (port,) = free_tcp_ports(1)
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "trioraft", "serve", "--name", "a",
+               "--listen", f"127.0.0.1:{port}", "--machine", "trioraft.recipes:DictMachine",
+               "--data-dir", str(tmp_path / "a")]  # fmt: skip
+    with open(tmp_path / "a.err", "w") as err:
+        server = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
+            preexec_fn=small_files,
+        )  # fmt: skip
+    try:
+
+        async def fill() -> None:
+            async with trioraft.open_client([f"127.0.0.1:{port}"]) as client:
+                with trio.fail_after(60):
+                    for i in itertools.count():
+                        if server.poll() is not None:
+                            return
+                        with trio.move_on_after(1):
+                            await client.write(("set", i, "v" * 20_000))
+
+        trio.run(fill)
+        assert server.wait(timeout=20) == 1
+    finally:
+        server.kill()
+        server.wait(timeout=20)
+    lines = (tmp_path / "a.err").read_text().splitlines()
+    prefix = "error: a: the server stopped: "
+    assert lines[-1].startswith(prefix) and len(lines[-1]) > len(prefix) + 5, lines

@@ -64,7 +64,37 @@ def test_dict_behaves_as_a_dict() -> None:
     run(scenario, seed=1)
 
 
+def test_recipes_record_the_machines_operations_in_a_history() -> None:
+    """Given a History, the dict records each call as DictMachine sees it (kind, command
+    or query, the machine's reply), under the client id given (the lock likewise: see
+    its test under faults)."""
+
+    async def scenario() -> History:
+        history = History()
+        async with open_cluster(DictMachine, 3, seed=6) as cluster:
+            await stable(cluster)
+            async with trioraft.open_client(cluster.names, network=cluster.network) as client:
+                d = ReplicatedDict(client, history=history, client_id="alice")
+                await d.set("a", 1)
+                assert await d.get("a") == 1 and await d.get("b", 0) == 0
+                assert await d.compare_and_set("a", 1, 2) is True
+        return history
+
+    history = run(scenario, seed=6)
+    recorded = [(op.client, op.kind, op.input, op.output) for op in history.operations]
+    assert recorded == [
+        ("alice", "write", ("set", "a", 1), None),
+        ("alice", "read", ("get", "a"), 1),
+        ("alice", "read", ("get", "b"), None),
+        ("alice", "write", ("cas", "a", 1, 2), True),
+    ]
+    assert history.check(Model.from_state_machine(DictMachine)).ok is True
+
+
 def test_dict_history_under_faults_is_linearizable() -> None:
+    """The dict, given a History, records its own operations: checked against
+    DictMachine itself, with no command written by hand."""
+
     async def scenario() -> History:
         history = History()
         rng = random.Random(2)
@@ -77,21 +107,18 @@ def test_dict_history_under_faults_is_linearizable() -> None:
                 async with trioraft.open_client(
                     cluster.names, network=cluster.network, name=f"user{k}"
                 ) as client:
+                    d = ReplicatedDict(client, history=history)  # records what it does
                     while True:
                         key = rng.choice("abc")
                         op = rng.choice(["get", "set", "cas", "delete"])
-                        command = {
-                            "get": ("get", key),
-                            "set": ("set", key, rng.randint(1, 3)),
-                            "cas": ("cas", key, rng.randint(1, 3), rng.randint(1, 3)),
-                            "delete": ("delete", key),
-                        }[op]
-                        kind = "read" if op == "get" else "write"
-                        async with history.operation(k, kind, command) as record:
-                            if kind == "read":
-                                record.output = await client.read(command)
-                            else:
-                                record.output = await client.write(command)
+                        if op == "get":
+                            await d.get(key)
+                        elif op == "set":
+                            await d.set(key, rng.randint(1, 3))
+                        elif op == "cas":
+                            await d.compare_and_set(key, rng.randint(1, 3), rng.randint(1, 3))
+                        else:
+                            await d.delete(key)
                         await trio.sleep(rng.uniform(0, 0.05))  # let virtual time pass
 
             async with trio.open_nursery() as nursery:
@@ -170,6 +197,8 @@ def test_expired_session_frees_the_lock_and_its_stale_holder_is_fenced() -> None
 
 
 def test_lock_history_under_faults_is_linearizable() -> None:
+    """The lock, given a History, records its own commands (acquire, release)."""
+
     async def scenario() -> History:
         history = History()
         rng = random.Random(5)
@@ -180,17 +209,13 @@ def test_lock_history_under_faults_is_linearizable() -> None:
                 async with trioraft.open_client(
                     cluster.names, network=cluster.network, name=f"u{k}"
                 ) as client:
-                    session = await client.open_session()
-                    held: int | None = None
+                    lock = ReplicatedLock(client, history=history)  # records what it does
                     while True:
-                        if held is None:
-                            command = ("acquire", "l", session)
-                        else:
-                            command = ("release", "l", held)
-                        async with history.operation(k, "write", command) as record:
-                            record.output = await client.write(command)
-                        held = record.output if held is None else None
+                        token = await lock.acquire("l")
                         await trio.sleep(rng.uniform(0, 0.1))
+                        if token is not None:
+                            await lock.release("l", token)
+                            await trio.sleep(rng.uniform(0, 0.1))
 
             async with trio.open_nursery() as nursery:
                 for k in range(3):
@@ -201,5 +226,7 @@ def test_lock_history_under_faults_is_linearizable() -> None:
 
     history = run(scenario, seed=5, hang_timeout=120)
     assert len(history.operations) > 50
+    assert {op.input[0] for op in history.operations} == {"acquire", "release"}
+    assert {op.client for op in history.operations} == {"u0", "u1", "u2"}  # the clients' names
     result = history.check(Model.from_state_machine(LockMachine), max_seconds=60)
     assert result.ok is True, str(result)

@@ -19,10 +19,11 @@ How each kind of block is run:
 * ``.. literalinclude::``: the file exists, and so does its ``:pyobject:``. (The Python
   blocks import what it shows, from ``examples/config_store.py``.)
 
-Addresses: the page uses ``127.0.0.1:7001`` to ``127.0.0.1:7003``. The test replaces each
+Addresses: the page uses ``127.0.0.1:7011`` to ``127.0.0.1:7013`` (not the README's
+7001-7003: both clusters may run at once). The test replaces each
 of these three ports, everywhere on the page (commands, outputs, Python), by a free port,
 and fails if the page uses any other. Commands run in a temporary directory, so the
-servers' ``data/a``... land in ``tmp_path``, with the running interpreter first on PATH
+servers' ``store/a``... land in ``tmp_path``, with the running interpreter first on PATH
 as ``python`` and the repository on PYTHONPATH (the page runs them from the root of a
 checkout, where ``examples.config_store`` is importable).
 """
@@ -52,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "docs" / "tutorial.rst"
 
 #: The ports the page is written with; each is replaced by a free port.
-PORTS = ("7001", "7002", "7003")
+PORTS = ("7011", "7012", "7013")
 ADDRESS = re.compile(r"\b127\.0\.0\.1:(\d+)\b")
 
 #: Bounds on every wait (seconds of real time).

@@ -9,6 +9,7 @@ your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call
 
 import logging
 
+from . import metrics  # prometheus-client is imported only when metrics are used
 from ._client import Client, open_client
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
@@ -99,6 +100,7 @@ __all__ = [
     "WriteNumberReused",
     "WrongCluster",
     "__version__",
+    "metrics",
     "open_client",
     "open_server",
     "open_tcp_network",

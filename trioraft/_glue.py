@@ -40,10 +40,12 @@ class Waiter:
     one handed wins). Built on Trio's low-level parking, not an Event: a write's reply
     is on the hot path, and this wakes the caller with one reschedule and nothing else."""
 
-    __slots__ = ("_outcome", "_task", "term")
+    __slots__ = ("_outcome", "_task", "started", "term")
 
-    def __init__(self, term: int = 0) -> None:
+    def __init__(self, term: int = 0, started: float = 0.0) -> None:
         self.term = term
+        #: When the write was proposed (``trio.current_time()``), for its latency.
+        self.started = started
         self._task: trio.lowlevel.Task | None = None
         self._outcome: outcome.Outcome[Any] | None = None
 
@@ -92,8 +94,10 @@ class CallbackWaiter(Waiter):
 
     __slots__ = ("_callback", "_due")
 
-    def __init__(self, term: int, callback: WriteCallback, due: DueCallbacks) -> None:
-        super().__init__(term)
+    def __init__(
+        self, term: int, callback: WriteCallback, due: DueCallbacks, started: float = 0.0
+    ) -> None:
+        super().__init__(term, started)
         self._callback = callback
         self._due = due
 

@@ -55,6 +55,12 @@ from ._glue import (
     encode_snapshot,
     machine_snapshots,
 )
+from ._histogram import (
+    APPLY_LAG_BUCKETS,
+    WRITE_LATENCY_BUCKETS,
+    Histogram,
+    HistogramCounts,
+)
 from ._network.base import Endpoint, Transport
 from ._options import ServerOptions
 from ._protocol import ClientRequest
@@ -129,6 +135,9 @@ def _all_checks(*checks: Callable[[Any], None] | None) -> Callable[[Any], None] 
     return check_all
 
 
+#: The roles of a server that started an election in its term.
+_CAMPAIGNING = (Role.CANDIDATE, Role.LEADER)
+
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
 
@@ -182,6 +191,13 @@ class ServerStatistics:
     snapshot_index: int
     #: Entries held in the log (after the compaction point).
     log_length: int
+    #: Elections this server started (the terms in which it campaigned).
+    elections: int = 0
+    #: Seconds from proposal to application of the writes this server committed as
+    #: leader (its count: those writes).
+    write_latency: HistogramCounts = attrs.field(factory=HistogramCounts)
+    #: Committed entries not yet applied, seen each time this server applied a batch.
+    apply_lag_entries: HistogramCounts = attrs.field(factory=HistogramCounts)
 
 
 @attrs.frozen
@@ -293,6 +309,13 @@ class Server:
         self._received = 0
         self._snapshots_taken = 0
         self._snapshots_installed = 0
+        #: For statistics() and trioraft.metrics: a few additions per write, no more.
+        self._elections = 0
+        self._election_term = 0
+        self._write_latency = Histogram(WRITE_LATENCY_BUCKETS)
+        self._latencies: list[float] = []  # of the batch being applied
+        self._apply_lag = Histogram(APPLY_LAG_BUCKETS)
+        self._applied_at = 0.0  # when the entries being applied were applied
 
     def __repr__(self) -> str:
         node = self._node
@@ -367,7 +390,8 @@ class Server:
         self._check_command(command)
         while True:
             try:
-                entry = node.propose(command, trio.current_time())
+                started = trio.current_time()
+                entry = node.propose(command, started)
                 break
             except TransferInProgress:
                 await self._wait_changed()  # §3.10: writes wait out a leadership transfer
@@ -384,7 +408,7 @@ class Server:
             self._trace("propose", index=entry.index, term=entry.term)
         # _await_entry, inlined: the hottest wait of all, one coroutine frame fewer.
         # A proposal moves no deadline: wake the ready loop, which follows the timer.
-        waiter = Waiter(entry.term)
+        waiter = Waiter(entry.term, started)
         writes = self._writes
         writes[entry.index] = waiter
         self._kicked.set()
@@ -427,13 +451,16 @@ class Server:
         if node.role is not Role.LEADER:
             raise NotLeader(node.leader)
         self._check_command(command)
+        started = trio.current_time()
         try:
-            entry = node.propose(command, trio.current_time())
+            entry = node.propose(command, started)
         except TransferInProgress:
             raise NotLeader(None, "leadership is being handed over; retry") from None
         if self._tracer is not None:
             self._trace("propose", index=entry.index, term=entry.term)
-        self._writes[entry.index] = CallbackWaiter(entry.term, callback, self._callbacks_due)
+        self._writes[entry.index] = CallbackWaiter(
+            entry.term, callback, self._callbacks_due, started
+        )
         self._kicked.set()  # as for write(): a proposal moves no deadline
         return entry.index
 
@@ -673,6 +700,9 @@ class Server:
             snapshots_installed=self._snapshots_installed,
             snapshot_index=node.snapshot_index,
             log_length=node.log.last_index - node.log.snapshot_index,
+            elections=self._elections,
+            write_latency=self._write_latency.counts(),
+            apply_lag_entries=self._apply_lag.counts(),
         )
 
     @asynccontextmanager
@@ -801,8 +831,8 @@ class Server:
         if deadline < self._timer_scope.deadline:
             self._timer_scope.deadline = deadline
 
-    async def _await_entry(self, entry: Entry) -> Any:
-        waiter = Waiter(entry.term)
+    async def _await_entry(self, entry: Entry, started: float = 0.0) -> Any:
+        waiter = Waiter(entry.term, started)
         self._writes[entry.index] = waiter
         self._kick()
         try:
@@ -948,8 +978,14 @@ class Server:
             self._last_applied = rd.snapshot.index
             self._snapshots_installed += 1
             self._trace_if("snapshot", index=rd.snapshot.index, installed=True)
+        if rd.committed:
+            self._applied_at = trio.current_time()
+            self._apply_lag.observe(self._node.commit_index - self._last_applied)
         for entry in rd.committed:
             self._apply(entry)
+        if self._latencies:
+            self._write_latency.observe_all(self._latencies)
+            self._latencies.clear()
         if rd.take_snapshot:
             with contextlib.suppress(Exception):  # logged; tried again later
                 self._snapshot_now()
@@ -1012,6 +1048,11 @@ class Server:
             for queue in self._role_watchers:
                 queue.append(status)
             self._wake_role_watchers()
+        if soft.role in _CAMPAIGNING and soft.term != self._election_term:
+            # A term in which it campaigned (a candidate, or at once a leader: a single
+            # voter wins within one step): an election it started.
+            self._election_term = soft.term
+            self._elections += 1
         if self._tracer is not None:
             if role_changed:
                 self._trace("role", role=soft.role, term=soft.term, leader=soft.leader)
@@ -1228,10 +1269,10 @@ class Server:
         node = self._node
         if self._name not in node.config.members and node.leader is None:
             logger.warning(
-                "%s: not a member of its configuration %s and no leader has contacted it: "
-                "it waits to be added (leader.add_server(%r))",
+                "%s: not a member of its configuration (voters: %s) and no leader has "
+                "contacted it: it waits to be added (leader.add_server(%r))",
                 self._name,
-                node.config,
+                ", ".join(sorted(node.config.voters)) or "none",
                 self._name,
             )
 
@@ -1282,11 +1323,12 @@ class Server:
             self._check_value(data)
         while True:
             try:
-                entry = self._node.propose_entry(kind, data, trio.current_time())
+                started = trio.current_time()
+                entry = self._node.propose_entry(kind, data, started)
                 break
             except TransferInProgress:
                 await self._wait_changed()
-        return await self._await_entry(entry)
+        return await self._await_entry(entry, started)
 
     def _expire_sessions(self, stamp: float) -> None:
         # Expiry is a function of the stamped time of the entry applied: every replica
@@ -1336,7 +1378,10 @@ class Server:
                     "the entry was replaced by a newer leader's; it was not applied",
                 )
             )
-        elif error is not None:
+            return
+        if kind is EntryKind.COMMAND or kind is EntryKind.CLIENT:
+            self._latencies.append(self._applied_at - waiter.started)
+        if error is not None:
             waiter.fail(error)
         else:
             waiter.resolve(value)

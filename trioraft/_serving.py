@@ -50,6 +50,17 @@ def status_dict(server: Server) -> dict[str, Any]:
     return out
 
 
+def _with_addresses(status: dict[str, Any], server: Server) -> dict[str, Any]:
+    """On TCP, where each member listens as this server knows it (``addresses``): the
+    command line's ``status`` asks the members it was not given."""
+    address_of = getattr(server._endpoint, "address_of", None)
+    if address_of is not None:
+        members = [*status["voters"], *status["learners"]]
+        found = {name: address_of(name) for name in members}
+        status["addresses"] = {name: where for name, where in found.items() if where}
+    return status
+
+
 async def _dispatch(server: Server, request: ClientRequest) -> Any:
     op, payload = request.op, request.payload
     if op == "write":
@@ -63,7 +74,7 @@ async def _dispatch(server: Server, request: ClientRequest) -> Any:
     if op == "open":
         return await server.open_session()
     if op == "status":
-        return status_dict(server)
+        return _with_addresses(status_dict(server), server)
     if op == "add":
         if not (isinstance(payload, list) and len(payload) == 3):
             raise _Invalid("add takes [name, address, voter]")

@@ -41,7 +41,8 @@ Sections and their method:
     reported as a ratio of the floor's for each ``C`` (ratio = trioraft writes/s / floor
     writes/s, measured in the same run). Its CPU share shows whether it had a CPU to
     itself. Sanity check: the floor's counter equals the writes completed. ``--floor
-    PATH`` (an external floor script, formerly) is accepted and ignored.
+    PATH`` (an external floor script, formerly) is accepted and ignored, and not listed
+    by ``--help``.
 
 ``election``
     ``--trials`` seeded trials, each a fresh deterministic run under
@@ -525,12 +526,9 @@ _FLAGS = (
         "comma-separated numbers of concurrent writers (default 1,16,256)",
     ),
     _Flag("--trials", _positive_int, "election trials (default %(default)s)"),
-    _Flag(
-        "--floor",
-        Path,
-        "ignored: the Trio floor is trioraft.bench.floor, run in this process",
-        "PATH",
-    ),
+    # Ignored, and so not in --help: the Trio floor is trioraft.bench.floor, run in this
+    # process (an external floor script, formerly); still accepted for old scripts.
+    _Flag("--floor", Path, argparse.SUPPRESS, "PATH"),
     _Flag(
         "--catchup-entries",
         _positive_int,

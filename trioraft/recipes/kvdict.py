@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 from .._client import Client
 from .._state_machine import StateMachine
+from ._recording import Recorder
+
+if TYPE_CHECKING:
+    from ..testing import History
 
 __all__ = ["DictMachine", "ReplicatedDict"]
 
@@ -61,31 +66,38 @@ class DictMachine(StateMachine):
 class ReplicatedDict:
     """A dict replicated by a trioraft cluster that runs :class:`DictMachine`, used
     through a :class:`~trioraft.Client`: writes are applied exactly once, reads are
-    linearizable. ``None`` stands for "absent" (so it is not a value you can store)."""
+    linearizable. ``None`` stands for "absent" (so it is not a value you can store).
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
+    ``history`` (a :class:`trioraft.testing.History`), if given, records each operation
+    as :class:`DictMachine` sees it (under ``client``, by default the client's name), so
+    that a test checks them with ``Model.from_state_machine(DictMachine)``.
+    """
+
+    def __init__(
+        self, client: Client, *, history: History | None = None, client_id: Hashable = None
+    ) -> None:
+        self._ops = Recorder(client, history, client_id)
 
     async def get(self, key: Any, default: Any = None) -> Any:
         """The value of ``key``, or ``default``."""
-        value = await self._client.read(("get", key))
+        value = await self._ops.read(("get", key))
         return default if value is None else value
 
     async def set(self, key: Any, value: Any) -> None:
         """Set ``key`` to ``value`` (not ``None``)."""
         if value is None:
             raise ValueError("None stands for an absent key: use delete()")
-        await self._client.write(("set", key, value))
+        await self._ops.write(("set", key, value))
 
     async def delete(self, key: Any) -> bool:
         """Remove ``key``; whether it was there."""
-        return bool(await self._client.write(("delete", key)))
+        return bool(await self._ops.write(("delete", key)))
 
     async def compare_and_set(self, key: Any, expected: Any, new: Any) -> bool:
         """Set ``key`` to ``new`` if its value is ``expected`` (``None``: absent; a
         ``new`` of ``None`` deletes it); whether it did."""
-        return bool(await self._client.write(("cas", key, expected, new)))
+        return bool(await self._ops.write(("cas", key, expected, new)))
 
     async def items(self) -> list[tuple[Any, Any]]:
         """Every pair, sorted by key."""
-        return [(k, v) for k, v in await self._client.read(("items",))]
+        return [(k, v) for k, v in await self._ops.read(("items",))]

@@ -11,15 +11,19 @@ on every server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .._client import Client
 from .._errors import RaftError
 from .._state_machine import StateMachine
+from ._recording import Recorder
+
+if TYPE_CHECKING:
+    from ..testing import History
 
 __all__ = ["FencedResource", "LockMachine", "ReplicatedLock", "StaleToken"]
 
@@ -83,26 +87,40 @@ class ReplicatedLock:
     ``async with lock.hold("name") as token:`` waits until it holds the lock, keeps its
     session alive meanwhile (every ``keepalive`` seconds: keep it well below the
     servers' ``session_timeout``), and releases it on exit.
+
+    ``history`` (a :class:`trioraft.testing.History`), if given, records each command
+    and query as :class:`LockMachine` sees it (under ``client_id``, by default the
+    client's name), so that a test checks them with
+    ``Model.from_state_machine(LockMachine)``.
     """
 
-    def __init__(self, client: Client, *, keepalive: float = 60.0, poll: float = 0.05) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        keepalive: float = 60.0,
+        poll: float = 0.05,
+        history: History | None = None,
+        client_id: Hashable = None,
+    ) -> None:
         self._client = client
+        self._ops = Recorder(client, history, client_id)
         self._keepalive = keepalive
         self._poll = poll
 
     async def acquire(self, name: str) -> int | None:
         """Try once: the fencing token if this client now holds ``name``, else None."""
         session = await self._client.open_session()
-        token = await self._client.write(("acquire", name, session))
+        token = await self._ops.write(("acquire", name, session))
         return None if token is None else int(token)
 
     async def release(self, name: str, token: int) -> bool:
         """Release ``name`` if ``token`` still holds it; whether it did."""
-        return bool(await self._client.write(("release", name, token)))
+        return bool(await self._ops.write(("release", name, token)))
 
     async def holder(self, name: str) -> tuple[int, int] | None:
         """``(session, token)`` of the holder of ``name``, or None (linearizable)."""
-        held = await self._client.read(("holder", name))
+        held = await self._ops.read(("holder", name))
         return None if held is None else (int(held[0]), int(held[1]))
 
     @asynccontextmanager
@@ -128,7 +146,7 @@ class ReplicatedLock:
     async def _keep_alive(self, name: str, token: int) -> None:
         while True:
             await trio.sleep(self._keepalive)
-            await self._client.write(("touch", name, token))
+            await self._ops.write(("touch", name, token))
 
 
 class FencedResource:

@@ -111,6 +111,10 @@ def _fault_label(fault: str, details: Mapping[str, Any]) -> str:
     return f"{fault} {extra}".strip()
 
 
+#: The message types of the client protocol (a lane with these alone is a client's).
+_CLIENT_TYPES = frozenset({"ClientRequest", "ClientResponse"})
+
+
 class _Lane:
     """What one server did, as spans and points in time."""
 
@@ -128,6 +132,15 @@ class _Lane:
         self.crashed = False
         self.term: int | None = None
         self.last_commit: int | None = None
+        #: It reported a server's events (a role, a commit...), not only messages.
+        self.server = False
+        #: The types of the messages it sent or received.
+        self.types: set[str] = set()
+
+    @property
+    def client(self) -> bool:
+        """A client's lane: messages of the client protocol alone, no server's events."""
+        return not self.server and bool(self.types) and self.types <= _CLIENT_TYPES
 
     def switch(self, t: float, state: str, term: int | None, leader: str | None) -> None:
         start, old, old_term, old_leader = self._open
@@ -211,7 +224,9 @@ class _Model:
 
     def _message(self, t: float, kind: str, event: Mapping[str, Any]) -> None:
         src = self.lane(event.get("src"))
-        self.lane(event.get("dst"))
+        dst = self.lane(event.get("dst"))
+        src.types.add(str(event.get("type")))
+        dst.types.add(str(event.get("type")))
         if kind == "send":
             src.sent.append(t)
         elif kind == "drop":
@@ -223,6 +238,7 @@ class _Model:
 
     def _server(self, t: float, kind: str, event: Mapping[str, Any]) -> None:
         lane = self.lane(event["server"])
+        lane.server = True
         if kind == "role":
             if lane.crashed:
                 return
@@ -718,8 +734,12 @@ def _table(caption: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -
 def _page(title: str, model: _Model, names: list[str], t_lo: float, t_hi: float, svg: str) -> str:
     counts = model.counts
     sent, delivered, dropped = (counts.get(k, 0) for k in MESSAGE_KINDS)
+    clients = sum(model.lanes[name].client for name in names)
+    servers = len(names) - clients
     summary = [
-        f"{len(names)} servers",
+        f"{servers} server"
+        + ("" if servers == 1 else "s")
+        + (f", {clients} client" + ("" if clients == 1 else "s") if clients else ""),
         f"{t_lo:.3f} s to {t_hi:.3f} s",
         f"{len(model.leaders)} leader" + ("" if len(model.leaders) == 1 else "s") + " elected",
         f"{counts.get('role', 0):,} role changes",
