@@ -431,3 +431,27 @@ def test_serve_whose_server_fails_says_why_and_exits_1(tmp_path: Path) -> None:
     lines = (tmp_path / "a.err").read_text().splitlines()
     prefix = "error: a: the server stopped: "
     assert lines[-1].startswith(prefix) and len(lines[-1]) > len(prefix) + 5, lines
+
+
+def test_serve_with_a_client_secret(processes: Processes) -> None:
+    """``serve --client-secret-file``: clients prove the clients' secret (the cluster's
+    also works, for administrators); a peer cannot use the clients' (tests/test_hostile.py
+    checks that part on the network itself)."""
+    clients = processes.tmp / "clients"
+    clients.write_text("for clients only\n")
+    processes.serve("a", [], "--client-secret-file", str(clients))
+    processes.wait_for_log("a", "listening on")
+
+    def write(secret: Path) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "trioraft", "write", "--cluster", processes.address("a"),
+               "--secret-file", str(secret), "--timeout", "10", "1"]  # fmt: skip
+        return subprocess.run(cmd, cwd=ROOT, env=processes.env, capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+
+    assert write(clients).stdout.strip() == "1"
+    assert write(processes.secret).stdout.strip() == "2"
+    wrong = processes.tmp / "wrong"
+    wrong.write_text("not it\n")
+    refused = write(wrong)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "secret" in refused.stderr

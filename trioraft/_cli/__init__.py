@@ -85,6 +85,9 @@ def _serve_parser(commands: argparse._SubParsersAction[_Parser]) -> None:
     add("--data-dir", required=True, metavar="DIR",
         help="the server's log and snapshots (made if missing; remembers --machine)")  # fmt: skip
     add("--secret-file", metavar="FILE", help="a file holding the cluster's shared secret")
+    add("--client-secret-file", metavar="FILE",
+        help="a file holding the clients' secret: clients prove it instead of the cluster's "
+        "(which then authenticates only servers and administrators)")  # fmt: skip
     add("--learner", action="store_true",
         help="start in no configuration and wait until a leader adds it: how to start a "
         "server for 'add' (then no --peer is needed)")  # fmt: skip

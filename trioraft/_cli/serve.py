@@ -72,6 +72,7 @@ class _Plan:
     peers: dict[str, str]
     options: dict[str, Any]
     secret: bytes | None
+    client_secret: bytes | None
     tls: Any
     config: list[str]
     metrics: str | None
@@ -138,6 +139,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
         peers=peers,
         options=options,
         secret=secret(args.secret_file),
+        client_secret=secret(args.client_secret_file),
         tls=tls(args.tls_ca, args.tls_cert, args.tls_key, serving=True),
         config=[] if args.learner else [args.name, *peers],
         metrics=metrics,
@@ -180,7 +182,11 @@ async def _open_network(
     try:
         return await stack.enter_async_context(
             open_tcp_network(
-                listen=args.listen, peers=plan.peers, secret=plan.secret, ssl_context=plan.tls
+                listen=args.listen,
+                peers=plan.peers,
+                secret=plan.secret,
+                client_secret=plan.client_secret,
+                ssl_context=plan.tls,
             )
         )
     except BaseException as exc:
