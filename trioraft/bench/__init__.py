@@ -1,38 +1,23 @@
 """trioraft's benchmark: ``python -m trioraft.bench [--json]`` (see ``_base``'s
-documentation of the sections and their method). Each section is a module of this
-package; importing the package registers them, in order."""
+documentation of the sections and their method, and :mod:`trioraft.bench._runner` for
+the list of sections, in the order they run)."""
 
-# isort: off
-from . import (  # noqa: F401  (registers the sections, in this order)
-    throughput,
-    floor,
-    election,
-    catchup,
-    simulation,
-    linearizability,
-    memory,
-    snapshot,
-    disk,
-    reads,
-    tcp,
-    clients,
-)
-
-# isort: on
 from ._base import (
-    SECTIONS,
     BenchOptions,
     Reporter,
     Section,
     SkipSection,
+    percentile,
+)
+from ._cluster import LoopResult, closed_loop
+from ._runner import (
+    SECTIONS,
     main,
     parse_args,
-    percentile,
     register_section,
     render_report,
     run_benchmark,
 )
-from ._cluster import LoopResult, closed_loop
 from .catchup import measure_catch_up, render_catch_up
 from .disk import measure_disk, measure_fsync, render_disk
 from .election import ElectionStats, measure_election

@@ -125,8 +125,10 @@ With ``--plot DIR``, SVG plots of the report are written into ``DIR`` after it
 (:mod:`trioraft.bench.plots`; needs matplotlib, the ``bench`` extra).
 
 Adding a section: write ``def run_x(options, results, progress) -> dict`` and a
-``render_x(result) -> list[str]``, and register them with :func:`register_section`,
-naming the options it uses (the report's header shows those of the sections run).
+``render_x(result) -> list[str]``, make them a ``SECTION = section(...)`` in the
+section's module, naming the options it uses, and list that module in
+:data:`trioraft.bench._runner.SECTIONS` where it is to run (the report's header
+shows the options of the sections run).
 Each section gets a ``--skip-x`` flag; ``run_x`` may raise :class:`SkipSection` with a
 reason, and may put sanity failures in its result under ``"errors"`` (a list of strings),
 which make the whole run fail. A new tunable is a field of :class:`BenchOptions` and a
@@ -139,13 +141,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import platform
 import string
 import sys
-import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -304,11 +304,7 @@ class Section:
     options: tuple[str, ...] = ()
 
 
-#: Every section, in the order they run.
-SECTIONS: dict[str, Section] = {}
-
-
-def register_section(
+def section(
     name: str,
     title: str,
     run: Callable[[BenchOptions, Mapping[str, Result], Reporter], Result],
@@ -318,15 +314,13 @@ def register_section(
     default: bool = True,
     options: Sequence[str] = (),
 ) -> Section:
-    """Add a section to :data:`SECTIONS` (run after those registered before it)."""
-    if name in SECTIONS:
-        raise ValueError(f"a section named {name!r} is already registered")
+    """A :class:`Section` (its ``options`` checked against :class:`BenchOptions`' fields).
+    A section module makes one as ``SECTION``; :mod:`trioraft.bench._runner` lists them,
+    in the order they run."""
     unknown = set(options) - {field.name for field in attrs.fields(BenchOptions)}
     if unknown:
         raise ValueError(f"section {name!r}: no such option(s) {sorted(unknown)}")
-    section = Section(name, title, run, render, tuple(aliases), default, tuple(options))
-    SECTIONS[name] = section
-    return section
+    return Section(name, title, run, render, tuple(aliases), default, tuple(options))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -381,51 +375,6 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def run_benchmark(
-    options: BenchOptions,
-    *,
-    skip: Sequence[str] = (),
-    only: Sequence[str] = (),
-    progress: Reporter | None = None,
-) -> Result:
-    """Run the registered sections, in order, and return the report:
-    ``{"ok", "errors", "meta", "options", "sections", "skipped"}`` (JSON-able). With
-    ``only``, just those sections; else every default section not named in ``skip``.
-
-    ``ok`` is false when a section reported sanity-check failures (listed in ``errors``).
-    """
-    unknown = sorted((set(skip) | set(only)) - set(SECTIONS))
-    if unknown:
-        raise ValueError(f"unknown section(s) {unknown}; sections are {list(SECTIONS)}")
-    say = progress if progress is not None else _stderr
-    meta = _meta()
-    sections: dict[str, Result] = {}
-    skipped: dict[str, str] = {}
-    errors: list[str] = []
-    for name, section in SECTIONS.items():
-        if only and name not in only:
-            continue
-        if name in skip or (not only and not section.default):
-            skipped[name] = "skipped on request" if name in skip else "runs only when named"
-            continue
-        try:
-            result = section.run(options, sections, say)
-        except SkipSection as exc:
-            skipped[name] = str(exc)
-            say(f"{name}: skipped: {exc}")
-            continue
-        sections[name] = result
-        errors.extend(f"{name}: {e}" for e in result.get("errors", ()))
-    return {
-        "ok": not errors,
-        "errors": errors,
-        "meta": {**meta, "load_after": _loadavg()},
-        "options": options.as_json(),
-        "sections": sections,
-        "skipped": skipped,
-    }
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     line = "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))
@@ -446,267 +395,3 @@ def _records_table(records: Iterable[Mapping[str, Any]], row: str) -> list[str]:
     ]
     cells = [[_num(record[name], spec) for _, name, spec in columns] for record in records]
     return _table([header for header, _, _ in columns], cells)
-
-
-def _options_line(report: Mapping[str, Any]) -> str | None:
-    """The options that apply to the sections the report holds, in :class:`BenchOptions`'
-    order (``None`` when none does)."""
-    used = {o for name in report["sections"] if name in SECTIONS for o in SECTIONS[name].options}
-    shown = []
-    for field in attrs.fields(BenchOptions):
-        if field.name in used and field.name in report["options"]:
-            value = report["options"][field.name]
-            if isinstance(value, list):
-                value = ",".join(map(str, value))
-            elif isinstance(value, float):
-                value = format(value, "g")
-            shown.append(f"{field.name}={value}")
-    return "options: " + " ".join(shown) if shown else None
-
-
-def render_report(report: Mapping[str, Any]) -> str:
-    """The human-readable form of a :func:`run_benchmark` report."""
-    meta = report["meta"]
-    parts = [
-        f"trioraft {meta['trioraft']} benchmark: Python {meta['python']}, trio {meta['trio']}, "
-        f"{meta['cpus']} CPUs, {meta['platform']}",
-    ]
-    options = _options_line(report)
-    if options is not None:
-        parts.extend(textwrap.wrap(options, 88, subsequent_indent="  "))
-    if meta.get("load_before") is not None and meta.get("load_after") is not None:
-        parts.append(
-            f"load average (1/5/15 min) before: {'/'.join(map(str, meta['load_before']))}, "
-            f"after: {'/'.join(map(str, meta['load_after']))} (other load skews the figures)"
-        )
-    for name, section in SECTIONS.items():
-        if name in report["sections"]:
-            parts.append("")
-            parts.append(f"== {section.title} [{name}]")
-            parts.extend(section.render(report["sections"][name]))
-        elif name in report["skipped"]:
-            parts.append("")
-            parts.append(f"== {section.title} [{name}]: skipped ({report['skipped'][name]})")
-    if report["errors"]:
-        parts.append("")
-        parts.extend(f"ERROR: {e}" for e in report["errors"])
-    return "\n".join(parts)
-
-
-@attrs.frozen
-class _Flag:
-    """A command-line option that sets the :class:`BenchOptions` field ``dest``; its
-    default is that field's default."""
-
-    flag: str
-    type: Callable[[str], Any]
-    help: str
-    metavar: str | None = None
-
-    @property
-    def dest(self) -> str:
-        return self.flag[2:].replace("-", "_")
-
-
-#: The tunables set before the section flags, in the order ``--help`` lists them.
-_FLAGS = (
-    _Flag(
-        "--seconds",
-        _positive_float,
-        "measured seconds per throughput run and per floor run (default %(default)s)",
-    ),
-    _Flag(
-        "--warmup",
-        _non_negative_float,
-        "seconds of unmeasured writes before each throughput run (default %(default)s)",
-    ),
-    _Flag(
-        "--concurrency",
-        _concurrency_list,
-        "comma-separated numbers of concurrent writers (default 1,16,256)",
-    ),
-    _Flag("--trials", _positive_int, "election trials (default %(default)s)"),
-    # Ignored, and so not in --help: the Trio floor is trioraft.bench.floor, run in this
-    # process (an external floor script, formerly); still accepted for old scripts.
-    _Flag("--floor", Path, argparse.SUPPRESS, "PATH"),
-    _Flag(
-        "--catchup-entries",
-        _positive_int,
-        "log length a new server catches up with (default %(default)s)",
-    ),
-    _Flag(
-        "--sim-seeds",
-        _positive_int,
-        "simulated runs in the simulation section (default %(default)s)",
-    ),
-    _Flag(
-        "--sim-seconds",
-        _positive_float,
-        "virtual seconds per simulated run (default %(default)s)",
-    ),
-    _Flag(
-        "--memory-writes",
-        _concurrency_list,
-        "comma-separated, ascending numbers of writes after which the memory section "
-        "measures RSS and log length (default 100000,1000000)",
-    ),
-    _Flag(
-        "--snapshot-mb",
-        _positive_int,
-        "megabytes of state the snapshot section installs on a new server (default %(default)s)",
-    ),
-    _Flag(
-        "--disk-concurrency",
-        _concurrency_list,
-        "comma-separated numbers of concurrent writers on DiskStorage (default 1,16,256)",
-    ),
-    _Flag(
-        "--disk-dirs",
-        _directory_list,
-        "disk section: 3 comma-separated existing directories, one per server (put each "
-        "on a disk of its own to measure a disk per server); default: one temporary "
-        "directory",
-        "DIRS",
-    ),
-    _Flag(
-        "--reads-concurrency",
-        _concurrency_list,
-        "comma-separated numbers of concurrent readers (default 1,16,256)",
-    ),
-)
-#: The tunables set after the section flags: the plots, then the tcp section's.
-_LATE_FLAGS = (
-    _Flag(
-        "--plot",
-        Path,
-        "write SVG plots into DIR (needs matplotlib: pip install -e '.[bench]' in a checkout)",
-        "DIR",
-    ),
-    _Flag(
-        "--tcp-concurrency",
-        _concurrency_list,
-        "tcp section: comma-separated numbers of writes kept in flight on the leader "
-        "(default 1,16,256,4096)",
-    ),
-    _Flag(
-        "--tcp-seconds",
-        _positive_float,
-        "tcp section: measured seconds per throughput run (default %(default)s)",
-    ),
-    _Flag(
-        "--tcp-elections",
-        _positive_int,
-        "tcp section: leader kills (SIGKILL) to time the election after (default %(default)s)",
-    ),
-    _Flag(
-        "--tcp-readers",
-        _non_negative_int,
-        "tcp section: linearizable readers on the leader, then spread over the 3 servers "
-        "(follower_reads), then under a lease; 0: no reads (default %(default)s)",
-    ),
-    _Flag(
-        "--tcp-paired-rounds",
-        _non_negative_int,
-        "tcp section: rounds in which the systems compared take turns, each ratio within a "
-        "round; 0: none (default %(default)s)",
-    ),
-    _Flag(
-        "--tcp-paired-seconds",
-        _positive_float,
-        "tcp section: measured seconds per system and paired round (default %(default)s)",
-    ),
-)
-
-
-def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[_Flag]) -> None:
-    defaults = BenchOptions()
-    for f in flags:
-        parser.add_argument(
-            f.flag,
-            type=f.type,
-            default=getattr(defaults, f.dest),
-            metavar=f.metavar,
-            help=f.help,
-        )
-
-
-def _add_section_flags(parser: argparse.ArgumentParser) -> None:
-    """``--json``, a ``--skip-<name>`` flag per section, and the sections to run."""
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object on the last stdout line"
-    )
-    for name, section in SECTIONS.items():
-        parser.add_argument(
-            f"--skip-{name}",
-            *section.aliases,
-            dest=f"skip_{name}",
-            action="store_true",
-            help=f"skip the {name!r} section: {section.title}",
-        )
-    parser.add_argument(
-        "sections",
-        nargs="*",
-        metavar="SECTION",
-        help=f"run only these sections ({', '.join(SECTIONS)}); default: every section but "
-        + ", ".join(n for n, s in SECTIONS.items() if not s.default),
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m trioraft.bench",
-        description="Benchmark trioraft: throughput, latency, election time, catch-up, "
-        "Trio floor ratio, memory, snapshots, disk, reads.",
-    )
-    _add_flags(parser, _FLAGS)
-    _add_section_flags(parser)
-    _add_flags(parser, _LATE_FLAGS)
-    return parser
-
-
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Reject what the option types alone cannot (``parser.error`` exits)."""
-    if args.plot is not None:
-        from .plots import matplotlib_available
-
-        if not matplotlib_available():
-            parser.error("--plot needs matplotlib: pip install -e '.[bench]' in a checkout")
-    if list(args.memory_writes) != sorted(args.memory_writes):
-        parser.error("--memory-writes must be ascending")
-    unknown = [name for name in args.sections if name not in SECTIONS]
-    if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchOptions, list[str], bool]:
-    """Parse the command line into ``(options, sections to skip, json output?)``; the
-    sections named on it, if any, are in ``options``' :data:`ONLY`."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    _check_args(parser, args)
-    ONLY[:] = args.sections
-    options = BenchOptions(**{f.dest: getattr(args, f.dest) for f in (*_FLAGS, *_LATE_FLAGS)})
-    skip = [name for name in SECTIONS if getattr(args, f"skip_{name}")]
-    return options, skip, bool(args.json)
-
-
-#: The sections named on the last parsed command line (empty: the default sections).
-ONLY: list[str] = []
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: run the benchmark, print the table or the JSON line; returns the
-    exit status (1 if a sanity check failed)."""
-    options, skip, as_json = parse_args(argv)
-    report = run_benchmark(options, skip=skip, only=ONLY)
-    if as_json:
-        print(json.dumps(report, allow_nan=False), flush=True)
-    else:
-        print(render_report(report), flush=True)
-    for error in report["errors"]:
-        _stderr(f"ERROR: {error}")
-    if options.plot is not None:
-        from .plots import write_plots
-
-        write_plots(report, options.plot, progress=_stderr)
-    return 0 if report["ok"] else 1

@@ -13,7 +13,7 @@ import trioraft
 import trioraft.testing
 from trioraft.recipes import Counter
 
-from ._base import BenchOptions, Record, Reporter, Result, _records_table, register_section
+from ._base import BenchOptions, Record, Reporter, Result, _records_table, section
 from ._cluster import stable_cluster
 
 
@@ -111,7 +111,7 @@ def render_catch_up(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "catchup",
     "Catch-up of a new server (learner, then voter)",
     run_catch_up,

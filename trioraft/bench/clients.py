@@ -32,7 +32,7 @@ import anyio
 
 import trioraft
 
-from ._base import BenchOptions, Reporter, Result, _table, register_section
+from ._base import BenchOptions, Reporter, Result, _table, section
 
 __all__ = ["measure_clients", "render_clients"]
 
@@ -198,7 +198,7 @@ def render_clients(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "clients",
     "clients from asyncio and threads against the Trio client, over TCP",
     run_clients,

@@ -20,7 +20,7 @@ from ._base import (
     _num,
     percentile,
     quiet,
-    register_section,
+    section,
 )
 from ._cluster import closed_loop, loop_runs, loop_table, stable_cluster
 
@@ -218,7 +218,7 @@ def _run_disk(options: BenchOptions, results: Mapping[str, Result], progress: Re
     )
 
 
-register_section(
+SECTION = section(
     "disk",
     "Durable writes on DiskStorage (real clock)",
     _run_disk,

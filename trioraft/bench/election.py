@@ -22,7 +22,7 @@ from ._base import (
     Result,
     _records_table,
     percentile,
-    register_section,
+    section,
 )
 from ._cluster import start_cluster
 
@@ -198,7 +198,7 @@ def render_election(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "election",
     "Election after the leader stops (virtual clock)",
     run_election,

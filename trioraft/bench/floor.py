@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from ._base import BenchOptions, Reporter, Result, _records_table, register_section
+from ._base import BenchOptions, Reporter, Result, _records_table, section
 from ._cluster import LoopResult, WriteRun, closed_loop, fresh_run
 
 __all__ = ["FloorRun", "LoopResult", "closed_loop", "measure_floor", "render_floor"]
@@ -158,7 +158,7 @@ def render_floor(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "floor",
     "Against the Trio floor (same run)",
     run_floor_section,

@@ -17,7 +17,7 @@ from ._base import (
     Reporter,
     Result,
     _records_table,
-    register_section,
+    section,
 )
 
 
@@ -236,7 +236,7 @@ def render_linearizability(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "linearizability",
     "Linearizability checking (1,000-operation histories)",
     run_linearizability,

@@ -32,7 +32,7 @@ from ._base import (
     Result,
     _records_table,
     _stderr,
-    register_section,
+    section,
 )
 from ._cluster import stable_cluster
 
@@ -263,7 +263,7 @@ def render_memory(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "memory",
     "Memory under endless writes",
     run_memory,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import _SERVER_NAMES, Reporter, Result, _num, quiet, register_section
+from ._base import _SERVER_NAMES, Reporter, Result, _num, quiet, section
 from ._cluster import (
     closed_loop,
     leadership_kept,
@@ -96,7 +96,7 @@ def render_reads(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "reads",
     "Linearizable reads (real clock)",
     loop_section(measure_reads, "reads_concurrency"),

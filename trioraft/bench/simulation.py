@@ -10,7 +10,7 @@ from ._base import (
     Reporter,
     Result,
     _records_table,
-    register_section,
+    section,
 )
 
 
@@ -60,7 +60,7 @@ def render_simulation(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "simulation",
     "Simulation speed (virtual clock, faults)",
     run_simulation,

@@ -20,7 +20,7 @@ from ._base import (
     Reporter,
     Result,
     _records_table,
-    register_section,
+    section,
 )
 from ._cluster import stable_cluster
 
@@ -230,7 +230,7 @@ def render_snapshot(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "snapshot",
     "Snapshot install on a new server",
     run_snapshot,

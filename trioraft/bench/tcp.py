@@ -74,7 +74,7 @@ from typing import Any
 
 import attrs
 
-from ._base import BenchOptions, Reporter, Result, _num, _table, register_section
+from ._base import BenchOptions, Reporter, Result, _num, _table, section
 from ._tcp_paired import PairedParams, measure_paired, paired_targets, render_paired
 from ._tcp_processes import (
     PYSYNCOBJ_BATCH,
@@ -626,7 +626,7 @@ def render_tcp(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "tcp",
     "3 server processes over TCP on loopback, against PySyncObj",
     run_tcp,

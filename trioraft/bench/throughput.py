@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._base import BenchOptions, Reporter, Result, _num, register_section
+from ._base import BenchOptions, Reporter, Result, _num, section
 from ._cluster import WriteRun, closed_loop, fresh_run, leadership_kept, loop_table, stable_cluster
 
 
@@ -117,7 +117,7 @@ def render_throughput(result: Result) -> list[str]:
     return lines
 
 
-register_section(
+SECTION = section(
     "throughput",
     "Throughput and write latency (real clock)",
     run_throughput,
