@@ -17,6 +17,7 @@ from ._core.ready import Snapshot
 from ._errors import (
     AuthenticationFailed,
     CatchUpFailed,
+    ChangeInProgress,
     ConfigChangeInProgress,
     MachineError,
     MalformedMessage,
@@ -62,6 +63,7 @@ __all__ = [
     "CatchUpFailed",
     "Config",
     "Client",
+    "ChangeInProgress",
     "ConfigChangeInProgress",
     "DiskStorage",
     "Endpoint",

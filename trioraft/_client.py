@@ -26,7 +26,7 @@ from ._codec import encode_value
 from ._errors import (
     AuthenticationFailed,
     CatchUpFailed,
-    ConfigChangeInProgress,
+    ChangeInProgress,
     NameInUse,
     NotVoter,
     RaftError,
@@ -487,7 +487,7 @@ class Client:
 
 #: The server's errors a client raises as themselves (the server sends "Name: text").
 _TYPED: tuple[type[RaftError], ...] = (UnknownServer, NameInUse, NotVoter, TransferFailed)
-_TYPED += (ConfigChangeInProgress, CatchUpFailed, WrongCluster)  # never OutcomeUnknown
+_TYPED += (ChangeInProgress, CatchUpFailed, WrongCluster)  # never OutcomeUnknown
 _TYPED += (ReplyNotEncodable, WriteNumberReused)
 _RAFT_ERRORS = {cls.__name__: cls for cls in _TYPED}
 

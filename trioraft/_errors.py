@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CatchUpFailed",
+    "ChangeInProgress",
     "ConfigChangeInProgress",
     "MalformedMessage",
     "NameInUse",
@@ -84,9 +85,14 @@ class NotVoter(RaftError):
     """The call needs a voting member, and this server is not one."""
 
 
-class ConfigChangeInProgress(RaftError):
-    """A membership change was requested while an earlier one is still uncommitted
-    (changes happen one at a time, dissertation §4.1)."""
+class ChangeInProgress(RaftError):
+    """A membership change was requested while another is under way: an earlier
+    single-server change not yet committed (§4.1), or a ``set_members`` change from the
+    call until its final configuration commits, catch-up of new servers included."""
+
+
+#: The former name of :class:`ChangeInProgress` (the same class).
+ConfigChangeInProgress = ChangeInProgress
 
 
 class TransferFailed(RaftError):
@@ -164,6 +170,7 @@ _public(
     UnknownServer,
     NameInUse,
     NotVoter,
+    ChangeInProgress,
     ConfigChangeInProgress,
     TransferFailed,
     MalformedMessage,

@@ -22,7 +22,7 @@ import functools
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +30,15 @@ import attrs
 import trio
 
 from ._core.messages import Config, Entry, EntryKind, InstallSnapshot, Message
-from ._core.node import CatchUpState, LeaderNotReady, RaftNode, Role, TransferInProgress
+from ._core.node import (
+    CatchUpState,
+    ChangePhase,
+    LeaderNotReady,
+    MembershipChange,
+    RaftNode,
+    Role,
+    TransferInProgress,
+)
 from ._core.ready import PersistedState, Ready, SoftState
 from ._errors import (
     CatchUpFailed,
@@ -166,6 +174,9 @@ class Status:
     cluster_id: str = ""
     #: Index of the latest snapshot (0 before any).
     snapshot_index: int = 0
+    #: While the configuration is joint (a change of several voters, §4.3): the voters
+    #: being left (C_old's); ``voters`` are then C_new's. ``None`` otherwise.
+    joint_voters: frozenset[str] | None = None
 
 
 @attrs.frozen
@@ -363,6 +374,7 @@ class Server:
             waiting_to_be_added=self._name not in cfg.members,
             cluster_id=node.cluster_id,
             snapshot_index=node.snapshot_index,
+            joint_voters=None if cfg.outgoing is None else frozenset(cfg.outgoing),
         )
 
     def _check_command(self, command: Any) -> None:
@@ -620,6 +632,76 @@ class Server:
                 f"learner: remove it with remove_server({name!r}) and add a server with "
                 "empty storage instead"
             )
+
+    async def set_members(
+        self,
+        voters: Collection[str],
+        *,
+        learners: Collection[str] = (),
+        addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the configuration exactly ``voters`` and ``learners``, in one call;
+        returns once the final configuration is committed. Leader only.
+
+        New servers are caught up as learners first (dissertation §4.2.1). A change other
+        than adding or removing exactly one voter (a swap of one voter for another counts
+        as two) goes through joint consensus (§4.3): the configuration C_old,new, in
+        which elections and commits need a majority of the old voters *and* of the new,
+        then C_new, appended automatically once C_old,new commits. Replacing every server
+        of a cluster in one call works; a leader not among the new voters hands over and
+        steps down once C_new commits.
+
+        Raises ``ValueError`` for an empty ``voters``, a server in both sets, or fewer
+        voters than ``min_majority``; :class:`~trioraft.ChangeInProgress` while another
+        change is under way (from this call until C_new commits, catch-up included, a
+        later ``set_members``, ``add_server`` or ``remove_server`` raises it);
+        :class:`~trioraft.CatchUpFailed` if a new server does not catch up (it stays a
+        learner); :class:`~trioraft.OutcomeUnknown` if leadership was lost after the
+        change began (the next leader may complete it). On TCP, ``addresses`` maps new
+        servers' names to their ``"host:port"``.
+        """
+        await trio.lowlevel.checkpoint()
+        self._check_running()
+        if addresses is not None:
+            if not isinstance(addresses, Mapping):
+                raise TypeError(f"addresses must be a mapping, got {type(addresses).__name__}")
+            self._learn_addresses(dict(addresses))
+        node = self._node
+        while True:
+            try:
+                change = node.set_members(voters, learners, addresses, trio.current_time())
+                break
+            except (LeaderNotReady, TransferInProgress):
+                await self._wait_changed()  # wait for this term's no-op to commit
+        self._kick()
+        await self._await_change(change)
+
+    async def _await_change(self, change: MembershipChange) -> None:
+        """Wait for a ``set_members`` change to complete; raise what it failed of."""
+        try:
+            while change.active:
+                await self._wait_changed()
+        except ServerStopped as exc:
+            if type(exc) is not ServerStopped or not change.entries:
+                raise
+            raise StoppedOutcomeUnknown(
+                f"server {self._name!r} stopped during the change to {change.target}: the "
+                "next leader may complete it"
+            ) from None
+        if change.phase is ChangePhase.FAILED:
+            for name in change.newcomers:
+                self._check_foreign(name)
+            if change.unknown:
+                raise OutcomeUnknown(
+                    f"leadership was lost during the change to {change.target}: the next "
+                    "leader may complete it, or not"
+                )
+            if change.left_behind is not None:
+                raise CatchUpFailed(
+                    f"{change.reason}; the change was not made ({change.left_behind!r} "
+                    "remains a learner)"
+                )
+            raise NotLeader(self._node.leader)
 
     async def remove_server(self, name: str) -> None:
         """Remove ``name`` from the cluster; returns once the change is committed.

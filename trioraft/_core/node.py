@@ -24,17 +24,29 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._errors import (
-    ConfigChangeInProgress,
+    ChangeInProgress,
     MalformedMessage,
     NotLeader,
     NotVoter,
     RaftError,
     TransferFailed,
     UnknownServer,
+)
+from .confchange import (
+    MAX_CATCH_UP_ROUNDS,
+    CatchUp,
+    CatchUpState,
+    ChangePhase,
+    ConfigHistory,
+    MembershipChange,
+    check_single_change,
+    joint_config,
+    plan_target,
+    single_step,
 )
 from .log import RaftLog
 from .messages import (
@@ -57,13 +69,16 @@ from .messages import (
 )
 from .options import LEASE_DRIFT, CoreOptions
 from .progress import Progress, ProgressMode
+from .quorum import Quorum
 from .ready import HardState, PersistedState, Ready, Snapshot, SoftState, snapshot_checksum
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
     "CatchUp",
     "CatchUpState",
+    "ChangePhase",
     "LeaderNotReady",
+    "MembershipChange",
     "RaftNode",
     "Role",
     "TransferInProgress",
@@ -103,50 +118,9 @@ class LeaderNotReady(RaftError):
     """
 
 
-#: Most replication rounds a learner gets to catch up before its promotion is abandoned.
-MAX_CATCH_UP_ROUNDS = 10
 #: Leader ticks (each the longest election timeout) a removed server that does not
 #: answer is still told of its removal; if it campaigns later, it is told again.
 RETIRING_TICKS = 5
-
-
-class CatchUpState(enum.Enum):
-    """Where the catch-up of a learner stands."""
-
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class CatchUp:
-    """The leader's record of one learner being caught up (dissertation §4.2.1)."""
-
-    __slots__ = (
-        "foreign_cluster",
-        "last_progress",
-        "match",
-        "reason",
-        "round_end",
-        "round_start",
-        "rounds",
-        "state",
-    )
-
-    def __init__(self, round_end: int, round_start: float) -> None:
-        self.state = CatchUpState.PENDING
-        self.rounds = 1
-        self.round_end = round_end
-        self.round_start = round_start
-        self.last_progress = round_start
-        self.match = 0
-        self.reason = ""
-        #: When the learner refused to follow because it belongs to another cluster: the
-        #: identity of that cluster.
-        self.foreign_cluster = ""
-
-    def fail(self, reason: str) -> None:
-        self.state = CatchUpState.FAILED
-        self.reason = reason
 
 
 class _ReadRequest:
@@ -240,6 +214,8 @@ class RaftNode:
         self._replication_due = False
         #: Learners being caught up before promotion (§4.2.1), by name.
         self.catch_ups: dict[str, CatchUp] = {}
+        #: The ``set_members`` change under way on this leader, if any (§4.3).
+        self.membership_change: MembershipChange | None = None
         self._stepping_down = False  # removed from the configuration: handing over
         #: Bumped whenever a catch-up, a transfer or a learner's first answer changes
         #: state (the runtime wakes its waiters on it).
@@ -289,12 +265,13 @@ class RaftNode:
         base = (0, self.base_config)
         if state.snapshot is not None:
             base = (state.snapshot.index, state.snapshot.config)
-        # Every configuration in the log after the base one, oldest first. The last one
-        # is in force as soon as it is appended (§4.1).
-        self._configs: list[tuple[int, Config]] = [base]
+        # Every configuration in the log after the base one: the last one is in force
+        # as soon as it is appended (§4.1).
+        self.configs = ConfigHistory(*base)
         for entry in state.entries:
             if entry.kind is EntryKind.CONFIG and entry.index > base[0]:
-                self._configs.append((entry.index, entry.data))
+                self.configs.append(entry.index, entry.data)
+        self._quorum_of: tuple[Config | None, Quorum] = (None, Quorum(()))
         #: Highest index applied by the runtime (the snapshot's, on a restart).
         self.applied = base[0]
         self._applied_handed = base[0]
@@ -320,12 +297,28 @@ class RaftNode:
     @property
     def config(self) -> Config:
         """The configuration in force: the latest one in the log, committed or not (§4.1)."""
-        return self._configs[-1][1]
+        return self.configs.current
 
     @property
     def config_index(self) -> int:
         """Log index of the configuration in force."""
-        return self._configs[-1][0]
+        return self.configs.index
+
+    @property
+    def quorum(self) -> int:
+        """How many of the (new) voters make a quorum, with the ``min_majority`` floor
+        (while joint, as many of the outgoing ones too: :meth:`_quorum`)."""
+        return self.config.quorum(self.options.min_majority)
+
+    def _quorum(self) -> Quorum:
+        """The quorum rule of the configuration in force (of both its voter sets while
+        joint, §4.3)."""
+        config, quorum = self._quorum_of
+        if config is not self.configs.current:
+            config = self.configs.current
+            quorum = Quorum(config.voters, config.outgoing, self.options.min_majority)
+            self._quorum_of = (config, quorum)
+        return quorum
 
     @property
     def committed_config(self) -> Config:
@@ -333,15 +326,13 @@ class RaftNode:
         return self._config_at(self.commit_index)
 
     def _config_at(self, index: int) -> Config:
-        for at, config in reversed(self._configs):
-            if at <= index:
-                return config
-        return self._configs[0][1]
+        return self.configs.at(index)
 
     @property
     def is_voter(self) -> bool:
-        """Whether this server votes in its current configuration."""
-        return self.name in self.config.voters
+        """Whether this server votes in its current configuration (in either voter set
+        while it is joint)."""
+        return self.name in self.config.all_voters
 
     @property
     def can_campaign(self) -> bool:
@@ -354,14 +345,9 @@ class RaftNode:
         in the latest configuration, so its own vote does not count.
         """
         name = self.name
-        return name in self.config.voters or (
-            self.config_index > self.commit_index and name in self.committed_config.voters
+        return name in self.config.all_voters or (
+            self.config_index > self.commit_index and name in self.committed_config.all_voters
         )
-
-    @property
-    def quorum(self) -> int:
-        """How many voters make a quorum, with the ``min_majority`` floor."""
-        return self.config.quorum(self.options.min_majority)
 
     @property
     def snapshot_index(self) -> int:
@@ -446,7 +432,7 @@ class RaftNode:
             self.leader,
             self.commit_index,
             self.transfer_target,
-            self._configs[-1][0],
+            self.configs.index,
             self.change_count,
         )
 
@@ -584,7 +570,7 @@ class RaftNode:
         self.snapshot = snapshot
         self._pending_snapshot = snapshot
         self._restore = False
-        self._configs = [(index, config)] + [(i, c) for i, c in self._configs if i > index]
+        self.configs.compact(index, config)
         cut = index - self.options.snapshot_trailing
         if cut > self.log.snapshot_index:
             cut_term = self.log.term_at(cut)
@@ -847,7 +833,7 @@ class RaftNode:
         if self._tally(now):
             return
         last_index, last_term = self.log.last_index, self.log.last_term
-        for peer in self.config.voters:
+        for peer in self.config.all_voters:  # both sets while joint (§4.3)
             if peer != self.name:
                 self._send(
                     RequestVote(
@@ -901,25 +887,23 @@ class RaftNode:
                 return  # an answer to an older round
         elif self.role is not Role.CANDIDATE or m.term != self.term:
             return
-        if m.src in self.config.voters:
+        if m.src in self.config.all_voters:
             self._votes[m.src] = m.granted
         self._tally(now)
 
     def _tally(self, now: float) -> bool:
-        """Count votes; act on a won or lost election. True if the round is decided."""
-        voters = self.config.voters
-        granted = sum(1 for v in voters if self._votes.get(v) is True)
-        if now < self._own_vote_from and self._votes.get(self.name) is True:
-            granted -= 1  # not yet: it would break a lease (§6.4.1, see _campaign)
-        rejected = sum(1 for v in voters if self._votes.get(v) is False)
-        quorum = self.quorum
-        if granted >= quorum:
+        """Count votes; act on a won or lost election. True if the round is decided.
+        §5.2: a quorum of voters wins it; while joint, a quorum of each set (§4.3)."""
+        votes, quorum = self._votes, self._quorum()
+        # Its own vote counts only once a lease it acknowledged has run out (§6.4.1).
+        waiting = self.name if now < self._own_vote_from else None
+        if quorum.reached(lambda v: votes.get(v) is True and v != waiting):
             if self.role is Role.PRE_CANDIDATE:
                 self._campaign(now, pre=False, force=self._campaign_force)
             else:
                 self._become_leader(now)
             return True
-        if rejected > len(voters) - quorum:
+        if quorum.lost(lambda v: votes.get(v) is False):
             # The election can no longer be won: wait as a follower for the next timeout.
             self.role = Role.FOLLOWER
             return True
@@ -960,6 +944,12 @@ class RaftNode:
             if catch_up.state is CatchUpState.PENDING:
                 catch_up.fail("leadership was lost")
         self.catch_ups = {}
+        change = self.membership_change
+        if change is not None:
+            # Entries of the change may be in others' logs: the next leader may complete
+            # it (a joint configuration always is, §4.3), so its outcome is unknown.
+            change.fail("leadership was lost", unknown=change.entries > 0)
+            self.membership_change = None
         self.change_count += 1
 
     def _become_leader(self, now: float) -> None:
@@ -973,7 +963,7 @@ class RaftNode:
         members = self.config.members
         self._retiring = {
             name: self.config_index
-            for _, cfg in self._configs
+            for cfg in self.configs.all()
             for name in cfg.members
             if name not in members and name != self.name
         }
@@ -998,17 +988,19 @@ class RaftNode:
             if catch_up.state is CatchUpState.PENDING and now - catch_up.last_progress > timeout:
                 catch_up.fail(f"{name!r} made no progress for an election timeout")
                 self.change_count += 1
+                self._advance_change()
         if not self.options.check_quorum:
             return
         # §6.2 CheckQuorum: a leader that has not heard from a quorum within an election
         # timeout steps down, so a partitioned leader stops serving clients.
-        active = 1 if self.is_voter else 0
-        for peer in self.config.voters:
+        active = {self.name}
+        for peer in self.config.all_voters:
             pr = self.progress.get(peer)
             if pr is not None:
-                active += pr.recent_active
+                if pr.recent_active:
+                    active.add(peer)
                 pr.recent_active = False
-        if active < self.quorum:
+        if not self._quorum().reached(active.__contains__):
             self._become_follower(self.term, None, now)
 
     def _tick_retiring(self) -> None:
@@ -1114,7 +1106,7 @@ class RaftNode:
             log.extend(new)
             for added in new:
                 if added.kind is EntryKind.CONFIG:
-                    self._configs.append((added.index, added.data))
+                    self.configs.append(added.index, added.data)
             if self.can_campaign != was_voter:
                 # Joined or left the voters (or a truncation undid a change): the
                 # election timer starts or stops accordingly (§4.1).
@@ -1125,8 +1117,7 @@ class RaftNode:
         """Drop entries from ``index`` on (in memory now; from storage in the next Ready,
         which rewrites the log from the first entry it hands out)."""
         self.log.truncate_after(index - 1)
-        while self._configs[-1][0] >= index:
-            self._configs.pop()  # §4.1: fall back to the previous configuration
+        self.configs.truncate(index)  # §4.1: fall back to the previous configuration
         self._unstable_from = min(self._unstable_from, index)
         self._stable_index = min(self._stable_index, index - 1)
 
@@ -1326,16 +1317,13 @@ class RaftNode:
         # Figure 2 (leaders): commit N if a quorum has matchIndex >= N and log[N] is of
         # the current term. §5.4.2: never count replicas of an older term's entry. The
         # leader counts itself only for entries it has made durable.
-        voters = self.config.voters
-        quorum = self.quorum
-        if quorum > len(voters):
-            return
-        mine = self._stable_index
-        matches = sorted(
-            (mine if v == self.name else (self.progress[v].match if v in self.progress else 0))
-            for v in voters
+        # While joint, a quorum of each voter set holds it (§4.3).
+        mine, name, progress = self._stable_index, self.name, self.progress
+        candidate = self._quorum().agreed_value(
+            lambda v: mine if v == name else (progress[v].match if v in progress else 0)
         )
-        candidate = matches[len(matches) - quorum]
+        if candidate is None:
+            return
         if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
             self._commit_to(candidate, now)
 
@@ -1349,6 +1337,11 @@ class RaftNode:
             return
         self._replication_due = True  # followers learn the new commit index
         self._check_reads()
+        if self.config_index <= index and self.config.joint:
+            # §4.3: C_old,new is committed: C_new follows at once, on any leader.
+            self._append_config(self.config.leave_joint())
+            return
+        self._advance_change()
         if self.config_index <= index:
             # The configuration in force is committed. Removed servers that know it
             # need nothing more from us (§4.2.2).
@@ -1467,9 +1460,11 @@ class RaftNode:
         self._pending_snapshot = snapshot
         self._restore = True
         self.snapshot = snapshot
-        self._configs = [(index, snapshot.config)] + [
-            (e.index, e.data) for e in retained if e.kind is EntryKind.CONFIG
-        ]
+        self.configs.reset(
+            index,
+            snapshot.config,
+            ((e.index, e.data) for e in retained if e.kind is EntryKind.CONFIG),
+        )
         self.commit_index = max(self.commit_index, index)
         self._applied_handed = index
         if not self.cluster_id and snapshot.cluster_id:
@@ -1568,19 +1563,31 @@ class RaftNode:
     def change_config(self, config: Config, now: float) -> Entry:
         """Append a new configuration (dissertation §4.1: one server at a time, in force
         from the moment it is appended). Raises if a change is already in progress."""
+        self._check_can_change()
+        check_single_change(self.config, config, self.options.min_majority)
+        self._now = now
+        return self._append_config(config)
+
+    def _check_can_change(self) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if self.transfer_target is not None:
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
         if not self.committed_in_term:
             raise LeaderNotReady("the leader has not committed an entry of its term yet")
+        change = self.membership_change
+        if change is not None and change.active:
+            raise ChangeInProgress(
+                f"a change to {change.target} is under way ({change.phase.value})"
+            )
         if self.config_index > self.commit_index:
-            raise ConfigChangeInProgress(
+            raise ChangeInProgress(
                 f"the configuration change at index {self.config_index} is not committed yet"
             )
+
+    def _append_config(self, config: Config) -> Entry:
+        """Append ``config`` (in force at once, §4.1), with the progress it needs."""
         old = self.config
-        self._check_change(old, config)
-        self._now = now
         index = self.log.last_index + 1
         for peer in old.members:
             if peer not in config.members and peer != self.name:
@@ -1592,25 +1599,85 @@ class RaftNode:
                 self._retiring.pop(peer, None)
                 self.progress[peer] = Progress(index)
                 self.foreign.pop(peer, None)
-        self._configs.append((index, config))
+        self.configs.append(index, config)
         entry = self._append(EntryKind.CONFIG, config)
         self._sync_progress()
         return entry
 
-    def _check_change(self, old: Config, config: Config) -> None:
-        changed = set(old.voters) ^ set(config.voters)
-        changed |= set(old.learners) ^ set(config.learners)
-        if len(changed) > 1:
-            raise ValueError(f"one server at a time: {sorted(changed)} would change at once")
-        if not config.voters:
-            raise ValueError("cannot remove the last voter")
-        floor = self.options.min_majority or 0
-        if len(config.voters) < len(old.voters) and len(config.voters) < floor:
-            raise ValueError(
-                f"cannot go from {len(old.voters)} to {len(config.voters)} voters: "
-                f"min_majority={floor} needs at least {floor} voters, or no quorum could "
-                "ever form again"
+    def set_members(
+        self,
+        voters: Any,
+        learners: Any,
+        addresses: Mapping[str, str] | None,
+        now: float,
+    ) -> MembershipChange:
+        """Begin making the configuration exactly ``voters`` and ``learners``; returns the
+        change, whose ``phase`` ends ``DONE`` once C_new is committed, or ``FAILED``.
+
+        New voters are caught up as learners first (§4.2.1). Then a change of one voter
+        is appended directly (§4.1); any other goes through joint consensus (§4.3):
+        C_old,new, then C_new, appended automatically once C_old,new commits. Raises
+        ``ValueError`` for a configuration that cannot be (no voters, a server in both
+        sets, fewer voters than ``min_majority``), :class:`~trioraft.ChangeInProgress` if
+        a change is under way."""
+        self._check_can_change()
+        current = self.config
+        target = plan_target(current, voters, learners, addresses, self.options.min_majority)
+        self._now = now
+        newcomers = tuple(v for v in target.voters if v not in current.all_voters)
+        change = self.membership_change = MembershipChange(target, newcomers)
+        missing = [n for n in newcomers if n not in current.learners]
+        if missing:  # learners first: they vote in no quorum yet (§4.2.1)
+            given = dict(target.addresses)
+            joining = {n: given[n] for n in missing if n in given}
+            self._append_config(
+                Config(
+                    voters=current.voters,
+                    learners=(*current.learners, *missing),
+                    addresses={**dict(current.addresses), **joining},
+                )
             )
+            change.entries += 1
+        for name in newcomers:
+            self.start_catch_up(name, now)
+        self.change_count += 1
+        self._advance_change()
+        return change
+
+    def _advance_change(self) -> None:
+        """Move the ``set_members`` change on: after catch-up, its configuration; once
+        C_new is committed, done."""
+        change = self.membership_change
+        if change is None or not change.active or self.role is not Role.LEADER:
+            return
+        if change.phase is ChangePhase.CATCHING_UP:
+            if not self._caught_up(change):
+                return
+            change.phase = ChangePhase.CHANGING
+            target = change.target
+            if not _same_members(self.config, target):
+                step = target if single_step(self.config, target) else None
+                self._append_config(step or joint_config(self.config, target))
+                change.entries += 1
+        if not self.config.joint and self.config_index <= self.commit_index:
+            change.phase = ChangePhase.DONE
+            self.membership_change = None
+            self.change_count += 1
+
+    def _caught_up(self, change: MembershipChange) -> bool:
+        """Whether every new voter of ``change`` is caught up and the configuration
+        that made them learners is committed (the change fails if one cannot be)."""
+        for name in change.newcomers:
+            catch_up = self.catch_ups.get(name)
+            if catch_up is None or catch_up.state is CatchUpState.FAILED:
+                reason = catch_up.reason if catch_up is not None else "its catch-up ended"
+                change.fail(f"{name!r} did not catch up: {reason}", left_behind=name)
+                self.membership_change = None
+                self.change_count += 1
+                return False
+            if catch_up.state is CatchUpState.PENDING:
+                return False
+        return self.config_index <= self.commit_index
 
     def add_server_config(self, name: str, voter: bool, address: str | None = None) -> Config:
         """The configuration that adds ``name`` (as a voter, or a learner), reachable at
@@ -1688,15 +1755,14 @@ class RaftNode:
             return
         self._round += 1
         self._pending_reads.append((self._round, ticket, request))
-        voters = self.config.voters
-        for peer in voters:
+        for peer in self.config.all_voters:
             pr = self.progress.get(peer)
             if pr is not None:
                 pr.heartbeat_wanted = True
                 self._replication_due = True
-        if len(voters) == 1:
+        if self._quorum().reached(lambda v: v == self.name):
             # No one else can have acknowledged a round not yet sent: only a leader that
-            # is the one voter answers now (its quorum is itself).
+            # is a quorum by itself (the one voter) answers now.
             self._check_reads()
 
     def _vouched_for_by(self, request: ReadIndexRequest | None) -> bool:
@@ -1712,8 +1778,8 @@ class RaftNode:
         must have committed, as for every read."""
         if request is None or not self.committed_in_term:
             return False
-        voters = self.config.voters
-        return (request.src in voters) + (self.name in voters) >= self.quorum
+        pair = (request.src, self.name)
+        return self._quorum().reached(pair.__contains__)
 
     def _answer_read(self, ticket: int, request: ReadIndexRequest | None, index: int) -> None:
         if request is None:
@@ -1774,15 +1840,12 @@ class RaftNode:
         return self._lease_until
 
     def _quorum_acked_round(self) -> float:
-        voters = self.config.voters
-        quorum = self.quorum
-        if quorum > len(voters):
-            return 0
-        acked = sorted(
-            (INF if v == self.name else (self.progress[v].acked_round if v in self.progress else 0))
-            for v in voters
+        """The latest round a quorum (of each voter set while joint) acknowledged."""
+        name, progress = self.name, self.progress
+        acked = self._quorum().agreed_value(
+            lambda v: INF if v == name else (progress[v].acked_round if v in progress else 0)
         )
-        return acked[len(acked) - quorum]
+        return 0 if acked is None else acked
 
     def _check_reads(self) -> None:
         confirmed = self._quorum_acked_round()
@@ -1953,29 +2016,21 @@ class RaftNode:
         return catch_up
 
     def _catch_up_progress(self, catch_up: CatchUp, match: int, now: float) -> None:
-        if match > catch_up.match:
-            catch_up.match = match
-            catch_up.last_progress = now
-        if match < catch_up.round_end:
-            return
-        if now - catch_up.round_start <= self.options.min_election_timeout:
-            catch_up.state = CatchUpState.DONE
-        elif catch_up.rounds >= MAX_CATCH_UP_ROUNDS:
-            catch_up.fail(f"still behind after {catch_up.rounds} rounds of replication")
-        else:
-            catch_up.rounds += 1
-            catch_up.round_end = self.log.last_index
-            catch_up.round_start = now
-            if match < catch_up.round_end:
-                return
-            # The learner already holds what the new round would send: that round
-            # takes no time, so it is caught up (an idle cluster moves it no further).
-            catch_up.state = CatchUpState.DONE
-        self.change_count += 1
+        round_time = self.options.min_election_timeout
+        if catch_up.progress(match, now, self.log.last_index, round_time):
+            self.change_count += 1
+            self._advance_change()
 
     # ------------------------------------------------------------------ misc
     def _send(self, m: Message) -> None:
         self._outbox.append(m)
+
+
+def _same_members(a: Config, b: Config) -> bool:
+    """Whether ``a`` is ``b`` in voters, learners, addresses and outgoing voters."""
+    return (a.voters, a.learners, a.addresses, a.outgoing) == (
+        b.voters, b.learners, b.addresses, b.outgoing,
+    )  # fmt: skip
 
 
 _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {

@@ -72,7 +72,7 @@ class _Bad(Exception):
 
 # ------------------------------------------------------------------ encoding
 def _config_out(config: Config) -> list[Any]:
-    return [list(config.voters), list(config.learners), [list(p) for p in config.addresses]]
+    return config.as_list()
 
 
 def _entry_out(entry: Entry) -> list[Any]:
@@ -191,16 +191,21 @@ def _names(value: Any) -> tuple[str, ...]:
 
 
 def _config(value: Any) -> Config:
-    if not isinstance(value, list) or len(value) != 3:
-        raise _Bad(f"expected a configuration [voters, learners, addresses], got {value!r}")
-    voters, learners, addresses = value
+    if not isinstance(value, list) or len(value) not in (3, 4):
+        raise _Bad(
+            f"expected a configuration [voters, learners, addresses(, outgoing)], got {value!r}"
+        )
+    voters, learners, addresses = value[:3]
+    outgoing = _names(value[3]) if len(value) == 4 else None
     if not isinstance(addresses, list) or not all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
         for p in addresses
     ):
         raise _Bad(f"expected a list of [name, address] pairs, got {addresses!r}")
     try:
-        return Config(voters=_names(voters), learners=_names(learners), addresses=addresses)
+        return Config(
+            voters=_names(voters), learners=_names(learners), addresses=addresses, outgoing=outgoing
+        )
     except ValueError as exc:
         raise _Bad(str(exc)) from None
 

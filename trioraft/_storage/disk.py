@@ -64,15 +64,11 @@ _IN_USE_LOCK = threading.Lock()
 
 
 def _config_value(config: Config | None) -> Any:
-    if config is None:
-        return None
-    return [list(config.voters), list(config.learners), [list(p) for p in config.addresses]]
+    return None if config is None else config.as_list()
 
 
 def _config_of(value: Any) -> Config | None:
-    if value is None:
-        return None
-    return Config(voters=value[0], learners=value[1], addresses=value[2])
+    return None if value is None else Config.from_list(value)
 
 
 def _entry_row(entry: Entry) -> tuple[int, int, int, bytes]:
