@@ -16,6 +16,7 @@ import enum
 from collections.abc import Iterable, Mapping
 
 from .messages import Config
+from .options import server_names
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -116,7 +117,7 @@ def plan_target(
     """The configuration ``set_members(voters, learners=..., addresses=...)`` asks for,
     checked: ``ValueError`` for no voters, a server in both sets, a bad name or address,
     or fewer voters than ``min_majority``. Addresses of servers that stay are kept."""
-    voters, learners = _names(voters, "voters"), _names(learners, "learners")
+    voters, learners = server_names(voters, "voters"), server_names(learners, "learners")
     if not voters:
         raise ValueError("set_members needs at least one voter")
     both = set(voters) & set(learners)
@@ -136,18 +137,6 @@ def plan_target(
             raise ValueError(f"an address is given for {name!r}, which is not a member")
         kept[name] = address
     return Config(voters=voters, learners=learners, addresses=kept)
-
-
-def _names(names: Iterable[str], what: str) -> tuple[str, ...]:
-    if isinstance(names, (str, bytes)):
-        raise ValueError(f"{what} must be a collection of names, not the string {names!r}")
-    out = tuple(names)
-    for name in out:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"server names are non-empty strings, got {name!r} in {what}")
-    if len(set(out)) != len(out):
-        raise ValueError(f"{what} name a server twice: {sorted(out)}")
-    return out
 
 
 def single_step(old: Config, new: Config) -> bool:

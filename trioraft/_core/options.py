@@ -14,20 +14,26 @@ __all__ = ["LEASE_DRIFT", "CoreOptions", "check_known", "check_seconds"]
 LEASE_DRIFT = 0.1
 
 
-def _config_names(value: Any) -> tuple[str, ...]:
+def server_names(value: Any, what: str) -> tuple[str, ...]:
+    """``value`` as a tuple of server names (non-empty strings, each once);
+    ``ValueError`` naming ``what`` otherwise."""
     if isinstance(value, (str, bytes)):
         raise ValueError(
-            f"initial_config must be an iterable of server names, not the single string {value!r}"
+            f"{what} must be an iterable of server names, not the single string {value!r}"
         )
     if not isinstance(value, Iterable):
-        raise ValueError(f"initial_config must be an iterable of server names, got {value!r}")
+        raise ValueError(f"{what} must be an iterable of server names, got {value!r}")
     names = list(value)
     for name in names:
         if not isinstance(name, str) or not name:
-            raise ValueError(f"initial_config holds an invalid server name: {name!r}")
+            raise ValueError(f"{what} holds an invalid server name: {name!r}")
     if len(set(names)) != len(names):
-        raise ValueError(f"initial_config names a server twice: {names!r}")
+        raise ValueError(f"{what} names a server twice: {names!r}")
     return tuple(names)
+
+
+def _config_names(value: Any) -> tuple[str, ...]:
+    return server_names(value, "initial_config")
 
 
 def check_seconds(name: str, value: Any) -> None:
