@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (registers the sections, in this order)
     disk,
     reads,
     tcp,
+    hostile,
 )
 
 # isort: on

@@ -260,6 +260,13 @@ class BenchOptions:
     tcp_paired_rounds: int = 3
     #: Measured seconds per system and round of the paired comparisons.
     tcp_paired_seconds: float = 4.0
+    #: Measured seconds per window of the ``hostile`` section (and per A/B turn).
+    hostile_seconds: float = 4.0
+    #: Rounds of the ``hostile`` section's attacks (each attack on the leader, then on a
+    #: follower, each between quiet windows).
+    hostile_rounds: int = 1
+    #: Rounds of the ``hostile`` section's A/B of sealed records (0: none).
+    hostile_frame_rounds: int = 4
     #: Directory to write the plots (SVG) into; ``None``: no plots.
     plot: Path | None = None
 
@@ -576,7 +583,7 @@ _FLAGS = (
         "comma-separated numbers of concurrent readers (default 1,16,256)",
     ),
 )
-#: The tunables set after the section flags: the plots, then the tcp section's.
+#: The tunables set after the section flags: the plots, then the tcp and hostile sections'.
 _LATE_FLAGS = (
     _Flag(
         "--plot",
@@ -616,6 +623,22 @@ _LATE_FLAGS = (
         "--tcp-paired-seconds",
         _positive_float,
         "tcp section: measured seconds per system and paired round (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-seconds",
+        _positive_float,
+        "hostile section: measured seconds per window and per A/B turn (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-rounds",
+        _positive_int,
+        "hostile section: rounds of the attacks (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-frame-rounds",
+        _non_negative_int,
+        "hostile section: rounds of the A/B of sealed records against the handshake only; "
+        "0: none (default %(default)s)",
     ),
 )
 
