@@ -35,7 +35,6 @@ HEADER = 4
 #: Bytes of a record's authentication tag.
 TAG = 16
 _LENGTH = struct.Struct(">I")
-_SEQ = struct.Struct(">4xQ")  # a sequence number as the 12 bytes XORed into the IV
 
 
 class OversizedFrame(MalformedMessage):
@@ -43,7 +42,8 @@ class OversizedFrame(MalformedMessage):
 
 
 def _nonce(iv: int, seq: int) -> bytes:
-    return (iv ^ int.from_bytes(_SEQ.pack(seq), "big")).to_bytes(12, "big")
+    # The sequence number, left-padded to the IV's 12 bytes, XORed into it.
+    return (iv ^ seq).to_bytes(12, "big")
 
 
 class _Direction:
@@ -75,17 +75,22 @@ class RecordSealer(_Direction):
 class RecordOpener(_Direction):
     """Opens the records of one direction of a connection, in order."""
 
-    __slots__ = ()
+    __slots__ = ("_invalid",)
+
+    def __init__(self, key: bytes, iv: bytes) -> None:
+        from cryptography.exceptions import InvalidTag
+
+        super().__init__(key, iv)
+        # Imported once here, not at each record (that import cost more than the AEAD).
+        self._invalid = InvalidTag
 
     def open(self, header: bytes, body: bytes) -> bytes:
         """The payload of the record ``header + body``; :class:`MalformedMessage` if it
         is not the next record this direction sealed."""
-        from cryptography.exceptions import InvalidTag
-
         seq = self._seq
         try:
             payload: bytes = self._aead.decrypt(_nonce(self._iv, seq), body, header)
-        except (InvalidTag, ValueError):
+        except (self._invalid, ValueError):
             raise MalformedMessage(
                 "a record failed authentication (forged, altered, replayed or out of order)"
             ) from None
