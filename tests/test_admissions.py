@@ -1,0 +1,81 @@
+"""Client requests over TCP are let in a few per pass of the scheduler, all client
+connections together, so that a flood of requests cannot stall a server's own work (the
+``hostile`` benchmark's client flood once deposed a leader)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from tcp_helpers import SECRET, authenticated
+
+import trioraft
+from trioraft._network import tcp, wire
+from trioraft._protocol import ClientRequest
+from trioraft.testing import free_tcp_ports
+
+
+async def test_the_share_of_a_pass_is_given_anew_in_a_later_pass() -> None:
+    admissions = tcp._Admissions(3)
+    assert [admissions.try_take() for _ in range(4)] == [True, True, True, False]
+    async with trio.open_nursery() as nursery:
+        passes = 0
+
+        async def count_passes() -> None:
+            nonlocal passes
+            while True:
+                passes += 1
+                await trio.sleep(0)
+
+        nursery.start_soon(count_passes)
+        await trio.sleep(0)
+        before = passes
+        await admissions.take(nursery)  # the share ran out: a later pass
+        assert passes > before
+        assert admissions.left == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_flood_of_client_requests_is_let_in_a_few_per_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two clients pipeline 60 requests each: every one is delivered, and never more than
+    the share of a pass between two turns of a task that runs once a pass."""
+    monkeypatch.setattr(tcp, "CLIENT_REQUESTS_PER_PASS", 4)
+    (port,) = free_tcp_ports(1)
+    passes = 0
+    delivered: list[tuple[int, int]] = []  # (pass, request id) in the order delivered
+
+    def take(batch: list[Any]) -> None:
+        delivered.extend((passes, m.request_id) for m in batch)
+
+    async def count_passes() -> None:
+        nonlocal passes
+        while True:
+            passes += 1
+            await trio.sleep(0)
+
+    async with (
+        trioraft.open_tcp_network(listen=f"127.0.0.1:{port}", peers={}, secret=SECRET) as net,
+        trio.open_nursery() as nursery,
+    ):
+        endpoint = net.register("a")
+        endpoint.deliver_to(take)  # never answers: the 1024 in flight are not reached
+        clients = [await authenticated(f"127.0.0.1:{port}", "client", n) for n in "xy"]
+        nursery.start_soon(count_passes)
+        for k, frames in enumerate(clients):
+            requests = [ClientRequest("xy"[k], "a", 0, 100 * k + i, "read") for i in range(60)]
+            await frames.send(b"".join(wire.encode(r) for r in requests))
+        with trio.fail_after(10):
+            while len(delivered) < 120:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert sorted(i for _, i in delivered) == [*range(60), *range(100, 160)]
+    per_pass: dict[int, int] = {}
+    for seen, _ in delivered:
+        per_pass[seen] = per_pass.get(seen, 0) + 1
+    # The counter runs somewhere in each pass: one of its values spans the end of a
+    # pass and the start of the next, so at most two shares.
+    assert max(per_pass.values()) <= 2 * 4
+    assert len(per_pass) >= 120 // 8
