@@ -2,16 +2,23 @@
 
 Two measures:
 
-* **A/B over TCP, paired.** Two clusters of 3 server processes run side by side, with the
-  same random secret: *sealed* (today's mode: the handshake, then every frame in an
-  AES-256-GCM record) and *handshake only* (the node's ``TRIORAFT_BENCH_PLAIN_FRAMES=1``:
-  the same handshake, then frames as they are, as before records existed). Each round
-  measures both, in an order that rotates by one each round: writes/s with C writes in
-  flight on the leader (the ``tcp`` section's throughput point: a warm-up, then a
-  measured window), then one write at a time (its p50 latency). Each round's ratios:
-  sealed writes/s / handshake-only writes/s, and sealed p50 / handshake-only p50; the
-  verdict is the median over the rounds. The issue's target: records cost <= 10% of
-  writes/s at C=256, so the writes/s ratio >= 0.9.
+* **A/B over TCP, paired, with a control.** Three clusters of 3 server processes run side
+  by side, with the same random secret: *sealed* (today's mode: the handshake, then every
+  frame in an AES-256-GCM record), *handshake only* (the node's
+  ``TRIORAFT_BENCH_PLAIN_FRAMES=1``: the same handshake, then frames as they are, as
+  before records existed), and a second sealed cluster, the *control* (an A/A
+  comparison: how far two identical clusters differ on this machine within the same
+  rounds). Each round measures the three, in an order that rotates by one each round:
+  writes/s with C writes in flight on the leader (the ``tcp`` section's throughput point:
+  a warm-up, then a measured window) and the CPU the three servers spent per write (the
+  leader's over the window, the followers' over the whole turn), then one write at a
+  time (its p50 latency). Each round's ratios: sealed over handshake only, and sealed
+  over the control, for each figure; the verdict is the median over the rounds. The
+  issue's target: records cost <= 10% of writes/s at C=256, so the writes/s ratio
+  >= 0.9. The servers of the A/B have long election timeouts (see
+  :class:`~trioraft.bench.hostile.HostileParams`): a leader deposed in the middle of a
+  turn by a machine busy with other work would spoil the turn, and elections are not
+  what it measures.
 * **Per record, in isolation.** In this process, the CPU time to seal one record
   (:class:`~trioraft._network.frames.RecordSealer`) and to open it and split it into its
   frames (:class:`~trioraft._network.frames.RecordOpener`,
@@ -42,6 +49,7 @@ from ._tcp_processes import _ProcessCluster, _ProcessRun, _System
 from ._tcp_runs import one_at_a_time, ratio_target, throughput_point
 
 __all__ = [
+    "CONTROL",
     "PLAIN",
     "SEALED",
     "TARGET_FRAME_RATIO",
@@ -58,6 +66,11 @@ PLAIN = _System(
     storage="memory",
     env=(("TRIORAFT_BENCH_PLAIN_FRAMES", "1"),),
 )
+#: The control: a second cluster exactly like the first (A/A), whose ratio to it shows
+#: how much two identical clusters differ on this machine in the same rounds.
+CONTROL = _System("sealed_again", "trioraft, sealed records (control)", storage="memory")
+#: The figures of a turn, each compared within its round.
+FIGURES = ("writes_per_s", "cpu_us_per_write", "p50_ms")
 #: The issue's target: sealed writes/s at least this share of handshake-only writes/s.
 TARGET_FRAME_RATIO = 0.9
 #: CPU seconds each figure of the micro-benchmark takes, about.
@@ -73,48 +86,58 @@ class FrameParams:
     warmup: float = 1.0
     concurrency: int = 256
     sync_writes: int = 200
+    #: CPU seconds each figure of the per-record micro-benchmark takes, about.
+    micro_seconds: float = MICRO_SECONDS
 
 
 def _figures(
     cluster: _ProcessCluster, p: FrameParams, errors: list[str], progress: Reporter
 ) -> dict[str, float | None]:
-    """One turn of one cluster: writes/s at C, and the p50 of writes one at a time."""
+    """One turn of one cluster: writes/s at C and the CPU the three servers spent per
+    write, then the p50 of writes one at a time (``None``: that part failed)."""
     where = cluster.system.key
+    point: Result = {}
 
     def writes() -> float:
-        point = throughput_point(cluster, p.concurrency, p.seconds, p.warmup, errors)
+        point.update(throughput_point(cluster, p.concurrency, p.seconds, p.warmup, errors))
         return float(point["writes_per_s"])
 
     def p50() -> float | None:
         value: float | None = one_at_a_time(cluster, p.sync_writes, errors)["p50_ms"]
         return value
 
-    return {
-        "writes_per_s": _turn(f"frames {where}, C={p.concurrency}", errors, progress, writes),
-        "p50_ms": _turn(f"frames {where}, one at a time", errors, progress, p50),
-    }
+    out = {"writes_per_s": _turn(f"frames {where}, C={p.concurrency}", errors, progress, writes)}
+    cpu: list[float] = [
+        point[key] for key in ("cpu_us_per_write", "followers_cpu_us_per_write") if point.get(key)
+    ]
+    out["cpu_us_per_write"] = sum(cpu) if out["writes_per_s"] and len(cpu) == 2 else None
+    out["p50_ms"] = _turn(f"frames {where}, one at a time", errors, progress, p50)
+    return out
 
 
 def measure_frames(run: _ProcessRun, p: FrameParams, progress: Reporter) -> Result:
-    """The paired A/B (see the module's documentation) on two fresh clusters of ``run``,
-    and the per-record micro-benchmark; failures go to the result's ``errors``."""
+    """The paired A/B (see the module's documentation) on three fresh clusters of
+    ``run`` (sealed, its control, handshake only), and the per-record micro-benchmark;
+    failures go to the result's ``errors``."""
     errors: list[str] = []
     rounds: list[dict[str, dict[str, float | None]]] = []
-    keys = [SEALED.key, PLAIN.key]
+    systems = (SEALED, CONTROL, PLAIN)
     with contextlib.ExitStack() as stack:
-        clusters = {s.key: stack.enter_context(run.cluster(s)) for s in (SEALED, PLAIN)}
+        clusters = {s.key: stack.enter_context(run.cluster(s)) for s in systems}
         for cluster in clusters.values():
             cluster.wait_stable()
         for r in range(p.rounds):
-            order = rotated(keys, r)
+            order = rotated(list(clusters), r)
             figures = {key: _figures(clusters[key], p, errors, progress) for key in order}
             rounds.append(figures)
             progress(f"hostile: frames, round {r + 1}/{p.rounds}: " + ", ".join(
                 f"{key} {_num(f['writes_per_s'], ',.0f')} writes/s, "
                 f"p50 {_num(f['p50_ms'], '.3f')} ms" for key, f in figures.items()
             ))  # fmt: skip
-    writes = [_over(f[SEALED.key]["writes_per_s"], f[PLAIN.key]["writes_per_s"]) for f in rounds]
-    latency = [_over(f[SEALED.key]["p50_ms"], f[PLAIN.key]["p50_ms"]) for f in rounds]
+    ratios = {
+        other: {k: [_over(f[SEALED.key][k], f[other][k]) for f in rounds] for k in FIGURES}
+        for other in (PLAIN.key, CONTROL.key)
+    }
     return {
         "rounds": p.rounds,
         "seconds": p.seconds,
@@ -122,11 +145,10 @@ def measure_frames(run: _ProcessRun, p: FrameParams, progress: Reporter) -> Resu
         "concurrency": p.concurrency,
         "sync_writes": p.sync_writes,
         "per_round": rounds,
-        "writes_ratios": writes,
-        "latency_ratios": latency,
-        "sealed_over_plain_writes": _median(writes),
-        "sealed_over_plain_p50": _median(latency),
-        "per_record": per_record(),
+        "ratios": ratios,
+        "medians": {o: {k: _median(v) for k, v in r.items()} for o, r in ratios.items()},
+        "sealed_over_plain_writes": _median(ratios[PLAIN.key]["writes_per_s"]),
+        "per_record": per_record(p.micro_seconds),
         "errors": errors,
     }
 
@@ -153,24 +175,24 @@ def _sample_frames() -> dict[str, bytes]:
     }
 
 
-def _cpu_us(operation: Callable[[], Any]) -> float:
-    """CPU microseconds per call of ``operation`` (repeated for ~MICRO_SECONDS)."""
+def _cpu_us(operation: Callable[[], Any], seconds: float) -> float:
+    """CPU microseconds per call of ``operation`` (repeated for ~``seconds``)."""
     n = 1
     while True:
         started = time.process_time()
         for _ in range(n):
             operation()
         spent = time.process_time() - started
-        if spent >= MICRO_SECONDS or n >= 1 << 22:
+        if spent >= seconds or n >= 1 << 22:
             return spent / n * 1e6
-        n *= 2 if spent <= 0 else max(2, min(16, int(MICRO_SECONDS / spent) + 1))
+        n *= 2 if spent <= 0 else max(2, min(16, int(seconds / spent) + 1))
 
 
-def _open_us(frame: bytes, seal_us: float) -> float:
+def _open_us(frame: bytes, seal_us: float, seconds: float) -> float:
     """CPU microseconds to open (and split) one record of ``frame``: as many records as
-    take ~MICRO_SECONDS to seal (64 MiB of them at the most), opened in order."""
+    take ~``seconds`` to seal (64 MiB of them at the most), opened in order."""
     key, iv = os.urandom(32), os.urandom(12)
-    n = int(MICRO_SECONDS / max(seal_us * 1e-6, 1e-9))
+    n = int(seconds / max(seal_us * 1e-6, 1e-9))
     n = max(100, min(n, 1 << 16, (64 << 20) // len(frame)))
     sealer, opener = RecordSealer(key, iv), RecordOpener(key, iv)
     records = [sealer.seal(frame) for _ in range(n)]
@@ -180,15 +202,15 @@ def _open_us(frame: bytes, seal_us: float) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-def per_record() -> list[Result]:
+def per_record(seconds: float = MICRO_SECONDS) -> list[Result]:
     """CPU microseconds to seal and to open one record of each sample frame, and the plain
-    path's (splitting the frame) for the same frame."""
+    path's (splitting the frame) for the same frame; ~``seconds`` of CPU per figure."""
     out = []
     for what, frame in _sample_frames().items():
         sealer = RecordSealer(os.urandom(32), os.urandom(12))
-        seal = _cpu_us(functools.partial(sealer.seal, frame))
-        opened = _open_us(frame, seal)
-        plain_split = _cpu_us(functools.partial(split_frames, frame, 1 << 30))
+        seal = _cpu_us(functools.partial(sealer.seal, frame), seconds)
+        opened = _open_us(frame, seal, seconds)
+        plain_split = _cpu_us(functools.partial(split_frames, frame, 1 << 30), seconds)
         out.append({
             "frame": what, "bytes": len(frame), "seal_us": seal, "open_us": opened,
             "plain_split_us": plain_split, "sealed_total_us": seal + opened,
@@ -205,35 +227,44 @@ def frame_targets(frames: Result | None) -> list[Result]:
     return [ratio_target(name, frames["sealed_over_plain_writes"], TARGET_FRAME_RATIO)]
 
 
+def _round_rows(frames: Result) -> list[Result]:
+    rows = []
+    keys = (SEALED.key, CONTROL.key, PLAIN.key)
+    for r, figures in enumerate(frames["per_round"]):
+        row: Result = {"round": r + 1, "order": ", ".join(figures)}
+        for short, key in zip(("s", "c", "p"), keys, strict=True):
+            row.update({f"{short}_{k}": figures[key][k] for k in FIGURES})
+        for short, other in (("p", PLAIN.key), ("c", CONTROL.key)):
+            row.update({f"{k}_over_{short}": frames["ratios"][other][k][r] for k in FIGURES})
+        rows.append(row)
+    return rows
+
+
 def render_frames(frames: Result) -> list[str]:
     """Table lines of the frame-cost measures."""
-    rows = []
-    for r, figures in enumerate(frames["per_round"]):
-        sealed, plain = figures[SEALED.key], figures[PLAIN.key]
-        rows.append({
-            "round": r + 1, "order": " then ".join(figures),
-            "sealed": sealed["writes_per_s"], "plain": plain["writes_per_s"],
-            "ratio": frames["writes_ratios"][r],
-            "sealed_p50": sealed["p50_ms"], "plain_p50": plain["p50_ms"],
-            "p50_ratio": frames["latency_ratios"][r],
-        })  # fmt: skip
-    c = frames["concurrency"]
+    c, rows = frames["concurrency"], _round_rows(frames)
     lines = [
-        f"sealed records against the handshake only (paired, {frames['rounds']} rounds, "
-        f"{frames['warmup']:g} s warm-up + {frames['seconds']:g} s at C={c}; then "
-        f"{frames['sync_writes']} writes one at a time):"
+        f"sealed records (s) against the handshake only (p), and a second sealed cluster as "
+        f"a control (c): paired, {frames['rounds']} rounds, each {frames['warmup']:g} s "
+        f"warm-up + {frames['seconds']:g} s at C={c} (writes/s; the three servers' CPU us "
+        f"per write), then {frames['sync_writes']} writes one at a time (p50 ms):"
     ]
     lines += _records_table(
         rows,
-        f"round: {{round}} | order: {{order}} | sealed w/s C={c}: {{sealed:,.0f}} | "
-        f"plain w/s C={c}: {{plain:,.0f}} | sealed/plain: {{ratio:.3f}} | "
-        "sealed p50 ms C=1: {sealed_p50:.3f} | plain p50 ms C=1: {plain_p50:.3f} | "
-        "p50 sealed/plain: {p50_ratio:.3f}",
+        "round: {round} | order: {order} | w/s s: {s_writes_per_s:,.0f} | c: "
+        "{c_writes_per_s:,.0f} | p: {p_writes_per_s:,.0f} | s/p: {writes_per_s_over_p:.3f} | "
+        "s/c: {writes_per_s_over_c:.3f} | CPU/w s: {s_cpu_us_per_write:.1f} | p: "
+        "{p_cpu_us_per_write:.1f} | s/p: {cpu_us_per_write_over_p:.3f} | p50 s: "
+        "{s_p50_ms:.3f} | c: {c_p50_ms:.3f} | p: {p_p50_ms:.3f} | s/p: {p50_ms_over_p:.3f} | "
+        "s/c: {p50_ms_over_c:.3f}",
     )
+    plain, control = frames["medians"][PLAIN.key], frames["medians"][CONTROL.key]
     lines.append(
-        f"median: writes/s sealed/plain {_num(frames['sealed_over_plain_writes'], '.3f')} "
-        f"(target >= {TARGET_FRAME_RATIO:g}), p50 sealed/plain "
-        f"{_num(frames['sealed_over_plain_p50'], '.3f')}"
+        f"medians: writes/s s/p {_num(plain['writes_per_s'], '.3f')} (target >= "
+        f"{TARGET_FRAME_RATIO:g}; control s/c {_num(control['writes_per_s'], '.3f')}), CPU "
+        f"per write s/p {_num(plain['cpu_us_per_write'], '.3f')} (s/c "
+        f"{_num(control['cpu_us_per_write'], '.3f')}), p50 s/p {_num(plain['p50_ms'], '.3f')} "
+        f"(s/c {_num(control['p50_ms'], '.3f')})"
     )
     lines.append("")
     lines.append("one record, in isolation (CPU us; AES-256-GCM, this process):")

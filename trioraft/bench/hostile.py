@@ -27,7 +27,12 @@ Method:
   it: writes/s (ratio), the peak RSS of the attacked server (``VmHWM`` of its process,
   reset through ``/proc/PID/clear_refs`` before each window; in MB over the quiet
   windows' peak of the same server), and elections: the highest term of the three
-  servers after the window less before it (quiet windows report theirs too).
+  servers after the window less before it (quiet windows report theirs too). Also the
+  leader's CPU per write (CPU seconds of its process over the window, per write): its
+  ratio, quiet over attacked, is what writes/s would be if the leader had as much CPU in
+  both windows (``cpu_ratio``: the attack's cost to the leader, whatever else the
+  machine ran meanwhile; the attacker itself competes for this machine's CPUs, which it
+  would not from another host), and every server's CPU share.
 * The targets (issue 21, reported, never asserted): writes/s >= 0.8 x quiet, no
   election, peak RSS <= quiet + 50 MB, for each attack (the median ratio, the sum of
   elections and the largest RSS growth over the rounds).
@@ -46,6 +51,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -113,7 +119,7 @@ ATTACKS = (
 class HostileParams:
     """What the section measures, and how long."""
 
-    seconds: float = 4.0
+    seconds: float = 3.0
     warmup: float = 1.0
     concurrency: int = 256
     rounds: int = 1
@@ -121,10 +127,15 @@ class HostileParams:
     follower: bool = True
     attacks: tuple[Attack, ...] = ATTACKS
     #: Rounds of the frame-cost A/B (0: not measured), and its one-at-a-time writes.
-    frame_rounds: int = 4
+    frame_rounds: int = 5
     sync_writes: int = 200
+    #: CPU seconds per figure of the per-record micro-benchmark, about.
+    micro_seconds: float = 0.2
     #: The servers' (min, max) election timeout (``None``: the defaults).
     election_timeout: tuple[float, float] | None = None
+    #: That of the A/B's servers: long, so that a machine busy with other work does not
+    #: depose a leader in the middle of a turn (elections are not what the A/B measures).
+    frame_election_timeout: tuple[float, float] | None = (1.0, 2.0)
 
 
 # ----------------------------------------------------------------------- one window
@@ -154,6 +165,18 @@ def _peak_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_seconds(cluster: _ProcessCluster) -> dict[str, float]:
+    return {str(node.name): float(node.call("mem")["cpu_s"]) for node in cluster.nodes}
+
+
+def _cpu_shares(
+    cluster: _ProcessCluster, before: Mapping[str, float], seconds: float
+) -> dict[str, float]:
+    """Each server's CPU seconds since ``before``, over ``seconds`` of wall time."""
+    after = _cpu_seconds(cluster)
+    return {name: (after[name] - before[name]) / seconds for name in after}
+
+
 def _victim(cluster: _ProcessCluster, role: str) -> tuple[_Child, str]:
     """The server to attack (the leader, or the first follower) and its address."""
     leader, _ = cluster.wait_stable()
@@ -169,7 +192,7 @@ def _window(
 ) -> Result:
     """One window: writes at C on the leader, under ``hit`` (role, attack) or quiet."""
     victim, address = _victim(cluster, hit[0] if hit else "leader")
-    term0 = _terms(cluster)
+    term0, cpu0, t0 = _terms(cluster), _cpu_seconds(cluster), time.monotonic()
     reset = all([_reset_peak(node.pid) for node in cluster.nodes])
     failures: list[str] = []
     out: Result = {"attack": None, "target": None, "server": victim.name}
@@ -191,7 +214,9 @@ def _window(
         p50_ms=point["p50_ms"],
         p99_ms=point["p99_ms"],
         cpu_share=point["cpu_share"],
+        cpu_us_per_write=point["cpu_us_per_write"],
         elections=_terms(cluster) - term0,
+        cpu_share_by_server=_cpu_shares(cluster, cpu0, time.monotonic() - t0),
         peak_rss_mb={node.name: _peak_mb(node.pid) for node in cluster.nodes},
         peak_reset=reset,
         failures=failures,
@@ -250,6 +275,10 @@ def _attack_rows(windows: Sequence[Result]) -> list[Result]:
         quiet_writes = _mean([q["writes_per_s"] for q in quiet])
         quiet_peak = _mean([q["peak_rss_mb"].get(server) for q in quiet])
         peak = hit["peak_rss_mb"].get(server)
+        quiet_cpu = _mean([q["cpu_share_by_server"].get(server) for q in quiet])
+        # The leader's CPU per write: what the attack costs it, however much CPU it got.
+        per_write = hit["cpu_us_per_write"]
+        quiet_per_write = _mean([q["cpu_us_per_write"] for q in quiet])
         rows.append({
             "attack": hit["attack"], "target": hit["target"], "server": server,
             "writes_per_s": hit["writes_per_s"], "quiet_writes_per_s": quiet_writes,
@@ -258,6 +287,9 @@ def _attack_rows(windows: Sequence[Result]) -> list[Result]:
             "quiet_elections": sum(q["elections"] for q in quiet),
             "peak_rss_mb": peak, "quiet_peak_rss_mb": quiet_peak,
             "rss_over_quiet_mb": None if peak is None or quiet_peak is None else peak - quiet_peak,
+            "cpu_share": hit["cpu_share_by_server"].get(server), "quiet_cpu_share": quiet_cpu,
+            "cpu_us_per_write": per_write, "quiet_cpu_us_per_write": quiet_per_write,
+            "cpu_ratio": quiet_per_write / per_write if per_write and quiet_per_write else None,
             "attacker": hit.get("attacker"), "failures": hit["failures"],
         })  # fmt: skip
     return rows
@@ -309,7 +341,7 @@ def measure_hostile(p: HostileParams, progress: Reporter | None = None) -> Resul
     windows: list[Result] = []
     frames: Result | None = None
     try:
-        run.warm_up(["trioraft", "trioraft.recipes", "trioraft.bench._node_common"])
+        run.warm_up(["trioraft", "trioraft.recipes"])
         with recorded("attacker", errors, say):
             attacker = _start_attacker(run)
             windows = _series(run, attacker, p, say, errors)
@@ -318,7 +350,9 @@ def measure_hostile(p: HostileParams, progress: Reporter | None = None) -> Resul
             params = FrameParams(
                 rounds=p.frame_rounds, seconds=p.seconds, warmup=p.warmup,
                 concurrency=p.concurrency, sync_writes=p.sync_writes,
+                micro_seconds=p.micro_seconds,
             )  # fmt: skip
+            run.election_timeout = p.frame_election_timeout
             with recorded("frames", errors, say):
                 frames = measure_frames(run, params, say)
                 errors.extend(frames["errors"])
@@ -351,6 +385,9 @@ def _method(p: HostileParams) -> Result:
         "frame_rounds": p.frame_rounds,
         "sync_writes": p.sync_writes,
         "election_timeout_s": list(p.election_timeout) if p.election_timeout else "default",
+        "frame_election_timeout_s": (
+            list(p.frame_election_timeout) if p.frame_election_timeout else "default"
+        ),
     }
 
 
@@ -385,28 +422,31 @@ def render_hostile(result: Result) -> list[str]:
     m = result["method"]
     lines = [
         f"writes at C={m['concurrency']} on the leader ({m['warmup_s']:g} s warm-up + "
-        f"{m['seconds']:g} s), each attack window against the quiet windows around it:"
+        f"{m['seconds']:g} s), each attack window against the quiet windows around it "
+        "(CPU-normalized: the leader's CPU per write, quiet / attacked):"
     ]
     rows = [{**r, "attacker_line": _attacker_line(r["attacker"])} for r in result["attacks"]]
     lines += _records_table(
         rows,
         "attack: {attack} | on: {target} | writes/s: {writes_per_s:,.0f} | quiet: "
-        "{quiet_writes_per_s:,.0f} | ratio: {ratio:.2f} | elections: {elections} | "
-        "peak RSS MB: {peak_rss_mb:.1f} | quiet MB: {quiet_peak_rss_mb:.1f} | +MB: "
-        "{rss_over_quiet_mb:+.1f}",
+        "{quiet_writes_per_s:,.0f} | ratio: {ratio:.2f} | CPU-normalized: {cpu_ratio:.2f} | "
+        "elections: {elections} | peak RSS MB: {peak_rss_mb:.1f} | quiet MB: "
+        "{quiet_peak_rss_mb:.1f} | +MB: {rss_over_quiet_mb:+.1f}",
     )
-    lines.append("the attacker's side:")
+    lines.append("the attacker's side (probe: a new client's status request, as an honest one):")
     lines += [f"  {r['attack']} on the {r['target']}: {r['attacker_line']}" for r in rows]
     lines += [
         f"  {r['attack']} on the {r['target']}: failures: {'; '.join(r['failures'])}"
         for r in rows
         if r["failures"]
     ]
-    quiet = [w for w in result["windows"] if w["attack"] is None]
-    lines.append(
-        "quiet windows: " + ", ".join(f"{w['writes_per_s']:,.0f}" for w in quiet) + " writes/s; "
-        f"elections {sum(w['elections'] for w in quiet)}"
-    )
+    quiet = [w["writes_per_s"] for w in result["windows"] if w["attack"] is None]
+    if quiet:
+        lines.append(
+            f"quiet windows: {', '.join(f'{q:,.0f}' for q in quiet)} writes/s (the noise: "
+            f"smallest / largest {min(quiet) / max(quiet):.2f}); elections in them: "
+            f"{sum(w['elections'] for w in result['windows'] if w['attack'] is None)}"
+        )
     if result["frames"] is not None:
         lines.append("")
         lines += render_frames(result["frames"])
