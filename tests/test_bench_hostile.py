@@ -3,16 +3,13 @@ and no process left behind. No thresholds."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_bench_tcp import _bounded, _children
+from test_bench_tcp import no_process_left
 
 from trioraft import bench
 from trioraft.bench import hostile
@@ -62,7 +59,6 @@ def _check_frames(frames: dict[str, Any]) -> None:
 
 
 def test_hostile_section_smoke() -> None:
-    before = set(_children())
     params = HostileParams(
         seconds=0.2, warmup=0.1, follower=False, attacks=TINY, frame_rounds=1,
         sync_writes=5, micro_seconds=0.002,
@@ -70,15 +66,8 @@ def test_hostile_section_smoke() -> None:
         # quiet window (a sanity failure); this checks the machinery, not the figures.
         election_timeout=(1.0, 2.0),
     )  # fmt: skip
-    try:
-        with _bounded(120.0):
-            result = hostile.measure_hostile(params)
-    finally:
-        left = set(_children()) - before
-        for pid in left:  # whatever happened, no process outlives the test
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert not left, f"processes were left running: {sorted(left)}"
+    with no_process_left():
+        result = hostile.measure_hostile(params)
     assert result["processes"]["started"] == 3 + 1 + 9  # the cluster, attacker, the A/B's
     assert not [pid for pid in result["processes"]["pids"] if Path(f"/proc/{pid}").exists()]
     json.dumps(result, allow_nan=False)  # strict JSON
