@@ -1,14 +1,17 @@
-"""Client requests over TCP are let in a few per pass of the scheduler, all client
-connections together, so that a flood of requests cannot stall a server's own work (the
-``hostile`` benchmark's client flood once deposed a leader)."""
+"""What keeps a TCP server's own work going under the ``hostile`` benchmark's attacks:
+client requests are let in a few per pass of the scheduler, all client connections
+together (a client flood once deposed a leader); a connection over the cap of
+unauthenticated ones is closed by the accept loop itself, with no task; running out of
+file descriptors while accepting passes."""
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import pytest
 import trio
-from tcp_helpers import SECRET, authenticated
+from tcp_helpers import SECRET, authenticated, raw_connection
 
 import trioraft
 from trioraft._network import tcp, wire
@@ -79,3 +82,53 @@ async def test_a_flood_of_client_requests_is_let_in_a_few_per_pass(
     # pass and the start of the next, so at most two shares.
     assert max(per_pass.values()) <= 2 * 4
     assert len(per_pass) >= 120 // 8
+
+
+async def test_a_connection_over_the_cap_is_closed_with_no_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handled: list[object] = []
+    handle = tcp.TcpNetwork._handle
+
+    async def counting(self: tcp.TcpNetwork, stream: trio.SocketStream) -> None:
+        handled.append(stream)
+        await handle(self, stream)
+
+    monkeypatch.setattr(tcp.TcpNetwork, "_handle", counting)
+    (port,) = free_tcp_ports(1)
+    async with trioraft.open_tcp_network(
+        listen=f"127.0.0.1:{port}", peers={}, secret=SECRET
+    ) as network:
+        network.register("a")
+        network._max_unauthenticated = 2
+        silent = [await raw_connection(f"127.0.0.1:{port}") for _ in range(10)]
+        with trio.fail_after(5):
+            while network.statistics().refused < 8:
+                await trio.sleep(0.01)
+        assert len(handled) == 2 and network._unauthenticated == 2
+        for stream in silent:
+            await stream.aclose()
+
+
+async def test_running_out_of_file_descriptors_while_accepting_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tcp, "ACCEPT_RETRY", 0.01)
+    accept = trio.SocketListener.accept
+    failures = [OSError(errno.EMFILE, "Too many open files")] * 3
+
+    async def scarce(self: trio.SocketListener) -> trio.SocketStream:
+        if failures:
+            raise failures.pop()
+        return await accept(self)
+
+    monkeypatch.setattr(trio.SocketListener, "accept", scarce)
+    (port,) = free_tcp_ports(1)
+    async with trioraft.open_tcp_network(
+        listen=f"127.0.0.1:{port}", peers={}, secret=SECRET
+    ) as network:
+        network.register("a")
+        with trio.fail_after(5):
+            frames = await authenticated(f"127.0.0.1:{port}", "client", "patient")
+        assert not failures
+        await frames.stream.aclose()
