@@ -7,6 +7,8 @@ file descriptors while accepting passes."""
 from __future__ import annotations
 
 import errno
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -19,23 +21,38 @@ from trioraft._protocol import ClientRequest
 from trioraft.testing import free_tcp_ports
 
 
+@asynccontextmanager
+async def lone_server() -> AsyncIterator[tuple[tcp.TcpNetwork, tcp.TcpEndpoint, str]]:
+    """A network with a server "a" registered on it, and its address."""
+    (port,) = free_tcp_ports(1)
+    address = f"127.0.0.1:{port}"
+    async with trioraft.open_tcp_network(listen=address, peers={}, secret=SECRET) as network:
+        yield network, network.register("a"), address
+
+
+class Passes:
+    """Counts the passes of Trio's scheduler while :meth:`count` runs (it takes one turn
+    a pass)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def count(self) -> None:
+        while True:
+            self.n += 1
+            await trio.sleep(0)
+
+
 async def test_the_share_of_a_pass_is_given_anew_in_a_later_pass() -> None:
     admissions = tcp._Admissions(3)
     assert [admissions.try_take() for _ in range(4)] == [True, True, True, False]
+    passes = Passes()
     async with trio.open_nursery() as nursery:
-        passes = 0
-
-        async def count_passes() -> None:
-            nonlocal passes
-            while True:
-                passes += 1
-                await trio.sleep(0)
-
-        nursery.start_soon(count_passes)
+        nursery.start_soon(passes.count)
         await trio.sleep(0)
-        before = passes
+        before = passes.n
         await admissions.take(nursery)  # the share ran out: a later pass
-        assert passes > before
+        assert passes.n > before
         assert admissions.left == 2
         nursery.cancel_scope.cancel()
 
@@ -46,27 +63,16 @@ async def test_a_flood_of_client_requests_is_let_in_a_few_per_pass(
     """Two clients pipeline 60 requests each: every one is delivered, and never more than
     the share of a pass between two turns of a task that runs once a pass."""
     monkeypatch.setattr(tcp, "CLIENT_REQUESTS_PER_PASS", 4)
-    (port,) = free_tcp_ports(1)
-    passes = 0
+    passes = Passes()
     delivered: list[tuple[int, int]] = []  # (pass, request id) in the order delivered
 
     def take(batch: list[Any]) -> None:
-        delivered.extend((passes, m.request_id) for m in batch)
+        delivered.extend((passes.n, m.request_id) for m in batch)
 
-    async def count_passes() -> None:
-        nonlocal passes
-        while True:
-            passes += 1
-            await trio.sleep(0)
-
-    async with (
-        trioraft.open_tcp_network(listen=f"127.0.0.1:{port}", peers={}, secret=SECRET) as net,
-        trio.open_nursery() as nursery,
-    ):
-        endpoint = net.register("a")
+    async with lone_server() as (_, endpoint, address), trio.open_nursery() as nursery:
         endpoint.deliver_to(take)  # never answers: the 1024 in flight are not reached
-        clients = [await authenticated(f"127.0.0.1:{port}", "client", n) for n in "xy"]
-        nursery.start_soon(count_passes)
+        clients = [await authenticated(address, "client", n) for n in "xy"]
+        nursery.start_soon(passes.count)
         for k, frames in enumerate(clients):
             requests = [ClientRequest("xy"[k], "a", 0, 100 * k + i, "read") for i in range(60)]
             await frames.send(b"".join(wire.encode(r) for r in requests))
@@ -95,13 +101,9 @@ async def test_a_connection_over_the_cap_is_closed_with_no_task(
         await handle(self, stream)
 
     monkeypatch.setattr(tcp.TcpNetwork, "_handle", counting)
-    (port,) = free_tcp_ports(1)
-    async with trioraft.open_tcp_network(
-        listen=f"127.0.0.1:{port}", peers={}, secret=SECRET
-    ) as network:
-        network.register("a")
+    async with lone_server() as (network, _, address):
         network._max_unauthenticated = 2
-        silent = [await raw_connection(f"127.0.0.1:{port}") for _ in range(10)]
+        silent = [await raw_connection(address) for _ in range(10)]
         with trio.fail_after(5):
             while network.statistics().refused < 8:
                 await trio.sleep(0.01)
@@ -123,12 +125,8 @@ async def test_running_out_of_file_descriptors_while_accepting_passes(
         return await accept(self)
 
     monkeypatch.setattr(trio.SocketListener, "accept", scarce)
-    (port,) = free_tcp_ports(1)
-    async with trioraft.open_tcp_network(
-        listen=f"127.0.0.1:{port}", peers={}, secret=SECRET
-    ) as network:
-        network.register("a")
+    async with lone_server() as (_, _, address):
         with trio.fail_after(5):
-            frames = await authenticated(f"127.0.0.1:{port}", "client", "patient")
+            frames = await authenticated(address, "client", "patient")
         assert not failures
         await frames.stream.aclose()
