@@ -700,7 +700,6 @@ class TcpNetwork:
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         """Serve one accepted connection (counted as unauthenticated until it is)."""
-        _keepalive(stream)
         wrapped: trio.abc.Stream = stream
         if self._server_ssl is not None:
             wrapped = trio.SSLStream(stream, self._server_ssl, server_side=True)
@@ -710,12 +709,15 @@ class TcpNetwork:
         deadline = trio.current_time() + HANDSHAKE_TIMEOUT
         try:
             async with wrapped:
-                intro = await self._authenticate(framed, deadline)
+                intro, refused = await self._authenticate(framed, deadline)
                 if intro is None:
-                    await _linger(wrapped, deadline)
+                    if refused:  # the refusal must reach it: see _linger
+                        await _linger(wrapped, deadline)
                     return
                 self._unauthenticated -= 1
                 authenticating = False
+                # Only now: the handshake's deadline closes a connection before this.
+                _keepalive(stream)
                 framed.max_frame = self.max_frame
                 await self._serve_authenticated(framed, intro)
         except Exception as exc:  # whatever a connection does, the server goes on
@@ -724,19 +726,22 @@ class TcpNetwork:
             self._unauthenticated -= authenticating
             self._counts["connections"] -= 1
 
-    async def _authenticate(self, framed: FrameStream, deadline: float) -> Intro | None:
-        """The dialler's intro once the handshake succeeded; ``None`` (counted, logged)
-        if it failed."""
+    async def _authenticate(
+        self, framed: FrameStream, deadline: float
+    ) -> tuple[Intro | None, bool]:
+        """The dialler's intro once the handshake succeeded, else ``None`` (counted,
+        logged); and whether it was refused with a message (a handshake that failed its
+        checks), not merely dropped (bytes that are no handshake, a deadline passed)."""
         endpoint = self._endpoint
         if endpoint is None:
-            return None
+            return None, False
         try:
             with trio.fail_at(deadline):
-                return await self._accept(framed, endpoint.name)
+                return await self._accept(framed, endpoint.name), False
         except _CONNECTION_ERRORS as exc:
             self._counts["auth_failures"] += 1
             self._log_refusal(exc)
-            return None
+            return None, isinstance(exc, HandshakeError)
 
     async def _accept(self, framed: FrameStream, name: str) -> Intro:
         nonce_s, hello = handshake.make_hello()
