@@ -123,10 +123,10 @@ ATTACKS = (
 class HostileParams:
     """What the section measures, and how long."""
 
-    seconds: float = 3.0
+    seconds: float = 2.0
     warmup: float = 1.0
     concurrency: int = 256
-    rounds: int = 1
+    rounds: int = 2
     #: Attack a follower too, after the leader.
     follower: bool = True
     attacks: tuple[Attack, ...] = ATTACKS
