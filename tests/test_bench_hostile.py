@@ -60,7 +60,7 @@ def _check_frames(frames: dict[str, Any]) -> None:
 
 def test_hostile_section_smoke() -> None:
     params = HostileParams(
-        seconds=0.2, warmup=0.1, follower=False, attacks=TINY, frame_rounds=1,
+        seconds=0.2, warmup=0.1, rounds=1, follower=False, attacks=TINY, frame_rounds=1,
         sync_writes=5, micro_seconds=0.002,
         # Long timeouts: a machine stalled by other work must not depose a leader in a
         # quiet window (a sanity failure); this checks the machinery, not the figures.
