@@ -101,6 +101,7 @@ async def test_a_connection_over_the_cap_is_closed_with_no_task(
         await handle(self, stream)
 
     monkeypatch.setattr(tcp.TcpNetwork, "_handle", counting)
+    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT", 60.0)  # the two accepted ones stay
     async with lone_server() as (network, _, address):
         network._max_unauthenticated = 2
         silent = [await raw_connection(address) for _ in range(10)]
