@@ -61,6 +61,22 @@ def _children() -> list[int]:
     return found
 
 
+@contextlib.contextmanager
+def no_process_left(seconds: float = BOUND) -> Iterator[None]:
+    """Run the block within ``seconds``; whatever happens, kill the processes it started
+    and left running, and fail if there were any."""
+    before = set(_children())
+    try:
+        with _bounded(seconds):
+            yield
+    finally:
+        left = set(_children()) - before
+        for pid in left:  # whatever happened, no node outlives the test
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"node processes were left running: {sorted(left)}"
+
+
 def _check_system(result: dict[str, Any], concurrency: tuple[int, ...]) -> None:
     assert result["errors"] == []
     assert [p["concurrency"] for p in result["throughput"]] == list(concurrency)
@@ -125,34 +141,26 @@ def _check_paired(paired: dict[str, Any], with_pysyncobj: bool) -> None:
 
 
 def test_tcp_section_smoke() -> None:
-    before = set(_children())
     with_pysyncobj = tcp.pysyncobj_version() is not None
     options = bench.BenchOptions(
         tcp_concurrency=(1, 4), tcp_seconds=0.5, tcp_elections=1, tcp_readers=6
     )
-    try:
-        with _bounded(BOUND):
-            result = tcp.measure_tcp(
-                options.tcp_concurrency,
-                options.tcp_seconds,
-                options.tcp_elections,
-                warmup=0.2,
-                sync_writes=5,
-                readers=options.tcp_readers,
-                # Long timeouts: the sanity checks fail a run whose leader changed, and a
-                # whole machine stalled for over 150 ms once did it here (both followers
-                # timed out within a millisecond of each other). This checks the
-                # machinery; the figures come from the defaults.
-                election_timeout=(1.0, 2.0),
-                paired_rounds=2,
-                paired_seconds=0.3,
-            )
-    finally:
-        left = set(_children()) - before
-        for pid in left:  # whatever happened, no node outlives the test
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert not left, f"node processes were left running: {sorted(left)}"
+    with no_process_left():
+        result = tcp.measure_tcp(
+            options.tcp_concurrency,
+            options.tcp_seconds,
+            options.tcp_elections,
+            warmup=0.2,
+            sync_writes=5,
+            readers=options.tcp_readers,
+            # Long timeouts: the sanity checks fail a run whose leader changed, and a
+            # whole machine stalled for over 150 ms once did it here (both followers
+            # timed out within a millisecond of each other). This checks the
+            # machinery; the figures come from the defaults.
+            election_timeout=(1.0, 2.0),
+            paired_rounds=2,
+            paired_seconds=0.3,
+        )
     assert result["processes"]["started"] >= 12
     assert not [pid for pid in result["processes"]["pids"] if Path(f"/proc/{pid}").exists()]
 

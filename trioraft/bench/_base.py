@@ -261,6 +261,13 @@ class BenchOptions:
     tcp_paired_rounds: int = 3
     #: Measured seconds per system and round of the paired comparisons.
     tcp_paired_seconds: float = 4.0
+    #: Measured seconds per window of the ``hostile`` section (and per A/B turn).
+    hostile_seconds: float = 2.0
+    #: Rounds of the ``hostile`` section's attacks (each attack on the leader, then on a
+    #: follower, each between quiet windows).
+    hostile_rounds: int = 2
+    #: Rounds of the ``hostile`` section's A/B of sealed records (0: none).
+    hostile_frame_rounds: int = 5
     #: Directory to write the plots (SVG) into; ``None``: no plots.
     plot: Path | None = None
 

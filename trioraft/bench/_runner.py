@@ -25,6 +25,7 @@ from . import (
     disk,
     election,
     floor,
+    hostile,
     linearizability,
     memory,
     plots,
@@ -69,6 +70,7 @@ SECTIONS: dict[str, Section] = {
         disk.SECTION,
         reads.SECTION,
         tcp.SECTION,
+        hostile.SECTION,
         clients.SECTION,
     )
 }
@@ -264,7 +266,7 @@ _FLAGS = (
         "comma-separated numbers of concurrent readers (default 1,16,256)",
     ),
 )
-#: The tunables set after the section flags: the plots, then the tcp section's.
+#: The tunables set after the section flags: the plots, then the tcp and hostile sections'.
 _LATE_FLAGS = (
     _Flag(
         "--plot",
@@ -304,6 +306,22 @@ _LATE_FLAGS = (
         "--tcp-paired-seconds",
         _positive_float,
         "tcp section: measured seconds per system and paired round (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-seconds",
+        _positive_float,
+        "hostile section: measured seconds per window and per A/B turn (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-rounds",
+        _positive_int,
+        "hostile section: rounds of the attacks (default %(default)s)",
+    ),
+    _Flag(
+        "--hostile-frame-rounds",
+        _non_negative_int,
+        "hostile section: rounds of the A/B of sealed records against the handshake only; "
+        "0: none (default %(default)s)",
     ),
 )
 

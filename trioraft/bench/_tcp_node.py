@@ -11,7 +11,9 @@ The server runs :class:`trioraft.recipes.Counter` on :func:`trioraft.open_tcp_ne
 (127.0.0.1, default server options but ``--follower-reads`` and ``--lease-reads``) with
 :class:`~trioraft.MemoryStorage` or
 :class:`~trioraft.DiskStorage`. The shared secret, if any, comes from the environment
-variable ``TRIORAFT_BENCH_SECRET`` (hex). Once it listens, the node prints
+variable ``TRIORAFT_BENCH_SECRET`` (hex), and the secret of clients, if apart, from
+``TRIORAFT_BENCH_CLIENT_SECRET``; with ``TRIORAFT_BENCH_PLAIN_FRAMES=1``, frames are not
+sealed after the handshake (what records cost, measured A/B). Once it listens, the node prints
 ``{"hello": NAME, "pid": PID, "listen": ADDRESS}``; then each JSON line on stdin is a
 command, answered by one JSON line on stdout:
 
@@ -275,7 +277,7 @@ class _LineReader:
         return line
 
 
-async def _obey(node: _TrioraftNode) -> None:
+async def _obey(node: common.Node) -> None:
     """Answer the driver's commands until ``quit`` or the end of stdin."""
     lines = _LineReader(trio.lowlevel.FdStream(os.dup(sys.stdin.fileno())))
     while (line := await lines.readline()) is not None:
@@ -320,11 +322,18 @@ async def _run(args: argparse.Namespace) -> None:
     )
     secret_hex = os.environ.get("TRIORAFT_BENCH_SECRET")
     secret = bytes.fromhex(secret_hex) if secret_hex else None
+    # What clients prove instead (the hostile section's attacker holds only this one).
+    client_hex = os.environ.get("TRIORAFT_BENCH_CLIENT_SECRET")
+    client_secret = bytes.fromhex(client_hex) if client_hex else None
     # The benchmark's "handshake only" mode: frames not sealed (what they cost, A/B).
     records = os.environ.get("TRIORAFT_BENCH_PLAIN_FRAMES") != "1"
     async with (
         trioraft.open_tcp_network(
-            listen=args.listen, peers=peers, secret=secret, _records=records
+            listen=args.listen,
+            peers=peers,
+            secret=secret,
+            client_secret=client_secret,
+            _records=records,
         ) as network,
         trio.open_nursery() as nursery,
     ):

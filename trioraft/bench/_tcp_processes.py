@@ -156,6 +156,8 @@ class _System:
     #: How a trioraft leader keeps writes in flight: ``"write"``, a task per write;
     #: ``"submit"``, :meth:`~trioraft.Server.submit` and callbacks (as PySyncObj's).
     api: str = "write"
+    #: More environment variables of the node processes (``(name, value)`` pairs).
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def restarts(self) -> bool:
@@ -250,7 +252,8 @@ class _ProcessRun:
             cmd += ["--profile", str(self.profile_dir / f"{system.key}-{cluster}-{index}.prof")]
         if self.election_timeout is not None and system.storage is not None:
             cmd += ["--election-timeout", ",".join(map(str, self.election_timeout))]
-        child = _Child(label, cmd, self.root / f"{system.key}-{cluster}-{index}.log", self.env)
+        log = self.root / f"{system.key}-{cluster}-{index}.log"
+        child = _Child(label, cmd, log, {**self.env, **dict(system.env)})
         self.children.append(child)
         return child
 
