@@ -169,6 +169,16 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     processes.wait_for_log("d", "d: removed from the configuration (voters a,b,c)")
     assert statuses(processes, names)["a"]["voters"] == names
 
+    # members: b out and e in, in one joint change (§4.3); e is caught up first.
+    processes.address("e")
+    processes.serve("e", [], "--learner")
+    processes.wait_for_log("e", "e: started as a learner")
+    out = processes.cli("members", "a", "c", f"e={processes.address('e')}", cluster=names)
+    assert out.strip() == "voters a, c, e"
+    processes.wait_for_log("e", "e: added to the configuration as a voter")
+    assert statuses(processes, ["a", "c", "e"])["e"]["voters"] == ["a", "c", "e"]
+    assert statuses(processes, ["a"])["a"]["joint_voters"] is None
+
     processes.kill("b", signal.SIGTERM)  # a clean stop
     assert "b: SIGTERM, stopping" in processes.log("b") and "b: stopped" in processes.log("b")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -382,6 +382,17 @@ class Client:
     ) -> None:
         """Ask the leader to add ``name`` (see :meth:`Server.add_server`)."""
         await self._call("add", [name, address, voter])
+
+    async def set_members(
+        self,
+        voters: Sequence[str],
+        *,
+        learners: Sequence[str] = (),
+        addresses: Mapping[str, str] | None = None,
+    ) -> None:
+        """Ask the leader to make the configuration exactly ``voters`` and ``learners``
+        (see :meth:`Server.set_members`; ``addresses`` of new servers on TCP)."""
+        await self._call("members", [list(voters), list(learners), dict(addresses or {})])
 
     async def remove_server(self, name: str) -> None:
         """Ask the leader to remove ``name``."""

@@ -18,7 +18,7 @@ from ._core.messages import Message
 __all__ = ["OPS", "ClientRequest", "ClientResponse"]
 
 #: What a client may ask: open a session, write, read, and the operator's commands.
-OPS = ("open", "write", "read", "status", "add", "remove", "transfer")
+OPS = ("open", "write", "read", "status", "add", "remove", "transfer", "members")
 
 
 @attrs.frozen

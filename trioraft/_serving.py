@@ -86,6 +86,14 @@ async def _dispatch(server: Server, request: ClientRequest) -> Any:
         return None
     if op == "transfer":
         return await server.transfer_leadership(payload)
+    if op == "members":
+        if not (isinstance(payload, list) and len(payload) == 3):
+            raise _Invalid("members takes [voters, learners, addresses]")
+        voters, learners, addresses = payload
+        if not isinstance(addresses, dict):
+            raise _Invalid("members' addresses must be a map of names to 'host:port'")
+        await server.set_members(voters, learners=learners, addresses=addresses or None)
+        return None
     raise _Invalid(f"unknown operation {op!r}")
 
 

@@ -109,6 +109,7 @@ _CLIENT_COMMANDS = (
     ("add", "add a server to the cluster (start it with serve --learner first)"),
     ("remove", "remove a server from the cluster"),
     ("transfer", "hand leadership to another server"),
+    ("members", "make the voters (and learners) exactly these, in one change"),
 )
 
 
@@ -137,6 +138,12 @@ def _client_parser(commands: argparse._SubParsersAction[_Parser], name: str, tex
     elif name == "transfer":
         sub.add_argument("name", nargs="?",
                          help="the server to hand over to (default: the best voter)")  # fmt: skip
+    elif name == "members":
+        sub.add_argument("voters", nargs="+", metavar="NAME[=HOST:PORT]",
+                         help="every voter of the new configuration; a new server with the "
+                         "address it listens at (start it with serve --learner first)")  # fmt: skip
+        sub.add_argument("--learner", action="append", default=[], metavar="NAME[=HOST:PORT]",
+                         help="a learner of the new configuration; repeatable")  # fmt: skip
 
 
 def _prog() -> str:

@@ -1,6 +1,6 @@
-"""The client commands: ``write``, ``read``, ``add``, ``remove``, ``transfer`` and
-``status``. Each is bounded by ``--timeout`` as a whole; when it gets nowhere, it says
-why (see :mod:`.probe`)."""
+"""The client commands: ``write``, ``read``, ``add``, ``remove``, ``transfer``,
+``members`` and ``status``. Each is bounded by ``--timeout`` as a whole; when it gets
+nowhere, it says why (see :mod:`.probe`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from typing import Any
 import trio
 
 from .._client import Client, open_client
-from .common import CommandError, cluster, json_value, role_name, say, secret, tls
+from .common import (
+    CommandError,
+    UsageError,
+    cluster,
+    json_value,
+    role_name,
+    say,
+    secret,
+    tls,
+)
+from .common import address as checked_address
 from .probe import Probe, probe
 
 __all__ = ["client_command", "explain"]
@@ -74,6 +84,27 @@ async def _run(args: argparse.Namespace, client: Client, payload: Any) -> None:
         say(f"removed {args.name}")
     elif command == "transfer":
         say(f"{await client.transfer_leadership(args.name)} leads now")
+    elif command == "members":
+        voters, addresses = _members(args.voters)
+        learners, more = _members(args.learner)
+        await client.set_members(voters, learners=learners, addresses={**addresses, **more})
+        say(
+            f"voters {', '.join(voters)}"
+            + (f"; learners {', '.join(learners)}" if learners else "")
+        )
+
+
+def _members(words: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``NAME`` or ``NAME=HOST:PORT`` words: the names, and the addresses given."""
+    names, addresses = [], {}
+    for word in words:
+        name, sep, address = word.partition("=")
+        if not name or (sep and not address):
+            raise UsageError(f"members takes NAME or NAME=HOST:PORT, got {word!r}")
+        if sep:
+            addresses[name] = checked_address(address, f"the address of {name}")
+        names.append(name)
+    return names, addresses
 
 
 def _unreachable(probes: Sequence[Probe]) -> str:
