@@ -34,7 +34,8 @@ from trioraft._core import (
     TransferInProgress,
     VoteResponse,
 )
-from trioraft._core.node import MAX_CATCH_UP_ROUNDS, MAX_READ_REQUESTS
+from trioraft._core.confchange import MAX_CATCH_UP_ROUNDS
+from trioraft._core.types import MAX_READ_REQUESTS
 from trioraft.testing._pure import (
     Drop,
     PureCluster,

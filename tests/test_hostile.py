@@ -32,7 +32,7 @@ from tcp_helpers import (
 import trioraft
 from trioraft._client import _TcpTransport
 from trioraft._core import AppendEntries, Entry, EntryKind, Heartbeat, RequestVote
-from trioraft._core.node import MAX_TERM_GAP
+from trioraft._core.types import MAX_TERM_GAP
 from trioraft._errors import MalformedMessage
 from trioraft._network import handshake, tcp, wire
 from trioraft._network.frames import FrameStream, RecordOpener, RecordSealer, split_frames

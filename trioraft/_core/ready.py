@@ -29,6 +29,7 @@ import zlib
 import attrs
 
 from .messages import Config, Entry, Message
+from .types import Role
 
 __all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState", "snapshot_checksum"]
 
@@ -93,7 +94,7 @@ class PersistedState:
 class SoftState:
     """Volatile state the runtime reports and waits on (not persisted)."""
 
-    role: object
+    role: Role
     term: int
     leader: str | None
     commit: int
