@@ -163,12 +163,12 @@ def check_linearizability(
     ops = _operations(history)
     n = len(ops)
     searches = []
-    for key, part_ops in _parts(ops, model).items():
+    for key, part_ops in model._parts(ops).items():
         steps = model._steps(key, part_ops)
         searches.append(_Part(key, part_ops, _Search(part_ops, steps), steps.public))
     outcome, part = _in_turns(searches, deadline)
     seconds = _time.perf_counter() - started
-    explored = sum(len(p.search.memo) for p in searches)
+    explored = sum(p.search.expanded for p in searches)
     if outcome == LINEARIZABLE:
         orders = [[p.ops[i] for i in p.search.path] for p in searches]
         return _accepted(orders, n, explored, seconds)
@@ -194,18 +194,6 @@ def _operations(history: Iterable[Operation]) -> list[Operation]:
     if len({op.id for op in ops}) != len(ops):
         raise ValueError("operations must have distinct ids")
     return ops
-
-
-def _parts(ops: list[Operation], model: Model) -> dict[Hashable, list[Operation]]:
-    """The operations of each key of the model (:meth:`Model.partition_key`), or all of
-    them under ``None`` when one has no key."""
-    parts: dict[Hashable, list[Operation]] = {}
-    for op in ops:
-        key = model.partition_key(op.kind, op.input)
-        if key is None:
-            return {None: ops}
-        parts.setdefault(key, []).append(op)
-    return parts or {None: ops}
 
 
 @attrs.frozen
@@ -285,7 +273,7 @@ def _unfinished(context: _Context, reason: str, **fields: Any) -> Linearizabilit
     rejected): the deepest point it reached, and why it stopped."""
     part = context.part
     search = part.search
-    described = search.best_depth >= 0
+    described = search.stuck
     placed, state, candidates = search.best
     state = part.public(state)
     return LinearizabilityResult(
@@ -309,7 +297,7 @@ def _undecided(context: _Context, max_seconds: float | None) -> LinearizabilityR
     if context.parts > 1:
         where += f" (one of the parts still undecided among {context.parts})"
     reason = f"undecided: gave up after {context.seconds:.3f} s (max_seconds={max_seconds}){where}"
-    if part.search.best_depth >= 0:
+    if part.search.stuck:
         reason += (
             f"; the longest linearizable prefix found so far has "
             f"{len(part.search.best[0])} of {len(part.ops)} operations"

@@ -38,6 +38,9 @@ class _Steps(NamedTuple):
     read_only: list[bool]
     #: The function that turns a state of the transitions into one of the model.
     public: Transition
+    #: For each read-only operation that returns its output in one state only, that
+    #: state (its transition is then not called); ``_ANY`` for the others.
+    needs: list[Any]
 
 
 class _Sentinel:
@@ -57,6 +60,9 @@ UNKNOWN: Final[Any] = _Sentinel("UNKNOWN")
 #: What a transition returns when its operation cannot return its recorded output.
 _REFUSED: Final[Any] = _Sentinel("REFUSED")
 
+#: In ``_Steps.needs``: no one state.
+_ANY: Final[Any] = _Sentinel("ANY")
+
 #: The value of a key that has none, in :func:`kv_model`'s states of one key.
 _ABSENT: Final[Any] = _Sentinel("ABSENT")
 
@@ -66,6 +72,9 @@ def _loose(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_loose(v) for v in value)
     return value
+
+
+_SEQUENCES = (tuple, list)
 
 
 def outputs_match(expected: Any, observed: Any) -> bool:
@@ -206,6 +215,17 @@ class Model:
         """
         return None
 
+    def _parts(self, ops: Sequence[Operation]) -> dict[Hashable, list[Operation]]:
+        """For the checker: the operations of each key (:meth:`partition_key`), in the
+        order of ``ops``, or all of them under ``None`` when one has no key."""
+        parts: dict[Hashable, list[Operation]] = {}
+        for op in ops:
+            key = self.partition_key(op.kind, op.input)
+            if key is None:
+                return {None: list(ops)}
+            parts.setdefault(key, []).append(op)
+        return parts or {None: list(ops)}
+
     def read_only(self, kind: str, input: Any) -> bool:
         """Whether operation ``kind(input)`` never changes the state, whatever the state
         (a read). By default ``False``.
@@ -230,7 +250,7 @@ class Model:
         seen = self._raw_step_with_output()
         if seen is not None:
             made = [_observed(seen, op.kind, op.input, _seen_output(op)) for op in ops]
-            return _Steps(self.init(), made, read_only, _same)
+            return _Steps(self.init(), made, read_only, _same, [_ANY] * len(ops))
         step = self._raw_step()
         match = self.outputs_match if _overrides(self, "outputs_match") else outputs_match
         transitions = [
@@ -239,7 +259,7 @@ class Model:
             else _stepped(step, match, op.kind, op.input, op.output)
             for op in ops
         ]
-        return _Steps(self.init(), transitions, read_only, _same)
+        return _Steps(self.init(), transitions, read_only, _same, [_ANY] * len(ops))
 
     def _raw_step_with_output(self) -> Callable[[Any, str, Any, Any], tuple[bool, Any]] | None:
         """The function the checker calls for :meth:`step_with_output`, or ``None`` to
@@ -427,7 +447,7 @@ class _ObservingFunctionModel(_FunctionModel):
 
 def _seen_output(op: Operation) -> Any:
     """The output a step that sees it is given: :data:`UNKNOWN` for an unknown outcome."""
-    return UNKNOWN if op.unknown else op.output
+    return UNKNOWN if op.ret is None else op.output
 
 
 class _StateMachineModel(_StateMachineSteps, Model):
@@ -437,9 +457,27 @@ class _StateMachineModel(_StateMachineSteps, Model):
         return kind == "read"  # the model never changes its state on a read
 
 
+def _needs(ops: Sequence[Operation], reads: list[bool]) -> list[Any]:
+    """``_Steps.needs`` when a read returns the state itself (a counter's total, a key's
+    value): the state in which each read of known, plain output (not ``None``) fits."""
+    return [
+        op.output
+        if read and op.ret is not None and op.output is not None and op.output.__class__ in _PLAIN
+        else _ANY
+        for op, read in zip(ops, reads, strict=True)
+    ]
+
+
 # ---------------------------------------------------------------------- counter
 #: Outputs that equal a value exactly when :func:`outputs_match` says they match it.
 _PLAIN = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _match(expected: Any, observed: Any) -> bool:
+    """:func:`outputs_match`, without its call when both values are plain."""
+    if expected.__class__ in _PLAIN and observed.__class__ in _PLAIN:
+        return bool(expected == observed)
+    return outputs_match(expected, observed)
 
 
 def _counter_step(state: Any, kind: str, input: Any) -> tuple[Any, Any]:
@@ -475,7 +513,8 @@ class _CounterModel(_FunctionModel):
 
     def _steps(self, key: Hashable | None, ops: Sequence[Operation]) -> _Steps:
         transitions = [_counter_transition(op) for op in ops]
-        return _Steps(self.init(), transitions, [op.kind == "read" for op in ops], _same)
+        reads = [op.kind == "read" for op in ops]
+        return _Steps(self.init(), transitions, reads, _same, _needs(ops, reads))
 
 
 def counter_model(start: int = 0) -> Model:
@@ -491,8 +530,8 @@ _KV_ARITY = {"get": 2, "put": 3, "append": 3, "cas": 4}
 
 def _kv_verb(input: Any) -> str:
     """The verb of a key-value input, checked: ``ValueError`` when it is not one."""
-    if isinstance(input, (tuple, list)) and input and _KV_ARITY.get(input[0]) == len(input):
-        return str(input[0])
+    if input.__class__ in _SEQUENCES and input and _KV_ARITY.get(input[0]) == len(input):
+        return input[0]  # type: ignore[no-any-return]
     if isinstance(input, (tuple, list)) and input and input[0] not in _KV_ARITY:
         raise ValueError(
             f"the key-value model knows 'get', 'put', 'append' and 'cas', not {input[0]!r}"
@@ -544,14 +583,14 @@ def _kv_get(output: Any) -> Transition:
 
 def _kv_transition(op: Operation) -> Transition:
     """The transition of a key-value operation on the value of its key alone."""
-    input, unknown, output = op.input, op.unknown, op.output
+    input, unknown, output = op.input, op.ret is None, op.output
     verb = _kv_verb(input)
     if verb == "get":
         return _same if unknown else _kv_get(output)
     if verb == "cas":
         old, new = input[2], _loose(input[3])
-        if_true = unknown or outputs_match(True, output)
-        if_false = unknown or outputs_match(False, output)
+        if_true = unknown or _match(True, output)
+        if_false = unknown or _match(False, output)
 
         def cas(state: Any) -> Any:
             if outputs_match(None if state is _ABSENT else state, old):
@@ -559,9 +598,11 @@ def _kv_transition(op: Operation) -> Transition:
             return state if if_false else _REFUSED
 
         return cas
-    if not (unknown or outputs_match(input[2], output)):
+    value = input[2]
+    if not (unknown or _match(value, output)):
         return lambda state: _REFUSED
-    value = _loose(input[2])
+    if value.__class__ in _SEQUENCES:
+        value = _loose(value)
     if verb == "put":
         return lambda state: value
     return lambda state: value if state is _ABSENT else _appended(state, value)
@@ -576,6 +617,24 @@ class _KVModel(_FunctionModel):
         _kv_verb(input)
         return _loose(input[1])  # type: ignore[no-any-return]
 
+    def _parts(self, ops: Sequence[Operation]) -> dict[Hashable, list[Operation]]:
+        parts: dict[Hashable, list[Operation]] = {}
+        try:
+            for op in ops:
+                key = op.input[1]
+                if key.__class__ in _SEQUENCES:
+                    key = _loose(key)
+                elif key is None:
+                    return {None: list(ops)}
+                part = parts.get(key)
+                if part is None:
+                    parts[key] = [op]
+                else:
+                    part.append(op)
+        except (TypeError, IndexError, KeyError):
+            return super()._parts(ops)  # which says what is wrong with which input
+        return parts
+
     def read_only(self, kind: str, input: Any) -> bool:
         return _kv_verb(input) == "get"
 
@@ -587,7 +646,8 @@ class _KVModel(_FunctionModel):
             return frozenset() if value is _ABSENT else frozenset({(key, value)})
 
         transitions = [_kv_transition(op) for op in ops]
-        return _Steps(_ABSENT, transitions, [op.input[0] == "get" for op in ops], store)
+        gets = [op.input[0] == "get" for op in ops]
+        return _Steps(_ABSENT, transitions, gets, store, _needs(ops, gets))
 
 
 def kv_model() -> Model:

@@ -33,10 +33,11 @@ stop at the first part that fails.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ._models import _REFUSED, _Steps
+from ._models import _ANY, _REFUSED, _Steps
 from ._operation import Operation
 
 __all__: list[str] = []
@@ -44,8 +45,13 @@ __all__: list[str] = []
 #: What :meth:`_Search.run` returns.
 PAUSED, LINEARIZABLE, NOT_LINEARIZABLE = 0, 1, 2
 
-# A frame of the stack: one configuration and the alternatives tried from it.
-_ALTS, _NEXT, _STATE, _LINEARIZED, _LEFT, _ENTRY, _OP, _UNKNOWNS = range(8)
+# A frame of the stack: one configuration (state, known, unknown, left), the
+# alternatives left to try from it, the one applied now (its entry and operation, to
+# take back), and the lazy closure of a context (see _Search).
+_CONFIG, _ALTS, _ENTRY, _OP, _CLOSURE = range(5)
+
+#: A run of operations of unknown outcome: the bits of those placed, them, the state.
+Run = tuple[int, tuple[int, ...], Any]
 
 
 def entries(ops: Sequence[Operation]) -> list[tuple[float, int, int, int, int]]:
@@ -65,19 +71,33 @@ def entries(ops: Sequence[Operation]) -> list[tuple[float, int, int, int, int]]:
 
 
 class _Search:
-    """The search over one part's operations ``ops``, with one transition per operation
-    (see ``_models``) from the state ``initial``.
+    """The search over one part's operations ``ops``, with their ``steps`` (see
+    ``_models``).
 
     The entries (calls and known returns) are numbered 1..m in time order; those of
     operations of known outcome form the doubly-linked list ``nxt``/``prv`` (0 is its
     head, m + 1 its tail). The operations of unknown outcome stay apart, in call order in
     ``unknowns``; ``unknown_before[e]`` of them are called before entry ``e``.
 
+    A configuration is ``(known, unknown, state)``: the bits of the operations of known
+    outcome placed, those of unknown outcome placed, and the model's state. Placing
+    operations of unknown outcome is tried only at a *context* (the initial
+    configuration, or one just reached by placing an operation of known outcome), once
+    every alternative of known outcome from it failed: the context's *closure* is then
+    searched breadth first, lazily: every run of operations of unknown outcome (called
+    before the context's first return) that changes the state, shortest runs first, and
+    from each, the operations of known outcome that fit (each opening a context of its
+    own). The memo keeps, for each ``(known, state)``, the sets of operations of unknown
+    outcome it was reached with, and drops a configuration whose set contains one of
+    them: with fewer of them placed, the same state has every choice the other has, and
+    more. So a run that ends where a shorter run already ended is not searched again, and
+    the search, breadth first, finds the runs that matter first.
+
     :meth:`run` searches on for a number of configurations. The results: ``path`` (the
     order of the operations placed: a linearization once :data:`LINEARIZABLE`), and
-    from the deepest configuration where no operation of known outcome fitted (in
-    operations of known outcome placed), ``best``: the order placed until there, the
-    state there, and the candidates (indices in ``ops``).
+    from the deepest configuration where no operation fitted (most operations of known
+    outcome placed, then most of unknown outcome), ``best``: the order placed until
+    there, the state there, and the candidates of known outcome (indices in ``ops``).
     """
 
     def __init__(self, ops: Sequence[Operation], steps: _Steps):
@@ -99,7 +119,7 @@ class _Search:
                 ret_entry[i] = e
             else:
                 is_call[e] = True
-            if ops[i].unknown:
+            if ops[i].ret is None:
                 self.unknowns.append(i)
             else:
                 nxt[last], prv[e], last = e, last, e
@@ -108,124 +128,190 @@ class _Search:
         self.known = len(ops) - len(self.unknowns)
         self.transitions = steps.transitions
         self.read_only = steps.read_only
+        self.needs = steps.needs
         self.bits = [1 << i for i in range(len(ops))]
         self.placed = bytearray(len(ops))  # operations of unknown outcome placed
-        self.memo: set[tuple[int, Any]] = set()
+        #: (known, state) -> the unknown bits it was reached with (an int, or a list).
+        self.memo: dict[tuple[int, Any], Any] = {(0, steps.initial): 0}
+        self.expanded = 0  # configurations expanded
         self.stack: list[list[Any]] = []
         self.path: list[int] = []
-        self.best_depth = -1
+        self.best_depth = (-1, -1)
         self.best: tuple[list[int], Any, list[int]] = ([], steps.initial, [])
-        # The configuration to expand next.
-        self.state, self.linearized, self.left = steps.initial, 0, self.known
+        # The configuration to expand next, and whether it is a context.
+        self.config = (steps.initial, 0, 0, self.known, True)
 
     def run(self, budget: int) -> int:
         """Expand up to ``budget`` more configurations; return :data:`LINEARIZABLE`,
         :data:`NOT_LINEARIZABLE` or :data:`PAUSED` (call again to go on)."""
-        nxt, prv, ret_entry = self.nxt, self.prv, self.ret_entry
-        bits, memo, stack, path, placed = self.bits, self.memo, self.stack, self.path, self.placed
-        expand = self._expand
-        s, linearized, left = self.state, self.linearized, self.left
+        nxt, prv, ret_entry, bits, memo = self.nxt, self.prv, self.ret_entry, self.bits, self.memo
+        stack, path, expand, new = self.stack, self.path, self._expand, self._new
+        s, known, unknown, left, context = self.config
+        self.expanded += budget
         while left:
             if budget <= 0:
-                self.state, self.linearized, self.left = s, linearized, left
+                self.config = (s, known, unknown, left, context)
                 return PAUSED
             budget -= 1
-            stack.append(expand(s, linearized, left))
+            stack.append(expand(s, known, unknown, left, context))
             while True:  # the next alternative, from the innermost frame that has one
                 if not stack:
+                    self.expanded -= budget
                     return NOT_LINEARIZABLE
                 frame = stack[-1]
-                s, linearized, left = frame[_STATE], frame[_LINEARIZED], frame[_LEFT]
+                s, known, unknown, left = frame[_CONFIG]
                 i = frame[_OP]
-                if i >= 0:  # take back the alternative tried last
+                if i is not None:  # take back the alternative applied last
                     e = frame[_ENTRY]
                     if e:
                         r = ret_entry[i]
                         nxt[prv[r]] = prv[nxt[r]] = r
                         nxt[prv[e]] = prv[nxt[e]] = e
+                        path.pop()
                     else:
-                        placed[i] = 0
-                    path.pop()
-                    frame[_OP] = -1
-                alternatives, k = frame[_ALTS], frame[_NEXT]
-                if k == len(alternatives):
-                    if frame[_UNKNOWNS]:
-                        alternatives += self._unknowns(s, left, frame[_UNKNOWNS], not k)
-                        frame[_UNKNOWNS] = 0
+                        self._take_back_run(i)
+                    frame[_OP] = None
+                alternatives = frame[_ALTS]
+                if alternatives:
+                    e, i, s_new = alternatives.pop()
+                    config = (known | bits[i], s_new)
+                    seen = memo.get(config)
+                    if seen is None:
+                        memo[config] = unknown
+                    elif seen.__class__ is int:
+                        if seen | unknown == unknown:
+                            continue  # reached before with fewer unknown: dominated
+                        memo[config] = [seen, unknown]
+                    elif not new(seen, unknown):
                         continue
-                    stack.pop()
-                    continue
-                frame[_NEXT] = k + 1
-                e, i, new = alternatives[k]
-                config = (linearized | bits[i], new)
-                if config in memo:
-                    continue
-                memo.add(config)
-                if e:
                     nxt[prv[e]], prv[nxt[e]] = nxt[e], prv[e]
                     r = ret_entry[i]
                     nxt[prv[r]], prv[nxt[r]] = nxt[r], prv[r]
-                    left -= 1
-                else:
-                    placed[i] = 1
-                frame[_ENTRY], frame[_OP] = e, i
-                path.append(i)
-                s, linearized = new, config[0]
-                break
-        self.state, self.linearized, self.left = s, linearized, left
+                    frame[_ENTRY], frame[_OP] = e, i
+                    path.append(i)
+                    s, known, left, context = s_new, config[0], left - 1, True
+                    break
+                closure = frame[_CLOSURE]
+                if closure:
+                    if closure.__class__ is int:  # its first return: start the closure
+                        closure = frame[_CLOSURE] = self._closure(s, known, unknown, closure)
+                    found = next(closure, None)
+                    if found is not None:
+                        s, unknown, context = (
+                            self._apply_run(frame, found),
+                            unknown | found[0],
+                            False,
+                        )
+                        break
+                stack.pop()
+        self.expanded -= budget
+        self.config = (s, known, unknown, left, context)
         return LINEARIZABLE
 
-    def _expand(self, s: Any, linearized: int, left: int) -> list[Any]:
+    @staticmethod
+    def _new(seen: list[int], unknown: int) -> bool:
+        """Whether a configuration whose ``(known, state)`` was reached with each set of
+        unknown bits in ``seen`` is not dominated, reached with ``unknown``: then
+        remember it."""
+        for other in seen:
+            if other | unknown == unknown:
+                return False
+        seen.append(unknown)
+        return True
+
+    def _take_back_run(self, ops: tuple[int, ...]) -> None:
+        """Take back a run of operations of unknown outcome."""
+        placed = self.placed
+        for u in ops:
+            placed[u] = 0
+        del self.path[-len(ops) :]
+
+    def _apply_run(self, frame: list[Any], run: Run) -> Any:
+        """Place the operations of a run of unknown outcome from the frame's context;
+        return the state they leave."""
+        _, ops, state = run
+        placed = self.placed
+        for u in ops:
+            placed[u] = 1
+        self.path.extend(ops)
+        frame[_ENTRY], frame[_OP] = 0, ops
+        return state
+
+    def _expand(self, s: Any, known: int, unknown: int, left: int, context: bool) -> list[Any]:
         """The frame of a new configuration: step every candidate of known outcome, and
         keep those that fit as its alternatives: only the first read-only one if any,
-        else those that leave the state equal first, in call order."""
+        else those that leave the state equal first, in call order (the frame keeps them
+        last first, to pop). A context also gets its closure, unless a read-only
+        operation fits there."""
         nxt, is_call, entry_op = self.nxt, self.is_call, self.entry_op
-        transitions, read_only = self.transitions, self.read_only
+        transitions, read_only, needs = self.transitions, self.read_only, self.needs
         alternatives: list[tuple[int, int, Any]] = []
         neutral = 0  # how many at the front leave the state equal
         e = nxt[0]
         while is_call[e]:
             i = entry_op[e]
-            new = transitions[i](s)
-            if new is not _REFUSED:
+            need = needs[i]
+            if need is not _ANY:  # a read that fits in that state only
+                if need == s:
+                    return [(s, known, unknown, left), [(e, i, s)], 0, None, 0]
+                e = nxt[e]
+                continue
+            s_new = transitions[i](s)
+            if s_new is not _REFUSED:
                 if read_only[i]:
-                    return [[(e, i, s)], 0, s, linearized, left, 0, -1, 0]
-                if new is s or new == s:
-                    alternatives.insert(neutral, (e, i, new))
+                    return [(s, known, unknown, left), [(e, i, s)], 0, None, 0]
+                if s_new is s or s_new == s:
+                    alternatives.insert(neutral, (e, i, s_new))
                     neutral += 1
                 else:
-                    alternatives.append((e, i, new))
+                    alternatives.append((e, i, s_new))
             e = nxt[e]
-        if not self.unknowns:
-            if not alternatives:
-                self._dead_end(s, left, e)
-            return [alternatives, 0, s, linearized, left, 0, -1, 0]
-        # Alternatives of unknown outcome come once these are tried.
-        return [alternatives, 0, s, linearized, left, 0, -1, e]
+        if not alternatives:
+            self._dead_end(s, left, e)
+        else:
+            alternatives.reverse()
+        # A context with operations of unknown outcome called before its first return:
+        # its closure, started when it is needed.
+        closure = e if context and self.unknown_before[e] else 0
+        return [(s, known, unknown, left), alternatives, 0, None, closure]
 
-    def _unknowns(
-        self, s: Any, left: int, first_return: int, stuck: bool
-    ) -> list[tuple[int, int, Any]]:
-        """The alternatives of unknown outcome at state ``s``, the first return left
-        being ``first_return``: those called before it and not placed yet, latest call
-        first, that would change the state. ``stuck``: no operation of known outcome
-        fits there, so that none of them either makes it a dead end."""
-        unknowns, placed, transitions = self.unknowns, self.placed, self.transitions
-        alternatives = []
-        for k in range(self.unknown_before[first_return] - 1, -1, -1):
-            i = unknowns[k]
-            if not placed[i]:
-                new = transitions[i](s)
-                if new is not _REFUSED and not (new is s or new == s):
-                    alternatives.append((0, i, new))
-        if stuck and not alternatives:
-            self._dead_end(s, left, first_return)
-        return alternatives
+    def _closure(self, s: Any, known: int, unknown: int, first_return: int) -> Iterator[Run]:
+        """The runs of operations of unknown outcome from a context, breadth first (see
+        the class documentation): those called before its first return, not placed yet,
+        each changing the state, latest call first; none that the memo dominates."""
+        transitions, bits, memo, new = self.transitions, self.bits, self.memo, self._new
+        placed, count = self.placed, self.unknown_before[first_return]
+        free = [i for i in reversed(self.unknowns[:count]) if not placed[i]]
+        queue: deque[Run] = deque([(0, (), s)])
+        while queue:
+            mask, ops, state = queue.popleft()
+            for i in free:
+                bit = bits[i]
+                if mask & bit:
+                    continue
+                s_new = transitions[i](state)
+                if s_new is _REFUSED or s_new is state or s_new == state:
+                    continue
+                run_bits = unknown | mask | bit
+                seen = memo.setdefault((known, s_new), [])
+                if seen.__class__ is int:
+                    seen = memo[known, s_new] = [seen]
+                if new(seen, run_bits):
+                    found = (mask | bit, (*ops, i), s_new)
+                    queue.append(found)
+                    yield found
+
+    @property
+    def stuck(self) -> bool:
+        """Whether the search met a configuration where no operation fitted."""
+        return self.best_depth[0] >= 0
 
     def _dead_end(self, s: Any, left: int, first_return: int) -> None:
-        """No operation fits at state ``s``: remember the deepest such configuration (in
-        operations of known outcome placed; the first of equals), for the report."""
-        depth = self.known - left
+        """No operation of known outcome fits at state ``s``: remember the deepest such
+        configuration (most operations of known outcome placed, then most of unknown
+        outcome; the first of equals), for the report."""
+        placed = self.known - left
+        depth = (placed, len(self.path) - placed)
         if depth > self.best_depth:
             self.best_depth = depth
             nxt, entry_op = self.nxt, self.entry_op
