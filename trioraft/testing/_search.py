@@ -178,12 +178,8 @@ class _Search:
                     seen = memo.get(config)
                     if seen is None:
                         memo[config] = unknown
-                    elif seen.__class__ is int:
-                        if seen | unknown == unknown:
-                            continue  # reached before with fewer unknown: dominated
-                        memo[config] = [seen, unknown]
-                    elif not new(seen, unknown):
-                        continue
+                    elif not new(config, unknown):
+                        continue  # reached before with fewer of unknown outcome
                     nxt[prv[e]], prv[nxt[e]] = nxt[e], prv[e]
                     r = ret_entry[i]
                     nxt[prv[r]], prv[nxt[r]] = nxt[r], prv[r]
@@ -191,33 +187,50 @@ class _Search:
                     path.append(i)
                     s, known, left, context = s_new, config[0], left - 1, True
                     break
-                closure = frame[_CLOSURE]
-                if closure:
-                    if closure.__class__ is int:  # its first return: start the closure
-                        closure = frame[_CLOSURE] = self._closure(s, known, unknown, closure)
-                    found = next(closure, None)
+                if frame[_CLOSURE]:
+                    found = self._next_run(frame)
                     if found is not None:
-                        s, unknown, context = (
-                            self._apply_run(frame, found),
-                            unknown | found[0],
-                            False,
-                        )
+                        s, unknown, context = found[2], unknown | found[0], False
                         break
                 stack.pop()
         self.expanded -= budget
         self.config = (s, known, unknown, left, context)
         return LINEARIZABLE
 
-    @staticmethod
-    def _new(seen: list[int], unknown: int) -> bool:
-        """Whether a configuration whose ``(known, state)`` was reached with each set of
-        unknown bits in ``seen`` is not dominated, reached with ``unknown``: then
-        remember it."""
+    def _new(self, config: tuple[int, Any], unknown: int) -> bool:
+        """Whether ``config`` (known bits and state), reached with the ``unknown`` bits,
+        is not dominated by the times it was reached before: then remember it."""
+        seen = self.memo.get(config)
+        if seen is None:
+            self.memo[config] = unknown
+            return True
+        if seen.__class__ is int:
+            if seen | unknown == unknown:
+                return False
+            self.memo[config] = [seen, unknown]
+            return True
         for other in seen:
             if other | unknown == unknown:
                 return False
         seen.append(unknown)
         return True
+
+    def _next_run(self, frame: list[Any]) -> Run | None:
+        """The next run of the closure of the frame's context, placed; ``None`` when
+        there is none left."""
+        closure = frame[_CLOSURE]
+        if closure.__class__ is int:  # the first return of the context: start it
+            s, known, unknown, _ = frame[_CONFIG]
+            closure = frame[_CLOSURE] = self._closure(s, known, unknown, closure)
+        found: Run | None = next(closure, None)
+        if found is not None:
+            ops = found[1]
+            placed = self.placed
+            for u in ops:
+                placed[u] = 1
+            self.path.extend(ops)
+            frame[_ENTRY], frame[_OP] = 0, ops
+        return found
 
     def _take_back_run(self, ops: tuple[int, ...]) -> None:
         """Take back a run of operations of unknown outcome."""
@@ -225,17 +238,6 @@ class _Search:
         for u in ops:
             placed[u] = 0
         del self.path[-len(ops) :]
-
-    def _apply_run(self, frame: list[Any], run: Run) -> Any:
-        """Place the operations of a run of unknown outcome from the frame's context;
-        return the state they leave."""
-        _, ops, state = run
-        placed = self.placed
-        for u in ops:
-            placed[u] = 1
-        self.path.extend(ops)
-        frame[_ENTRY], frame[_OP] = 0, ops
-        return state
 
     def _expand(self, s: Any, known: int, unknown: int, left: int, context: bool) -> list[Any]:
         """The frame of a new configuration: step every candidate of known outcome, and
@@ -279,7 +281,7 @@ class _Search:
         """The runs of operations of unknown outcome from a context, breadth first (see
         the class documentation): those called before its first return, not placed yet,
         each changing the state, latest call first; none that the memo dominates."""
-        transitions, bits, memo, new = self.transitions, self.bits, self.memo, self._new
+        transitions, bits, new = self.transitions, self.bits, self._new
         placed, count = self.placed, self.unknown_before[first_return]
         free = [i for i in reversed(self.unknowns[:count]) if not placed[i]]
         queue: deque[Run] = deque([(0, (), s)])
@@ -292,11 +294,7 @@ class _Search:
                 s_new = transitions[i](state)
                 if s_new is _REFUSED or s_new is state or s_new == state:
                     continue
-                run_bits = unknown | mask | bit
-                seen = memo.setdefault((known, s_new), [])
-                if seen.__class__ is int:
-                    seen = memo[known, s_new] = [seen]
-                if new(seen, run_bits):
+                if new((known, s_new), unknown | mask | bit):
                     found = (mask | bit, (*ops, i), s_new)
                     queue.append(found)
                     yield found
