@@ -163,8 +163,9 @@ def check_linearizability(
     ops = _operations(history)
     n = len(ops)
     searches = []
+    initial = model.init()  # states are values: every part starts from this one
     for key, part_ops in model._parts(ops).items():
-        steps = model._steps(key, part_ops)
+        steps = model._steps(key, part_ops, initial)
         searches.append(_Part(key, part_ops, _Search(part_ops, steps), steps.public))
     outcome, part = _in_turns(searches, deadline)
     seconds = _time.perf_counter() - started

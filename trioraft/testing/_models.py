@@ -243,14 +243,15 @@ class Model:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def _steps(self, key: Hashable | None, ops: Sequence[Operation]) -> _Steps:
+    def _steps(self, key: Hashable | None, ops: Sequence[Operation], initial: Any) -> _Steps:
         """For the checker: the steps of the operations ``ops``, all those of the part of
-        key ``key`` (``None``: the whole history)."""
+        key ``key`` (``None``: the whole history), from ``initial``, the result of
+        :meth:`init` (made once for all the parts)."""
         read_only = [self.read_only(op.kind, op.input) for op in ops]
         seen = self._raw_step_with_output()
         if seen is not None:
             made = [_observed(seen, op.kind, op.input, _seen_output(op)) for op in ops]
-            return _Steps(self.init(), made, read_only, _same, [_ANY] * len(ops))
+            return _Steps(initial, made, read_only, _same, [_ANY] * len(ops))
         step = self._raw_step()
         match = self.outputs_match if _overrides(self, "outputs_match") else outputs_match
         transitions = [
@@ -259,7 +260,7 @@ class Model:
             else _stepped(step, match, op.kind, op.input, op.output)
             for op in ops
         ]
-        return _Steps(self.init(), transitions, read_only, _same, [_ANY] * len(ops))
+        return _Steps(initial, transitions, read_only, _same, [_ANY] * len(ops))
 
     def _raw_step_with_output(self) -> Callable[[Any, str, Any, Any], tuple[bool, Any]] | None:
         """The function the checker calls for :meth:`step_with_output`, or ``None`` to
@@ -489,13 +490,18 @@ def _counter_step(state: Any, kind: str, input: Any) -> tuple[Any, Any]:
     raise ValueError(f"the counter model knows kinds 'write' and 'read', not {kind!r}")
 
 
+def _unused(state: Any) -> Any:
+    """The transition of a read the checker matches by ``_Steps.needs``: never called."""
+    raise AssertionError("a read matched by the state it needs was stepped")
+
+
 def _counter_transition(op: Operation) -> Transition:
     kind, amount, output = op.kind, op.input, op.output
     if kind not in ("write", "read"):
         _counter_step(0, kind, amount)  # raises the error that names the kind
-    if op.unknown:
+    if op.ret is None:
         return _same if kind == "read" else lambda state: state + amount
-    if type(output) not in _PLAIN:
+    if output.__class__ not in _PLAIN:
         return _stepped(_counter_step, outputs_match, kind, amount, output)
     if kind == "read":
         return lambda state: state if state == output else _REFUSED
@@ -511,10 +517,14 @@ class _CounterModel(_FunctionModel):
     def read_only(self, kind: str, input: Any) -> bool:
         return kind == "read"
 
-    def _steps(self, key: Hashable | None, ops: Sequence[Operation]) -> _Steps:
-        transitions = [_counter_transition(op) for op in ops]
+    def _steps(self, key: Hashable | None, ops: Sequence[Operation], initial: Any) -> _Steps:
         reads = [op.kind == "read" for op in ops]
-        return _Steps(self.init(), transitions, reads, _same, _needs(ops, reads))
+        needs = _needs(ops, reads)
+        transitions = [
+            _unused if need is not _ANY else _counter_transition(op)
+            for op, need in zip(ops, needs, strict=True)
+        ]
+        return _Steps(initial, transitions, reads, _same, needs)
 
 
 def counter_model(start: int = 0) -> Model:
@@ -638,16 +648,20 @@ class _KVModel(_FunctionModel):
     def read_only(self, kind: str, input: Any) -> bool:
         return _kv_verb(input) == "get"
 
-    def _steps(self, key: Hashable | None, ops: Sequence[Operation]) -> _Steps:
+    def _steps(self, key: Hashable | None, ops: Sequence[Operation], initial: Any) -> _Steps:
         if key is None:  # the whole store: the general way
-            return super()._steps(key, ops)
+            return super()._steps(key, ops, initial)
 
         def store(value: Any) -> Any:
             return frozenset() if value is _ABSENT else frozenset({(key, value)})
 
-        transitions = [_kv_transition(op) for op in ops]
-        gets = [op.input[0] == "get" for op in ops]
-        return _Steps(_ABSENT, transitions, gets, store, _needs(ops, gets))
+        gets = [_kv_verb(op.input) == "get" for op in ops]
+        needs = _needs(ops, gets)
+        transitions = [
+            _unused if need is not _ANY else _kv_transition(op)
+            for op, need in zip(ops, needs, strict=True)
+        ]
+        return _Steps(_ABSENT, transitions, gets, store, needs)
 
 
 def kv_model() -> Model:

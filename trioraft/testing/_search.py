@@ -104,27 +104,19 @@ class _Search:
         keyed = entries(ops)
         m = len(keyed)
         self.tail = tail = m + 1
-        self.nxt = nxt = [tail] * (m + 2)
-        self.prv = prv = [0] * (m + 2)
-        self.entry_op = entry_op = [-1] * (m + 2)
-        self.is_call = is_call = [False] * (m + 2)
+        self.entry_op = [-1, *[item[4] for item in keyed], -1]
+        self.is_call = [False, *[not item[3] for item in keyed], False]
         self.ret_entry = ret_entry = [0] * len(ops)
-        self.unknowns: list[int] = []
-        self.unknown_before = unknown_before = [0] * (m + 2)
-        last = 0
-        for e, (_t, _r, _s, is_ret, i) in enumerate(keyed, start=1):
-            entry_op[e] = i
-            unknown_before[e] = len(self.unknowns)
-            if is_ret:
-                ret_entry[i] = e
-            else:
-                is_call[e] = True
-            if ops[i].ret is None:
-                self.unknowns.append(i)
-            else:
-                nxt[last], prv[e], last = e, last, e
-        nxt[last], prv[tail] = tail, last
-        unknown_before[tail] = len(self.unknowns)
+        for e, item in enumerate(keyed, start=1):
+            if item[3]:
+                ret_entry[item[4]] = e
+        self.unknowns = [item[4] for item in keyed if not item[3] and ops[item[4]].ret is None]
+        if not self.unknowns:  # every entry in the list, in order
+            self.nxt = [*range(1, m + 2), tail]
+            self.prv = [0, *range(m + 1)]
+            self.unknown_before = [0] * (m + 2)
+        else:
+            self._link_known(ops, keyed)
         self.known = len(ops) - len(self.unknowns)
         self.transitions = steps.transitions
         self.read_only = steps.read_only
@@ -140,6 +132,23 @@ class _Search:
         self.best: tuple[list[int], Any, list[int]] = ([], steps.initial, [])
         # The configuration to expand next, and whether it is a context.
         self.config = (steps.initial, 0, 0, self.known, True)
+
+    def _link_known(self, ops: Sequence[Operation], keyed: list[Any]) -> None:
+        """The list of the entries of the operations of known outcome, and how many
+        operations of unknown outcome are called before each entry."""
+        m = len(keyed)
+        self.nxt = nxt = [m + 1] * (m + 2)
+        self.prv = prv = [0] * (m + 2)
+        self.unknown_before = unknown_before = [0] * (m + 2)
+        last = unknown = 0
+        for e, (_t, _r, _s, is_ret, i) in enumerate(keyed, start=1):
+            unknown_before[e] = unknown
+            if ops[i].ret is not None:
+                nxt[last], prv[e], last = e, last, e
+            elif not is_ret:
+                unknown += 1
+        nxt[last], prv[m + 1] = m + 1, last
+        unknown_before[m + 1] = unknown
 
     def run(self, budget: int) -> int:
         """Expand up to ``budget`` more configurations; return :data:`LINEARIZABLE`,
