@@ -45,10 +45,12 @@ __all__: list[str] = []
 #: What :meth:`_Search.run` returns.
 PAUSED, LINEARIZABLE, NOT_LINEARIZABLE = 0, 1, 2
 
-# A frame of the stack: one configuration (state, known, unknown, left), the
-# alternatives left to try from it, the one applied now (its entry and operation, to
-# take back), and the lazy closure of a context (see _Search).
-_CONFIG, _ALTS, _ENTRY, _OP, _CLOSURE = range(5)
+# A frame of the stack: one configuration (state, known, unknown, left); the next entry
+# to step from it; the alternative applied now (its entry and operation, to take back);
+# for a context, whether it is one, then the first return (to start its closure), then
+# its closure; the entry of a read that fits there (-1 once it was tried); and whether
+# an operation of known outcome fitted there.
+_CONFIG, _NEXT, _ENTRY, _OP, _CLOSURE, _FORCED, _FITTED = range(7)
 
 #: A run of operations of unknown outcome: the bits of those placed, them, the state.
 Run = tuple[int, tuple[int, ...], Any]
@@ -154,7 +156,13 @@ class _Search:
         """Expand up to ``budget`` more configurations; return :data:`LINEARIZABLE`,
         :data:`NOT_LINEARIZABLE` or :data:`PAUSED` (call again to go on)."""
         nxt, prv, ret_entry, bits, memo = self.nxt, self.prv, self.ret_entry, self.bits, self.memo
-        stack, path, expand, new = self.stack, self.path, self._expand, self._new
+        stack, path, expand, new, step = (
+            self.stack,
+            self.path,
+            self._expand,
+            self._new,
+            self._next_known,
+        )
         s, known, unknown, left, context = self.config
         self.expanded += budget
         while left:
@@ -180,10 +188,10 @@ class _Search:
                     else:
                         self._take_back_run(i)
                     frame[_OP] = None
-                alternatives = frame[_ALTS]
-                if alternatives:
-                    e, i, s_new = alternatives.pop()
-                    config = (known | bits[i], s_new)
+                found = step(frame, s)
+                if found is not None:
+                    e, i, s_new = found
+                    config = (known | bits[i], s_new)  # (e: an entry, i: an operation)
                     seen = memo.get(config)
                     if seen is None:
                         memo[config] = unknown
@@ -197,9 +205,9 @@ class _Search:
                     s, known, left, context = s_new, config[0], left - 1, True
                     break
                 if frame[_CLOSURE]:
-                    found = self._next_run(frame)
-                    if found is not None:
-                        s, unknown, context = found[2], unknown | found[0], False
+                    run = self._next_run(frame)
+                    if run is not None:
+                        s, unknown, context = run[2], unknown | run[0], False
                         break
                 stack.pop()
         self.expanded -= budget
@@ -249,42 +257,52 @@ class _Search:
         del self.path[-len(ops) :]
 
     def _expand(self, s: Any, known: int, unknown: int, left: int, context: bool) -> list[Any]:
-        """The frame of a new configuration: step every candidate of known outcome, and
-        keep those that fit as its alternatives: only the first read-only one if any,
-        else those that leave the state equal first, in call order (the frame keeps them
-        last first, to pop). A context also gets its closure, unless a read-only
-        operation fits there."""
-        nxt, is_call, entry_op = self.nxt, self.is_call, self.entry_op
-        transitions, read_only, needs = self.transitions, self.read_only, self.needs
-        alternatives: list[tuple[int, int, Any]] = []
-        neutral = 0  # how many at the front leave the state equal
-        e = nxt[0]
+        """The frame of a new configuration; if a read-only candidate fits there, the
+        first is its only alternative (the others are found by :meth:`_next_known`)."""
+        nxt, is_call, entry_op, needs = self.nxt, self.is_call, self.entry_op, self.needs
+        read_only, transitions = self.read_only, self.transitions
+        first = e = nxt[0]
         while is_call[e]:
             i = entry_op[e]
-            need = needs[i]
-            if need is not _ANY:  # a read that fits in that state only
-                if need == s:
-                    return [(s, known, unknown, left), [(e, i, s)], 0, None, 0]
-                e = nxt[e]
-                continue
-            s_new = transitions[i](s)
-            if s_new is not _REFUSED:
-                if read_only[i]:
-                    return [(s, known, unknown, left), [(e, i, s)], 0, None, 0]
-                if s_new is s or s_new == s:
-                    alternatives.insert(neutral, (e, i, s_new))
-                    neutral += 1
-                else:
-                    alternatives.append((e, i, s_new))
+            if read_only[i]:
+                need = needs[i]
+                if need is _ANY:
+                    if transitions[i](s) is not _REFUSED:
+                        return [(s, known, unknown, left), 0, 0, None, 0, e, True]
+                elif need == s:
+                    return [(s, known, unknown, left), 0, 0, None, 0, e, True]
             e = nxt[e]
-        if not alternatives:
-            self._dead_end(s, left, e)
-        else:
-            alternatives.reverse()
+        return [(s, known, unknown, left), first, 0, None, context, 0, False]
+
+    def _next_known(self, frame: list[Any], s: Any) -> tuple[int, int, Any] | None:
+        """The next alternative of known outcome of the frame (at state ``s``): its
+        read-only one, or the next candidate in call order that fits, and the state it
+        leaves; ``None`` when there is none left."""
+        forced = frame[_FORCED]
+        if forced:
+            if forced < 0:
+                return None
+            frame[_FORCED] = -1
+            return forced, self.entry_op[forced], s
+        nxt, is_call, entry_op = self.nxt, self.is_call, self.entry_op
+        transitions, read_only = self.transitions, self.read_only
+        e = frame[_NEXT]
+        while is_call[e]:
+            i = entry_op[e]
+            if not read_only[i]:  # (_expand tried the others)
+                s_new = transitions[i](s)
+                if s_new is not _REFUSED:
+                    frame[_FITTED] = True
+                    frame[_NEXT] = nxt[e]  # where to go on from (the list is restored then)
+                    return e, i, s_new
+            e = nxt[e]
+        if not frame[_FITTED]:
+            self._dead_end(s, frame[_CONFIG][3], e)
         # A context with operations of unknown outcome called before its first return:
-        # its closure, started when it is needed.
-        closure = e if context and self.unknown_before[e] else 0
-        return [(s, known, unknown, left), alternatives, 0, None, closure]
+        # its closure, started now.
+        frame[_CLOSURE] = e if frame[_CLOSURE] and self.unknown_before[e] else 0
+        frame[_FORCED] = -1
+        return None
 
     def _closure(self, s: Any, known: int, unknown: int, first_return: int) -> Iterator[Run]:
         """The runs of operations of unknown outcome from a context, breadth first (see
