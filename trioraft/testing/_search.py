@@ -156,13 +156,7 @@ class _Search:
         """Expand up to ``budget`` more configurations; return :data:`LINEARIZABLE`,
         :data:`NOT_LINEARIZABLE` or :data:`PAUSED` (call again to go on)."""
         nxt, prv, ret_entry, bits, memo = self.nxt, self.prv, self.ret_entry, self.bits, self.memo
-        stack, path, expand, new, step = (
-            self.stack,
-            self.path,
-            self._expand,
-            self._new,
-            self._next_known,
-        )
+        stack, path, expand, step = self.stack, self.path, self._expand, self._next_known
         s, known, unknown, left, context = self.config
         self.expanded += budget
         while left:
@@ -195,7 +189,7 @@ class _Search:
                     seen = memo.get(config)
                     if seen is None:
                         memo[config] = unknown
-                    elif not new(config, unknown):
+                    elif not self._new(config, unknown):
                         continue  # reached before with fewer of unknown outcome
                     nxt[prv[e]], prv[nxt[e]] = nxt[e], prv[e]
                     r = ret_entry[i]
