@@ -655,12 +655,19 @@ class _KVModel(_FunctionModel):
         def store(value: Any) -> Any:
             return frozenset() if value is _ABSENT else frozenset({(key, value)})
 
-        gets = [_kv_verb(op.input) == "get" for op in ops]
-        needs = _needs(ops, gets)
-        transitions = [
-            _unused if need is not _ANY else _kv_transition(op)
-            for op, need in zip(ops, needs, strict=True)
-        ]
+        gets: list[bool] = []
+        needs: list[Any] = []
+        transitions: list[Transition] = []
+        for op in ops:
+            get = _kv_verb(op.input) == "get"
+            output = op.output
+            gets.append(get)
+            if get and op.ret is not None and output is not None and output.__class__ in _PLAIN:
+                needs.append(output)
+                transitions.append(_unused)
+            else:
+                needs.append(_ANY)
+                transitions.append(_kv_transition(op))
         return _Steps(_ABSENT, transitions, gets, store, needs)
 
 

@@ -11,20 +11,26 @@ a configuration reached before and left is one from which no linearization exist
 
 What it adds to that, each a dominance argument that keeps the search complete:
 
-* **A neutral operation is placed at once, alone.** When a candidate of known outcome
-  returns its recorded output and leaves the state equal (a read), the configuration
-  with it placed has a linearization exactly when the configuration without it has one:
-  move it to the front of any linearization (no operation left returned before its call,
-  and it changes nothing). So it is the only alternative tried there, and a memoized
-  configuration after it fails the one before it too. Reads then never multiply the
-  configurations, as they do in Porcupine's search (each place a read could take is a
-  configuration of its own there).
+* **A read-only operation is placed at once, alone.** When a candidate the model says
+  is read-only (``Model.read_only``: it changes no state) returns its recorded output,
+  the configuration with it placed has a linearization exactly when the configuration
+  without it has one: move it to the front of any linearization (no operation left
+  returned before its call, and it changes nothing). So it is the only alternative
+  tried there, and a memoized configuration after it fails the one before it too.
+  Reads then never multiply the configurations, as they do in Porcupine's search (each
+  place a read could take is a configuration of its own there). An operation that
+  merely leaves *this* state equal (writing the value already there) is not read-only:
+  moved, it would change the states after it.
 * **Operations of unknown outcome** may take effect at any point after their call, or
-  never: placing one is tried only after every candidate of known outcome failed at a
-  configuration, latest call first, and never when it would leave the state equal
-  (the configuration without it dominates: it has the same state and more choices).
-* Every configuration's candidates are stepped once: its alternatives are kept on the
-  search's stack, not found again by walking the list after each backtrack.
+  never. Placing them is tried only once nothing of known outcome fits from a
+  configuration, breadth first (one of them, then two...), never one that leaves the
+  state equal, and never a set of them that contains a set already tried to reach the
+  same state with the same operations of known outcome: with fewer of them placed, that
+  configuration has every choice the other has, and more (see :class:`_Search`).
+
+The candidates of a configuration are stepped lazily, in call order (the first that
+fits is tried first, as in Porcupine), and each configuration keeps where it stopped;
+reads that fit in one state only (``_Steps.needs``) are matched without a call.
 
 The search runs in slices (:meth:`_Search.run` with a budget of configurations), so
 that the checker can take the parts of a history in turns with growing budgets, and
@@ -123,7 +129,6 @@ class _Search:
         self.transitions = steps.transitions
         self.read_only = steps.read_only
         self.needs = steps.needs
-        self.bits = [1 << i for i in range(len(ops))]
         self.placed = bytearray(len(ops))  # operations of unknown outcome placed
         #: (known, state) -> the unknown bits it was reached with (an int, or a list).
         self.memo: dict[tuple[int, Any], Any] = {(0, steps.initial): 0}
@@ -155,7 +160,7 @@ class _Search:
     def run(self, budget: int) -> int:
         """Expand up to ``budget`` more configurations; return :data:`LINEARIZABLE`,
         :data:`NOT_LINEARIZABLE` or :data:`PAUSED` (call again to go on)."""
-        nxt, prv, ret_entry, bits, memo = self.nxt, self.prv, self.ret_entry, self.bits, self.memo
+        nxt, prv, ret_entry, memo = self.nxt, self.prv, self.ret_entry, self.memo
         stack, path, expand, step = self.stack, self.path, self._expand, self._next_known
         s, known, unknown, left, context = self.config
         self.expanded += budget
@@ -185,7 +190,7 @@ class _Search:
                 found = step(frame, s)
                 if found is not None:
                     e, i, s_new = found
-                    config = (known | bits[i], s_new)  # (e: an entry, i: an operation)
+                    config = (known | 1 << i, s_new)  # (e: an entry, i: an operation)
                     seen = memo.get(config)
                     if seen is None:
                         memo[config] = unknown
@@ -302,14 +307,14 @@ class _Search:
         """The runs of operations of unknown outcome from a context, breadth first (see
         the class documentation): those called before its first return, not placed yet,
         each changing the state, latest call first; none that the memo dominates."""
-        transitions, bits, new = self.transitions, self.bits, self._new
+        transitions, new = self.transitions, self._new
         placed, count = self.placed, self.unknown_before[first_return]
         free = [i for i in reversed(self.unknowns[:count]) if not placed[i]]
         queue: deque[Run] = deque([(0, (), s)])
         while queue:
             mask, ops, state = queue.popleft()
             for i in free:
-                bit = bits[i]
+                bit = 1 << i
                 if mask & bit:
                     continue
                 s_new = transitions[i](state)
