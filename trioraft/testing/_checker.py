@@ -225,6 +225,7 @@ def _in_turns(parts: list[_Part], deadline: float | None) -> tuple[int, _Part | 
                 if late and outcome == PAUSED:
                     return outcome, part
                 if outcome == LINEARIZABLE:
+                    part.search.release()
                     break
                 if left <= 0:
                     still.append(part)

@@ -104,6 +104,37 @@ def _same(state: Any) -> Any:
 
 
 # ----------------------------------------------------------------- transitions
+# (Their data are defaults rather than a closure's cells: fewer objects to collect.)
+def _equals(output: Any) -> Transition:
+    """A read that fits in the state equal to its plain ``output``."""
+
+    def transition(state: Any, output: Any = output) -> Any:
+        return state if state == output else _REFUSED
+
+    return transition
+
+
+def _adds(amount: Any) -> Transition:
+    def transition(state: Any, amount: Any = amount) -> Any:
+        return state + amount
+
+    return transition
+
+
+def _puts(value: Any) -> Transition:
+    def transition(state: Any, value: Any = value) -> Any:
+        return value
+
+    return transition
+
+
+def _appends(value: Any) -> Transition:
+    def transition(state: Any, value: Any = value) -> Any:
+        return value if state is _ABSENT else _appended(state, value)
+
+    return transition
+
+
 def _stepped(
     step: Callable[[Any, str, Any], tuple[Any, Any]],
     match: Callable[[Any, Any], bool],
@@ -113,8 +144,14 @@ def _stepped(
 ) -> Transition:
     """The transition of an operation of known outcome, from ``step`` and ``match``."""
 
-    def transition(state: Any) -> Any:
-        new, out = step(state, kind, input)
+    def transition(
+        state: Any,
+        step: Any = step,
+        match: Any = match,
+        args: Any = (kind, input),
+        output: Any = output,
+    ) -> Any:
+        new, out = step(state, *args)
         return new if match(out, output) else _REFUSED
 
     return transition
@@ -125,7 +162,7 @@ def _stepped_blind(
 ) -> Transition:
     """The transition of an operation of unknown outcome, from ``step``."""
 
-    def transition(state: Any) -> Any:
+    def transition(state: Any, step: Any = step, kind: str = kind, input: Any = input) -> Any:
         return step(state, kind, input)[0]
 
     return transition
@@ -136,8 +173,8 @@ def _observed(
 ) -> Transition:
     """The transition of an operation, from a step that sees the output."""
 
-    def transition(state: Any) -> Any:
-        ok, new = step(state, kind, input, output)
+    def transition(state: Any, step: Any = step, args: Any = (kind, input, output)) -> Any:
+        ok, new = step(state, *args)
         return new if ok else _REFUSED
 
     return transition
@@ -500,13 +537,13 @@ def _counter_transition(op: Operation) -> Transition:
     if kind not in ("write", "read"):
         _counter_step(0, kind, amount)  # raises the error that names the kind
     if op.ret is None:
-        return _same if kind == "read" else lambda state: state + amount
+        return _same if kind == "read" else _adds(amount)
     if output.__class__ not in _PLAIN:
         return _stepped(_counter_step, outputs_match, kind, amount, output)
     if kind == "read":
-        return lambda state: state if state == output else _REFUSED
+        return _equals(output)
 
-    def write(state: Any) -> Any:
+    def write(state: Any, amount: Any = amount, output: Any = output) -> Any:
         total = state + amount
         return total if total == output else _REFUSED
 
@@ -585,10 +622,12 @@ def _kv_get(output: Any) -> Transition:
     if type(output) in _PLAIN:
         if output is None:
             return lambda state: state if state is _ABSENT or state is None else _REFUSED
-        return lambda state: state if state == output else _REFUSED
-    return lambda state: (
-        state if outputs_match(None if state is _ABSENT else state, output) else _REFUSED
-    )
+        return _equals(output)
+
+    def get(state: Any, output: Any = output) -> Any:
+        return state if outputs_match(None if state is _ABSENT else state, output) else _REFUSED
+
+    return get
 
 
 def _kv_transition(op: Operation) -> Transition:
@@ -602,7 +641,13 @@ def _kv_transition(op: Operation) -> Transition:
         if_true = unknown or _match(True, output)
         if_false = unknown or _match(False, output)
 
-        def cas(state: Any) -> Any:
+        def cas(
+            state: Any,
+            old: Any = old,
+            new: Any = new,
+            if_true: bool = if_true,
+            if_false: bool = if_false,
+        ) -> Any:
             if outputs_match(None if state is _ABSENT else state, old):
                 return new if if_true else _REFUSED
             return state if if_false else _REFUSED
@@ -613,9 +658,7 @@ def _kv_transition(op: Operation) -> Transition:
         return lambda state: _REFUSED
     if value.__class__ in _SEQUENCES:
         value = _loose(value)
-    if verb == "put":
-        return lambda state: value
-    return lambda state: value if state is _ABSENT else _appended(state, value)
+    return _puts(value) if verb == "put" else _appends(value)
 
 
 class _KVModel(_FunctionModel):

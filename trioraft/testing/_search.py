@@ -325,6 +325,13 @@ class _Search:
                     queue.append(found)
                     yield found
 
+    def release(self) -> None:
+        """Drop what the search no longer needs once it found a linearization (its
+        memo holds every state it reached)."""
+        self.memo = {}
+        self.stack = []
+        self.transitions = []
+
     @property
     def stuck(self) -> bool:
         """Whether the search met a configuration where no operation fitted."""
