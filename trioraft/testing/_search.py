@@ -326,11 +326,12 @@ class _Search:
                     yield found
 
     def release(self) -> None:
-        """Drop what the search no longer needs once it found a linearization (its
-        memo holds every state it reached)."""
+        """Drop what the search no longer needs once it found a linearization: every
+        state it reached (a state machine's may be large)."""
         self.memo = {}
         self.stack = []
         self.transitions = []
+        self.config = (None, 0, 0, 0, False)
 
     @property
     def stuck(self) -> bool:
