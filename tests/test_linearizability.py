@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 import threading
@@ -14,6 +13,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from histories import brute_force
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -1038,30 +1038,6 @@ def test_checking_by_parts_agrees_with_checking_the_whole() -> None:
 
 
 # ------------------------------------------------------------ against brute force
-def brute_force(ops: Sequence[Operation], model: Model) -> bool:
-    """Whether some order of all the known operations and some of the unknown ones
-    respects real time and explains every output (by enumeration)."""
-    known = [o for o in ops if not o.unknown]
-    unknown = [o for o in ops if o.unknown]
-    for size in range(len(unknown) + 1):
-        for chosen in itertools.combinations(unknown, size):
-            for order in itertools.permutations(known + list(chosen)):
-                if any(
-                    b.ret is not None and b.ret < a.call
-                    for i, a in enumerate(order)
-                    for b in order[i + 1 :]
-                ):
-                    continue
-                state = model.init()
-                for o in order:
-                    state, output = model.step(state, o.kind, o.input)
-                    if not o.unknown and not outputs_match(output, o.output):
-                        break
-                else:
-                    return True
-    return False
-
-
 @st.composite
 def small_histories(draw: st.DrawFn, model: Model) -> list[Operation]:
     """Up to six operations with small integer times (so that times tie), produced by

@@ -22,10 +22,11 @@ from ._checker import LinearizabilityResult, check_linearizability
 from ._cluster import LIVENESS_ELECTION_TIMEOUTS, Cluster, derive_seed, open_cluster
 from ._faults import *  # noqa: F403  (every fault class, FaultSchedule, FAULT_KINDS)
 from ._faults import __all__ as _fault_names
-from ._history import History, Operation, PendingOperation
+from ._history import History, PendingOperation
 from ._invariants import InvariantMonitor, InvariantViolation
 from ._machines import Counter
-from ._models import Model, counter_model, kv_model, outputs_match
+from ._models import UNKNOWN, Model, counter_model, kv_model, outputs_match
+from ._operation import Operation
 from ._ports import free_tcp_ports
 from ._run import HangError, run, scheduler_hooks_available
 from ._scenario import check_fault_schedule
@@ -43,6 +44,7 @@ __all__ = [
     "Operation",
     "PendingOperation",
     "TraceRecorder",
+    "UNKNOWN",
     "InvariantMonitor",
     "check_fault_schedule",
     "InvariantViolation",

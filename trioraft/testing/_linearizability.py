@@ -11,8 +11,9 @@ here.
 from __future__ import annotations
 
 from ._checker import LinearizabilityResult, check_linearizability
-from ._history import History, Operation, PendingOperation
-from ._models import Model, counter_model, kv_model, outputs_match
+from ._history import History, PendingOperation
+from ._models import UNKNOWN, Model, counter_model, kv_model, outputs_match
+from ._operation import Operation
 
 __all__ = [
     "History",
@@ -20,6 +21,7 @@ __all__ = [
     "Model",
     "Operation",
     "PendingOperation",
+    "UNKNOWN",
     "check_linearizability",
     "counter_model",
     "kv_model",

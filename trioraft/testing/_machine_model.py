@@ -1,5 +1,8 @@
-"""A :class:`~trioraft.testing.Model` made of a :class:`~trioraft.StateMachine`
-(:meth:`Model.from_state_machine <trioraft.testing.Model.from_state_machine>`).
+"""The steps of a :class:`~trioraft.testing.Model` made of a
+:class:`~trioraft.StateMachine`
+(:meth:`Model.from_state_machine <trioraft.testing.Model.from_state_machine>`): this
+module's :class:`_StateMachineSteps` is that model's ``init``, ``step`` and
+``partition_key``, and ``_models`` joins it to :class:`~trioraft.testing.Model`.
 
 A model state is a copy of the machine's state: the machine instance itself when the
 machine cannot snapshot, else a copy of what its ``snapshot()`` returns. A step runs the
@@ -16,7 +19,6 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from .._state_machine import StateMachine
-from ._models import Model
 
 __all__: list[str] = []
 
@@ -173,7 +175,7 @@ class _MachineState:
 
     __slots__ = ("_hash", "_key", "_model", "snapshot")
 
-    def __init__(self, snapshot: Any, model: _StateMachineModel) -> None:
+    def __init__(self, snapshot: Any, model: _StateMachineSteps) -> None:
         self.snapshot = snapshot
         self._model = model
         self._hash: int | None = None
@@ -214,8 +216,10 @@ def _apply(machine: Any, write: bool, input: Any) -> Any:
         return exc
 
 
-class _StateMachineModel(Model):
-    """See :meth:`Model.from_state_machine`.
+class _StateMachineSteps:
+    """The steps of a model made of a state machine (see :meth:`Model.from_state_machine
+    <trioraft.testing.Model.from_state_machine>`), for ``_models`` to join to
+    :class:`~trioraft.testing.Model`.
 
     With snapshots, steps run on one machine instance, ``_machine``, which holds the
     state ``_loaded``. Without, a state is a machine instance that nothing changes: a
