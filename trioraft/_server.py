@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._clock import TRIO_CLOCK
 from ._core.messages import Config, Entry, EntryKind, InstallSnapshot, Message
 from ._core.node import CatchUpState, LeaderNotReady, RaftNode, Role, TransferInProgress
 from ._core.ready import PersistedState, Ready, SoftState
@@ -218,6 +219,9 @@ class Server:
         state: PersistedState,
     ) -> None:
         self._name = name
+        #: The clock this server reads (the core's time, its timers and waits): Trio's
+        #: unless the testing toolkit gave it one of its own.
+        self._local_clock = options.clock if options.clock is not None else TRIO_CLOCK
         self._machine = machine
         self._snapshots = machine_snapshots(machine)
         self._endpoint = endpoint
@@ -233,7 +237,7 @@ class Server:
             name,
             options.core(),
             random.Random(options.seed),
-            trio.current_time(),
+            self._local_clock.now(),
             state,
             compaction=self._snapshots,
         )
@@ -267,6 +271,8 @@ class Server:
         self._changed = trio.Event()
         self._kicked = Signal()
         self._timer_scope = trio.CancelScope()
+        #: The core's deadline the timer sleeps until, on this server's clock.
+        self._timer_at = math.inf
         self._scope = trio.CancelScope()
         self._finished = trio.Event()
         self._stopped = False
@@ -366,13 +372,13 @@ class Server:
         self._check_command(command)
         while True:
             try:
-                entry = node.propose(command, trio.current_time())
+                entry = node.propose(command, self._local_clock.now())
                 break
             except TransferInProgress:
                 await self._wait_changed()  # §3.10: writes wait out a leadership transfer
                 if node.role is not Role.LEADER:
                     # Handed over: redirect to whoever took over, once known.
-                    with trio.move_on_after(self._options.max_election_timeout):
+                    with trio.move_on_at(self._after(self._options.max_election_timeout)):
                         while node.leader is None:
                             await self._wait_changed()
                     raise NotLeader(node.leader) from None
@@ -427,7 +433,7 @@ class Server:
             raise NotLeader(node.leader)
         self._check_command(command)
         try:
-            entry = node.propose(command, trio.current_time())
+            entry = node.propose(command, self._local_clock.now())
         except TransferInProgress:
             raise NotLeader(None, "leadership is being handed over; retry") from None
         if self._tracer is not None:
@@ -464,7 +470,7 @@ class Server:
             # §6.4.1 fast path: under the lease the read index is the commit index, and
             # once that is applied the answer needs no round, no Ready, no task switch.
             if not self._stopped:
-                index = node.lease_read_index(trio.current_time())
+                index = node.lease_read_index(self._local_clock.now())
                 if index is not None and self._last_applied >= index:
                     return self._machine.read(query)
             self._check_running()
@@ -472,7 +478,7 @@ class Server:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_running()
         try:
-            ticket = node.request_read(trio.current_time())
+            ticket = node.request_read(self._local_clock.now())
         except NotLeader:
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise
@@ -551,7 +557,7 @@ class Server:
 
     async def _catch_up(self, name: str) -> None:
         """§4.2.1: replicate to the learner ``name`` until it has caught up, or raise."""
-        catch_up = self._node.start_catch_up(name, trio.current_time())
+        catch_up = self._node.start_catch_up(name, self._local_clock.now())
         self._kick()
         try:
             while catch_up.state is CatchUpState.PENDING:
@@ -575,7 +581,7 @@ class Server:
         # A learner that belongs to another cluster refuses at its first message: wait
         # for its first answer (a healthy one answers within a round trip).
         node = self._node
-        with trio.move_on_after(self._options.max_election_timeout):
+        with trio.move_on_at(self._after(self._options.max_election_timeout)):
             while node.role is Role.LEADER and name not in node.foreign:
                 pr = node.progress.get(name)
                 if pr is None or pr.match > 0:
@@ -606,7 +612,7 @@ class Server:
         heard from a leader (§6.4.1; see the ``lease_reads`` option)."""
         await trio.lowlevel.checkpoint()
         self._check_running()
-        self._node.trigger_election(trio.current_time())
+        self._node.trigger_election(self._local_clock.now())
         self._kick()
 
     async def transfer_leadership(self, name: str | None = None) -> str:
@@ -620,12 +626,14 @@ class Server:
         await trio.lowlevel.checkpoint()
         self._check_running()
         node = self._node
-        start = trio.current_time()
+        start = self._local_clock.now()
         target = node.transfer_leadership(name, start)
         self._kick()
         if target == self._name:
             return target
-        with trio.move_on_at(start + 2 * self._options.max_election_timeout):
+        with trio.move_on_at(
+            self._local_clock.deadline(start + 2 * self._options.max_election_timeout)
+        ):
             while True:
                 if node.leader == target and node.role is not Role.LEADER:
                     return target
@@ -689,11 +697,11 @@ class Server:
         node = self._node
         while True:
             self._check_running()
-            if node.role is Role.LEADER and node.lease_until > trio.current_time():
+            if node.role is Role.LEADER and node.lease_until > self._local_clock.now():
                 break
             await self._wait_changed()
         term = node.term
-        entry = (term, trio.CancelScope(deadline=node.lease_until))
+        entry = (term, trio.CancelScope(deadline=self._local_clock.deadline(node.lease_until)))
         self._leaderships.append(entry)
         try:
             with entry[1]:
@@ -711,7 +719,7 @@ class Server:
             if (
                 node.role is Role.LEADER
                 and node.term > last
-                and node.lease_until > trio.current_time()
+                and node.lease_until > self._local_clock.now()
             ):
                 last = node.term
                 yield last
@@ -795,8 +803,20 @@ class Server:
         # every send) is left to the timer, which wakes at the old one, finds nothing
         # due and sleeps again; Trio's timer is not moved at every Ready.
         deadline = self._node.deadline
-        if deadline < self._timer_scope.deadline:
-            self._timer_scope.deadline = deadline
+        if deadline < self._timer_at:
+            self._timer_at = deadline
+            self._timer_scope.deadline = self._local_clock.deadline(deadline)
+
+    def _after(self, seconds: float) -> float:
+        """The Trio deadline ``seconds`` of this server's clock from now."""
+        return self._local_clock.after(seconds)
+
+    def _clock_changed(self) -> None:
+        """This server's clock changed its rate or jumped (a simulated cluster's): the
+        timer and the ``leadership()`` bodies' deadlines move with it."""
+        self._timer_scope.deadline = self._local_clock.deadline(self._timer_at)
+        if self._leaderships:
+            self._follow_leaderships()
 
     async def _await_entry(self, entry: Entry) -> Any:
         waiter = Waiter(entry.term)
@@ -815,7 +835,7 @@ class Server:
         while True:
             config = make()
             try:
-                entry = node.change_config(config, trio.current_time())
+                entry = node.change_config(config, self._local_clock.now())
                 break
             except (LeaderNotReady, TransferInProgress):
                 await self._wait_changed()  # wait for this term's no-op to commit
@@ -958,7 +978,7 @@ class Server:
             if node.role is not Role.LEADER or node.term != term:
                 scope.cancel()
             else:
-                scope.deadline = node.lease_until
+                scope.deadline = self._local_clock.deadline(node.lease_until)
 
     def _learn_addresses(self, addresses: Mapping[str, str]) -> None:
         if self._learn is not None and addresses:
@@ -1006,7 +1026,7 @@ class Server:
             )
         restore(machine_state)
         self._sessions.restore(extra.get("sessions", []))
-        self._clock.observe(extra.get("clock", 0.0), trio.current_time())
+        self._clock.observe(extra.get("clock", 0.0), self._local_clock.now())
 
     def _snapshot_now(self) -> int:
         """Snapshot the machine at the last applied entry; hand it to the core."""
@@ -1050,7 +1070,7 @@ class Server:
     def _start_leading(self) -> None:
         assert self._nursery is not None
         self._led_term = self._node.term
-        self._clock.rebase(trio.current_time())  # §6.3: no leader ran meanwhile, maybe
+        self._clock.rebase(self._local_clock.now())  # §6.3: no leader ran meanwhile, maybe
         scope = trio.CancelScope()
         self._leader_scope = scope
         self._nursery.start_soon(self._lead, scope)
@@ -1127,7 +1147,7 @@ class Server:
         caused; ``False`` once an internal failure has stopped this server."""
         node = self._node
         self._received += len(batch)
-        now = trio.current_time()
+        now = self._local_clock.now()
         for message in batch:
             if isinstance(message, ClientRequest):
                 self._serve_client(message)
@@ -1162,11 +1182,13 @@ class Server:
 
     async def _timer_loop(self) -> None:
         node = self._node
+        clock = self._local_clock
         while True:
-            with trio.CancelScope(deadline=node.deadline) as scope:
+            self._timer_at = deadline = node.deadline  # on this server's clock
+            with trio.CancelScope(deadline=clock.deadline(deadline)) as scope:
                 self._timer_scope = scope
                 await trio.sleep_forever()
-            now = trio.current_time()
+            now = clock.now()
             if now >= node.deadline:
                 try:
                     node.tick(now)
@@ -1184,7 +1206,9 @@ class Server:
     async def _watch_membership(self) -> None:
         # Legal but easy to get wrong: a server in no configuration does nothing until a
         # leader adds it. Say so once, a few election timeouts after start.
-        await trio.sleep(_WAIT_TO_BE_ADDED_TIMEOUTS * self._options.max_election_timeout)
+        await trio.sleep_until(
+            self._after(_WAIT_TO_BE_ADDED_TIMEOUTS * self._options.max_election_timeout)
+        )
         node = self._node
         if self._name not in node.config.members and node.leader is None:
             logger.warning(
@@ -1197,12 +1221,12 @@ class Server:
 
     def _observe_stamp(self, stamp: float) -> None:
         self._last_stamp_applied = max(self._last_stamp_applied, stamp)
-        self._clock.observe(stamp, trio.current_time())
+        self._clock.observe(stamp, self._local_clock.now())
 
     def _stamp(self) -> float:
         """The time a leader stamps into a client entry: the cluster's clock, never
         below an earlier stamp (so stamps grow along the log)."""
-        stamp = max(self._clock.now(trio.current_time()), self._last_stamp)
+        stamp = max(self._clock.now(self._local_clock.now()), self._last_stamp)
         self._last_stamp = stamp
         return stamp
 
@@ -1226,7 +1250,7 @@ class Server:
             self._check_value(data)
         while True:
             try:
-                entry = self._node.propose_entry(kind, data, trio.current_time())
+                entry = self._node.propose_entry(kind, data, self._local_clock.now())
                 break
             except TransferInProgress:
                 await self._wait_changed()
@@ -1299,6 +1323,7 @@ class Server:
                     nursery.start_soon(self._timer_loop)
                     nursery.start_soon(self._guarded_ready_loop)
                     nursery.start_soon(self._watch_membership)
+                    self._local_clock.watch(self._clock_changed)
                     self._kick()
                     task_status.started(self)
         finally:
@@ -1314,6 +1339,7 @@ class Server:
 
     def _shutdown(self) -> None:
         self._stopped = True
+        self._local_clock.unwatch(self._clock_changed)
         self._led_term = None
         why = f" ({self._failure})" if self._failure is not None else ""
         for index, waiter in sorted(self._writes.items()):

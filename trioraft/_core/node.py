@@ -55,7 +55,7 @@ from .messages import (
     TimeoutNow,
     VoteResponse,
 )
-from .options import LEASE_DRIFT, CoreOptions
+from .options import CoreOptions, lease_length
 from .progress import Progress, ProgressMode
 from .ready import HardState, PersistedState, Ready, Snapshot, SoftState
 
@@ -1676,7 +1676,9 @@ class RaftNode:
             del pending[:n]
 
     def _extend_lease(self, confirmed: float) -> None:
-        duration = self.options.min_election_timeout * (1 - LEASE_DRIFT)
+        # §6.4.1: the lease runs from the send time of the round a quorum acknowledged,
+        # shortened for clock drift (options.lease_length derives how much).
+        duration = lease_length(self.options)
         if confirmed == INF:  # a quorum of one: no one else can ever be elected
             self._lease_until = INF
             return
