@@ -246,10 +246,13 @@ def test_clock_calls_refuse_bad_values_and_unknown_servers() -> None:
 def test_clock_faults_are_validated_printed_and_kept_by_json() -> None:
     """``ClockRate(at, name, rate)`` and ``ClockJump(at, name, seconds)``: checked when
     made, printed in words, rebuilt by ``from_json`` and ``repr``."""
-    schedule = FaultSchedule([ClockJump(2.0, "s2", 1.5), ClockRate(1.0, "s1", 0.95)])
+    schedule = FaultSchedule(
+        [ClockJump(2.0, "s2", 1.5), ClockRate(1.0, "s1", 0.95), tt.ClockRateLeader(3.0, 0.5)]
+    )
     assert str(schedule).splitlines() == [
         "t=   1.000  clock of s1 at 0.95x",
         "t=   2.000  clock of s2 jumps 1.5 s",
+        "t=   3.000  clock of the leader at 0.5x",
     ]
     data = json.loads(json.dumps(schedule.to_json()))
     assert data[0] == {"at": 1.0, "name": "s1", "rate": 0.95, "kind": "clock_rate"}
@@ -262,6 +265,8 @@ def test_clock_faults_are_validated_printed_and_kept_by_json() -> None:
         ClockJump(1.0, "s1", -1)
     with pytest.raises(TypeError, match="server name"):
         ClockRate(1.0, 3, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="clock rate"):
+        tt.ClockRateLeader(1.0, -2.0)
 
 
 def test_clock_faults_change_the_clocks_of_running_and_crashed_servers() -> None:
@@ -271,18 +276,23 @@ def test_clock_faults_change_the_clocks_of_running_and_crashed_servers() -> None
     async def scenario() -> tuple[float, float, list[str]]:
         async with open_cluster(Counter, ["a", "b", "c"], seed=9) as cluster:
             log: list[str] = []
+            await cluster.wait_for_leader()
             await FaultSchedule(
                 [tt.Crash(0.1, "c"), ClockRate(0.2, "a", 2.0), ClockJump(0.3, "c", 4.0),
-                 ClockRate(0.4, "zz", 2.0)]
+                 ClockRate(0.4, "zz", 2.0), tt.ClockRateLeader(0.5, 0.5)]
             ).run(cluster, log=lambda t, what: log.append(what))  # fmt: skip
             await trio.sleep(1.0)
-            a = cluster.clock_time("a") - cluster.clock_time("b")
-            return a, cluster.clock_time("c") - trio.current_time(), log[-1:]
+            a = cluster.clock_time("a") - trio.current_time()
+            return a, cluster.clock_time("c") - trio.current_time(), log[-2:]
 
-    a_ahead, c_ahead, last = run(scenario, seed=9)
-    assert a_ahead == pytest.approx(1.0 + 0.1 + 0.1)  # 2x from t=0.2 on, read at t=1.4
+    a_ahead, c_ahead, (zz, slowed) = run(scenario, seed=9)
+    assert zz == "clock of zz at 2x: not a server of this cluster"
+    leader = slowed.split()[4]  # "clock of the leader NAME at 0.5x"
+    assert slowed == f"clock of the leader {leader} at 0.5x" and leader in ("a", "b")
+    # "a" ran at 2x from 0.2 s after the schedule began (at 0.5x from 0.5 s on if it
+    # led then); read 1.5 s after the schedule began.
+    assert a_ahead == pytest.approx(0.3 - 0.5 if leader == "a" else 1.3)
     assert c_ahead == pytest.approx(4.0)
-    assert last == ["clock of zz at 2x: not a server of this cluster"]
 
 
 def test_random_schedules_draw_clock_faults_only_when_asked() -> None:
@@ -307,6 +317,12 @@ def test_random_schedules_draw_clock_faults_only_when_asked() -> None:
             within_faults[i].at,
             within_faults[i].name,
         )
+    cuts = [f.at for f in within_faults if isinstance(f, tt.IsolateLeader)]
+    slowed = [f for f in within_faults if isinstance(f, tt.ClockRateLeader)]
+    assert slowed
+    for fault in slowed:  # a slow leader is cut off soon after
+        assert 1 - DRIFT <= fault.rate <= 1
+        assert any(0 <= at - fault.at <= 0.3 for at in cuts)
     beyond = FaultSchedule.random(random.Random(3), names, count=200, clock_drift=0.5)
     assert max(f.rate for f in beyond.faults if isinstance(f, ClockRate)) > 1 + DRIFT
     beyond_faults = list(beyond.faults)

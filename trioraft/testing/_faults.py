@@ -24,6 +24,7 @@ __all__ = [
     "AddServer",
     "ClockJump",
     "ClockRate",
+    "ClockRateLeader",
     "Crash",
     "CrashLeader",
     "Delay",
@@ -162,20 +163,29 @@ class _ServerFault(Fault):
 
 @attrs.frozen
 class _LeaderFault(Fault):
-    """The server fault ``on`` (:class:`Isolate`, :class:`Crash`), inflicted on whichever
-    server leads at that moment (nothing if none does)."""
+    """The server fault ``on`` (:class:`Isolate`, :class:`Crash`, :class:`ClockRate`),
+    inflicted on whichever server leads at that moment (nothing if none does), with this
+    fault's fields after ``at``."""
 
     on: ClassVar[type[_ServerFault]]
 
     def describe(self) -> str:
         return f"{self.on.kind} the leader"
 
+    def _on_leader(self, name: str) -> _ServerFault:
+        values = [getattr(self, field.name) for field in attrs.fields(type(self))[1:]]
+        return self.on(self.at, name, *values)
+
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         leader = cluster.leader()
         if leader is None:
             return f"{self.describe()}: there is none"
-        await self.on(self.at, leader.name).apply(cluster, nursery)
-        return f"{self.describe()} {leader.name}"
+        await self._on_leader(leader.name).apply(cluster, nursery)
+        return self._done(leader.name)
+
+    def _done(self, name: str) -> str:
+        """What happened, for the log, once inflicted on ``name``."""
+        return f"{self.describe()} {name}"
 
 
 @attrs.frozen
@@ -355,6 +365,21 @@ class ClockJump(_ClockFault):
 
 
 @attrs.frozen
+class ClockRateLeader(_LeaderFault):
+    """:class:`ClockRate` on whichever server leads at that moment (nothing if none
+    does): a leader whose clock runs slow is the worst case of its lease (§6.4.1)."""
+
+    on = ClockRate
+    rate: float = attrs.field(default=1.0, validator=lambda _f, _a, v: check_clock_rate(v))
+
+    def describe(self) -> str:
+        return f"clock of the leader at {self.rate:g}x"
+
+    def _done(self, name: str) -> str:
+        return f"clock of the leader {name} at {self.rate:g}x"
+
+
+@attrs.frozen
 class IsolateLeader(_LeaderFault):
     """Cut off whichever server leads at that moment (nothing if none does)."""
 
@@ -438,11 +463,12 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         TransferLeadership,
         TriggerElection,
         ClockRate,
+        ClockRateLeader,
         ClockJump,
     )
 }
-#: The kinds that change a server's clock (:class:`ClockRate`, :class:`ClockJump`).
-CLOCK_KINDS = frozenset({ClockRate.kind, ClockJump.kind})
+#: The kinds that change a server's clock.
+CLOCK_KINDS = frozenset({ClockRate.kind, ClockRateLeader.kind, ClockJump.kind})
 
 
 def _by_time(faults: Iterable[Fault]) -> tuple[Fault, ...]:
@@ -532,14 +558,16 @@ class FaultSchedule:
 
         With ``clock_drift``, clocks drift too: every server's clock starts at a rate
         drawn from ``1 ± clock_drift`` (a :class:`ClockRate` at time 0), and the faults
-        drawn include :class:`ClockRate` (in that range) and :class:`ClockJump`.
-        ``max_clock_drift`` is the servers' bound (the option of that name): within it
-        (``clock_drift <= max_clock_drift``), a jump comes with a :class:`Crash` of its
-        server at the same time (a host suspended: when it is back, its clock has moved
-        on), since a running follower's jump is beyond every rate bound; beyond it,
-        jumps hit running servers too. Without ``clock_drift`` (the default), clock
-        faults are drawn only if ``kinds`` names them, at rates within ``1 ±
-        max_clock_drift``."""
+        drawn include :class:`ClockRate` (in that range), :class:`ClockRateLeader` (in
+        its slow half, and the leader is cut off within 0.3 s by an
+        :class:`IsolateLeader`: the race a lease must win, §6.4.1) and
+        :class:`ClockJump`. ``max_clock_drift`` is the servers' bound (the option of
+        that name): within it (``clock_drift <= max_clock_drift``), a jump comes with a
+        :class:`Crash` of its server at the same time (a host suspended: when it is
+        back, its clock has moved on), since a running follower's jump is beyond every
+        rate bound; beyond it, jumps hit running servers too. Without ``clock_drift``
+        (the default), clock faults are drawn only if ``kinds`` names them, at rates
+        within ``1 ± max_clock_drift``."""
         bound = check_clock_drift("max_clock_drift", max_clock_drift)
         drift = bound if clock_drift is None else check_clock_drift("clock_drift", clock_drift)
         hidden = {"recover"} | (CLOCK_KINDS if clock_drift is None else set())
@@ -550,25 +578,36 @@ class FaultSchedule:
         everyone = list(names) + list(spares)
         faults: list[Fault] = []
         if clock_drift is not None:
-            faults.extend(ClockRate(0.0, n, _random_rate(rng, drift)) for n in everyone)
+            faults.extend(
+                ClockRate(0.0, n, _random_rate(rng, 1 - drift, 1 + drift)) for n in everyone
+            )
         for _ in range(count):
             at = rng.uniform(0, duration)
             kind = rng.choice(allowed)
             faults.append(_random_fault(rng, kind, at, list(names), everyone, drift))
+            if kind == "clock_rate_leader":  # and soon cut off: the lease's race
+                faults.append(IsolateLeader(min(duration, at + rng.uniform(0, 0.3))))
         if drift <= bound:
             faults = suspend_for_jumps(faults)
-        if recover_every is not None:
-            if recover_every <= 0:
-                raise ValueError(f"recover_every must be positive, got {recover_every}")
-            k = 1
-            while k * recover_every <= duration:
-                faults.append(Recover(k * recover_every))
-                k += 1
-        return cls(faults)
+        return cls(faults + _recoveries(duration, recover_every))
 
 
-def _random_rate(rng: random.Random, drift: float) -> float:
-    return max(0.001, round(rng.uniform(1 - drift, 1 + drift), 3))
+def _recoveries(duration: float, every: float | None) -> list[Fault]:
+    """A :class:`Recover` every ``every`` seconds within ``duration`` (none if ``None``)."""
+    if every is None:
+        return []
+    if every <= 0:
+        raise ValueError(f"recover_every must be positive, got {every}")
+    out: list[Fault] = []
+    k = 1
+    while k * every <= duration:
+        out.append(Recover(k * every))
+        k += 1
+    return out
+
+
+def _random_rate(rng: random.Random, low: float, high: float) -> float:
+    return max(0.001, round(rng.uniform(low, high), 3))
 
 
 def suspend_for_jumps(faults: Iterable[Fault]) -> list[Fault]:
@@ -612,7 +651,9 @@ def _random_fault(
     if kind == "transfer":
         return TransferLeadership(at, rng.choice([None, *names]))
     if kind == "clock_rate":
-        return ClockRate(at, rng.choice(everyone), _random_rate(rng, drift))
+        return ClockRate(at, rng.choice(everyone), _random_rate(rng, 1 - drift, 1 + drift))
+    if kind == "clock_rate_leader":  # the slow half: the lease's worst case
+        return ClockRateLeader(at, _random_rate(rng, 1 - drift, 1.0))
     if kind == "clock_jump":
         return ClockJump(at, rng.choice(everyone), round(rng.uniform(0, MAX_CLOCK_JUMP), 3))
     return FAULT_KINDS[kind](at)

@@ -36,7 +36,6 @@ def faults(
     names = list(names)
     if not names:
         raise ValueError("faults() needs at least one server name")
-    spread = round(check_clock_drift("clock_drift", clock_drift) * 1000)
     allowed = set(kinds) if kinds is not None else set(menu.FAULT_KINDS)
     unknown = allowed - set(menu.FAULT_KINDS)
     if unknown:
@@ -72,19 +71,26 @@ def faults(
         "remove_server": st.builds(menu.RemoveServer, at, anyone),
         "transfer": st.builds(menu.TransferLeadership, at, st.one_of(st.none(), name)),
         "trigger_election": st.builds(menu.TriggerElection, at, name),
-        "clock_rate": st.builds(
-            menu.ClockRate, at, anyone, st.integers(-spread, spread).map(lambda p: 1 + p / 1000)
-        ),
-        "clock_jump": st.builds(
-            menu.ClockJump,
-            at,
-            anyone,
-            st.integers(0, int(menu.MAX_CLOCK_JUMP * 1000)).map(lambda ms: ms / 1000),
-        ),
+        **_clock_faults(at, anyone, check_clock_drift("clock_drift", clock_drift)),
     }
     # menu.Heal first: Hypothesis shrinks towards the first alternative.
     order = ["heal", *sorted(k for k in options if k != "heal")]
     return st.one_of(*(options[k] for k in order if k in allowed))
+
+
+def _clock_faults(
+    at: st.SearchStrategy[float], anyone: st.SearchStrategy[str], drift: float
+) -> dict[str, st.SearchStrategy[menu.Fault]]:
+    """The clock faults, rates within ``1 ± drift`` in whole thousandths (shrinking to
+    1, virtual time's own pace), jumps in whole milliseconds (shrinking to 0)."""
+    spread = round(drift * 1000)
+    rate = st.integers(-spread, spread).map(lambda p: 1 + p / 1000)
+    jump = st.integers(0, int(menu.MAX_CLOCK_JUMP * 1000)).map(lambda ms: ms / 1000)
+    return {
+        "clock_rate": st.builds(menu.ClockRate, at, anyone, rate),
+        "clock_rate_leader": st.builds(menu.ClockRateLeader, at, rate),
+        "clock_jump": st.builds(menu.ClockJump, at, anyone, jump),
+    }
 
 
 def fault_schedules(
