@@ -462,3 +462,15 @@ def test_soak_clock_drift_flag_and_determinism(capsys: pytest.CaptureFixture[str
     )  # fmt: skip
     with pytest.raises(SystemExit):
         main(["--clock-drift", "1.5"])
+
+
+SOAK_SEEDS = range(40) if os.environ.get("TRIORAFT_SLOW") else range(0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SOAK_SEEDS)
+def test_soak_with_drifting_clocks_within_the_bound(seed: int) -> None:
+    """40 soak seeds with every clock drifting within the bound, lease and follower
+    reads from every server: every history linearizable (TRIORAFT_SLOW=1 runs them)."""
+    result = soak_seed(seed, servers=3, duration=10, rate=30, clock_drift=DRIFT, spread_reads=True)
+    assert result.ok, f"seed {seed}: {result.failure}\n{result.schedule}"
