@@ -52,5 +52,16 @@ class Clock:
             callback()
 
 
-#: The default clock of every server: Trio's, which never changes (no one is told).
-TRIO_CLOCK = Clock()
+class _TrioClock(Clock):
+    """Trio's clock itself, which never changes: it keeps no watchers (a process-wide
+    list of every server would only hold them)."""
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Nothing to watch: this clock never changes."""
+
+    def unwatch(self, callback: Callable[[], None]) -> None:
+        """Nothing to stop watching."""
+
+
+#: The default clock of every server: Trio's.
+TRIO_CLOCK: Clock = _TrioClock()
