@@ -35,6 +35,7 @@ from trioraft._core import (
     VoteResponse,
 )
 from trioraft._core.confchange import MAX_CATCH_UP_ROUNDS
+from trioraft._core.options import lease_length
 from trioraft._core.types import MAX_READ_REQUESTS
 from trioraft.testing._pure import (
     Drop,
@@ -59,6 +60,7 @@ ABC = ("a", "b", "c")
 ABCDE = ("a", "b", "c", "d", "e")
 MIN_ET = 0.15  # CoreOptions' default election timeouts
 MAX_ET = 0.30
+LEASE = lease_length(CoreOptions())  # the default lease, on the leader's clock
 
 entry = command
 make_storage = persisted
@@ -961,7 +963,7 @@ def test_lease_read_index_is_the_commit_index_only_while_the_lease_holds() -> No
     c.now += 0.05
     assert a.lease_read_index(c.now) == a.commit_index
     assert c["b"].lease_read_index(c.now) is None
-    assert a.lease_read_index(sent_at + 0.9 * MIN_ET + 1e-6) is None
+    assert a.lease_read_index(sent_at + LEASE + 1e-6) is None
     a.transfer_leadership("b", c.now)  # the target may be elected at once (§3.10)
     assert a.lease_read_index(c.now) is None
     plain = PureCluster(ABC)
@@ -1002,8 +1004,8 @@ def test_lease_read_answers_at_once_while_the_lease_holds() -> None:
     ticket = a.request_read(c.now)
     assert not take(a) or all(not isinstance(m, Heartbeat) for m in c.inflight)
     assert c.reads["a"][-1] == (ticket, a.commit_index)
-    # Past the lease (0.9 * 0.15 after the round), a read needs a round again.
-    c.now = sent_at + 0.9 * MIN_ET + 1e-6
+    # Past the lease (LEASE after the round), a read needs a round again.
+    c.now = sent_at + LEASE + 1e-6
     late = a.request_read(c.now)
     sent = take(a)
     assert [m.dst for m in sent if isinstance(m, Heartbeat)] == ["b", "c"]

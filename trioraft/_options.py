@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from ._clock import Clock
 from ._core.options import CoreOptions, check_known, check_seconds
 
 __all__ = ["ServerOptions"]
@@ -16,9 +17,9 @@ class ServerOptions(CoreOptions):
     """Every option a server takes (``trioraft.start_server(..., **options)``).
 
     The Raft options are those of the core (:class:`~trioraft._core.CoreOptions`); the
-    runtime adds ``seed``, ``storage`` and ``tracer``. Construct with :meth:`from_kwargs`
-    to get a :class:`ValueError` naming any unknown option; every value is checked when
-    the object is built.
+    runtime adds ``seed``, ``storage``, ``tracer``, ``session_timeout`` and ``clock``.
+    Construct with :meth:`from_kwargs` to get a :class:`ValueError` naming any unknown
+    option; every value is checked when the object is built.
     """
 
     #: Seed of this server's random number generator (election timeouts).
@@ -32,6 +33,10 @@ class ServerOptions(CoreOptions):
     #: A client session with no activity for this many seconds (of the time the leaders
     #: stamp into the log) expires (dissertation §6.3). Give every server the same.
     session_timeout: float = 3600.0
+    #: Internal, for ``trioraft.testing``: the clock this server reads (the time its
+    #: core is given, its timers and waits); ``None``: Trio's. A simulated cluster gives
+    #: each server its own (``Cluster.set_clock_rate``, ``Cluster.jump_clock``).
+    clock: Any = None
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -42,6 +47,8 @@ class ServerOptions(CoreOptions):
         if self.tracer is not None and not callable(self.tracer):
             raise ValueError(f"tracer must be callable, got {self.tracer!r}")
         check_seconds("session_timeout", self.session_timeout)
+        if self.clock is not None and not isinstance(self.clock, Clock):
+            raise ValueError(f"clock must be a trioraft clock or None, got {self.clock!r}")
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> ServerOptions:

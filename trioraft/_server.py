@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._clock import TRIO_CLOCK
 from ._core.messages import Config, Entry, EntryKind, InstallSnapshot, Message
 from ._core.node import (
     CatchUpState,
@@ -246,6 +247,9 @@ class Server:
         state: PersistedState,
     ) -> None:
         self._name = name
+        #: The clock this server reads (the core's time, its timers and waits): Trio's
+        #: unless the testing toolkit gave it one of its own.
+        self._local_clock = options.clock if options.clock is not None else TRIO_CLOCK
         self._machine = machine
         self._snapshots = machine_snapshots(machine)
         self._endpoint = endpoint
@@ -261,7 +265,7 @@ class Server:
             name,
             options.core(),
             random.Random(options.seed),
-            trio.current_time(),
+            self._local_clock.now(),
             state,
             compaction=self._snapshots,
         )
@@ -295,6 +299,8 @@ class Server:
         self._changed = trio.Event()
         self._kicked = Signal()
         self._timer_scope = trio.CancelScope()
+        #: The core's deadline the timer sleeps until, on this server's clock.
+        self._timer_at = math.inf
         self._scope = trio.CancelScope()
         self._finished = trio.Event()
         self._stopped = False
@@ -402,14 +408,14 @@ class Server:
         self._check_command(command)
         while True:
             try:
-                started = trio.current_time()
-                entry = node.propose(command, started)
+                started = trio.current_time()  # the write's latency is real time
+                entry = node.propose(command, self._local_clock.now())
                 break
             except TransferInProgress:
                 await self._wait_changed()  # §3.10: writes wait out a leadership transfer
                 if node.role is not Role.LEADER:
                     # Handed over: redirect to whoever took over, once known.
-                    with trio.move_on_after(self._options.max_election_timeout):
+                    with trio.move_on_at(self._after(self._options.max_election_timeout)):
                         while node.leader is None:
                             await self._wait_changed()
                     raise NotLeader(node.leader) from None
@@ -465,7 +471,7 @@ class Server:
         self._check_command(command)
         started = trio.current_time()
         try:
-            entry = node.propose(command, started)
+            entry = node.propose(command, self._local_clock.now())
         except TransferInProgress:
             raise NotLeader(None, "leadership is being handed over; retry") from None
         if self._tracer is not None:
@@ -504,7 +510,7 @@ class Server:
             # §6.4.1 fast path: under the lease the read index is the commit index, and
             # once that is applied the answer needs no round, no Ready, no task switch.
             if not self._stopped:
-                index = node.lease_read_index(trio.current_time())
+                index = node.lease_read_index(self._local_clock.now())
                 if index is not None and self._last_applied >= index:
                     return self._machine.read(query)
             self._check_running()
@@ -512,7 +518,7 @@ class Server:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._check_running()
         try:
-            ticket = node.request_read(trio.current_time())
+            ticket = node.request_read(self._local_clock.now())
         except NotLeader:
             await trio.lowlevel.cancel_shielded_checkpoint()
             raise
@@ -591,7 +597,7 @@ class Server:
 
     async def _catch_up(self, name: str) -> None:
         """§4.2.1: replicate to the learner ``name`` until it has caught up, or raise."""
-        catch_up = self._node.start_catch_up(name, trio.current_time())
+        catch_up = self._node.start_catch_up(name, self._local_clock.now())
         self._kick()
         try:
             while catch_up.state is CatchUpState.PENDING:
@@ -615,7 +621,7 @@ class Server:
         # A learner that belongs to another cluster refuses at its first message: wait
         # for its first answer (a healthy one answers within a round trip).
         node = self._node
-        with trio.move_on_after(self._options.max_election_timeout):
+        with trio.move_on_at(self._after(self._options.max_election_timeout)):
             while node.role is Role.LEADER and name not in node.foreign:
                 pr = node.progress.get(name)
                 if pr is None or pr.match > 0:
@@ -716,7 +722,7 @@ class Server:
         heard from a leader (§6.4.1; see the ``lease_reads`` option)."""
         await trio.lowlevel.checkpoint()
         self._check_running()
-        self._node.trigger_election(trio.current_time())
+        self._node.trigger_election(self._local_clock.now())
         self._kick()
 
     async def transfer_leadership(self, name: str | None = None) -> str:
@@ -730,12 +736,14 @@ class Server:
         await trio.lowlevel.checkpoint()
         self._check_running()
         node = self._node
-        start = trio.current_time()
+        start = self._local_clock.now()
         target = node.transfer_leadership(name, start)
         self._kick()
         if target == self._name:
             return target
-        with trio.move_on_at(start + 2 * self._options.max_election_timeout):
+        with trio.move_on_at(
+            self._local_clock.deadline(start + 2 * self._options.max_election_timeout)
+        ):
             while True:
                 if node.leader == target and node.role is not Role.LEADER:
                     return target
@@ -804,11 +812,11 @@ class Server:
         node = self._node
         while True:
             self._check_running()
-            if node.role is Role.LEADER and node.lease_until > trio.current_time():
+            if node.role is Role.LEADER and node.lease_until > self._local_clock.now():
                 break
             await self._wait_changed()
         term = node.term
-        entry = (term, trio.CancelScope(deadline=node.lease_until))
+        entry = (term, trio.CancelScope(deadline=self._local_clock.deadline(node.lease_until)))
         self._leaderships.append(entry)
         try:
             with entry[1]:
@@ -826,7 +834,7 @@ class Server:
             if (
                 node.role is Role.LEADER
                 and node.term > last
-                and node.lease_until > trio.current_time()
+                and node.lease_until > self._local_clock.now()
             ):
                 last = node.term
                 yield last
@@ -910,8 +918,20 @@ class Server:
         # every send) is left to the timer, which wakes at the old one, finds nothing
         # due and sleeps again; Trio's timer is not moved at every Ready.
         deadline = self._node.deadline
-        if deadline < self._timer_scope.deadline:
-            self._timer_scope.deadline = deadline
+        if deadline < self._timer_at:
+            self._timer_at = deadline
+            self._timer_scope.deadline = self._local_clock.deadline(deadline)
+
+    def _after(self, seconds: float) -> float:
+        """The Trio deadline ``seconds`` of this server's clock from now."""
+        return self._local_clock.after(seconds)
+
+    def _clock_changed(self) -> None:
+        """This server's clock changed its rate or jumped (a simulated cluster's): the
+        timer and the ``leadership()`` bodies' deadlines move with it."""
+        self._timer_scope.deadline = self._local_clock.deadline(self._timer_at)
+        if self._leaderships:
+            self._follow_leaderships()
 
     async def _await_entry(self, entry: Entry, started: float = 0.0) -> Any:
         waiter = Waiter(entry.term, started)
@@ -930,7 +950,7 @@ class Server:
         while True:
             config = make()
             try:
-                entry = node.change_config(config, trio.current_time())
+                entry = node.change_config(config, self._local_clock.now())
                 break
             except (LeaderNotReady, TransferInProgress):
                 await self._wait_changed()  # wait for this term's no-op to commit
@@ -1099,7 +1119,7 @@ class Server:
             if node.role is not Role.LEADER or node.term != term:
                 scope.cancel()
             else:
-                scope.deadline = node.lease_until
+                scope.deadline = self._local_clock.deadline(node.lease_until)
 
     def _learn_addresses(self, addresses: Mapping[str, str]) -> None:
         if self._learn is not None and addresses:
@@ -1212,7 +1232,7 @@ class Server:
         # this leader's log holds (applied or not), not counting the time since (no
         # leader may have run meanwhile).
         newest = self._newest_stamp()
-        self._clock.rebase(trio.current_time(), newest)
+        self._clock.rebase(self._local_clock.now(), newest)
         self._last_stamp = newest
         scope = trio.CancelScope()
         self._leader_scope = scope
@@ -1290,7 +1310,7 @@ class Server:
         caused; ``False`` once an internal failure has stopped this server."""
         node = self._node
         self._received += len(batch)
-        now = trio.current_time()
+        now = self._local_clock.now()
         for message in batch:
             if isinstance(message, ClientRequest):
                 self._serve_client(message)
@@ -1325,11 +1345,13 @@ class Server:
 
     async def _timer_loop(self) -> None:
         node = self._node
+        clock = self._local_clock
         while True:
-            with trio.CancelScope(deadline=node.deadline) as scope:
+            self._timer_at = deadline = node.deadline  # on this server's clock
+            with trio.CancelScope(deadline=clock.deadline(deadline)) as scope:
                 self._timer_scope = scope
                 await trio.sleep_forever()
-            now = trio.current_time()
+            now = clock.now()
             if now >= node.deadline:
                 try:
                     node.tick(now)
@@ -1347,7 +1369,9 @@ class Server:
     async def _watch_membership(self) -> None:
         # Legal but easy to get wrong: a server in no configuration does nothing until a
         # leader adds it. Say so once, a few election timeouts after start.
-        await trio.sleep(_WAIT_TO_BE_ADDED_TIMEOUTS * self._options.max_election_timeout)
+        await trio.sleep_until(
+            self._after(_WAIT_TO_BE_ADDED_TIMEOUTS * self._options.max_election_timeout)
+        )
         node = self._node
         if self._name not in node.config.members and node.leader is None:
             logger.warning(
@@ -1360,7 +1384,7 @@ class Server:
 
     def _observe_stamp(self, stamp: float) -> None:
         self._last_stamp_applied = max(self._last_stamp_applied, stamp)
-        self._clock.observe(stamp, trio.current_time())
+        self._clock.observe(stamp, self._local_clock.now())
 
     def _newest_stamp(self) -> float:
         """The newest stamp this server's log holds: the latest applied (or restored
@@ -1379,7 +1403,7 @@ class Server:
     def _stamp(self) -> float:
         """The time a leader stamps into a client entry: the cluster's clock, never
         below an earlier stamp (so stamps grow along the log)."""
-        stamp = max(self._clock.now(trio.current_time()), self._last_stamp)
+        stamp = max(self._clock.now(self._local_clock.now()), self._last_stamp)
         self._last_stamp = stamp
         return stamp
 
@@ -1405,8 +1429,8 @@ class Server:
             self._check_value(data)
         while True:
             try:
-                started = trio.current_time()
-                entry = self._node.propose_entry(kind, data, started)
+                started = trio.current_time()  # the write's latency is real time
+                entry = self._node.propose_entry(kind, data, self._local_clock.now())
                 break
             except TransferInProgress:
                 await self._wait_changed()
@@ -1482,6 +1506,7 @@ class Server:
                     nursery.start_soon(self._timer_loop)
                     nursery.start_soon(self._guarded_ready_loop)
                     nursery.start_soon(self._watch_membership)
+                    self._local_clock.watch(self._clock_changed)
                     self._kick()
                     task_status.started(self)
         finally:
@@ -1497,6 +1522,7 @@ class Server:
 
     def _shutdown(self) -> None:
         self._stopped = True
+        self._local_clock.unwatch(self._clock_changed)
         self._led_term = None
         why = f" ({self._failure})" if self._failure is not None else ""
         for index, waiter in sorted(self._writes.items()):

@@ -8,10 +8,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["LEASE_DRIFT", "CoreOptions", "check_known", "check_seconds"]
-
-#: The share of ``min_election_timeout`` a lease gives up for clock drift (§6.4.1).
-LEASE_DRIFT = 0.1
+__all__ = ["CoreOptions", "check_clock_drift", "check_known", "check_seconds", "lease_length"]
 
 
 def server_names(value: Any, what: str) -> tuple[str, ...]:
@@ -45,6 +42,36 @@ def check_seconds(name: str, value: Any) -> None:
         or not (value > 0 and math.isfinite(value))
     ):
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+def check_clock_drift(name: str, value: Any) -> float:
+    """``value`` as a float, or ``ValueError`` naming ``name``: a bound (or a spread) of
+    clock rates around 1, from 0 up to (not including) 1, so that rates stay positive."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 <= value < 1)  # also refuses nan
+    ):
+        raise ValueError(
+            f"{name} must be a number from 0 up to (not including) 1 (how far a clock's "
+            f"rate may stray from real time's), got {value!r}"
+        )
+    return float(value)
+
+
+def lease_length(options: CoreOptions) -> float:
+    """How long a leader's lease lasts on its own clock, from the send time of a
+    quorum-acknowledged round (§6.4.1; docs/semantics.rst derives it).
+
+    A voter that acknowledged the round refuses other candidates for
+    ``min_election_timeout`` of *its* clock after it received it: with its clock at
+    most ``1 + d`` times real time, that is at least ``min_election_timeout / (1 + d)``
+    real seconds after the round was sent. The lease must end by then in real time, on
+    a leader clock that may run as slow as ``1 - d``: so it lasts
+    ``min_election_timeout * (1 - d) / (1 + d)`` of the leader's clock
+    (``d = max_clock_drift``)."""
+    drift = options.max_clock_drift
+    return options.min_election_timeout * (1 - drift) / (1 + drift)
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -89,8 +116,12 @@ class CoreOptions:
     follower_reads: bool = False
     #: The leader answers reads without a heartbeat round while its lease holds (§6.4.1):
     #: from the send time of a quorum-acknowledged round, for ``min_election_timeout``
-    #: less a clock-drift margin. Needs ``check_quorum``.
+    #: less a clock-drift margin (:func:`lease_length`). Needs ``check_quorum``.
     lease_reads: bool = False
+    #: Lease reads stay linearizable while every server's clock runs at a rate within
+    #: ``1 ± max_clock_drift`` of real time: the lease is shortened to match
+    #: (:func:`lease_length`). From 0 up to, not including, 1.
+    max_clock_drift: float = 0.05
 
     def __attrs_post_init__(self) -> None:
         if self.min_majority is not None:
@@ -116,6 +147,7 @@ class CoreOptions:
         trailing = self.snapshot_trailing
         if isinstance(trailing, bool) or not isinstance(trailing, int) or trailing < 0:
             raise ValueError(f"snapshot_trailing must be an integer >= 0, got {trailing!r}")
+        check_clock_drift("max_clock_drift", self.max_clock_drift)
         for flag in ("pre_vote", "check_quorum", "follower_reads", "lease_reads"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False, got {getattr(self, flag)!r}")

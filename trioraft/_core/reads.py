@@ -17,7 +17,7 @@ from .messages import (
     ReadIndexRequest,
     ReadIndexResponse,
 )
-from .options import LEASE_DRIFT
+from .options import lease_length
 from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, rng_nonce
 
 __all__ = ["Reads"]
@@ -177,7 +177,9 @@ class Reads(NodeState):
             del pending[:n]
 
     def _extend_lease(self, confirmed: float) -> None:
-        duration = self.options.min_election_timeout * (1 - LEASE_DRIFT)
+        # §6.4.1: the lease runs from the send time of the round a quorum acknowledged,
+        # shortened for clock drift (options.lease_length derives how much).
+        duration = lease_length(self.options)
         if confirmed == INF:  # a quorum of one: no one else can ever be elected
             self._lease_until = INF
             return

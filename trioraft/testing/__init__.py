@@ -2,7 +2,8 @@
 
 * :func:`run`: one ``trio.run`` on a virtual clock with deterministic scheduling.
 * :func:`open_cluster` / :class:`Cluster`: servers of your state machine on a
-  :class:`~trioraft.MemoryNetwork`, with crash, restart and the network's faults.
+  :class:`~trioraft.MemoryNetwork`, with crash, restart and the network's faults, each
+  server on a clock of its own that may drift or jump (:meth:`Cluster.set_clock_rate`).
 * :class:`InvariantMonitor`: Raft's safety properties, checked as the cluster runs.
 * :class:`FaultSchedule` and its faults: timed, printable fault plans;
   :mod:`trioraft.testing.strategies` generates (and shrinks) them with Hypothesis.

@@ -20,6 +20,7 @@ from .._network.memory import MemoryNetwork
 from .._server import Server, TraceEvent, start_server
 from .._state_machine import StateMachine
 from .._storage.memory import MemoryStorage
+from ._clocks import DriftingClock
 from ._invariants import InvariantMonitor, _same
 
 __all__ = ["LIVENESS_ELECTION_TIMEOUTS", "Cluster", "open_cluster"]
@@ -52,6 +53,10 @@ class Cluster:
     latest configuration's voters is running (checked by :meth:`check`, the periodic
     checks and :meth:`wait_for_leader`). It also checks that the state machines' reads
     leave their state unchanged.
+
+    Each server reads a clock of its own (the time its core is given, its timers), which
+    follows virtual time until :meth:`set_clock_rate` or :meth:`jump_clock` changes it,
+    and keeps its rate and reading across the server's restarts.
     """
 
     nursery: trio.Nursery
@@ -65,6 +70,7 @@ class Cluster:
     servers: dict[str, Server] = attrs.field(init=False, factory=dict)
     storages: dict[str, MemoryStorage] = attrs.field(init=False, factory=dict)
     _incarnation: dict[str, int] = attrs.field(init=False, factory=dict)
+    _clocks: dict[str, DriftingClock] = attrs.field(init=False, factory=dict)
     _tracers: list[Callable[[TraceEvent], None]] = attrs.field(init=False, factory=list)
     #: The duplication rate :meth:`recover` leaves on (0: a clean network).
     duplication_baseline: float = attrs.field(init=False, default=0.0)
@@ -107,6 +113,7 @@ class Cluster:
         self._incarnation[name] = incarnation + 1
         merged = {"initial_config": self.names, **self.options, **options}
         merged.setdefault("seed", derive_seed(self.seed, name, incarnation))
+        merged.setdefault("clock", self._clocks.setdefault(name, DriftingClock()))
         storage = merged.pop("storage", None)
         if name not in self.storages:
             self.storages[name] = storage or MemoryStorage(
@@ -233,6 +240,39 @@ class Cluster:
             if s.name not in excluded and s.status().role is Role.LEADER
         ]
         return max(leaders, key=lambda s: s.status().term, default=None)
+
+    def _clock_of(self, name: str) -> DriftingClock:
+        if not isinstance(name, str) or not (
+            name in self.names or name in self.storages or name in self._clocks
+        ):
+            known = sorted({*self.names, *self.storages})
+            raise ValueError(f"{name!r} is not a server of this cluster (its servers: {known})")
+        return self._clocks.setdefault(name, DriftingClock())
+
+    def clock_time(self, name: str) -> float:
+        """What the clock of server ``name`` reads now: the time its core sees (virtual
+        time itself until :meth:`set_clock_rate` or :meth:`jump_clock` changes it)."""
+        return self._clock_of(name).now()
+
+    def set_clock_rate(self, name: str, rate: float) -> None:
+        """From now on, the clock of server ``name`` (the time its core and timers see)
+        runs at ``rate`` times virtual time (a positive number; 1 is virtual time's own
+        pace), across its restarts, until changed again. ``name`` is one of the
+        cluster's servers (running, crashed, or started once). Lease reads stay
+        linearizable while every rate is within ``1 ± max_clock_drift`` (see
+        docs/semantics.rst)."""
+        clock = self._clock_of(name)
+        clock.set_rate(rate)  # checks rate (ValueError) before anything changes
+        self._trace(TraceEvent(trio.current_time(), name, "clock", {"rate": clock.rate}))
+
+    def jump_clock(self, name: str, seconds: float) -> None:
+        """Move the clock of server ``name`` forward by ``seconds`` (``>= 0``) at once,
+        as for a host that was suspended; its rate stays. A forward jump of a running
+        follower's clock is beyond every drift bound (its refusal to vote for others
+        after hearing from a leader ends early): lease reads may then be stale."""
+        clock = self._clock_of(name)
+        clock.jump(seconds)
+        self._trace(TraceEvent(trio.current_time(), name, "clock", {"jump": float(seconds)}))
 
     # The network's faults, for convenience.
     def partition(self, *groups: Iterable[str]) -> None:

@@ -12,14 +12,19 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from .._core.options import CoreOptions, check_clock_drift
 from .._errors import RaftError
 from .._network.memory import check_delay, check_rate
 from .._server import Server
+from ._clocks import check_clock_jump, check_clock_rate
 from ._cluster import Cluster
 
 __all__ = [
     "FAULT_KINDS",
     "AddServer",
+    "ClockJump",
+    "ClockRate",
+    "ClockRateLeader",
     "Crash",
     "CrashLeader",
     "Delay",
@@ -49,6 +54,10 @@ LOSS_RATES = (0.0, 0.05, 0.2, 0.5)
 DELAYS = ((0.0, 0.0), (0.0, 0.01), (0.005, 0.05), (0.0, 0.2))
 #: Message duplication rates.
 DUPLICATION_RATES = (0.0, 0.1, 0.5)
+#: The longest clock jump drawn, in seconds.
+MAX_CLOCK_JUMP = 2.0
+#: The servers' default ``max_clock_drift`` (the bound of their lease reads).
+DEFAULT_MAX_CLOCK_DRIFT = CoreOptions().max_clock_drift
 
 
 def _ms(value: float) -> float:
@@ -154,20 +163,29 @@ class _ServerFault(Fault):
 
 @attrs.frozen
 class _LeaderFault(Fault):
-    """The server fault ``on`` (:class:`Isolate`, :class:`Crash`), inflicted on whichever
-    server leads at that moment (nothing if none does)."""
+    """The server fault ``on`` (:class:`Isolate`, :class:`Crash`, :class:`ClockRate`),
+    inflicted on whichever server leads at that moment (nothing if none does), with this
+    fault's fields after ``at``."""
 
     on: ClassVar[type[_ServerFault]]
 
     def describe(self) -> str:
         return f"{self.on.kind} the leader"
 
+    def _on_leader(self, name: str) -> _ServerFault:
+        values = [getattr(self, field.name) for field in attrs.fields(type(self))[1:]]
+        return self.on(self.at, name, *values)
+
     async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
         leader = cluster.leader()
         if leader is None:
             return f"{self.describe()}: there is none"
-        await self.on(self.at, leader.name).apply(cluster, nursery)
-        return f"{self.describe()} {leader.name}"
+        await self._on_leader(leader.name).apply(cluster, nursery)
+        return self._done(leader.name)
+
+    def _done(self, name: str) -> str:
+        """What happened, for the log, once inflicted on ``name``."""
+        return f"{self.describe()} {name}"
 
 
 @attrs.frozen
@@ -310,6 +328,58 @@ class TriggerElection(_ServerFault):
 
 
 @attrs.frozen
+class _ClockFault(_ServerFault):
+    """A change of the clock of ``name``, running or not (its clock outlives it): the
+    cluster's ``method`` with ``name`` and the fault's last field."""
+
+    method: ClassVar[str] = ""
+
+    def refusal(self, cluster: Cluster) -> str | None:
+        known = self.name in cluster.names or self.name in cluster.storages
+        return None if known else "not a server of this cluster"
+
+    async def inflict(self, cluster: Cluster) -> None:
+        value = getattr(self, attrs.fields(type(self))[-1].name)
+        getattr(cluster, self.method)(self.name, value)
+
+
+@attrs.frozen
+class ClockRate(_ClockFault):
+    """From now on, the clock of ``name`` (the time its core and timers see) runs at
+    ``rate`` times virtual time, across its restarts
+    (:meth:`Cluster.set_clock_rate <trioraft.testing.Cluster.set_clock_rate>`)."""
+
+    method: ClassVar[str] = "set_clock_rate"
+    text: ClassVar[str] = "clock of {name} at {rate:g}x"
+    rate: float = attrs.field(default=1.0, validator=lambda _f, _a, v: check_clock_rate(v))
+
+
+@attrs.frozen
+class ClockJump(_ClockFault):
+    """The clock of ``name`` moves ``seconds`` forward at once, as for a host that was
+    suspended (:meth:`Cluster.jump_clock <trioraft.testing.Cluster.jump_clock>`)."""
+
+    method: ClassVar[str] = "jump_clock"
+    text: ClassVar[str] = "clock of {name} jumps {seconds:g} s"
+    seconds: float = attrs.field(default=0.0, validator=lambda _f, _a, v: check_clock_jump(v))
+
+
+@attrs.frozen
+class ClockRateLeader(_LeaderFault):
+    """:class:`ClockRate` on whichever server leads at that moment (nothing if none
+    does): a leader whose clock runs slow is the worst case of its lease (§6.4.1)."""
+
+    on = ClockRate
+    rate: float = attrs.field(default=1.0, validator=lambda _f, _a, v: check_clock_rate(v))
+
+    def describe(self) -> str:
+        return f"clock of the leader at {self.rate:g}x"
+
+    def _done(self, name: str) -> str:
+        return f"clock of the leader {name} at {self.rate:g}x"
+
+
+@attrs.frozen
 class IsolateLeader(_LeaderFault):
     """Cut off whichever server leads at that moment (nothing if none does)."""
 
@@ -392,8 +462,13 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         RemoveServer,
         TransferLeadership,
         TriggerElection,
+        ClockRate,
+        ClockRateLeader,
+        ClockJump,
     )
 }
+#: The kinds that change a server's clock.
+CLOCK_KINDS = frozenset({ClockRate.kind, ClockRateLeader.kind, ClockJump.kind})
 
 
 def _by_time(faults: Iterable[Fault]) -> tuple[Fault, ...]:
@@ -472,34 +547,90 @@ class FaultSchedule:
         spares: Sequence[str] = (),
         kinds: Iterable[str] | None = None,
         recover_every: float | None = None,
+        clock_drift: float | None = None,
+        max_clock_drift: float = DEFAULT_MAX_CLOCK_DRIFT,
     ) -> FaultSchedule:
         """A random schedule of ``count`` faults within ``duration`` seconds, drawn from
         ``rng`` (for soak runs; with Hypothesis, use
         :func:`trioraft.testing.strategies.fault_schedules`, which shrinks). With
         ``recover_every``, a :class:`Recover` every that many seconds keeps faults from
-        piling up for good."""
-        allowed = sorted(kinds) if kinds is not None else sorted(set(FAULT_KINDS) - {"recover"})
+        piling up for good.
+
+        With ``clock_drift``, clocks drift too: every server's clock starts at a rate
+        drawn from ``1 ± clock_drift`` (a :class:`ClockRate` at time 0), and the faults
+        drawn include :class:`ClockRate` (in that range), :class:`ClockRateLeader` (in
+        its slow half, and the leader is cut off within 0.3 s by an
+        :class:`IsolateLeader`: the race a lease must win, §6.4.1) and
+        :class:`ClockJump`. ``max_clock_drift`` is the servers' bound (the option of
+        that name): within it (``clock_drift <= max_clock_drift``), a jump comes with a
+        :class:`Crash` of its server at the same time (a host suspended: when it is
+        back, its clock has moved on), since a running follower's jump is beyond every
+        rate bound; beyond it, jumps hit running servers too. Without ``clock_drift``
+        (the default), clock faults are drawn only if ``kinds`` names them, at rates
+        within ``1 ± max_clock_drift``."""
+        bound = check_clock_drift("max_clock_drift", max_clock_drift)
+        drift = bound if clock_drift is None else check_clock_drift("clock_drift", clock_drift)
+        hidden = {"recover"} | (CLOCK_KINDS if clock_drift is None else set())
+        allowed = sorted(kinds) if kinds is not None else sorted(set(FAULT_KINDS) - hidden)
         for kind in allowed:
             if kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {kind!r}")
         everyone = list(names) + list(spares)
         faults: list[Fault] = []
+        if clock_drift is not None:
+            faults.extend(
+                ClockRate(0.0, n, _random_rate(rng, 1 - drift, 1 + drift)) for n in everyone
+            )
         for _ in range(count):
             at = rng.uniform(0, duration)
             kind = rng.choice(allowed)
-            faults.append(_random_fault(rng, kind, at, list(names), everyone))
-        if recover_every is not None:
-            if recover_every <= 0:
-                raise ValueError(f"recover_every must be positive, got {recover_every}")
-            k = 1
-            while k * recover_every <= duration:
-                faults.append(Recover(k * recover_every))
-                k += 1
-        return cls(faults)
+            faults.append(_random_fault(rng, kind, at, list(names), everyone, drift))
+            if kind == "clock_rate_leader":  # and soon cut off: the lease's race
+                faults.append(IsolateLeader(min(duration, at + rng.uniform(0, 0.3))))
+        if drift <= bound:
+            faults = suspend_for_jumps(faults)
+        return cls(faults + _recoveries(duration, recover_every))
+
+
+def _recoveries(duration: float, every: float | None) -> list[Fault]:
+    """A :class:`Recover` every ``every`` seconds within ``duration`` (none if ``None``)."""
+    if every is None:
+        return []
+    if every <= 0:
+        raise ValueError(f"recover_every must be positive, got {every}")
+    out: list[Fault] = []
+    k = 1
+    while k * every <= duration:
+        out.append(Recover(k * every))
+        k += 1
+    return out
+
+
+def _random_rate(rng: random.Random, low: float, high: float) -> float:
+    return max(0.001, round(rng.uniform(low, high), 3))
+
+
+def suspend_for_jumps(faults: Iterable[Fault]) -> list[Fault]:
+    """``faults`` with a :class:`Crash` of its server just before each
+    :class:`ClockJump`: a host suspended, whose clock has moved on when it is back (at
+    the next :class:`Restart` or :class:`Recover`). A restarted server waits out the
+    lease of any leader it may have acknowledged (§6.4.1), so such jumps stay within a
+    drift bound, as those of a running follower do not."""
+    out: list[Fault] = []
+    for fault in faults:
+        if isinstance(fault, ClockJump):
+            out.append(Crash(fault.at, fault.name))
+        out.append(fault)
+    return out
 
 
 def _random_fault(
-    rng: random.Random, kind: str, at: float, names: list[str], everyone: list[str]
+    rng: random.Random,
+    kind: str,
+    at: float,
+    names: list[str],
+    everyone: list[str],
+    drift: float = DEFAULT_MAX_CLOCK_DRIFT,
 ) -> Fault:
     if kind == "partition":
         cut = [n for n in names if rng.random() < 0.5]
@@ -519,4 +650,10 @@ def _random_fault(
         return RemoveServer(at, rng.choice(everyone))
     if kind == "transfer":
         return TransferLeadership(at, rng.choice([None, *names]))
+    if kind == "clock_rate":
+        return ClockRate(at, rng.choice(everyone), _random_rate(rng, 1 - drift, 1 + drift))
+    if kind == "clock_rate_leader":  # the slow half: the lease's worst case
+        return ClockRateLeader(at, _random_rate(rng, 1 - drift, 1.0))
+    if kind == "clock_jump":
+        return ClockJump(at, rng.choice(everyone), round(rng.uniform(0, MAX_CLOCK_JUMP), 3))
     return FAULT_KINDS[kind](at)

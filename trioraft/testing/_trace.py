@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Event kinds reported by servers and by :class:`~trioraft.testing.Cluster`.
-SERVER_KINDS = ("role", "commit", "propose", "apply", "crash", "restart")
+SERVER_KINDS = ("role", "commit", "propose", "apply", "crash", "restart", "clock")
 #: Event kinds of messages (``src`` and ``dst`` instead of ``server``).
 MESSAGE_KINDS = ("send", "deliver", "drop")
 
@@ -209,8 +209,11 @@ class TraceRecorder:
     * ``"role"`` (``server``, ``role``, ``term``, ``leader``), ``"commit"`` (``server``,
       ``index``), ``"propose"`` (``server``, ``index``, ``term``: a leader appended a
       client's write), ``"apply"`` (``server``, ``index``, ``term``, ``entry``: the
-      entry's kind), ``"crash"`` and ``"restart"`` (``server``). The role events :meth:`attach`
-      makes of the servers' state at that moment also carry ``"initial": true``.
+      entry's kind), ``"crash"`` and ``"restart"`` (``server``), ``"clock"`` (``server``,
+      and ``rate`` or ``jump``: :meth:`Cluster.set_clock_rate
+      <trioraft.testing.Cluster.set_clock_rate>`, :meth:`~trioraft.testing.Cluster.jump_clock`).
+      The role events :meth:`attach` makes of the servers' state at that moment also
+      carry ``"initial": true``.
     * ``"send"``, ``"deliver"``, ``"drop"``: a message, with ``src``, ``dst``, ``type``
       (the class name), ``term`` and a summary: for ``AppendEntries`` ``prev``,
       ``prev_term``, ``entries`` (how many) and ``commit``; for ``AppendResponse``

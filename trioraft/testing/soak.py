@@ -8,7 +8,8 @@ and read through whoever leads. Raft's invariants are checked as it runs; at the
 the cluster must recover, and the clients' history must be linearizable. A failing seed
 is printed with its schedule, the tail of its trace and what went wrong; rerun exactly
 that run with ``--seed-start SEED --seeds 1``. The ratio of virtual to wall time is
-reported.
+reported. ``--clock-drift`` gives every server a clock of its own that drifts and jumps
+(within the servers' ``max_clock_drift`` unless given a larger spread).
 
 To soak your own service from Python, call :func:`soak_seed` with your state machine
 class, a sequential :class:`~trioraft.testing.Model` of it and a workload.
@@ -28,10 +29,11 @@ import attrs
 import trio
 
 from .._client import open_client
+from .._core.options import check_clock_drift
 from .._errors import NotLeader, RaftError
 from ..recipes import Counter
 from ._cluster import Cluster, open_cluster
-from ._faults import FaultSchedule
+from ._faults import DEFAULT_MAX_CLOCK_DRIFT, FaultSchedule
 from ._linearizability import History, Model, counter_model
 from ._run import run
 from ._trace import TraceRecorder
@@ -68,6 +70,9 @@ class SoakResult:
     failure: str = ""
     schedule: str = ""
     tail: tuple[str, ...] = ()
+    #: CPU seconds of this process the run took (a measure other processes disturb less
+    #: than wall time).
+    cpu_s: float = 0.0
 
     @property
     def speed(self) -> float:
@@ -87,7 +92,9 @@ _SPARES = ("x1",)
 _HANG_TIMEOUT = 300.0
 
 
-def _schedule(seed: int, servers: int, duration: float) -> FaultSchedule:
+def _schedule(
+    seed: int, servers: int, duration: float, clock_drift: float | None = None
+) -> FaultSchedule:
     return FaultSchedule.random(
         random.Random(seed),
         [f"s{i}" for i in range(1, servers + 1)],
@@ -95,6 +102,8 @@ def _schedule(seed: int, servers: int, duration: float) -> FaultSchedule:
         count=int(duration),
         spares=_SPARES,
         recover_every=5.0,
+        clock_drift=clock_drift,
+        max_clock_drift=DEFAULT_MAX_CLOCK_DRIFT,  # the servers' (their default)
     )
 
 
@@ -112,6 +121,7 @@ class _Settings:
     sync_latency: tuple[float, float] | None
     sessions: bool
     spread_reads: bool = False
+    clock_drift: float | None = None
 
 
 class _Run:
@@ -246,6 +256,7 @@ def soak_seed(
     sync_latency: tuple[float, float] | None = (0.0, 0.002),
     sessions: bool = False,
     spread_reads: bool = False,
+    clock_drift: float | None = None,
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
@@ -260,7 +271,13 @@ def soak_seed(
     are applied exactly once: every write returns (unless the run ends first), each
     reply is distinct, and the history is linearizable. With ``spread_reads``, servers
     run with ``follower_reads`` and ``lease_reads`` and direct clients read from any
-    running server (§6.4, §6.4.1)."""
+    running server (§6.4, §6.4.1). With ``clock_drift``, each server's clock drifts:
+    it starts at a rate drawn from ``1 ± clock_drift`` and the schedule changes rates and
+    makes clocks jump (:meth:`FaultSchedule.random
+    <trioraft.testing.FaultSchedule.random>`); the servers keep the default
+    ``max_clock_drift``, so a larger ``clock_drift`` goes beyond their bound."""
+    if clock_drift is not None:
+        check_clock_drift("clock_drift", clock_drift)
     settings = _Settings(
         servers=servers,
         duration=duration,
@@ -274,14 +291,15 @@ def soak_seed(
         sync_latency=sync_latency,
         sessions=sessions,
         spread_reads=spread_reads,
+        clock_drift=clock_drift,
     )
     return _soak_one(seed, settings, tail)
 
 
 def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
-    schedule = _schedule(seed, settings.servers, settings.duration)
+    schedule = _schedule(seed, settings.servers, settings.duration, settings.clock_drift)
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     virtual: list[float] = []
 
     async def timed() -> dict[str, int]:
@@ -308,6 +326,7 @@ def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
         ok=outcome.pop("ok", True),
         virtual_s=virtual[0] if virtual else 0.0,
         wall_s=time.perf_counter() - start,
+        cpu_s=time.process_time() - cpu,
         faults=len(schedule),
         **outcome,
     )
@@ -415,6 +434,17 @@ def _parser() -> argparse.ArgumentParser:
         help="servers run with follower_reads and lease_reads, and direct clients read "
         "from any running server",
     )
+    parser.add_argument(
+        "--clock-drift",
+        type=float,
+        nargs="?",
+        const=DEFAULT_MAX_CLOCK_DRIFT,
+        default=None,
+        metavar="SPREAD",
+        help="every server's clock drifts: rates drawn from 1 +- SPREAD, changed and made "
+        f"to jump by the schedule (default SPREAD {DEFAULT_MAX_CLOCK_DRIFT:g}: the servers' "
+        "max_clock_drift, within which lease reads stay linearizable; more goes beyond it)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
 
@@ -426,6 +456,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--duration and --rate must be positive")
     if not 0 <= args.duplication <= 1:
         parser.error("--duplication must be from 0 to 1")
+    if args.clock_drift is not None and not 0 <= args.clock_drift < 1:
+        parser.error("--clock-drift must be from 0 up to (not including) 1")
 
 
 def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
@@ -437,6 +469,7 @@ def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
         "virtual_s": virtual,
         "wall_s": wall,
         "speed": virtual / wall if wall else None,
+        "cpu_s": sum(r.cpu_s for r in results),
         "operations": sum(r.operations for r in results),
     }
     if as_json:
@@ -462,6 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sync_latency=(0.0, args.sync_latency) if args.sync_latency > 0 else None,
         sessions=args.client_mode,
         spread_reads=args.spread_reads,
+        clock_drift=args.clock_drift,
     )
     print(_summary(results, time.perf_counter() - started, args.json))
     return 0 if all(r.ok for r in results) else 1

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for fault schedules (they shrink towards fewer, earlier faults).
+"""Hypothesis strategies for fault schedules (they shrink towards fewer, earlier faults,
+and clocks towards virtual time's own pace).
 
 Import this module only where Hypothesis is installed (it is in trioraft's ``test`` extra).
 """
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from hypothesis import strategies as st
 
+from .._core.options import check_clock_drift
 from . import _faults as menu
 
 __all__ = ["fault_schedules", "faults"]
@@ -20,10 +22,17 @@ def faults(
     duration: float = 10.0,
     spares: Sequence[str] = (),
     kinds: Iterable[str] | None = None,
+    clock_drift: float = menu.DEFAULT_MAX_CLOCK_DRIFT,
 ) -> st.SearchStrategy[menu.Fault]:
     """One fault at a time in ``[0, duration]`` (whole milliseconds), on servers ``names``
     (``spares`` are extra names that membership faults may add and remove).
-    ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`)."""
+    ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`).
+
+    :class:`~trioraft.testing.ClockRate` draws rates within ``1 ± clock_drift`` (whole
+    thousandths; by default the servers' default ``max_clock_drift``, so within the
+    bound of their lease reads: pass more to go beyond it).
+    :class:`~trioraft.testing.ClockJump` draws jumps of up to two seconds; a jump of a
+    running follower is beyond every drift bound (see :func:`fault_schedules`)."""
     names = list(names)
     if not names:
         raise ValueError("faults() needs at least one server name")
@@ -62,10 +71,26 @@ def faults(
         "remove_server": st.builds(menu.RemoveServer, at, anyone),
         "transfer": st.builds(menu.TransferLeadership, at, st.one_of(st.none(), name)),
         "trigger_election": st.builds(menu.TriggerElection, at, name),
+        **_clock_faults(at, anyone, check_clock_drift("clock_drift", clock_drift)),
     }
     # menu.Heal first: Hypothesis shrinks towards the first alternative.
     order = ["heal", *sorted(k for k in options if k != "heal")]
     return st.one_of(*(options[k] for k in order if k in allowed))
+
+
+def _clock_faults(
+    at: st.SearchStrategy[float], anyone: st.SearchStrategy[str], drift: float
+) -> dict[str, st.SearchStrategy[menu.Fault]]:
+    """The clock faults, rates within ``1 ± drift`` in whole thousandths (shrinking to
+    1, virtual time's own pace), jumps in whole milliseconds (shrinking to 0)."""
+    spread = round(drift * 1000)
+    rate = st.integers(-spread, spread).map(lambda p: 1 + p / 1000)
+    jump = st.integers(0, int(menu.MAX_CLOCK_JUMP * 1000)).map(lambda ms: ms / 1000)
+    return {
+        "clock_rate": st.builds(menu.ClockRate, at, anyone, rate),
+        "clock_rate_leader": st.builds(menu.ClockRateLeader, at, rate),
+        "clock_jump": st.builds(menu.ClockJump, at, anyone, jump),
+    }
 
 
 def fault_schedules(
@@ -75,9 +100,24 @@ def fault_schedules(
     max_faults: int = 10,
     spares: Sequence[str] = (),
     kinds: Iterable[str] | None = None,
+    clock_drift: float = menu.DEFAULT_MAX_CLOCK_DRIFT,
+    max_clock_drift: float = menu.DEFAULT_MAX_CLOCK_DRIFT,
 ) -> st.SearchStrategy[menu.FaultSchedule]:
     """Schedules of up to ``max_faults`` faults within ``duration`` seconds (see
-    :func:`faults`). Shrinking removes faults and moves them earlier."""
-    return st.lists(
-        faults(names, duration=duration, spares=spares, kinds=kinds), max_size=max_faults
-    ).map(menu.FaultSchedule)
+    :func:`faults`). Shrinking removes faults and moves them earlier.
+
+    ``max_clock_drift`` is the servers' bound (the option of that name). Within it
+    (``clock_drift <= max_clock_drift``, the default), each
+    :class:`~trioraft.testing.ClockJump` comes with a :class:`~trioraft.testing.Crash`
+    of its server at the same time (a host suspended; the pair counts as two faults), as
+    :meth:`FaultSchedule.random <trioraft.testing.FaultSchedule.random>` does; beyond
+    it, jumps hit running servers too."""
+    within = check_clock_drift("clock_drift", clock_drift) <= check_clock_drift(
+        "max_clock_drift", max_clock_drift
+    )
+    drawn = faults(names, duration=duration, spares=spares, kinds=kinds, clock_drift=clock_drift)
+    schedules = st.lists(drawn, max_size=max_faults)
+    if within:
+        # At most max_faults still: a pair that would go past it loses its jump.
+        return schedules.map(lambda fs: menu.FaultSchedule(menu.suspend_for_jumps(fs)[:max_faults]))
+    return schedules.map(menu.FaultSchedule)
