@@ -24,7 +24,7 @@ import attrs
 import msgpack
 import trio
 
-from .._codec import _ext_hook, packer, unpack
+from .._codec import _ext_hook, describe, nested_too_deep, packer, unpack
 from .._core import messages as m
 from .._core.messages import Config, Entry, EntryKind, Message
 from .._errors import MalformedMessage
@@ -162,7 +162,7 @@ _LIMIT = 2**63 - 1
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _LIMIT:
-        raise _Bad(f"expected a non-negative integer, got {value!r}")
+        raise _Bad(f"expected a non-negative integer, got {describe(value)}")
     return value
 
 
@@ -180,25 +180,32 @@ _str = _of_type(str, "a string")
 _bytes = _of_type(bytes, "bytes")
 
 
+_NESTED = (list, tuple, dict)
+
+
 def _any(value: Any) -> Any:
-    return value  # a user value: whatever msgpack (and the tuple extension) decoded
+    # A user value: whatever msgpack (and the tuple extension) decoded, nested no deeper
+    # than the codec encodes (see trioraft._codec.MAX_DEPTH).
+    if isinstance(value, _NESTED) and nested_too_deep(value):
+        raise _Bad("a value nested too deep")
+    return value
 
 
 def _names(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
-        raise _Bad(f"expected a list of server names, got {value!r}")
+        raise _Bad(f"expected a list of server names, got {describe(value)}")
     return tuple(value)
 
 
 def _config(value: Any) -> Config:
     if not isinstance(value, list) or len(value) != 3:
-        raise _Bad(f"expected a configuration [voters, learners, addresses], got {value!r}")
+        raise _Bad(f"expected a configuration [voters, learners, addresses], got {describe(value)}")
     voters, learners, addresses = value
     if not isinstance(addresses, list) or not all(
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
         for p in addresses
     ):
-        raise _Bad(f"expected a list of [name, address] pairs, got {addresses!r}")
+        raise _Bad(f"expected a list of [name, address] pairs, got {describe(addresses)}")
     try:
         return Config(voters=_names(voters), learners=_names(learners), addresses=addresses)
     except ValueError as exc:
@@ -219,16 +226,18 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     expected = -1
     for item in value:
         if type(item) is not list or len(item) != 4:
-            raise _Bad(f"expected an entry [term, index, kind, data], got {item!r}")
+            raise _Bad(f"expected an entry [term, index, kind, data], got {describe(item)}")
         term, index, code, data = item
         plain = type(term) is int and type(index) is int  # not a bool, not something else
         if not (plain and 0 <= term < _LIMIT and 0 <= index < _LIMIT):
             term, index = _int(term), _int(index)  # raises, naming the problem
         kind = kinds.get(code) if type(code) is int else None
         if kind is None:
-            raise _Bad(f"unknown entry kind {code!r}")
+            raise _Bad(f"unknown entry kind {describe(code)}")
         if kind is EntryKind.CONFIG:
             data = _config(data)
+        elif isinstance(data, _NESTED):
+            data = _any(data)
         if index != expected and expected >= 0:
             raise _Bad("entries are not consecutive")
         expected = index + 1
@@ -295,7 +304,7 @@ def _validate(message: Message) -> None:
     if not message.src or not message.dst:
         raise _Bad("a message names its sender and its addressee")
     if isinstance(message, ClientRequest) and message.op not in OPS:
-        raise _Bad(f"unknown client operation {message.op!r}")
+        raise _Bad(f"unknown client operation {describe(message.op)}")
 
 
 def decode(body: bytes) -> Message:
@@ -325,7 +334,7 @@ def _check_version(body: bytes) -> None:
 def _type_of(code: Any) -> type[Message]:
     cls = _TYPES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
     if cls is None:
-        raise MalformedMessage(f"unknown message type {code!r}")
+        raise MalformedMessage(f"unknown message type {describe(code)}")
     return cls
 
 
