@@ -79,7 +79,8 @@ def main() -> None:
                 print(f"{target} {used:.0f} s CPU, {time.time() - started:.0f} s wall", file=f)
     else:
         env["FUZZ_HYPOTHESIS_DB"] = str(out / "hypothesis")
-        command = [str(Path(PYTHON).parent / "hypothesis"), "fuzz", "-n", "1", "--no-dashboard", "--",
+        hypothesis = str(Path(PYTHON).parent / "hypothesis")
+        command = [hypothesis, "fuzz", "-n", "1", "--no-dashboard", "--",
                    "fuzz/test_hypofuzz.py", "-p", "no:cacheprovider"]  # fmt: skip
         started = time.time()
         used = run_for(command, seconds, env, out / "hypofuzz.log")

@@ -75,7 +75,7 @@ def seeds() -> dict[str, list[bytes]]:
             + _U16.pack(len(peer_frames))
             + peer_frames,
             bytes((2, 255)) + _U16.pack(len(client)) + client + _U16.pack(len(request)) + request,
-        ],  # fmt: skip
+        ],
         "records_split": [bytes((255,)) + frames],
         "frame_stream": [
             bytes((0, 255, 255)) + frames,

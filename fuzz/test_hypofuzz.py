@@ -14,17 +14,25 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fuzz import targets  # noqa: E402
+from fuzz import targets
 
 _FINDINGS = os.environ.get("FUZZ_FINDINGS")
-_SETTINGS = settings(
+# HypoFuzz fuzzes only tests that use the default database: set it for the whole run.
+settings.register_profile(
+    "trioraft-fuzz",
     deadline=None,
     max_examples=200,
-    suppress_health_check=list(HealthCheck),
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
     database=DirectoryBasedExampleDatabase(
         os.environ.get("FUZZ_HYPOTHESIS_DB", ".hypothesis/fuzz")
     ),
 )
+settings.load_profile("trioraft-fuzz")
+_SETTINGS = settings()
 _BYTES = st.binary(max_size=targets.MAX_LEN)
 
 
