@@ -111,22 +111,22 @@ def unpack(data: bytes) -> Any:
 
 
 def nested_too_deep(value: Any) -> bool:
-    """Whether lists, tuples and dicts nest more than :data:`MAX_DEPTH` deep in
-    ``value`` (looked at level by level, without recursion)."""
-    level, depth = [value], 0
-    while level:
-        depth += 1
-        if depth > MAX_DEPTH:
-            return True
-        below: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                below += [key for key in item if isinstance(key, tuple)]
-                below += [v for v in item.values() if isinstance(v, _NESTED)]
-            elif isinstance(item, _NESTED):
-                below += [v for v in item if isinstance(v, _NESTED)]
-        level = below
-    return False
+    """Whether lists, tuples and dicts nest more than :data:`MAX_DEPTH` deep in the
+    container ``value``."""
+    return not _fits(value, MAX_DEPTH)
+
+
+def _fits(value: Any, room: int) -> bool:
+    # Recursive, but never more than MAX_DEPTH calls deep: it stops where room runs out.
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, tuple) and (room == 1 or not _fits(key, room - 1)):
+                return False
+        value = value.values()
+    for item in value:
+        if isinstance(item, _NESTED) and (room == 1 or not _fits(item, room - 1)):
+            return False
+    return True
 
 
 def describe(value: Any) -> str:
@@ -141,13 +141,6 @@ def describe(value: Any) -> str:
 def encode_value(value: Any) -> bytes:
     """``value`` as msgpack bytes; :class:`TypeError` naming the type if it is not a
     msgpack value (or nests more than :data:`MAX_DEPTH` deep)."""
-    if isinstance(value, _NESTED) and nested_too_deep(value):
-        raise TypeError(
-            f"cannot encode a {type(value).__qualname__} nested more than {MAX_DEPTH} deep: "
-            "values stored or sent by trioraft must be msgpack values with lists, tuples "
-            f"and dicts nested at most {MAX_DEPTH} deep (tuples nested at most "
-            f"{MAX_TUPLE_DEPTH} deep)"
-        )
     try:
         packed: bytes = packer().pack(value)
     except (OverflowError, UnicodeEncodeError) as exc:  # too big an int; lone surrogates
@@ -163,6 +156,14 @@ def encode_value(value: Any) -> bytes:
     except TypeError:
         _local.packer = None
         raise
+    # Each level takes a byte at least: a short value cannot be too deep.
+    if len(packed) > MAX_DEPTH and isinstance(value, _NESTED) and nested_too_deep(value):
+        raise TypeError(
+            f"cannot encode a {type(value).__qualname__} nested more than {MAX_DEPTH} deep: "
+            "values stored or sent by trioraft must be msgpack values with lists, tuples "
+            f"and dicts nested at most {MAX_DEPTH} deep (tuples nested at most "
+            f"{MAX_TUPLE_DEPTH} deep)"
+        )
     return packed
 
 
