@@ -148,23 +148,22 @@ def encode_value(value: Any) -> bytes:
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
     except ValueError as exc:  # tuples nested too deep; msgpack's own recursion limit
         _local.packer = None
-        raise TypeError(
-            f"cannot encode a {type(value).__qualname__} nested this deep, or that holds "
-            f"itself ({exc}): values stored or sent by trioraft must be msgpack values "
-            f"with tuples nested at most {MAX_TUPLE_DEPTH} deep"
-        ) from None
+        raise _too_deep(value, f"nested this deep, or that holds itself ({exc})") from None
     except TypeError:
         _local.packer = None
         raise
     # Each level takes a byte at least: a short value cannot be too deep.
     if len(packed) > MAX_DEPTH and isinstance(value, _NESTED) and nested_too_deep(value):
-        raise TypeError(
-            f"cannot encode a {type(value).__qualname__} nested more than {MAX_DEPTH} deep: "
-            "values stored or sent by trioraft must be msgpack values with lists, tuples "
-            f"and dicts nested at most {MAX_DEPTH} deep (tuples nested at most "
-            f"{MAX_TUPLE_DEPTH} deep)"
-        )
+        raise _too_deep(value, f"nested more than {MAX_DEPTH} deep")
     return packed
+
+
+def _too_deep(value: Any, how: str) -> TypeError:
+    return TypeError(
+        f"cannot encode a {type(value).__qualname__} {how}: values stored or sent by "
+        f"trioraft must be msgpack values with lists, tuples and dicts nested at most "
+        f"{MAX_DEPTH} deep, and tuples nested at most {MAX_TUPLE_DEPTH} deep"
+    )
 
 
 def decode_value(data: bytes) -> Any:
