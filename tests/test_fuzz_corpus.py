@@ -36,9 +36,12 @@ from fuzz import seeds, targets  # noqa: E402
 CORPUS = ROOT / "fuzz" / "corpus"
 #: Bytes an input may use beyond its size: what decoding a small input costs anyway.
 SLACK = 256 * 1024
-#: Memory per byte of input an input may use: a byte of msgpack (an empty list, a small
-#: integer) decodes to a Python object of tens of bytes, and a pointer to it.
-PER_BYTE = 64
+#: Memory a byte of a frame may take once decoded: one byte of msgpack (an empty list or
+#: map) is a Python object of 56 to 64 bytes, with its garbage collector's header and a
+#: pointer to it: 88 bytes at most.
+DECODED = 88
+#: Memory per byte of input a target may use: the round trip holds two decoded copies.
+PER_BYTE = 2 * DECODED
 
 
 def _inputs(target: str) -> Iterator[bytes]:
@@ -181,3 +184,22 @@ def test_encoding_nested_tuples_takes_little_memory() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 64 * 1024
+
+
+@pytest.mark.parametrize("fill", [b"\x80", b"\x90", b"\xc0", b"\x91\x80"])
+def test_decoding_takes_memory_in_proportion_to_the_frame(fill: bytes) -> None:
+    """The worst a frame can do: items of one byte each (an empty map, an empty list),
+    each decoded to an object of its own. 32 KiB of them take at most DECODED bytes
+    each, once decoded, and no more while decoding."""
+    count = (32 * 1024) // len(fill)
+    payload = b"\xdd" + count.to_bytes(4, "big") + fill * count
+    body = _request(payload)
+    wire.decode(body)
+    tracemalloc.start()
+    try:
+        message = wire.decode(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(message.payload) == count  # type: ignore[attr-defined]
+    assert peak <= DECODED * len(body) + SLACK
