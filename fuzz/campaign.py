@@ -5,8 +5,9 @@ one process at a time, and say how much CPU it used.
     python fuzz/campaign.py hypofuzz SECONDS_IN_ALL OUT
 
 atheris: each target in turn, its corpus in OUT/corpus/TARGET (start it with seeds by
-copying them there first). hypofuzz: every test of fuzz/test_hypofuzz.py in one worker,
-its database in OUT/hypothesis. Findings (failures, the first input of each) go to
+copying them there first); FUZZ_ATHERIS_ARGS adds libFuzzer options (a -dict=, say).
+hypofuzz: every test of fuzz/test_hypofuzz.py in one worker, its database in
+OUT/hypothesis. Findings (failures, the first input of each) go to
 OUT/findings/TARGET/; the CPU seconds used to OUT/cpu.txt.
 """
 
@@ -72,7 +73,8 @@ def main() -> None:
             corpus = out / "corpus" / target
             corpus.mkdir(parents=True, exist_ok=True)
             command = [PYTHON, "fuzz/atheris_main.py", target, f"-max_len={MAX_LEN}",
-                       "-timeout=10", "-rss_limit_mb=2048", str(corpus)]  # fmt: skip
+                       "-timeout=10", "-rss_limit_mb=2048",
+                       *os.environ.get("FUZZ_ATHERIS_ARGS", "").split(), str(corpus)]  # fmt: skip
             started = time.time()
             used = run_for(command, seconds, env, out / f"{target}.log")
             with (out / "cpu.txt").open("a") as f:
