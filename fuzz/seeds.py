@@ -45,6 +45,10 @@ def _body(message: m.Message) -> bytes:
     return wire.encode(message)[wire.HEADER :]
 
 
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
 def seeds() -> dict[str, list[bytes]]:
     """Each target's seed inputs."""
     bodies = [_body(message) for message in _messages()]
@@ -75,6 +79,10 @@ def seeds() -> dict[str, list[bytes]]:
             + _U16.pack(len(peer_frames))
             + peer_frames,
             bytes((2, 255)) + _U16.pack(len(client)) + client + _U16.pack(len(request)) + request,
+        ],
+        "handshake_dialler": [
+            bytes((0, 255)) + _frame(hello) + _frame(answer),
+            bytes((1, 9)) + _frame(hello) + _frame(refusal),
         ],
         "records_split": [bytes((255,)) + frames],
         "frame_stream": [

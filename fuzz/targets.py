@@ -251,6 +251,26 @@ async def handshake_listener(data: bytes) -> None:
         assert message.dst == "a" or isinstance(message, ClientRequest), message
 
 
+async def handshake_dialler(data: bytes) -> None:
+    """The dialler's side (``client_handshake``) fed ``data[2:]`` as the listener's
+    bytes, without a secret (``data[0]`` even) or with one: it ends in success or in a
+    HandshakeError or MalformedMessage, and sends nothing but its intro."""
+    if not data:
+        return
+    secret = None if data[0] % 2 == 0 else _SECRET
+    size = data[1] if len(data) > 1 else 255
+    stream = ScriptedStream(_chunks(data[2:], size))
+    framed = FrameStream(stream, 1 << 20)
+    try:
+        server = await tcp.client_handshake(framed, secret, "peer", "b", "127.0.0.1:2", to="a")
+    except (HandshakeError, MalformedMessage):
+        pass
+    else:
+        assert server == "a"
+        assert (framed.sealer is not None) == (secret is not None)
+    assert len(stream.sent) <= handshake.MAX_HANDSHAKE_FRAME
+
+
 def _fixed_hello() -> tuple[bytes, bytes]:
     return _NONCE_S, handshake.control_frame({"hello": "trioraft", "version": 2, "nonce": _NONCE_S})
 
@@ -347,6 +367,7 @@ TARGETS: dict[str, Target] = {
     "wire_gradually": wire_gradually,
     "handshake_parse": handshake_parse,
     "handshake_listener": handshake_listener,
+    "handshake_dialler": handshake_dialler,
     "records_split": records_split,
     "frame_stream": frame_stream,
 }

@@ -62,6 +62,12 @@ def test_handshake_listener(data: bytes) -> None:
 
 @_SETTINGS
 @given(_BYTES)
+def test_handshake_dialler(data: bytes) -> None:
+    targets.run_recording("handshake_dialler", data, _FINDINGS)
+
+
+@_SETTINGS
+@given(_BYTES)
 def test_records_split(data: bytes) -> None:
     targets.run_recording("records_split", data, _FINDINGS)
 
