@@ -16,9 +16,10 @@ a stored record that holds one is malformed).
 Lists, tuples and dicts together may nest at most :data:`MAX_DEPTH` deep. Each tuple's
 decoder allows its own 1024 levels of lists, and msgpack's C encoder recurses once per
 level: a value of lists inside a few dozen tuples (a frame of 63 KB) decoded, then
-crashed the process that encoded it again (found by fuzzing, see docs/network.rst),
-and a list a thousand deep has no ``repr``. So a deeper value is refused where it is
-encoded and where it is decoded, alike, so that whatever decodes can be encoded again.
+crashed the process that encoded it again (found writing the fuzz targets: see
+docs/network.rst, "Fuzzing"), and a list a thousand deep has no ``repr``. So a deeper
+value is refused where it is encoded and where it is decoded, alike, so that whatever
+decodes can be encoded again.
 """
 
 from __future__ import annotations

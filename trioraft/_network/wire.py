@@ -24,7 +24,7 @@ import attrs
 import msgpack
 import trio
 
-from .._codec import _ext_hook, describe, nested_too_deep, packer, unpack
+from .._codec import _NESTED, _ext_hook, describe, nested_too_deep, packer, unpack
 from .._core import messages as m
 from .._core.messages import Config, Entry, EntryKind, Message
 from .._errors import MalformedMessage
@@ -178,9 +178,6 @@ def _of_type(kind: type, what: str) -> Callable[[Any], Any]:
 _bool = _of_type(bool, "a boolean")
 _str = _of_type(str, "a string")
 _bytes = _of_type(bytes, "bytes")
-
-
-_NESTED = (list, tuple, dict)
 
 
 def _any(value: Any) -> Any:
