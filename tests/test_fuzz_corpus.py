@@ -5,9 +5,9 @@ target (fuzz/targets.py), which asserts the decoders' promises: only MalformedMe
 (wire, records) or HandshakeError (handshake) is raised, whatever decodes re-encodes to
 the same message, ``decode_gradually`` agrees with ``decode``, the record layer finds
 exactly the frames a reference reading finds, a listener ends a connection once its
-bytes end. Here each input also runs under a virtual deadline (never hangs) and
-tracemalloc (never uses memory far beyond its size). Then the findings of the fuzzing
-campaigns, each a test of its own.
+bytes end. Here each input also runs under a virtual deadline (no task waits forever)
+and tracemalloc (never uses memory far beyond its size). Then each bug found while
+fuzzing, a test of its own (docs/network.rst, "Fuzzing").
 """
 
 from __future__ import annotations
