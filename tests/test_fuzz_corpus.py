@@ -18,11 +18,13 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import msgpack
 import pytest
 import trio
 
 from trioraft import _codec
+from trioraft._core import AppendEntries, Entry, EntryKind
 from trioraft._errors import MalformedMessage
 from trioraft._network import handshake, wire
 from trioraft._network.handshake import HandshakeError
@@ -203,3 +205,17 @@ def test_decoding_takes_memory_in_proportion_to_the_frame(fill: bytes) -> None:
         tracemalloc.stop()
     assert len(message.payload) == count  # type: ignore[attr-defined]
     assert peak <= DECODED * len(body) + SLACK
+
+
+def test_an_append_entries_without_entries_crosses_the_wire() -> None:
+    """Found by atheris (the round trip of ``wire_decode``, from the seeded corpus with
+    the dictionary): an AppendEntries with no entries, which a leader sends to probe a
+    follower whose log may already end where the leader's does, went out with its empty
+    entries as an empty *tuple* (msgpack's extension), which the decoder refuses: the
+    follower closed the connection as if the frame were forged, and the probe was lost."""
+    message = AppendEntries("a", "b", 3, 7, 2, (), 5, 1, cluster="c1")
+    frame = wire.encode(message)
+    assert wire.decode(frame[wire.HEADER :]) == message
+    assert trio.run(wire.decode_gradually, frame[wire.HEADER :]) == message
+    with_entries = attrs.evolve(message, entries=(Entry(2, 8, EntryKind.COMMAND, ()),))
+    assert wire.decode(wire.encode(with_entries)[wire.HEADER :]) == with_entries

@@ -82,12 +82,10 @@ def _entry_out(entry: Entry) -> list[Any]:
     return [entry.term, entry.index, _KIND_CODES[entry.kind], data]
 
 
-def _field_out(value: Any) -> Any:
-    if isinstance(value, Config):
-        return _config_out(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], Entry):
-        return [_entry_out(e) for e in value]
-    return value
+def _entries_out(entries: tuple[Entry, ...]) -> list[Any]:
+    # By the field, not by the value's looks: no entries is an empty list too (an empty
+    # tuple would travel as msgpack's tuple extension, which the decoder refuses).
+    return [_entry_out(e) for e in entries]
 
 
 class _EntriesCache:
@@ -135,14 +133,12 @@ def encode(message: Message) -> bytes:
         parts = [p.pack_array_header(len(names) + 1), p.pack(code)]
         for name in names:
             value = getattr(message, name)
-            parts.append(
-                _ENTRIES.pack(value, p) if name == "entries" else p.pack(_field_out(value))
-            )
+            parts.append(_ENTRIES.pack(value, p) if name == "entries" else p.pack(value))
         body = b"".join(parts)
     else:
         fields = [code, *_GETTERS[type(message)](message)]
-        for i in _CONVERTED[type(message)]:
-            fields[i] = _field_out(fields[i])
+        for i, out in _CONVERTED[type(message)]:
+            fields[i] = out(fields[i])
         body = p.pack(fields)
     return _LENGTH.pack(len(body) + 1) + bytes((VERSION,)) + body
 
@@ -281,16 +277,18 @@ _SPECS: dict[type[Message], list[Callable[[Any], Any]]] = {}
 #: Each type's fields in one C call (a tuple, in the order of _FIELDS).
 _GETTERS: dict[type[Message], Callable[[Message], tuple[Any, ...]]] = {}
 #: Where a frame of each type holds a field that needs converting (configurations,
-#: entries), counting the type code as 0.
-_CONVERTED: dict[type[Message], tuple[int, ...]] = {}
+#: entries), counting the type code as 0, and the conversion.
+_CONVERTED: dict[type[Message], tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+_OUT: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
+    _entries: _entries_out,
+    _config: _config_out,
+}
 for _cls in _CODES:
     _hints = typing.get_type_hints(_cls)
     _SPECS[_cls] = [_check_for(_hints[name]) for name in _FIELDS[_cls]]
     _GETTERS[_cls] = operator.attrgetter(*_FIELDS[_cls])
     _CONVERTED[_cls] = tuple(
-        i + 1
-        for i, name in enumerate(_FIELDS[_cls])
-        if _SPECS[_cls][i] not in (_int, _bool, _str, _bytes, _any)
+        (i + 1, _OUT[check]) for i, check in enumerate(_SPECS[_cls]) if check in _OUT
     )
     # A frame lists src, dst, term, cluster, then the type's own fields; the constructor
     # takes cluster by keyword (decode relies on it).
