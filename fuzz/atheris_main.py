@@ -1,3 +1,4 @@
+#!/usr/bin/env python
 """Run one target under atheris (libFuzzer): ``python fuzz/atheris_main.py TARGET
 [libFuzzer options] [CORPUS_DIR ...]``. See fuzz/README.md."""
 
@@ -16,14 +17,19 @@ with atheris.instrument_imports(include=["trioraft", "fuzz"]):
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in targets.TARGETS:
-        sys.exit(f"usage: atheris_main.py {{{','.join(targets.TARGETS)}}} [libFuzzer options]")
-    name, findings = sys.argv[1], os.environ.get("FUZZ_FINDINGS")
+    # libFuzzer runs this script again for -merge (its path, the options, no target
+    # name): the target travels in the environment.
+    name = os.environ.get("FUZZ_TARGET")
+    if name is None:
+        if len(sys.argv) < 2 or sys.argv[1] not in targets.TARGETS:
+            sys.exit(f"usage: atheris_main.py {{{','.join(targets.TARGETS)}}} [options]")
+        name = os.environ["FUZZ_TARGET"] = sys.argv.pop(1)
+    findings = os.environ.get("FUZZ_FINDINGS")
 
     def one_input(data: bytes) -> None:
         targets.run_recording(name, data, findings)
 
-    atheris.Setup([sys.argv[0], *sys.argv[2:]], one_input)
+    atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 
 
