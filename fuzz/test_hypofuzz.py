@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -32,47 +33,18 @@ settings.register_profile(
     ),
 )
 settings.load_profile("trioraft-fuzz")
-_SETTINGS = settings()
 _BYTES = st.binary(max_size=targets.MAX_LEN)
 
 
-@_SETTINGS
-@given(_BYTES)
-def test_wire_decode(data: bytes) -> None:
-    targets.run_recording("wire_decode", data, _FINDINGS)
+def _fuzz_test(name: str) -> Callable[[], None]:
+    def test(data: bytes) -> None:
+        targets.run_recording(name, data, _FINDINGS)
+
+    test.__name__ = test.__qualname__ = f"test_{name}"
+    # Hypothesis keys its database by the test's source, the same for every target.
+    test._hypothesis_internal_add_digest = name.encode()  # type: ignore[attr-defined]
+    return given(_BYTES)(test)  # type: ignore[no-any-return]
 
 
-@_SETTINGS
-@given(_BYTES)
-def test_wire_gradually(data: bytes) -> None:
-    targets.run_recording("wire_gradually", data, _FINDINGS)
-
-
-@_SETTINGS
-@given(_BYTES)
-def test_handshake_parse(data: bytes) -> None:
-    targets.run_recording("handshake_parse", data, _FINDINGS)
-
-
-@_SETTINGS
-@given(_BYTES)
-def test_handshake_listener(data: bytes) -> None:
-    targets.run_recording("handshake_listener", data, _FINDINGS)
-
-
-@_SETTINGS
-@given(_BYTES)
-def test_handshake_dialler(data: bytes) -> None:
-    targets.run_recording("handshake_dialler", data, _FINDINGS)
-
-
-@_SETTINGS
-@given(_BYTES)
-def test_records_split(data: bytes) -> None:
-    targets.run_recording("records_split", data, _FINDINGS)
-
-
-@_SETTINGS
-@given(_BYTES)
-def test_frame_stream(data: bytes) -> None:
-    targets.run_recording("frame_stream", data, _FINDINGS)
+for _name in targets.TARGETS:
+    globals()[f"test_{_name}"] = _fuzz_test(_name)
