@@ -27,7 +27,7 @@ import trio
 import trio.testing
 
 from trioraft import MalformedMessage
-from trioraft._network import handshake, tcp, wire
+from trioraft._network import handshake, limits, tcp, wire
 from trioraft._network.frames import (
     HEADER,
     TAG,
@@ -229,7 +229,8 @@ async def handshake_listener(data: bytes) -> None:
     propagate, logger.propagate = logger.propagate, False
     hello, handshake.make_hello = handshake.make_hello, _fixed_hello
     try:
-        with trio.move_on_after(tcp.HANDSHAKE_TIMEOUT + 1) as scope:
+        with trio.move_on_after(limits.HANDSHAKE_TIMEOUT + 1) as scope:
+            network._unauthenticated += 1  # as the accept loop does, before _handle
             await network._handle(stream)  # type: ignore[arg-type]
     finally:
         handshake.make_hello = hello
