@@ -133,8 +133,9 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     assert processes.cli("read", "null").strip() == "5"
     # a names the leader (on a loaded machine an election may be under way just now:
     # a knows no leader for a moment, so wait for one rather than read once).
-    wait_until(lambda: statuses(processes, names)["a"]["leader"] in names)
-    leader = statuses(processes, names)["a"]["leader"]
+    seen: list[object] = []
+    wait_until(lambda: seen.append(statuses(processes, names)["a"]["leader"]) or seen[-1] in names)
+    leader = seen[-1]
     processes.wait_for_log(str(leader), f"{leader}: leader (term")
 
     processes.kill(str(leader))  # SIGKILL the leader: writes go on
