@@ -25,13 +25,22 @@ is staged, goes durable with the next write, and steps 2 to 4 need not wait for 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 
 import attrs
 
 from .messages import Config, Entry, Message
 from .types import Role
 
-__all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState", "snapshot_checksum"]
+__all__ = [
+    "HardState",
+    "NodeStatus",
+    "PersistedState",
+    "Ready",
+    "Snapshot",
+    "SoftState",
+    "snapshot_checksum",
+]
 
 
 def snapshot_checksum(data: bytes) -> int:
@@ -101,6 +110,28 @@ class SoftState:
     transfer_target: str | None
     config_index: int
     change_count: int
+
+
+@attrs.frozen
+class NodeStatus:
+    """What a node reports of itself when asked (:meth:`RaftNode.status
+    <trioraft._core.RaftNode.status>`, as etcd's ``RawNode.Status``): its soft state, its
+    log's extent, the configuration in force and, on a leader, how far each member's log
+    is known to match its own."""
+
+    role: Role
+    term: int
+    leader: str | None
+    commit_index: int
+    last_log_index: int
+    #: Entries held in the log (after its compaction point).
+    log_length: int
+    snapshot_index: int
+    config: Config
+    #: On a leader, each member's match index (highest entry known replicated on it).
+    match_index: Mapping[str, int]
+    transfer_target: str | None
+    cluster_id: str
 
 
 @attrs.frozen
