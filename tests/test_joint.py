@@ -170,6 +170,28 @@ async def test_a_new_server_that_cannot_catch_up_fails_the_change(
         assert "z" in status.learners
 
 
+async def test_a_change_retried_after_a_failed_catch_up_starts_afresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found by the soak's SetMembers faults: once a new voter's catch-up had failed, a
+    later change naming it again failed at once with that old reason, as soon as
+    another new voter (before it in name order) was found caught up; the new change
+    looked at the old, failed catch-up before starting the new one."""
+    async with open_cluster(Counter, ["a", "b", "c"], seed=4) as cluster:
+        leader = await leader_of(cluster)
+        others = sorted(set("abc") - {leader.name})
+        voters = [leader.name, others[0], "d", "e"]
+        await cluster.start("d", initial_config=())
+        # "e" does not run yet: its catch-up fails (d's completes).
+        with trio.fail_after(30), pytest.raises(trioraft.CatchUpFailed, match="'e'"):
+            await leader.set_members(voters)
+        await cluster.start("e", initial_config=())
+        with trio.fail_after(30):
+            await leader.set_members(voters)
+        assert leader.status().voters == frozenset(voters)
+        assert leader.status().joint_voters is None
+
+
 # --------------------------------------------------------------- the core, by message
 def test_while_joint_a_commit_needs_a_majority_of_each_set() -> None:
     """§4.3: under C_old,new = ({a,b,c} -> {a,d,e}) the leader commits an entry only once a

@@ -17,7 +17,7 @@ from .._core.node import Role
 from .._core.options import check_seconds
 from .._errors import NotLeader, OutcomeUnknown, ServerStopped
 from .._network.memory import MemoryNetwork
-from .._server import Server, TraceEvent, start_server
+from .._server import Server, Status, TraceEvent, start_server
 from .._state_machine import StateMachine
 from .._storage.memory import MemoryStorage
 from ._clocks import DriftingClock
@@ -103,6 +103,14 @@ class Cluster:
     def _trace(self, event: TraceEvent) -> None:
         for tracer in self._tracers:
             tracer(event)
+
+    def record_outcome(self, server: str, call: str, what: str, outcome: str) -> None:
+        """Trace what a call of a fault schedule on ``server`` came to (an ``"outcome"``
+        event: ``call``, the fault's kind; ``what``, the fault in words; ``outcome``,
+        ``"done"`` or the error it raised). A membership change refused or cut short
+        is an outcome of the run, not a failure of it."""
+        data = {"call": call, "what": what, "outcome": outcome}
+        self._trace(TraceEvent(trio.current_time(), server, "outcome", data))
 
     async def start(self, name: str, **options: Any) -> Server:
         """Start server ``name`` (with the cluster's options, overridden by ``options``),
@@ -213,14 +221,16 @@ class Cluster:
         if server is None:
             return "down"
         st = server.status()
+        joint = "" if st.joint_voters is None else f" joint with={sorted(st.joint_voters)}"
         return (
             f"{st.role.value} term={st.term} leader={st.leader} commit={st.commit_index} "
-            f"last={st.last_log_index} voters={sorted(st.voters)}"
+            f"last={st.last_log_index} voters={sorted(st.voters)}{joint}"
         )
 
     def _quorum_running(self) -> bool:
         # The latest configuration is that of the running server with the most
-        # up-to-date log (it is the one any leader must hold).
+        # up-to-date log (it is the one any leader must hold). While it is joint
+        # (C_old,new, §4.3), a quorum of each of its two voter sets must run.
         running = list(self.servers.values())
         if not running:
             return False
@@ -229,8 +239,14 @@ class Cluster:
             key=lambda s: (s._node.log.last_term, s._node.log.last_index, s.name),
         )
         status = newest.status()
-        quorum = max(self.options.get("min_majority") or 0, len(status.voters) // 2 + 1)
-        return sum(1 for v in status.voters if v in self.servers) >= quorum
+        floor = self.options.get("min_majority") or 0
+        sets = (
+            [status.voters] if status.joint_voters is None else [status.voters, status.joint_voters]
+        )
+        return all(
+            sum(1 for v in voters if v in self.servers) >= max(floor, len(voters) // 2 + 1)
+            for voters in sets
+        )
 
     def _newest_leader(self, exclude: Iterable[str] = ()) -> Server | None:
         excluded = set(exclude)
@@ -324,7 +340,7 @@ class Cluster:
         status = leader.status()
         if leader._node.log.term_at(status.commit_index) != status.term:
             return False  # its no-op has not committed yet
-        members = status.voters | status.learners
+        members = members_of(status)
         for server in self.servers.values():
             if server is leader or server.name not in members:
                 continue
@@ -418,6 +434,12 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+
+
+def members_of(status: Status) -> frozenset[str]:
+    """Every member of the configuration ``status`` reports: voters, learners, and while
+    joint the outgoing voters too (they are members until C_new is in force)."""
+    return status.voters | status.learners | (status.joint_voters or frozenset())
 
 
 def _audited(factory: Callable[..., Any], monitor: InvariantMonitor, name: str, *args: Any) -> Any:
