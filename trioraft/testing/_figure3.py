@@ -55,6 +55,9 @@ class Figure3:
         self.committed: dict[int, tuple[Entry, int]] = {}
         #: index -> the configuration committed there (Membership Safety).
         self.configs: dict[int, Config] = {}
+        #: Pairs of configurations next to each other with entries between them not seen
+        #: committed yet: compared once they are.
+        self._gaps: set[tuple[int, int]] = set()
         self._recorded: dict[str, int] = {}  # per server: commit index already recorded
         #: (server, term) -> (index, term) of the last entry its log held as leader.
         self._led_to: dict[tuple[str, int], tuple[int, int]] = {}
@@ -78,6 +81,9 @@ class Figure3:
                 self.committed[index] = (entry, term_now)
                 if entry.kind is EntryKind.CONFIG:
                     self._config_committed(index, entry.data)
+                elif self._gaps:
+                    for old, new in [g for g in self._gaps if g[0] < index < g[1]]:
+                        self._config_pair(old, new)
             elif not _same_entry(known[0], entry):
                 self._fail(
                     f"State Machine Safety violated: {name!r} committed {entry} at index "
@@ -88,26 +94,35 @@ class Figure3:
 
     def _config_committed(self, index: int, data: object) -> None:
         """Membership Safety: the configuration committed at ``index`` against the
-        committed ones just before and after it, when every entry in between was seen
-        committed (so that no configuration between them went unseen)."""
+        committed ones just before and after it."""
         if isinstance(data, list):  # as a store or the wire holds it
             data = Config.from_list(data)
         if not isinstance(data, Config):
             return
         self.configs[index] = data
+        self._gaps = {(old, new) for old, new in self._gaps if not old < index < new}
         before = max((i for i in self.configs if i < index), default=None)
         after = min((i for i in self.configs if i > index), default=None)
-        for old, new in ((before, index), (index, after)):
-            if old is None or new is None:
-                continue
-            if all(i in self.committed for i in range(old + 1, new)):
-                trouble = membership_step(self.configs[old], self.configs[new])
-                if trouble is not None:
-                    self._fail(
-                        f"Membership Safety violated: the configuration committed at index "
-                        f"{new} ({_voters(self.configs[new])}) {trouble} (the configuration "
-                        f"committed before it, at index {old}: {_voters(self.configs[old])})"
-                    )
+        if before is not None:
+            self._config_pair(before, index)
+        if after is not None:
+            self._config_pair(index, after)
+
+    def _config_pair(self, old: int, new: int) -> None:
+        """Compare the configurations committed at ``old`` and ``new`` (next to each other
+        among those seen) once every entry between them was seen committed, so that no
+        configuration between them went unseen; until then, keep the pair for later."""
+        if not all(i in self.committed for i in range(old + 1, new)):
+            self._gaps.add((old, new))
+            return
+        self._gaps.discard((old, new))
+        trouble = membership_step(self.configs[old], self.configs[new])
+        if trouble is not None:
+            self._fail(
+                f"Membership Safety violated: the configuration committed at index "
+                f"{new} ({_voters(self.configs[new])}) {trouble} (the configuration "
+                f"committed before it, at index {old}: {_voters(self.configs[old])})"
+            )
 
     def log_matching(self, a: str, node_a: RaftNode, b: str, node_b: RaftNode) -> None:
         """Log Matching between two nodes' logs. Committed prefixes are compared through

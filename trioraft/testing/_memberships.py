@@ -36,8 +36,10 @@ class MemberPlan:
         self.learners: list[str] = []
 
     def added(self, name: str, voter: bool) -> None:
-        """An ``add_server`` of ``name`` was drawn."""
-        self.removed(name)
+        """An ``add_server`` of ``name`` was drawn (of a voter, it would be refused)."""
+        if name in self.voters:
+            return
+        self.learners = [n for n in self.learners if n != name]
         (self.voters if voter else self.learners).append(name)
         self.voters.sort()
         self.learners.sort()
