@@ -29,7 +29,8 @@ _MISSING: Any = object()
 
 #: Liveness: after a recovery (every server up, the network whole and clean), a stable
 #: leader must be elected within this many of the longest election timeouts, provided a
-#: quorum of the latest configuration's voters is running.
+#: quorum of the latest configuration's voters is running (of each of its two voter sets
+#: while it is joint).
 LIVENESS_ELECTION_TIMEOUTS = 10
 
 
@@ -50,8 +51,9 @@ class Cluster:
     Beyond Raft's safety properties, the cluster checks **liveness** after every
     :meth:`recover`: unless another fault comes first, a stable leader must be elected
     within :data:`LIVENESS_ELECTION_TIMEOUTS` election timeouts whenever a quorum of the
-    latest configuration's voters is running (checked by :meth:`check`, the periodic
-    checks and :meth:`wait_for_leader`). It also checks that the state machines' reads
+    latest configuration's voters is running (of both voter sets while it is joint,
+    dissertation §4.3; checked by :meth:`check`, the periodic checks and
+    :meth:`wait_for_leader`). It also checks that the state machines' reads
     leave their state unchanged.
 
     Each server reads a clock of its own (the time its core is given, its timers), which
@@ -326,9 +328,10 @@ class Cluster:
 
     async def wait_for_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
         """Wait for a stable leader: it has committed an entry of its term, and every
-        running member it can reach knows it as leader of that term. Servers named in
-        ``exclude`` do not count (for example a deposed leader that is cut off and still
-        believes it leads). Bound it with ``trio.fail_after``."""
+        running member it can reach (outgoing voters too, while joint) knows it as leader
+        of that term. Servers named in ``exclude`` do not count (for example a deposed
+        leader that is cut off and still believes it leads). Bound it with
+        ``trio.fail_after``."""
         while True:
             leader = self._newest_leader(exclude)
             if leader is not None and self._stable(leader):

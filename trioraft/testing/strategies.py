@@ -29,6 +29,11 @@ def faults(
     (``spares`` are extra names that membership faults may add and remove).
     ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`).
 
+    :class:`~trioraft.testing.SetMembers` draws each of ``names`` and ``spares`` a
+    voter, a learner or out of the configuration (at least one voter): swaps,
+    replacements of several voters and demotions to learner, shrinking towards no
+    change (``names`` voters, the spares out).
+
     :class:`~trioraft.testing.ClockRate` draws rates within ``1 ± clock_drift`` (whole
     thousandths; by default the servers' default ``max_clock_drift``, so within the
     bound of their lease reads: pass more to go beyond it).
