@@ -149,6 +149,7 @@ class Cluster:
         """Stop server ``name``, keeping its storage for :meth:`restart`."""
         if name not in self.servers:
             raise ValueError(f"server {name!r} is not running")
+        self._check_failures([name])  # before its failure goes with it
         server = self.servers.pop(name)
         self.note_fault()
         self._trace(TraceEvent(trio.current_time(), name, "crash", {}))
@@ -373,9 +374,19 @@ class Cluster:
         raise NotLeader(None, f"no leader accepted the write after {attempts} attempts")
 
     def check(self) -> None:
-        """Check the Raft invariants over the running servers now, and liveness."""
+        """Check the Raft invariants over the running servers now, liveness, and that no
+        server stopped itself because an internal invariant broke
+        (:attr:`Server.failure <trioraft.Server.failure>`: a bug, which the run would
+        otherwise go on without)."""
         self.monitor.check(self.servers.values())
+        self._check_failures()
         self.check_liveness()
+
+    def _check_failures(self, names: Iterable[str] | None = None) -> None:
+        for name in sorted(self.servers if names is None else names):
+            failure = self.servers[name].failure
+            if failure is not None:
+                self.monitor.fail(f"{name!r} stopped itself, a bug in trioraft: {failure}")
 
     async def _monitor_loop(self, interval: float) -> None:
         while True:
