@@ -108,7 +108,7 @@ class Membership(NodeState):
         target = plan_target(current, voters, learners, addresses, self.options.min_majority)
         self._now = now
         newcomers = tuple(v for v in target.voters if v not in current.all_voters)
-        change = self.membership_change = MembershipChange(target, newcomers)
+        change = MembershipChange(target, newcomers)
         missing = [n for n in newcomers if n not in current.learners]
         if missing:  # learners first: they vote in no quorum yet (§4.2.1)
             given = dict(target.addresses)
@@ -123,6 +123,9 @@ class Membership(NodeState):
             change.entries += 1
         for name in newcomers:
             self.start_catch_up(name, now)
+        # The change is under way only once every new voter's catch-up has begun: one
+        # found caught up at once must not judge it by another's earlier catch-up.
+        self.membership_change = change
         self.change_count += 1
         self._advance_change()
         return change
