@@ -192,18 +192,7 @@ async def test_a_change_retried_after_a_failed_catch_up_starts_afresh(
         assert leader.status().joint_voters is None
 
 
-#: Until the runtime's one-line fix: known to fail, and told when it passes.
-TRIO_TIME_IN_SET_MEMBERS = pytest.mark.xfail(
-    strict=True,
-    reason="Server.set_members hands the core trio.current_time() instead of the server's "
-    "own clock (trioraft/_server.py: node.set_members(..., trio.current_time()) should read "
-    "self._local_clock.now(), as add_server's catch-up does); left to the runtime's split",
-)
-
-
-@pytest.mark.parametrize(
-    "change", ["add_server", pytest.param("set_members", marks=TRIO_TIME_IN_SET_MEMBERS)]
-)
+@pytest.mark.parametrize("change", ["add_server", "set_members"])
 async def test_a_leader_whose_clock_is_ahead_catches_a_new_server_up(
     autojump_clock: trio.testing.MockClock, change: str
 ) -> None:

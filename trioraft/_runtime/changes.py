@@ -139,7 +139,7 @@ class Changes:
         node = self._node
         while True:
             try:
-                change = node.set_members(voters, learners, addresses, trio.current_time())
+                change = node.set_members(voters, learners, addresses, self._clock.now())
                 break
             except (LeaderNotReady, TransferInProgress):
                 await self._waiters.wait_changed()  # wait for this term's no-op to commit
