@@ -78,11 +78,21 @@ class Processes:
     def log(self, name: str) -> str:
         return (self.tmp / f"{name}.log").read_text()
 
-    def wait_for_log(self, name: str, text: str, timeout: float = 20) -> None:
+    def wait_for_log(self, name: str, *texts: str, timeout: float = 20) -> None:
+        """Wait until the server's log says one of ``texts``."""
         deadline = time.monotonic() + timeout
-        while text not in self.log(name):
-            assert time.monotonic() < deadline, f"{name} never said {text!r}:\n{self.log(name)}"
+        while not any(text in self.log(name) for text in texts):
+            assert time.monotonic() < deadline, f"{name} never said {texts!r}:\n{self.log(name)}"
             time.sleep(0.05)
+
+    def wait_until_voter(self, name: str) -> None:
+        """Wait until the server says it is a voter: added as one, or (seen first while
+        it caught up as a learner) promoted."""
+        self.wait_for_log(
+            name,
+            f"{name}: added to the configuration as a voter",
+            f"{name}: now a voter of the configuration",
+        )
 
     def cli(self, *args: str, cluster: list[str] | None = None, check: bool = True) -> str:
         names = cluster or list(self.addresses)
@@ -167,7 +177,7 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     processes.serve("d", [], "--learner")
     processes.wait_for_log("d", "d: started as a learner, in no configuration: it waits")
     assert "added d" in processes.cli("add", "d", processes.address("d"))
-    processes.wait_for_log("d", "d: added to the configuration as a voter")
+    processes.wait_until_voter("d")
     members = statuses(processes, ["a"])  # d was not given: found through a's answer
     assert sorted(members) == ["a", "b", "c", "d"]
     new = processes.cli("transfer", "d").strip()
@@ -186,7 +196,7 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
     processes.wait_for_log("e", "e: started as a learner")
     out = processes.cli("members", "a", "c", f"e={processes.address('e')}", cluster=names)
     assert out.strip() == "voters a, c, e"
-    processes.wait_for_log("e", "e: added to the configuration as a voter")
+    processes.wait_until_voter("e")
     assert statuses(processes, ["a", "c", "e"])["e"]["voters"] == ["a", "c", "e"]
     assert statuses(processes, ["a"])["a"]["joint_voters"] is None
 

@@ -66,3 +66,45 @@ def test_kv_example_takes_json_lists() -> None:
     assert kv.read(["get", ["x", 1]]) == "again"
     with pytest.raises(ValueError, match="unknown query"):
         kv.read(["size"])
+
+
+async def test_serve_says_when_a_learner_becomes_a_voter(
+    autojump_clock: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``serve`` polls its server's membership: a server added as a voter is a learner
+    while it catches up, and a poll may see it then. Its promotion (and a demotion) gets
+    a line too; before, it said "added ... as a learner" and never that it votes."""
+    import types
+
+    import trio
+
+    from trioraft._cli.serve import MEMBERSHIP_POLL, _print_membership
+
+    states = [
+        (True, frozenset({"a"})),  # waiting to be added
+        (False, frozenset({"a"})),  # a learner, catching up
+        (False, frozenset({"a", "d"})),  # promoted
+        (False, frozenset({"a"})),  # demoted
+        (True, frozenset({"a"})),  # removed
+    ]
+    now = [states[0]]
+
+    def status() -> types.SimpleNamespace:
+        waiting, voters = now[0]
+        return types.SimpleNamespace(waiting_to_be_added=waiting, voters=voters)
+
+    server = types.SimpleNamespace(name="d", status=status)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_print_membership, server)
+        for state in states[1:]:
+            await trio.sleep(MEMBERSHIP_POLL * 1.5)
+            now[0] = state
+        await trio.sleep(MEMBERSHIP_POLL * 1.5)
+        nursery.cancel_scope.cancel()
+    assert capsys.readouterr().out.splitlines() == [
+        "d: added to the configuration as a learner",
+        "d: now a voter of the configuration",
+        "d: now a learner of the configuration",
+        "d: removed from the configuration (voters a): it takes no part until added "
+        "again; stop it with Ctrl-C",
+    ]

@@ -278,21 +278,26 @@ async def _print_roles(server: Server, waiting: trio.CancelScope) -> None:
 
 
 async def _print_membership(server: Server) -> None:
-    """A line when the server joins or leaves the configuration (a removed server keeps
-    running, and would otherwise say nothing)."""
-    member = None
+    """A line when the server joins or leaves the configuration, or changes between
+    learner and voter (a removed server keeps running, and would otherwise say nothing;
+    a server added as a voter is first a learner while it catches up, and a poll may see
+    it then)."""
+    member: bool | None = None
+    kind: str | None = None
     while True:
         status = server.status()
         now = not status.waiting_to_be_added
+        now_kind = "voter" if server.name in status.voters else "learner"
         if member is not None and now != member:
             if now:
-                kind = "voter" if server.name in status.voters else "learner"
-                say(f"{server.name}: added to the configuration as a {kind}")
+                say(f"{server.name}: added to the configuration as a {now_kind}")
             else:
                 say(
                     f"{server.name}: removed from the configuration (voters "
                     f"{','.join(sorted(status.voters))}): it takes no part until added "
                     "again; stop it with Ctrl-C"
                 )
-        member = now
+        elif member and now and now_kind != kind:
+            say(f"{server.name}: now a {now_kind} of the configuration")
+        member, kind = now, now_kind
         await trio.sleep(MEMBERSHIP_POLL)
