@@ -9,7 +9,9 @@ your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call
 
 import logging
 
-from . import metrics  # prometheus-client is imported only when metrics are used
+# _build first: it chooses the build (compiled or pure) before any compiled module loads;
+# metrics imports prometheus-client only when metrics are used.
+from . import _build, metrics  # noqa: F401
 from ._client import Client, open_client
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role

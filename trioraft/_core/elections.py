@@ -11,7 +11,7 @@ from __future__ import annotations
 from .._errors import (
     NotVoter,
 )
-from .base import NodeState
+from .follower import Following
 from .messages import (
     RequestVote,
     VoteResponse,
@@ -21,7 +21,7 @@ from .types import INF, Role
 __all__ = ["Elections"]
 
 
-class Elections(NodeState):
+class Elections(Following):
     """Campaigns and votes."""
 
     def trigger_election(self, now: float) -> None:

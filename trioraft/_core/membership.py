@@ -18,7 +18,6 @@ from .._errors import (
     TransferFailed,
     UnknownServer,
 )
-from .base import NodeState
 from .confchange import (
     CatchUp,
     CatchUpState,
@@ -36,11 +35,12 @@ from .messages import (
 )
 from .progress import Progress
 from .types import INF, LeaderNotReady, Role, TransferInProgress
+from .unstable import ReadyCycle
 
 __all__ = ["Membership"]
 
 
-class Membership(NodeState):
+class Membership(ReadyCycle):
     """Membership changes, catch-up and leadership transfer."""
 
     def change_config(self, config: Config, now: float) -> Entry:

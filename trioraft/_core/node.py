@@ -23,6 +23,13 @@ rules of :mod:`.confchange`), and :mod:`.quorum`, the one place a majority is co
 This module puts them together: the node's transitions between roles, ``step`` and
 ``tick``, proposals.
 
+The rooms stand in one line of single inheritance, ``RaftNode`` < :class:`.Elections` <
+:class:`.Following` < :class:`.Replication` < :class:`.Snapshots` < :class:`.Reads` <
+:class:`.Membership` < :class:`.ReadyCycle` < :class:`.NodeState`: the method resolution
+order the mixins they were had, in a shape a compiled (mypyc) class can take, as it has
+one base. The order is mechanical, not a hierarchy: a room calls across only through the
+transitions :mod:`.base` declares, as before.
+
 References: "Figure 2" is the Raft paper's summary of the algorithm; "§x.y" are sections
 of the paper (§5) or of Ongaro's dissertation (§3.10, §4, §5.3 snapshots, §6, §9).
 """
@@ -36,7 +43,6 @@ from .._errors import (
     MalformedMessage,
     NotLeader,
 )
-from .base import NodeState
 from .confchange import (
     MAX_CATCH_UP_ROUNDS,
     CatchUp,
@@ -45,8 +51,6 @@ from .confchange import (
     MembershipChange,
 )
 from .elections import Elections
-from .follower import Following
-from .membership import Membership
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -65,11 +69,7 @@ from .messages import (
     VoteResponse,
 )
 from .progress import ProgressMode
-from .reads import Reads
-from .replication import Replication
-from .snapshots import Snapshots
 from .types import INF, MAX_TERM_GAP, LeaderNotReady, Role, TransferInProgress
-from .unstable import ReadyCycle
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -84,9 +84,7 @@ __all__ = [
 ]
 
 
-class RaftNode(
-    Elections, Following, Replication, Snapshots, Reads, Membership, ReadyCycle, NodeState
-):
+class RaftNode(Elections):
     """One server's Raft state machine. Call its methods from one thread at a time."""
 
     @property

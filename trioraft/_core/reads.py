@@ -12,7 +12,7 @@ from __future__ import annotations
 from .._errors import (
     NotLeader,
 )
-from .base import NodeState
+from .membership import Membership
 from .messages import (
     ReadIndexRequest,
     ReadIndexResponse,
@@ -23,7 +23,7 @@ from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, rng_nonce
 __all__ = ["Reads"]
 
 
-class Reads(NodeState):
+class Reads(Membership):
     """Linearizable reads: ReadIndex, leases, follower reads."""
 
     def request_read(self, now: float) -> int:

@@ -9,7 +9,6 @@ votes, reads' state (it tells :mod:`.reads` when answers arrive), the configurat
 
 from __future__ import annotations
 
-from .base import NodeState
 from .confchange import (
     CatchUpState,
 )
@@ -22,12 +21,13 @@ from .messages import (
     TimeoutNow,
 )
 from .progress import Progress, ProgressMode
+from .snapshots import Snapshots
 from .types import INF, RETIRING_TICKS, Role
 
 __all__ = ["Replication"]
 
 
-class Replication(NodeState):
+class Replication(Snapshots):
     """A leader's replication to its followers, and its commit rule."""
 
     def heartbeat_now(self) -> None:

@@ -97,21 +97,21 @@ class ReadyCycle(NodeState):
         committed = self._committed_to_apply()
         take_snapshot = self._snapshot_due(committed)
         rd = Ready(
-            hard_state=changed,
-            snapshot=self._pending_snapshot,
-            restore=self._restore,
-            compact=self._pending_compact,
-            truncate_from=self._truncate_from,
-            entries=entries,
-            messages=tuple(self._outbox),
-            committed=committed,
-            reads=tuple(self._read_states),
-            failed_reads=tuple(self._failed_reads),
-            take_snapshot=take_snapshot,
-            notices=tuple(self._notices),
-            soft=SoftState(*self._soft_key()),
-            early=early and self._pending_snapshot is None and not take_snapshot,
-            sync=sync,
+            changed,
+            self._pending_snapshot,
+            self._restore,
+            self._pending_compact,
+            self._truncate_from,
+            entries,
+            tuple(self._outbox),
+            committed,
+            tuple(self._read_states),
+            tuple(self._failed_reads),
+            take_snapshot,
+            tuple(self._notices),
+            SoftState(*self._soft_key()),
+            early and self._pending_snapshot is None and not take_snapshot,
+            sync,
         )
         self._soft_key_handed = self._soft_key()
         self._pending_snapshot = None
