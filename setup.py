@@ -58,20 +58,27 @@ def _warn(text: str) -> None:
 
 
 def _compiled_in_tree() -> list[Path]:
-    """Compiled modules (and their shared library) built in place in this checkout."""
-    found = []
-    for source in SOURCES:
-        found.extend((HERE / source).parent.glob(Path(source).stem + ".*.so"))
-        found.extend((HERE / source).parent.glob(Path(source).stem + ".*.pyd"))
-    group = Path(*CONSTANTS["GROUP"].split("."))
-    found.extend((HERE / group.parent).glob(group.name + "__mypyc.*"))
-    return found
+    """Compiled modules built in place in this checkout (trioraft has no others)."""
+    package = HERE / "trioraft"
+    return sorted([*package.rglob("*.so"), *package.rglob("*.pyd")])
+
+
+def _expected(path: Path) -> bool:
+    """Whether ``path`` is a compiled module this build makes (not one an earlier build
+    made of a module no longer compiled, which Python would still import)."""
+    module = ".".join(path.relative_to(HERE).with_name(path.name.split(".")[0]).parts)
+    return module in CONSTANTS["COMPILED"] or module == CONSTANTS["GROUP"] + "__mypyc"
 
 
 class BuildExt(build_ext):
     """build_ext that leaves the build pure when compiling fails (unless required)."""
 
     def run(self) -> None:
+        inplace = self.inplace or getattr(self, "editable_mode", False)
+        for stale in _compiled_in_tree() if inplace else ():
+            if not _expected(stale):
+                _warn(f"removing {stale.relative_to(HERE)}: no longer compiled")
+                stale.unlink()
         try:
             super().run()
         except Exception as exc:
@@ -80,6 +87,12 @@ class BuildExt(build_ext):
             _warn(f"compiling failed ({exc}): this build is pure Python")
             for output in self.get_outputs():
                 Path(output).unlink(missing_ok=True)
+            return
+        if inplace:
+            # Newer than the sources they were built from, even where a module was not
+            # copied again (it had not changed): trioraft/_build.py compares the times.
+            for built in _compiled_in_tree():
+                os.utime(built)
 
 
 class BuildPy(build_py):

@@ -11,7 +11,7 @@ import logging
 
 # _build first: it chooses the build (compiled or pure) before any compiled module loads;
 # metrics imports prometheus-client only when metrics are used.
-from . import _build, metrics  # noqa: F401
+from . import _build, metrics
 from ._client import Client, open_client
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
@@ -55,6 +55,8 @@ from ._storage import DiskStorage, MemoryStorage, StorageError
 from ._sync_client import SyncClient
 
 __version__ = "0.1.0"
+
+_build.document(Entry, Snapshot)  # the compiled build's classes have no docstrings
 
 # A library logs to "trioraft" and leaves the output to the application (configure
 # logging to see the warnings of servers, such as one that waits to be added).

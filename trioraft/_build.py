@@ -24,6 +24,7 @@ the build when it is imported, which must be before any compiled module is:
 
 from __future__ import annotations
 
+import ast
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -35,11 +36,10 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["COMPILED", "GROUP", "build", "build_reason"]
+__all__ = ["COMPILED", "GROUP", "build", "build_reason", "document"]
 
 #: The modules the compiled build compiles with mypyc.
 COMPILED = (
-    "trioraft._codec",
     "trioraft._core.base",
     "trioraft._core.confchange",
     "trioraft._core.elections",
@@ -149,3 +149,19 @@ def build() -> str:
 def build_reason() -> str:
     """Why the pure build runs where compiled modules are ("" otherwise)."""
     return _reason
+
+
+def document(*classes: type) -> None:
+    """Give compiled ``classes`` their docstrings back, read from their sources (mypyc
+    leaves compiled classes none): for ``help()`` on the public ones. Costs a parse of
+    their modules, so only what trioraft exports gets them."""
+    trees: dict[str, ast.Module] = {}
+    for cls in classes:
+        if cls.__doc__ or cls.__module__ not in COMPILED:
+            continue
+        if cls.__module__ not in trees:
+            source = _source(cls.__module__).read_text(encoding="utf-8")
+            trees[cls.__module__] = ast.parse(source)
+        for node in trees[cls.__module__].body:
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                cls.__doc__ = ast.get_docstring(node)

@@ -32,7 +32,7 @@ from .messages import (
 from .options import CoreOptions
 from .progress import Progress
 from .quorum import Quorum
-from .ready import PersistedState, Snapshot
+from .ready import PersistedState, Snapshot, SoftState
 from .types import INF, IncomingSnapshot, ReadRequest, Role
 
 __all__ = ["NodeState"]
@@ -96,6 +96,7 @@ class NodeState:
         #: state (the runtime wakes its waiters on it).
         self.change_count = 0
         self._soft_key_handed: tuple[Any, ...] = ()
+        self._soft_handed: SoftState | None = None
         self._reset_election_timer(now)
 
     def _init_transfers(self) -> None:

@@ -106,10 +106,11 @@ class RaftNode(Elections):
                 deadline = due
         return deadline
 
-    def step(self, m: Message, now: float) -> None:
-        """Handle one message from another server."""
+    def step(self, m: object, now: float) -> None:
+        """Handle one message from another server (:class:`~trioraft.MalformedMessage`
+        for anything that is not a well-formed Raft message for this server)."""
         handler = _HANDLERS.get(type(m))
-        if handler is None:
+        if handler is None or not isinstance(m, Message):
             raise MalformedMessage(f"not a Raft message: {m!r}")
         if m.dst != self.name:
             raise MalformedMessage(f"message for {m.dst!r} delivered to {self.name!r}: {m!r}")

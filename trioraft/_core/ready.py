@@ -25,7 +25,7 @@ is staged, goes durable with the next write, and steps 2 to 4 need not wait for 
 from __future__ import annotations
 
 import zlib
-from typing import Final
+from typing import Any, Final
 
 from .config import Config
 from .messages import Entry, Message
@@ -137,6 +137,14 @@ class SoftState(Record):
         self.transfer_target: Final = transfer_target
         self.config_index: Final = config_index
         self.change_count: Final = change_count
+
+    def values(self) -> tuple[Any, ...]:
+        """The fields' values, in the order of ``FIELDS`` (the runtime compares soft states
+        at every Ready: without :meth:`Record.values`'s loop)."""
+        return (
+            self.role, self.term, self.leader, self.commit, self.transfer_target,
+            self.config_index, self.change_count,
+        )  # fmt: skip
 
 
 class Ready(Record):

@@ -45,12 +45,16 @@ class Record:
         return tuple([getattr(self, name) for name, _ in self.FIELDS])
 
     def __eq__(self, other: object) -> bool:
+        if other is self:
+            return True
         if other.__class__ is not self.__class__:
             return NotImplemented
         assert isinstance(other, Record)
         return self.values() == other.values()
 
     def __ne__(self, other: object) -> bool:
+        if other is self:
+            return False
         if other.__class__ is not self.__class__:
             return NotImplemented
         assert isinstance(other, Record)
