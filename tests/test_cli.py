@@ -131,8 +131,11 @@ def test_three_processes_survive_a_sigkill_and_change_membership(processes: Proc
         processes.wait_for_log(name, f"{name}: listening on {processes.address(name)}")
     assert processes.cli("write", "5").strip() == "5"
     assert processes.cli("read", "null").strip() == "5"
-    leader = statuses(processes, names)["a"]["leader"]
-    assert leader in names
+    # a names the leader (on a loaded machine an election may be under way just now:
+    # a knows no leader for a moment, so wait for one rather than read once).
+    seen: list[object] = []
+    wait_until(lambda: seen.append(statuses(processes, names)["a"]["leader"]) or seen[-1] in names)
+    leader = seen[-1]
     processes.wait_for_log(str(leader), f"{leader}: leader (term")
 
     processes.kill(str(leader))  # SIGKILL the leader: writes go on

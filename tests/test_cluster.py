@@ -146,7 +146,7 @@ async def test_a_burst_of_writes_is_replicated_in_pieces(
     out as one message of up to ``max_entries_per_message`` entries). Every write still
     commits, once."""
     from trioraft._core.messages import AppendEntries
-    from trioraft._server import FLUSH_EVERY
+    from trioraft._runtime.driver import FLUSH_EVERY
 
     async with open_cluster(Counter, 3, seed=2) as cluster:
         leader = await cluster.wait_for_leader()

@@ -33,8 +33,8 @@ from trioraft._core import (
 )
 from trioraft._core.ready import HardState, PersistedState, Snapshot, snapshot_checksum
 from trioraft._core.record import evolve
-from trioraft._glue import decode_snapshot
 from trioraft._network import wire
+from trioraft._runtime.machine import decode_snapshot
 from trioraft._sessions import Sessions
 from trioraft.testing import free_tcp_ports, open_cluster
 from trioraft.testing._pure import PureCluster, make_node, persist_state, pump, take

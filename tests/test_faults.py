@@ -39,6 +39,7 @@ SCHEDULE = FaultSchedule(
         tt.TransferLeadership(6.5),
         tt.TriggerElection(7.0, "s3"),
         tt.Isolate(7.5, "s1"),
+        tt.SetMembers(8.0, ["s3", "x1", "s2"], learners=["s1"]),
     ]
 )
 
@@ -49,11 +50,12 @@ def test_schedule_is_sorted_and_printable() -> None:
     assert [f.at for f in SCHEDULE.faults] == sorted(f.at for f in SCHEDULE.faults)
     text = str(SCHEDULE)
     lines = text.splitlines()
-    assert len(lines) == len(SCHEDULE) == 13
+    assert len(lines) == len(SCHEDULE) == 14
     assert lines[0].endswith("heal")
     assert "partition [s1 s2] | [s3]" in text
     assert "crash the leader" in text and "add x1 as learner" in text
-    assert SCHEDULE.end == 7.5
+    assert lines[-1].endswith("set members: voters s2 s3 x1, learners s1")
+    assert SCHEDULE.end == 8.0
     assert str(FaultSchedule()) == "(no faults)"
 
 
@@ -124,11 +126,12 @@ async def apply_schedule() -> list[tuple[float, str]]:
 def test_schedule_runs_on_time() -> None:
     """``run`` inflicts each fault at its virtual time counted from the call (partition, heal,
     crash, restart, add a learner, loss, delay), each takes effect on the cluster, and the
-    log says what was done."""
+    log says what was done, and what the call in the background (the addition) came to."""
     log = run(apply_schedule, seed=1)
-    assert [t for t, _ in log] == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 4.1]
+    assert [t for t, _ in log] == [0.5, 1.0, 1.5, 2.0, 3.0, 3.0, 4.0, 4.1]
     assert log[2][1] == "crash s2"
     assert log[4][1].startswith("add x1 as learner (via ")
+    assert log[5][1] == "add x1 as learner: done"
 
 
 @given(fault_schedules(["a", "b", "c"], duration=3.0, max_faults=6, spares=["z"]))
@@ -142,6 +145,8 @@ def test_strategy_generates_valid_schedules(schedule: FaultSchedule) -> None:
         for name in ("name", "target"):
             value = getattr(fault, name, None)
             assert value in (None, "a", "b", "c", "z")
+        if isinstance(fault, tt.SetMembers):
+            assert fault.voters and set(fault.voters + fault.learners) <= set("abcz")
     assert FaultSchedule.from_json(schedule.to_json()) == schedule
 
 

@@ -34,8 +34,14 @@ from trioraft._client import _TcpTransport
 from trioraft._core import AppendEntries, Entry, EntryKind, Heartbeat, RequestVote
 from trioraft._core.types import MAX_TERM_GAP
 from trioraft._errors import MalformedMessage
-from trioraft._network import handshake, tcp, wire
-from trioraft._network.frames import FrameStream, RecordOpener, RecordSealer, split_frames
+from trioraft._network import handshake, limits, links, tcp, wire
+from trioraft._network.frames import (
+    FrameStream,
+    OversizedFrame,
+    RecordOpener,
+    RecordSealer,
+    split_frames,
+)
 from trioraft._network.handshake import HandshakeError
 from trioraft._network.tcp import client_handshake
 from trioraft._protocol import ClientRequest, ClientResponse
@@ -84,7 +90,7 @@ def test_a_record_holds_whole_frames_only() -> None:
     assert [wire.decode(b) for b in split_frames(frames, 1 << 20)][1].round == 2
     with pytest.raises(MalformedMessage, match="inside a frame"):
         split_frames(frames[:-1], 1 << 20)
-    with pytest.raises(tcp.OversizedFrame):
+    with pytest.raises(OversizedFrame):
         split_frames(frames, 8)
 
 
@@ -155,7 +161,7 @@ async def test_a_large_frame_is_decoded_a_piece_at_a_time() -> None:
     entries = tuple(Entry(1, i, EntryKind.COMMAND, ("x", i, b"y" * 40)) for i in range(1, 20001))
     message = AppendEntries("a", "b", 1, 0, 0, entries, 0, 0)
     body = wire.encode(message)[4:]
-    assert len(body) > tcp.LARGE_FRAME
+    assert len(body) > limits.LARGE_FRAME
     turns = 0
 
     async def other_task() -> None:
@@ -182,7 +188,7 @@ async def test_a_large_frame_is_decoded_a_piece_at_a_time() -> None:
 def test_keepalive_is_set_on_connections() -> None:
     a, b = socket.socketpair()
     with a, b:
-        tcp._keepalive(trio.SocketStream(trio.socket.from_stdlib_socket(a)))
+        links._keepalive(trio.SocketStream(trio.socket.from_stdlib_socket(a)))
         assert a.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
 
 
@@ -259,7 +265,7 @@ async def test_a_client_key_cannot_authenticate_a_peer() -> None:
 async def test_before_authentication_a_connection_is_small_brief_and_one_of_few(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(limits, "HANDSHAKE_TIMEOUT", 0.5)
     async with tcp_cluster() as (servers, networks, addresses):
         network = networks["a"]
         network._max_unauthenticated = 3
@@ -333,12 +339,12 @@ async def test_peers_outside_the_configuration_are_answered_only_while_connected
         network = networks["a"]
         ghosts = [
             await authenticated(addresses["a"], "peer", f"ghost-{i}", listen="127.0.0.1:9")
-            for i in range(tcp.MAX_PROVISIONAL + 4)
+            for i in range(limits.MAX_PROVISIONAL + 4)
         ]
         with trio.fail_after(5):
-            while len(network._provisional) < tcp.MAX_PROVISIONAL:
+            while len(network._provisional) < limits.MAX_PROVISIONAL:
                 await trio.sleep(0.01)
-        assert len(network._provisional) == tcp.MAX_PROVISIONAL  # no more than that
+        assert len(network._provisional) == limits.MAX_PROVISIONAL  # no more than that
         for ghost in ghosts:
             await ghost.stream.aclose()
         with trio.fail_after(5):
@@ -412,7 +418,7 @@ async def test_stopping_while_a_link_connects_raises_nothing() -> None:
 async def test_a_client_connection_has_a_bounded_number_of_requests_in_flight(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tcp, "MAX_CLIENT_REQUESTS", 4)
+    monkeypatch.setattr(limits, "MAX_CLIENT_REQUESTS", 4)
     (port,) = free_tcp_ports(1)
     taken: list[Any] = []
     async with trioraft.open_tcp_network(
@@ -520,3 +526,20 @@ def test_tcp_clients_number_their_requests_apart() -> None:
     remote = [next(Client(["x:1"], None, remote=True)._requests) for _ in range(2)]  # type: ignore[arg-type]
     assert remote[0] != remote[1] and min(remote) >= 1
     assert next(Client(["a"], None, remote=False)._requests) == 1  # type: ignore[arg-type]
+
+
+async def test_a_refused_sender_still_sending_is_drained_not_reset() -> None:
+    """A handshake frame over the limit is refused on its length; the server then reads
+    and drops what its sender still sends (a lingering close) rather than closing under
+    it, which would reset the connection: the sender's writes all go through, and the
+    server holds none of it (closed without a frame read)."""
+    async with tcp_cluster() as (servers, networks, addresses):
+        stream = await raw_connection(addresses["a"])
+        await stream.receive_some()  # the hello
+        await stream.send_all((48 << 20).to_bytes(4, "big"))
+        with trio.fail_after(10):
+            for _ in range(32):  # 2 MiB more of the announced frame: never reset
+                await stream.send_all(b"\x01" * (64 << 10))
+        await stream.aclose()
+        assert networks["a"].statistics().auth_failures >= 1
+        await assert_still_serves(servers, addresses)

@@ -170,6 +170,52 @@ async def test_a_new_server_that_cannot_catch_up_fails_the_change(
         assert "z" in status.learners
 
 
+async def test_a_change_retried_after_a_failed_catch_up_starts_afresh(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found by the soak's SetMembers faults: once a new voter's catch-up had failed, a
+    later change naming it again failed at once with that old reason, as soon as
+    another new voter (before it in name order) was found caught up; the new change
+    looked at the old, failed catch-up before starting the new one."""
+    async with open_cluster(Counter, ["a", "b", "c"], seed=4) as cluster:
+        leader = await leader_of(cluster)
+        others = sorted(set("abc") - {leader.name})
+        voters = [leader.name, others[0], "d", "e"]
+        await cluster.start("d", initial_config=())
+        # "e" does not run yet: its catch-up fails (d's completes).
+        with trio.fail_after(30), pytest.raises(trioraft.CatchUpFailed, match="'e'"):
+            await leader.set_members(voters)
+        await cluster.start("e", initial_config=())
+        with trio.fail_after(30):
+            await leader.set_members(voters)
+        assert leader.status().voters == frozenset(voters)
+        assert leader.status().joint_voters is None
+
+
+@pytest.mark.parametrize("change", ["add_server", "set_members"])
+async def test_a_leader_whose_clock_is_ahead_catches_a_new_server_up(
+    autojump_clock: trio.testing.MockClock, change: str
+) -> None:
+    """The core is given each server's own clock (docs: the runtime reads time only
+    through its Clock). A leader whose clock jumped a second ahead of Trio's (a host
+    that was suspended, in the simulator) catches a healthy new server up with either
+    call; given Trio's time instead, the catch-up looked a second old at once and the
+    leader's next tick abandoned it ("made no progress for an election timeout")."""
+    async with open_cluster(Counter, ["a", "b", "c"], seed=3) as cluster:
+        leader = await leader_of(cluster)
+        cluster.jump_clock(leader.name, 1.0)
+        await trio.sleep(1)
+        leader = await leader_of(cluster)
+        cluster.network.set_delay(0.05, 0.1)  # the first answer comes after a tick
+        await cluster.start("d", initial_config=())
+        with trio.fail_after(30):
+            if change == "add_server":
+                await leader.add_server("d")
+            else:
+                await leader.set_members(["a", "b", "c", "d"])
+        assert "d" in leader.status().voters
+
+
 # --------------------------------------------------------------- the core, by message
 def test_while_joint_a_commit_needs_a_majority_of_each_set() -> None:
     """§4.3: under C_old,new = ({a,b,c} -> {a,d,e}) the leader commits an entry only once a

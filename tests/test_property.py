@@ -11,6 +11,12 @@ goes; after the final recovery a leader must be elected within the liveness boun
 acknowledged write must be applied exactly once, and every server must agree on the
 applied sequence.
 
+A second property test draws half its faults as changes of several servers at once
+(``SetMembers``: swaps, replacements of several voters, demotions to learner, through
+joint consensus), among crashes, partitions and isolations of the leader, transfers and
+single-server changes, with the same checks; the slow tier runs 100 longer such schedules
+(``FaultSchedule.random(membership=0.5)``).
+
 A failure prints the seed, the schedule and a one-line command that reproduces it (from
 the repository root) at once, on stderr; shrinking is then bounded in time, so one
 failure never stalls CI for long.
@@ -31,6 +37,7 @@ from hypothesis import strategies as st
 from trioraft.testing import (
     AddServer,
     Crash,
+    CrashLeader,
     Delay,
     FaultSchedule,
     Isolate,
@@ -39,11 +46,12 @@ from trioraft.testing import (
     Recover,
     RemoveServer,
     Restart,
+    SetMembers,
     TransferLeadership,
     check_fault_schedule,
 )
 from trioraft.testing._scenario import SPARES
-from trioraft.testing.strategies import fault_schedules
+from trioraft.testing.strategies import fault_schedules, faults
 
 Scenario = tuple[FaultSchedule, int, int, dict[str, Any], tuple[float, float] | None]
 
@@ -65,6 +73,29 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         options |= {"snapshot_threshold": draw(st.sampled_from([5, 20])), "snapshot_trailing": 2}
     latency = draw(st.sampled_from([None, (0.0, 0.004)]))
     return schedule, n, seed, options, latency
+
+
+#: The faults drawn beside multi-server changes: what a change must survive.
+AROUND_CHANGES = [
+    "add_server", "remove_server", "crash", "crash_leader", "restart", "isolate_leader",
+    "partition", "heal", "recover", "transfer", "loss", "delay",
+]  # fmt: skip
+
+
+@st.composite
+def membership_scenarios(draw: st.DrawFn) -> Scenario:
+    """Half the faults are ``SetMembers`` of the servers and the spares."""
+    n = draw(st.integers(3, 5))
+    names = [f"s{i}" for i in range(1, n + 1)]
+    changes = faults(names, duration=4.0, spares=SPARES, kinds=["set_members"])
+    around = faults(names, duration=4.0, spares=SPARES, kinds=AROUND_CHANGES)
+    drawn = draw(st.lists(st.one_of(changes, around), max_size=10))
+    seed = draw(st.integers(0, 2**32 - 1))
+    options: dict[str, Any] = {"pre_vote": draw(st.booleans()), "check_quorum": draw(st.booleans())}
+    if draw(st.booleans()):
+        options |= {"snapshot_threshold": 5, "snapshot_trailing": 2}
+    latency = draw(st.sampled_from([None, (0.0, 0.004)]))
+    return FaultSchedule(drawn), n, seed, options, latency
 
 
 def bounded(case: Scenario) -> None:
@@ -150,17 +181,37 @@ def test_removed_leader_schedule_elects_a_leader() -> None:
             check_fault_schedule(REMOVED_LEADER, servers=3, seed=84, options=options)
 
 
+#: A joint change whose leader crashes while C_old,new is in force (the next leader must
+#: finish it), then a change back while one of the new voters is down.
+LEADER_LOST_WHILE_JOINT = FaultSchedule(
+    (
+        SetMembers(0.1, ("s1", "x1", "x2"), ("s2",)),
+        CrashLeader(0.104),
+        SetMembers(1.0, ("s1", "s2", "s3")),
+        Crash(1.001, "x1"),
+        Recover(2.0),
+    )
+)
+
+
+# About 3 s for 30 examples.
+@settings(max_examples=max(30, settings.default.max_examples))
+@example((LEADER_LOST_WHILE_JOINT, 3, 7, {"pre_vote": True, "check_quorum": True}, None))
+@example((LEADER_LOST_WHILE_JOINT, 3, 8, {"pre_vote": False, "check_quorum": False}, None))
+@given(membership_scenarios())
+def test_changes_of_several_servers_under_random_faults(case: Scenario) -> None:
+    bounded(case)
+
+
 SLOW_SEEDS = range(200) if os.environ.get("TRIORAFT_SLOW") else range(0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", SLOW_SEEDS)
-def test_long_random_runs(seed: int) -> None:
-    """200 longer schedules (40 faults over 20 s): set TRIORAFT_SLOW=1 to run them."""
-    rng = random.Random(seed)
+def long_run(seed: int, rng: random.Random, **draw: Any) -> None:
+    """One longer schedule (40 faults over 20 s) drawn from ``rng`` with ``draw``'s
+    arguments to ``FaultSchedule.random``, on 3 to 5 servers with options drawn too."""
     n = rng.randint(3, 5)
     names = [f"s{i}" for i in range(1, n + 1)]
-    schedule = FaultSchedule.random(rng, names, duration=20, count=40, spares=SPARES)
+    schedule = FaultSchedule.random(rng, names, duration=20, count=40, spares=SPARES, **draw)
     options = {
         "pre_vote": rng.random() < 0.5,
         "check_quorum": rng.random() < 0.5,
@@ -168,4 +219,21 @@ def test_long_random_runs(seed: int) -> None:
         "snapshot_trailing": rng.choice([0, 5]),
     }
     latency = rng.choice([None, (0.0, 0.004)])
+    print(f"seed {seed}, {n} servers, options {options}, sync latency {latency}:\n{schedule}")
     check_fault_schedule(schedule, servers=n, seed=seed, options=options, sync_latency=latency)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SLOW_SEEDS)
+def test_long_random_runs(seed: int) -> None:
+    """200 longer schedules (40 faults over 20 s): set TRIORAFT_SLOW=1 to run them."""
+    long_run(seed, random.Random(seed))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", SLOW_SEEDS[:100])
+def test_long_random_membership_runs(seed: int) -> None:
+    """100 longer schedules (40 faults over 20 s, a recovery every 5 s), half of them
+    membership changes, most of several servers at once: set TRIORAFT_SLOW=1 to run
+    them."""
+    long_run(seed, random.Random(f"membership/{seed}"), membership=0.5, recover_every=5.0)

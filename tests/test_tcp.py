@@ -56,16 +56,10 @@ from trioraft._core import (
     VoteResponse,
 )
 from trioraft._network import wire
-from trioraft._network.tcp import (
-    QUEUE_SIZE,
-    FrameStream,
-    TcpEndpoint,
-    TcpNetwork,
-    _Link,
-    _pump,
-    client_handshake,
-    parse_address,
-)
+from trioraft._network.frames import FrameStream
+from trioraft._network.limits import QUEUE_SIZE
+from trioraft._network.links import _Link, _pump
+from trioraft._network.tcp import TcpEndpoint, TcpNetwork, client_handshake, parse_address
 from trioraft._protocol import ClientRequest, ClientResponse
 from trioraft.testing import free_tcp_ports
 
@@ -406,7 +400,7 @@ async def test_wrong_or_missing_secret_is_disconnected_and_changes_nothing() -> 
         for secret in (b"not the secret", None):
             stream = await raw_connection(target)
             frames = FrameStream(stream, 1 << 20)
-            with pytest.raises(trioraft._network.tcp.HandshakeError):
+            with pytest.raises(trioraft._network.handshake.HandshakeError):
                 await client_handshake(frames, secret, "client", "intruder")
             await stream.aclose()
         # A client refused by every server it knows is told so, instead of retrying

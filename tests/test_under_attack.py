@@ -16,7 +16,7 @@ import trio
 from tcp_helpers import SECRET, authenticated, raw_connection
 
 import trioraft
-from trioraft._network import tcp, wire
+from trioraft._network import limits, links, tcp, wire
 from trioraft._protocol import ClientRequest
 from trioraft.testing import free_tcp_ports
 
@@ -44,7 +44,7 @@ class Passes:
 
 
 async def test_the_share_of_a_pass_is_given_anew_in_a_later_pass() -> None:
-    admissions = tcp._Admissions(3)
+    admissions = links._Admissions(3)
     assert [admissions.try_take() for _ in range(4)] == [True, True, True, False]
     passes = Passes()
     async with trio.open_nursery() as nursery:
@@ -62,7 +62,7 @@ async def test_a_flood_of_client_requests_is_let_in_a_few_per_pass(
 ) -> None:
     """Two clients pipeline 60 requests each: every one is delivered, and never more than
     the share of a pass between two turns of a task that runs once a pass."""
-    monkeypatch.setattr(tcp, "CLIENT_REQUESTS_PER_PASS", 4)
+    monkeypatch.setattr(limits, "CLIENT_REQUESTS_PER_PASS", 4)
     passes = Passes()
     delivered: list[tuple[int, int]] = []  # (pass, request id) in the order delivered
 
@@ -101,7 +101,7 @@ async def test_a_connection_over_the_cap_is_closed_with_no_task(
         await handle(self, stream)
 
     monkeypatch.setattr(tcp.TcpNetwork, "_handle", counting)
-    monkeypatch.setattr(tcp, "HANDSHAKE_TIMEOUT", 60.0)  # the two accepted ones stay
+    monkeypatch.setattr(limits, "HANDSHAKE_TIMEOUT", 60.0)  # the two accepted ones stay
     async with lone_server() as (network, _, address):
         network._max_unauthenticated = 2
         silent = [await raw_connection(address) for _ in range(10)]
@@ -116,7 +116,7 @@ async def test_a_connection_over_the_cap_is_closed_with_no_task(
 async def test_running_out_of_file_descriptors_while_accepting_passes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tcp, "ACCEPT_RETRY", 0.01)
+    monkeypatch.setattr(limits, "ACCEPT_RETRY", 0.01)
     accept = trio.SocketListener.accept
     failures = [OSError(errno.EMFILE, "Too many open files")] * 3
 

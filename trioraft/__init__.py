@@ -41,7 +41,7 @@ from ._errors import (
 from ._network import Endpoint, MemoryNetwork, NetworkStatistics, Transport
 from ._network.tcp import TcpNetwork, TcpStatistics, open_tcp_network
 from ._options import ServerOptions
-from ._server import (
+from ._runtime import (
     Server,
     ServerStatistics,
     Status,

@@ -37,16 +37,11 @@ from ._errors import (
     WriteNumberReused,
     WrongCluster,
 )
+from ._network.frames import FrameStream
+from ._network.handshake import HandshakeError
+from ._network.limits import HANDSHAKE_TIMEOUT
 from ._network.memory import MemoryNetwork
-from ._network.tcp import (
-    HANDSHAKE_TIMEOUT,
-    FrameStream,
-    HandshakeError,
-    _contexts,
-    check_secret,
-    client_handshake,
-    parse_address,
-)
+from ._network.trust import _contexts, check_secret, client_handshake, parse_address
 from ._network.wire import decode, encode
 from ._protocol import ClientRequest, ClientResponse
 from ._sessions import error_from

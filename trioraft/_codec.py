@@ -12,6 +12,14 @@ kilobytes of the C stack: a value of a few hundred nested tuples would crash the
 that decodes it (a segmentation fault, not an exception). So a deeper value is refused
 where it is encoded (``TypeError``) and where it is decoded (``ValueError``: a frame or
 a stored record that holds one is malformed).
+
+Lists, tuples and dicts together may nest at most :data:`MAX_DEPTH` deep. Each tuple's
+decoder allows its own 1024 levels of lists, and msgpack's C encoder recurses once per
+level: a value of lists inside a few dozen tuples (a frame of 63 KB) decoded, then
+crashed the process that encoded it again (found writing the fuzz targets: see
+docs/network.rst, "Fuzzing"), and a list a thousand deep has no ``repr``. So a deeper
+value is refused where it is encoded and where it is decoded, alike, so that whatever
+decodes can be encoded again.
 """
 
 from __future__ import annotations
@@ -21,11 +29,23 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["check_value", "decode_value", "encode_value", "packer", "unpack"]
+__all__ = [
+    "MAX_DEPTH",
+    "check_value",
+    "decode_value",
+    "describe",
+    "encode_value",
+    "nested_too_deep",
+    "packer",
+    "unpack",
+]
 
 _TUPLE = 1  # msgpack extension code of a tuple
 #: The deepest nesting of tuples a value may have (lists and dicts do not count).
 MAX_TUPLE_DEPTH = 64
+#: The deepest nesting of lists, tuples and dicts, together, a value may have.
+MAX_DEPTH = 100
+_NESTED = (list, tuple, dict)
 _local = threading.local()
 
 
@@ -54,7 +74,9 @@ _depth = _Depth()
 def _default(obj: Any) -> Any:
     if isinstance(obj, tuple):
         # A packer of its own: msgpack's packers are not reentrant.
-        inner = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+        # A small buffer: msgpack's default of 256 KiB, once per tuple, made a value of
+        # 60 nested tuples take 16 MB to encode.
+        inner = msgpack.Packer(default=_default, strict_types=True, use_bin_type=True, buf_size=256)
         with _depth:
             return msgpack.ExtType(_TUPLE, inner.pack(list(obj)))
     if type(obj) is int:
@@ -89,9 +111,37 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False, use_list=True)
 
 
+def nested_too_deep(value: Any) -> bool:
+    """Whether lists, tuples and dicts nest more than :data:`MAX_DEPTH` deep in the
+    container ``value``."""
+    return not _fits(value, MAX_DEPTH)
+
+
+def _fits(value: Any, room: int) -> bool:
+    # Recursive, but never more than MAX_DEPTH calls deep: it stops where room runs out.
+    if isinstance(value, dict):
+        for key in value:
+            if isinstance(key, tuple) and (room == 1 or not _fits(key, room - 1)):
+                return False
+        value = value.values()
+    for item in value:
+        if isinstance(item, _NESTED) and (room == 1 or not _fits(item, room - 1)):
+            return False
+    return True
+
+
+def describe(value: Any) -> str:
+    """A short description of a decoded value, for an error message: a value from the
+    network may be as large as a frame and nested too deep for ``repr``."""
+    if isinstance(value, _NESTED):
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
 def encode_value(value: Any) -> bytes:
     """``value`` as msgpack bytes; :class:`TypeError` naming the type if it is not a
-    msgpack value."""
+    msgpack value (or nests more than :data:`MAX_DEPTH` deep)."""
     try:
         packed: bytes = packer().pack(value)
     except (OverflowError, UnicodeEncodeError) as exc:  # too big an int; lone surrogates
@@ -99,25 +149,35 @@ def encode_value(value: Any) -> bytes:
         raise TypeError(f"cannot encode {value!r}: {exc}") from None
     except ValueError as exc:  # tuples nested too deep; msgpack's own recursion limit
         _local.packer = None
-        raise TypeError(
-            f"cannot encode a {type(value).__qualname__} nested this deep, or that holds "
-            f"itself ({exc}): values "
-            "stored or sent by trioraft must be msgpack values with tuples nested at most "
-            f"{MAX_TUPLE_DEPTH} deep (lists and dicts: a few hundred)"
-        ) from None
+        raise _too_deep(value, f"nested this deep, or that holds itself ({exc})") from None
     except TypeError:
         _local.packer = None
         raise
+    # Each level takes a byte at least: a short value cannot be too deep.
+    if len(packed) > MAX_DEPTH and isinstance(value, _NESTED) and nested_too_deep(value):
+        raise _too_deep(value, f"nested more than {MAX_DEPTH} deep")
     return packed
+
+
+def _too_deep(value: Any, how: str) -> TypeError:
+    return TypeError(
+        f"cannot encode a {type(value).__qualname__} {how}: values stored or sent by "
+        f"trioraft must be msgpack values with lists, tuples and dicts nested at most "
+        f"{MAX_DEPTH} deep, and tuples nested at most {MAX_TUPLE_DEPTH} deep"
+    )
 
 
 def decode_value(data: bytes) -> Any:
     """The value :func:`encode_value` encoded as ``data``; :class:`ValueError` if the
-    bytes are not such an encoding."""
+    bytes are not such an encoding (or nest more than :data:`MAX_DEPTH` deep)."""
     try:
-        return unpack(data)
+        value = unpack(data)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
         raise ValueError(f"not an encoded value: {exc}") from None
+    # Each level takes a byte at least: a short value cannot be too deep.
+    if len(data) > MAX_DEPTH and isinstance(value, _NESTED) and nested_too_deep(value):
+        raise ValueError(f"not an encoded value: nested more than {MAX_DEPTH} deep")
+    return value
 
 
 def check_value(value: Any) -> None:

@@ -33,7 +33,7 @@ from operator import attrgetter
 from typing import Any
 
 from ._codec import encode_value
-from ._errors import SessionExpired, WriteNumberReused
+from ._errors import MachineError, SessionExpired, WriteNumberReused
 
 __all__ = ["ClusterClock", "Sessions", "describe_error", "error_from"]
 
@@ -250,8 +250,6 @@ def error_from(description: list[str] | None) -> BaseException | None:
     name, else a :exc:`~trioraft.MachineError`."""
     if description is None:
         return None
-    from ._errors import MachineError
-
     name, text = description
     cls = getattr(builtins, name, None)
     if isinstance(cls, type) and issubclass(cls, Exception):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from ._core.node import Role
-from ._server import Server, ServerStatistics
+from ._runtime import Server, ServerStatistics
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector

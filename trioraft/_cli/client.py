@@ -17,13 +17,13 @@ from .common import (
     UsageError,
     cluster,
     json_value,
-    role_name,
     say,
     secret,
     tls,
 )
 from .common import address as checked_address
 from .probe import Probe, probe
+from .status import status_command
 
 __all__ = ["client_command", "explain"]
 
@@ -46,8 +46,6 @@ async def client_command(args: argparse.Namespace) -> int:
         "ssl_context": tls(args.tls_ca, args.tls_cert, args.tls_key, serving=False),
     }
     if args.command == "status":
-        from .status import status_command
-
         return await status_command(args, addresses, reach)
     payload = json_value(args.value, "the value") if args.command in ("write", "read") else None
     probes = [Probe(a) for a in addresses]
@@ -132,18 +130,4 @@ def explain(command: str, probes: Sequence[Probe], timeout: float) -> str:
     return (
         f"{command} got no answer within {timeout:g} s{maybe}; {names} answered, "
         f"leader {'/'.join(leaders)} (term {term}){others}"
-    )
-
-
-def status_line(status: dict[str, Any], address: str, note: str = "") -> str:
-    """One server's status, as ``status`` prints it."""
-    role = role_name(status["role"])
-    leader = status["leader"] or "unknown"
-    learners = status["learners"]
-    return (
-        f"{status['name']} ({address}): {role}, term {status['term']}, leader {leader}, "
-        f"commit {status['commit_index']}, applied {status['last_applied']}, "
-        f"voters {','.join(status['voters']) or '-'}"
-        + (f", learners {','.join(learners)}" if learners else "")
-        + note
     )

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._network.tcp import parse_address
-from .._server import Server
+from .._runtime import Server
 from ..metrics import collector, require_prometheus_client
 from .common import CommandError, UsageError, listen_error
 

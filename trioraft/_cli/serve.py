@@ -18,7 +18,7 @@ from .._core.node import Role
 from .._errors import ServerFailed
 from .._network.tcp import open_tcp_network
 from .._options import ServerOptions
-from .._server import Server, start_server
+from .._runtime import Server, start_server
 from .._storage import DiskStorage
 from . import logs, machine, metrics_http
 from .common import (

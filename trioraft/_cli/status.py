@@ -11,11 +11,10 @@ from typing import Any
 
 import trio
 
-from .client import status_line
-from .common import CommandError, say
+from .common import CommandError, role_name, say
 from .probe import Probe, probe
 
-__all__ = ["status_command"]
+__all__ = ["status_command", "status_line"]
 
 
 def _configuration(probes: Mapping[str, Probe]) -> dict[str, Any] | None:
@@ -102,3 +101,17 @@ def _print(
     else:
         label = f"{name} ({address})" if name and address else (name or address)
         say(f"{label}: unreachable: {reason}")
+
+
+def status_line(status: dict[str, Any], address: str, note: str = "") -> str:
+    """One server's status, as ``status`` prints it."""
+    role = role_name(status["role"])
+    leader = status["leader"] or "unknown"
+    learners = status["learners"]
+    return (
+        f"{status['name']} ({address}): {role}, term {status['term']}, leader {leader}, "
+        f"commit {status['commit_index']}, applied {status['last_applied']}, "
+        f"voters {','.join(status['voters']) or '-'}"
+        + (f", learners {','.join(learners)}" if learners else "")
+        + note
+    )

@@ -34,7 +34,7 @@ from .messages import (
     EntryKind,
 )
 from .progress import Progress
-from .types import INF, LeaderNotReady, Role, TransferInProgress
+from .types import INF, LeaderNotReady, Role, TransferInProgress, TransferOutcome
 from .unstable import ReadyCycle
 
 __all__ = ["Membership"]
@@ -108,7 +108,7 @@ class Membership(ReadyCycle):
         target = plan_target(current, voters, learners, addresses, self.options.min_majority)
         self._now = now
         newcomers = tuple(v for v in target.voters if v not in current.all_voters)
-        change = self.membership_change = MembershipChange(target, newcomers)
+        change = MembershipChange(target, newcomers)
         missing = [n for n in newcomers if n not in current.learners]
         if missing:  # learners first: they vote in no quorum yet (§4.2.1)
             given = dict(target.addresses)
@@ -123,6 +123,9 @@ class Membership(ReadyCycle):
             change.entries += 1
         for name in newcomers:
             self.start_catch_up(name, now)
+        # The change is under way only once every new voter's catch-up has begun: one
+        # found caught up at once must not judge it by another's earlier catch-up.
+        self.membership_change = change
         self.change_count += 1
         self._advance_change()
         return change
@@ -255,6 +258,33 @@ class Membership(ReadyCycle):
         self._now = now
         self._begin_transfer(target, now)
         return target
+
+    def transfer_outcome(self, target: str) -> TransferOutcome:
+        """How the handover to ``target`` that :meth:`transfer_leadership` began stands:
+        done once ``target`` leads (a transfer to this leader itself is done at once);
+        abandoned if this server still leads with no transfer under way (the target did
+        not catch up within an election timeout); lost to another server if one else was
+        elected; pending meanwhile."""
+        if target == self.name:
+            return TransferOutcome.DONE
+        if self.leader == target and self.role is not Role.LEADER:
+            return TransferOutcome.DONE
+        if self.role is Role.LEADER and self.transfer_target is None:
+            return TransferOutcome.ABANDONED
+        if self.leader not in (None, target, self.name):
+            return TransferOutcome.OTHER_ELECTED
+        return TransferOutcome.PENDING
+
+    def awaiting_first_answer(self, name: str) -> bool:
+        """Whether this leader still waits for the first answer of ``name``, a learner
+        it added: a server of another cluster refuses at its first message, so adding a
+        learner waits for that answer. ``False`` once it answered (its log is known to
+        match this leader's), refused as a server of another cluster, is no longer
+        replicated to, or this server no longer leads."""
+        if self.role is not Role.LEADER or name in self.foreign:
+            return False
+        pr = self.progress.get(name)
+        return pr is not None and pr.match == 0
 
     def _begin_transfer(self, target: str, now: float) -> None:
         self.transfer_target = target

@@ -36,7 +36,7 @@ of the paper (§5) or of Ongaro's dissertation (§3.10, §4, §5.3 snapshots, §
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, KeysView
 from typing import Any
 
 from .._errors import (
@@ -69,6 +69,7 @@ from .messages import (
     VoteResponse,
 )
 from .progress import ProgressMode
+from .ready import NodeStatus
 from .types import INF, MAX_TERM_GAP, LeaderNotReady, Role, TransferInProgress
 
 __all__ = [
@@ -410,6 +411,48 @@ class RaftNode(Elections):
             raise TransferInProgress(f"leadership is being transferred to {self.transfer_target!r}")
         self._now = now
         return self._append(kind, data)
+
+    # The runtime's facade: besides the events above and the Ready/Advance cycle, the
+    # runtime reads only the node's live soft state (role, term, leader, commit_index,
+    # transfer_target, lease_until, deadline, unsent_entries, applied, snapshot_index)
+    # and what these report (its rooms add their own: :meth:`awaiting_first_answer`,
+    # :meth:`transfer_outcome`, :meth:`unknown_outcomes`).
+    def status(self) -> NodeStatus:
+        """What this node reports of itself (etcd's ``RawNode.Status``)."""
+        cfg = self.config
+        log = self.log
+        return NodeStatus(
+            role=self.role,
+            term=self.term,
+            leader=self.leader,
+            commit_index=self.commit_index,
+            last_log_index=log.last_index,
+            log_length=log.last_index - log.snapshot_index,
+            snapshot_index=self.snapshot_index,
+            config=cfg,
+            match_index=(
+                {p: pr.match for p, pr in self.progress.items() if p in cfg.members}
+                if self.role is Role.LEADER
+                else {}
+            ),
+            transfer_target=self.transfer_target,
+            cluster_id=self.cluster_id,
+        )
+
+    def followers(self) -> KeysView[str]:
+        """On a leader, the servers it replicates to (a live view; empty elsewhere)."""
+        return self.progress.keys()
+
+    def entries_from(self, index: int) -> list[Entry]:
+        """The log's entries from ``index`` (or from its first held, if compacted) to its
+        last."""
+        log = self.log
+        return log.slice(max(index, log.first_index), log.last_index)
+
+    def foreign_identity(self, name: str) -> str | None:
+        """The identity of the other cluster ``name`` belongs to, if it refused to follow
+        this leader for that reason (or this server refused it); else ``None``."""
+        return self.foreign.get(name)
 
 
 _HANDLERS: dict[type, Callable[[RaftNode, Any, float], None]] = {

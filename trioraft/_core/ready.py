@@ -25,6 +25,7 @@ is staged, goes durable with the next write, and steps 2 to 4 need not wait for 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from typing import Any, Final
 
 from .config import Config
@@ -32,7 +33,15 @@ from .messages import Entry, Message
 from .record import Record, fields
 from .types import Role
 
-__all__ = ["HardState", "PersistedState", "Ready", "Snapshot", "SoftState", "snapshot_checksum"]
+__all__ = [
+    "HardState",
+    "NodeStatus",
+    "PersistedState",
+    "Ready",
+    "Snapshot",
+    "SoftState",
+    "snapshot_checksum",
+]
 
 
 def snapshot_checksum(data: bytes) -> int:
@@ -145,6 +154,42 @@ class SoftState(Record):
             self.role, self.term, self.leader, self.commit, self.transfer_target,
             self.config_index, self.change_count,
         )  # fmt: skip
+
+
+class NodeStatus(Record):
+    """What a node reports of itself when asked (:meth:`RaftNode.status
+    <trioraft._core.RaftNode.status>`, as etcd's ``RawNode.Status``): its soft state, its
+    log's extent (``log_length``: the entries held after its compaction point), the
+    configuration in force and, on a leader, how far each member's log is known to match
+    its own (``match_index``: the highest entry known replicated on each)."""
+
+    __slots__ = (
+        "cluster_id", "commit_index", "config", "last_log_index", "leader", "log_length",
+        "match_index", "role", "snapshot_index", "term", "transfer_target",
+    )  # fmt: skip
+    FIELDS = fields(
+        ("role", Role), ("term", int), ("leader", str | None), ("commit_index", int),
+        ("last_log_index", int), ("log_length", int), ("snapshot_index", int),
+        ("config", Config), ("match_index", Mapping[str, int]),
+        ("transfer_target", str | None), ("cluster_id", str),
+    )  # fmt: skip
+
+    def __init__(
+        self, role: Role, term: int, leader: str | None, commit_index: int,
+        last_log_index: int, log_length: int, snapshot_index: int, config: Config,
+        match_index: Mapping[str, int], transfer_target: str | None, cluster_id: str,
+    ) -> None:  # fmt: skip
+        self.role: Final = role
+        self.term: Final = term
+        self.leader: Final = leader
+        self.commit_index: Final = commit_index
+        self.last_log_index: Final = last_log_index
+        self.log_length: Final = log_length
+        self.snapshot_index: Final = snapshot_index
+        self.config: Final = config
+        self.match_index: Final = match_index
+        self.transfer_target: Final = transfer_target
+        self.cluster_id: Final = cluster_id
 
 
 class Ready(Record):

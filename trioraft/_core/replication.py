@@ -9,6 +9,8 @@ votes, reads' state (it tells :mod:`.reads` when answers arrive), the configurat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .confchange import (
     CatchUpState,
 )
@@ -38,6 +40,14 @@ class Replication(Snapshots):
         for pr in self.progress.values():
             pr.heartbeat_wanted = True
         self._replication_due = True
+
+    def unknown_outcomes(self, proposed: Iterable[int]) -> list[int]:
+        """Of entries this server appended as leader (their indexes), once it no longer
+        leads in their term: those whose outcome it cannot know. An entry above its
+        commit index may be committed by the next leader, or replaced; a committed one
+        is applied (and its writer answered) as usual."""
+        commit = self.commit_index
+        return [index for index in proposed if index > commit]
 
     def _on_append_response(self, m: AppendResponse, now: float) -> None:
         pr = self._heard_from(m.src, m.round, m.commit_index)

@@ -24,6 +24,7 @@ __all__ = [
     "ReadRequest",
     "Role",
     "TransferInProgress",
+    "TransferOutcome",
     "rng_nonce",
 ]
 
@@ -50,6 +51,21 @@ class Role(enum.Enum):
     PRE_CANDIDATE = "pre_candidate"
     CANDIDATE = "candidate"
     LEADER = "leader"
+
+
+class TransferOutcome(enum.Enum):
+    """How a leadership transfer stands, as :meth:`RaftNode.transfer_outcome
+    <trioraft._core.RaftNode.transfer_outcome>` reports it (§3.10)."""
+
+    #: Under way: the target is being brought up to date, or campaigning.
+    PENDING = "pending"
+    #: The target leads (as this server knows it).
+    DONE = "done"
+    #: This server still leads: it gave the transfer up (the target did not catch up
+    #: within an election timeout).
+    ABANDONED = "abandoned"
+    #: Another server than the target was elected.
+    OTHER_ELECTED = "other_elected"
 
 
 class TransferInProgress(RaftError):

@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from .._codec import decode_value, encode_value
+from .._codec import decode_value, describe, encode_value
 
 __all__ = [
     "MAX_HANDSHAKE_FRAME",
@@ -195,7 +195,7 @@ def parse_intro(fields: dict[str, Any]) -> Intro:
     """The dialler's intro, every field checked (not its MAC: see :func:`check_intro`)."""
     role = fields.get("role")
     if role not in _ROLES:
-        raise HandshakeError(f"bad handshake: role {role!r}")
+        raise HandshakeError(f"bad handshake: role {describe(role)}")
     listen = _text(fields, "listen")
     return Intro(
         role=str(role),
@@ -236,7 +236,8 @@ def parse_hello(fields: dict[str, Any]) -> bytes:
     if fields.get("hello") != "trioraft":
         raise HandshakeError("not a trioraft server")
     if fields.get("version") != 2:
-        raise HandshakeError(f"a trioraft server of another version ({fields.get('version')!r})")
+        version = describe(fields.get("version"))
+        raise HandshakeError(f"a trioraft server of another version ({version})")
     return _bytes(fields, "nonce", (NONCE,))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import trio
 
-from .._codec import _ext_hook, packer, unpack
+from .._codec import _NESTED, _ext_hook, describe, nested_too_deep, packer, unpack
 from .._core import messages as m
 from .._core.messages import Config, Entry, EntryKind, Message
 from .._errors import MalformedMessage
@@ -81,12 +81,10 @@ def _entry_out(entry: Entry) -> list[Any]:
     return [entry.term, entry.index, _KIND_CODES[entry.kind], data]
 
 
-def _field_out(value: Any) -> Any:
-    if isinstance(value, Config):
-        return _config_out(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], Entry):
-        return [_entry_out(e) for e in value]
-    return value
+def _entries_out(entries: tuple[Entry, ...]) -> list[Any]:
+    # By the field, not by the value's looks: no entries is an empty list too (an empty
+    # tuple would travel as msgpack's tuple extension, which the decoder refuses).
+    return [_entry_out(e) for e in entries]
 
 
 class _EntriesCache:
@@ -134,14 +132,12 @@ def encode(message: Message) -> bytes:
         parts = [p.pack_array_header(len(names) + 1), p.pack(code)]
         for name in names:
             value = getattr(message, name)
-            parts.append(
-                _ENTRIES.pack(value, p) if name == "entries" else p.pack(_field_out(value))
-            )
+            parts.append(_ENTRIES.pack(value, p) if name == "entries" else p.pack(value))
         body = b"".join(parts)
     else:
         fields = [code, *_GETTERS[type(message)](message)]
-        for i in _CONVERTED[type(message)]:
-            fields[i] = _field_out(fields[i])
+        for i, out in _CONVERTED[type(message)]:
+            fields[i] = out(fields[i])
         body = p.pack(fields)
     return _LENGTH.pack(len(body) + 1) + bytes((VERSION,)) + body
 
@@ -161,7 +157,7 @@ _LIMIT = 2**63 - 1
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _LIMIT:
-        raise _Bad(f"expected a non-negative integer, got {value!r}")
+        raise _Bad(f"expected a non-negative integer, got {describe(value)}")
     return value
 
 
@@ -180,19 +176,24 @@ _bytes = _of_type(bytes, "bytes")
 
 
 def _any(value: Any) -> Any:
-    return value  # a user value: whatever msgpack (and the tuple extension) decoded
+    # A user value: whatever msgpack (and the tuple extension) decoded, nested no deeper
+    # than the codec encodes (see trioraft._codec.MAX_DEPTH).
+    if isinstance(value, _NESTED) and nested_too_deep(value):
+        raise _Bad("a value nested too deep")
+    return value
 
 
 def _names(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
-        raise _Bad(f"expected a list of server names, got {value!r}")
+        raise _Bad(f"expected a list of server names, got {describe(value)}")
     return tuple(value)
 
 
 def _config(value: Any) -> Config:
     if not isinstance(value, list) or len(value) not in (3, 4):
         raise _Bad(
-            f"expected a configuration [voters, learners, addresses(, outgoing)], got {value!r}"
+            "expected a configuration [voters, learners, addresses(, outgoing)], got "
+            f"{describe(value)}"
         )
     voters, learners, addresses = value[:3]
     outgoing = _names(value[3]) if len(value) == 4 else None
@@ -200,7 +201,7 @@ def _config(value: Any) -> Config:
         isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and x for x in p)
         for p in addresses
     ):
-        raise _Bad(f"expected a list of [name, address] pairs, got {addresses!r}")
+        raise _Bad(f"expected a list of [name, address] pairs, got {describe(addresses)}")
     try:
         return Config(
             voters=_names(voters), learners=_names(learners), addresses=addresses, outgoing=outgoing
@@ -228,16 +229,18 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     expected = -1
     for item in value:
         if type(item) is not list or len(item) != 4:
-            raise _Bad(f"expected an entry [term, index, kind, data], got {item!r}")
+            raise _Bad(f"expected an entry [term, index, kind, data], got {describe(item)}")
         term, index, code, data = item
         plain = type(term) is int and type(index) is int  # not a bool, not something else
         if not (plain and 0 <= term < _LIMIT and 0 <= index < _LIMIT):
             term, index = _int(term), _int(index)  # raises, naming the problem
         kind = kinds.get(code) if type(code) is int else None
         if kind is None:
-            raise _Bad(f"unknown entry kind {code!r}")
+            raise _Bad(f"unknown entry kind {describe(code)}")
         if kind is EntryKind.CONFIG:
             data = _config(data)
+        elif isinstance(data, _NESTED):
+            data = _any(data)
         if index != expected and expected >= 0:
             raise _Bad("entries are not consecutive")
         expected = index + 1
@@ -282,16 +285,18 @@ _SPECS: dict[type[Message], list[Callable[[Any], Any]]] = {}
 #: Each type's fields in one C call (a tuple, in the order of _FIELDS).
 _GETTERS: dict[type[Message], Callable[[Message], tuple[Any, ...]]] = {}
 #: Where a frame of each type holds a field that needs converting (configurations,
-#: entries), counting the type code as 0.
-_CONVERTED: dict[type[Message], tuple[int, ...]] = {}
+#: entries), counting the type code as 0, and the conversion.
+_CONVERTED: dict[type[Message], tuple[tuple[int, Callable[[Any], Any]], ...]] = {}
+_OUT: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
+    _entries: _entries_out,
+    _config: _config_out,
+}
 for _cls in _CODES:
     _hints = dict(_cls.FIELDS)
     _SPECS[_cls] = [_check_for(_hints[name]) for name in _FIELDS[_cls]]
     _GETTERS[_cls] = operator.attrgetter(*_FIELDS[_cls])
     _CONVERTED[_cls] = tuple(
-        i + 1
-        for i, name in enumerate(_FIELDS[_cls])
-        if _SPECS[_cls][i] not in (_int, _bool, _str, _bytes, _any)
+        (i + 1, _OUT[check]) for i, check in enumerate(_SPECS[_cls]) if check in _OUT
     )
     # A frame lists src, dst, term, cluster, then the type's own fields; the constructor
     # takes cluster by keyword (decode relies on it).
@@ -302,7 +307,7 @@ def _validate(message: Message) -> None:
     if not message.src or not message.dst:
         raise _Bad("a message names its sender and its addressee")
     if isinstance(message, ClientRequest) and message.op not in OPS:
-        raise _Bad(f"unknown client operation {message.op!r}")
+        raise _Bad(f"unknown client operation {describe(message.op)}")
     if isinstance(message, m.InstallSnapshot) and message.offset + len(message.data) > message.size:
         raise _Bad("a chunk runs past the size of its snapshot")
 
@@ -334,7 +339,7 @@ def _check_version(body: bytes) -> None:
 def _type_of(code: Any) -> type[Message]:
     cls = _TYPES.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
     if cls is None:
-        raise MalformedMessage(f"unknown message type {code!r}")
+        raise MalformedMessage(f"unknown message type {describe(code)}")
     return cls
 
 

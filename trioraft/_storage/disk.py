@@ -31,6 +31,11 @@ from .._codec import decode_value, encode_value
 from .._core.messages import Config, Entry, EntryKind
 from .._core.ready import HardState, PersistedState, Snapshot
 from .base import StorageError, passing
+from .schema import DB as _DB
+from .schema import NEW_DB as _NEW_DB
+from .schema import create_store, store_problem
+from .schema import fsync_directory as _fsync_directory
+from .schema import tables as _tables
 
 if TYPE_CHECKING:
     import sqlite3
@@ -39,10 +44,6 @@ logger = logging.getLogger("trioraft")
 
 __all__ = ["DiskStorage"]
 
-FORMAT = "trioraft-disk-1"
-_DB = "raft.db"
-#: A new store is made whole under this name, then renamed to ``raft.db``.
-_NEW_DB = ".raft.db.new"
 _LOCK = "LOCK"
 _KINDS = {
     EntryKind.NOOP: 0,
@@ -52,12 +53,6 @@ _KINDS = {
     EntryKind.CLIENT: 4,
 }
 _KIND_OF = {v: k for k, v in _KINDS.items()}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (
-    idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB
-);
-"""
 #: Directories in use by a server of this process (flock says so for other processes).
 _IN_USE: set[str] = set()
 _IN_USE_LOCK = threading.Lock()
@@ -212,7 +207,7 @@ class DiskStorage:
                 self._check_writable(part)
         try:
             if not path.exists():
-                self._create_db(name)
+                create_store(self.path, name)
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db = db
             # Read before anything is written: a store refused is left as it was found.
@@ -220,56 +215,14 @@ class DiskStorage:
             meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
         except sqlite3.DatabaseError as exc:
             raise self._error(f"damaged: {exc}") from None
-        # A store is created whole before it is used (see _create_db): a raft.db without
-        # our tables lost its contents, or belongs to someone else. Never reinitialised.
-        if not tables:
-            raise self._error(
-                f"damaged: {_DB} holds no tables (a store is complete from its creation, so "
-                "this one lost its contents); it is never reinitialised"
-            )
-        if "meta" not in tables:
-            raise self._error(
-                f"not a trioraft store ({_DB} holds the tables "
-                f"{', '.join(sorted(tables)[:3])}); it is never reinitialised"
-            )
-        if meta.get("format") != FORMAT:
-            raise self._error(f"not a trioraft store (format {meta.get('format')!r})")
-        if meta.get("owner") != name:
-            raise self._error(
-                f"belongs to server {meta.get('owner')!r}; it cannot be used by {name!r}"
-            )
+        problem = store_problem(tables, meta, name)
+        if problem is not None:
+            raise self._error(problem)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
         except sqlite3.DatabaseError as exc:
             raise self._error(f"damaged: {exc}") from None
-
-    def _create_db(self, name: str) -> None:
-        """A new store for server ``name``: made whole under a temporary name (the leftovers
-        of a start that was interrupted are dropped first), synced, then renamed into
-        place. So a ``raft.db`` that exists was once a complete store, and one found
-        empty is damage, not a store to create (API: "never silently reinitialised")."""
-        import sqlite3
-
-        for leftover in self.path.glob(_NEW_DB + "*"):
-            leftover.unlink()
-        tmp = self.path / _NEW_DB
-        db = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=DELETE")  # all of it in the one file, once closed
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            db.execute("INSERT INTO meta VALUES ('owner', ?)", (name,))
-        finally:
-            db.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path / _DB)
-        _fsync_directory(self.path)
 
     @staticmethod
     def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
@@ -522,15 +475,3 @@ def _write_atomically(directory: Path, name: str, data: bytes) -> None:
         os.close(fd)
     os.replace(tmp, directory / name)
     _fsync_directory(directory)
-
-
-def _tables(db: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
-def _fsync_directory(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -21,7 +21,7 @@
 
 from ._checker import LinearizabilityResult, check_linearizability
 from ._cluster import LIVENESS_ELECTION_TIMEOUTS, Cluster, derive_seed, open_cluster
-from ._faults import *  # noqa: F403  (every fault class, FaultSchedule, FAULT_KINDS)
+from ._faults import *  # noqa: F403  (every fault class, FAULT_KINDS)
 from ._faults import __all__ as _fault_names
 from ._history import History, PendingOperation
 from ._invariants import InvariantMonitor, InvariantViolation
@@ -31,6 +31,7 @@ from ._operation import Operation
 from ._ports import free_tcp_ports
 from ._run import HangError, run, scheduler_hooks_available
 from ._scenario import check_fault_schedule
+from ._schedule import FaultSchedule
 from ._trace import TraceRecorder, format_event, load_trace, print_tail_on_failure
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "LIVENESS_ELECTION_TIMEOUTS",
     "Cluster",
     "Counter",
+    "FaultSchedule",
     "HangError",
     "History",
     "LinearizabilityResult",

@@ -17,7 +17,7 @@ from .._core.node import Role
 from .._core.options import check_seconds
 from .._errors import NotLeader, OutcomeUnknown, ServerStopped
 from .._network.memory import MemoryNetwork
-from .._server import Server, TraceEvent, start_server
+from .._server import Server, Status, TraceEvent, start_server
 from .._state_machine import StateMachine
 from .._storage.memory import MemoryStorage
 from ._clocks import DriftingClock
@@ -29,7 +29,8 @@ _MISSING: Any = object()
 
 #: Liveness: after a recovery (every server up, the network whole and clean), a stable
 #: leader must be elected within this many of the longest election timeouts, provided a
-#: quorum of the latest configuration's voters is running.
+#: quorum of the latest configuration's voters is running (of each of its two voter sets
+#: while it is joint).
 LIVENESS_ELECTION_TIMEOUTS = 10
 
 
@@ -50,8 +51,9 @@ class Cluster:
     Beyond Raft's safety properties, the cluster checks **liveness** after every
     :meth:`recover`: unless another fault comes first, a stable leader must be elected
     within :data:`LIVENESS_ELECTION_TIMEOUTS` election timeouts whenever a quorum of the
-    latest configuration's voters is running (checked by :meth:`check`, the periodic
-    checks and :meth:`wait_for_leader`). It also checks that the state machines' reads
+    latest configuration's voters is running (of both voter sets while it is joint,
+    dissertation §4.3; checked by :meth:`check`, the periodic checks and
+    :meth:`wait_for_leader`). It also checks that the state machines' reads
     leave their state unchanged.
 
     Each server reads a clock of its own (the time its core is given, its timers), which
@@ -104,6 +106,14 @@ class Cluster:
         for tracer in self._tracers:
             tracer(event)
 
+    def record_outcome(self, server: str, call: str, what: str, outcome: str) -> None:
+        """Trace what a call of a fault schedule on ``server`` came to (an ``"outcome"``
+        event: ``call``, the fault's kind; ``what``, the fault in words; ``outcome``,
+        ``"done"`` or the error it raised). A membership change refused or cut short
+        is an outcome of the run, not a failure of it."""
+        data = {"call": call, "what": what, "outcome": outcome}
+        self._trace(TraceEvent(trio.current_time(), server, "outcome", data))
+
     async def start(self, name: str, **options: Any) -> Server:
         """Start server ``name`` (with the cluster's options, overridden by ``options``),
         from its stored state if it ran before."""
@@ -139,6 +149,7 @@ class Cluster:
         """Stop server ``name``, keeping its storage for :meth:`restart`."""
         if name not in self.servers:
             raise ValueError(f"server {name!r} is not running")
+        self._check_failures([name])  # before its failure goes with it
         server = self.servers.pop(name)
         self.note_fault()
         self._trace(TraceEvent(trio.current_time(), name, "crash", {}))
@@ -213,14 +224,16 @@ class Cluster:
         if server is None:
             return "down"
         st = server.status()
+        joint = "" if st.joint_voters is None else f" joint with={sorted(st.joint_voters)}"
         return (
             f"{st.role.value} term={st.term} leader={st.leader} commit={st.commit_index} "
-            f"last={st.last_log_index} voters={sorted(st.voters)}"
+            f"last={st.last_log_index} voters={sorted(st.voters)}{joint}"
         )
 
     def _quorum_running(self) -> bool:
         # The latest configuration is that of the running server with the most
-        # up-to-date log (it is the one any leader must hold).
+        # up-to-date log (it is the one any leader must hold). While it is joint
+        # (C_old,new, §4.3), a quorum of each of its two voter sets must run.
         running = list(self.servers.values())
         if not running:
             return False
@@ -229,8 +242,14 @@ class Cluster:
             key=lambda s: (s._node.log.last_term, s._node.log.last_index, s.name),
         )
         status = newest.status()
-        quorum = max(self.options.get("min_majority") or 0, len(status.voters) // 2 + 1)
-        return sum(1 for v in status.voters if v in self.servers) >= quorum
+        floor = self.options.get("min_majority") or 0
+        sets = (
+            [status.voters] if status.joint_voters is None else [status.voters, status.joint_voters]
+        )
+        return all(
+            sum(1 for v in voters if v in self.servers) >= max(floor, len(voters) // 2 + 1)
+            for voters in sets
+        )
 
     def _newest_leader(self, exclude: Iterable[str] = ()) -> Server | None:
         excluded = set(exclude)
@@ -310,9 +329,10 @@ class Cluster:
 
     async def wait_for_leader(self, *, exclude: Iterable[str] = (), poll: float = 0.01) -> Server:
         """Wait for a stable leader: it has committed an entry of its term, and every
-        running member it can reach knows it as leader of that term. Servers named in
-        ``exclude`` do not count (for example a deposed leader that is cut off and still
-        believes it leads). Bound it with ``trio.fail_after``."""
+        running member it can reach (outgoing voters too, while joint) knows it as leader
+        of that term. Servers named in ``exclude`` do not count (for example a deposed
+        leader that is cut off and still believes it leads). Bound it with
+        ``trio.fail_after``."""
         while True:
             leader = self._newest_leader(exclude)
             if leader is not None and self._stable(leader):
@@ -324,7 +344,7 @@ class Cluster:
         status = leader.status()
         if leader._node.log.term_at(status.commit_index) != status.term:
             return False  # its no-op has not committed yet
-        members = status.voters | status.learners
+        members = members_of(status)
         for server in self.servers.values():
             if server is leader or server.name not in members:
                 continue
@@ -354,9 +374,19 @@ class Cluster:
         raise NotLeader(None, f"no leader accepted the write after {attempts} attempts")
 
     def check(self) -> None:
-        """Check the Raft invariants over the running servers now, and liveness."""
+        """Check the Raft invariants over the running servers now, liveness, and that no
+        server stopped itself because an internal invariant broke
+        (:attr:`Server.failure <trioraft.Server.failure>`: a bug, which the run would
+        otherwise go on without)."""
         self.monitor.check(self.servers.values())
+        self._check_failures()
         self.check_liveness()
+
+    def _check_failures(self, names: Iterable[str] | None = None) -> None:
+        for name in sorted(self.servers if names is None else names):
+            failure = self.servers[name].failure
+            if failure is not None:
+                self.monitor.fail(f"{name!r} stopped itself, a bug in trioraft: {failure}")
 
     async def _monitor_loop(self, interval: float) -> None:
         while True:
@@ -418,6 +448,12 @@ async def open_cluster(
             yield cluster
         finally:
             nursery.cancel_scope.cancel()
+
+
+def members_of(status: Status) -> frozenset[str]:
+    """Every member of the configuration ``status`` reports: voters, learners, and while
+    joint the outgoing voters too (they are members until C_new is in force)."""
+    return status.voters | status.learners | (status.joint_voters or frozenset())
 
 
 def _audited(factory: Callable[..., Any], monitor: InvariantMonitor, name: str, *args: Any) -> Any:

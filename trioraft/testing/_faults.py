@@ -1,18 +1,17 @@
-"""Fault schedules: declarative, printable lists of timed faults to inflict on a cluster."""
+"""The faults of fault schedules (:mod:`._schedule`): each a timed, printable record of
+something to inflict on a cluster, checked when made."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar
 
 import attrs
 import trio
 
-from .._core.options import CoreOptions, check_clock_drift
+from .._core.options import CoreOptions, server_names
 from .._errors import RaftError
 from .._network.memory import check_delay, check_rate
 from .._server import Server
@@ -30,7 +29,6 @@ __all__ = [
     "Delay",
     "Duplication",
     "Fault",
-    "FaultSchedule",
     "Heal",
     "Isolate",
     "IsolateLeader",
@@ -39,6 +37,7 @@ __all__ = [
     "Recover",
     "RemoveServer",
     "Restart",
+    "SetMembers",
     "TransferLeadership",
     "TriggerElection",
 ]
@@ -191,7 +190,15 @@ class _LeaderFault(Fault):
 @attrs.frozen
 class _LeaderCall(Fault):
     """A call on the leader that can take a while (a membership change, a transfer):
-    started in the background, given a few seconds at most; :meth:`call`."""
+    started in the background, given a few seconds at most; :meth:`call`. What it came
+    to (done, an error it raised, or out of time) is an outcome, not a failure of the
+    harness: the cluster records it (:meth:`Cluster.record_outcome
+    <trioraft.testing.Cluster.record_outcome>`)."""
+
+    #: The errors the call may raise that are outcomes to record (``ChangeInProgress``,
+    #: ``NotLeader``, ``OutcomeUnknown``, ``CatchUpFailed``, ``TransferFailed``, a
+    #: configuration the leader refuses...). Anything else fails the run.
+    tolerated: ClassVar[tuple[type[Exception], ...]] = (RaftError, ValueError)
 
     def call(self, leader: Server) -> Awaitable[object]:
         """The call to make on ``leader``."""
@@ -204,8 +211,14 @@ class _LeaderCall(Fault):
             return f"{what}: no leader"
 
         async def attempt() -> None:
-            with contextlib.suppress(RaftError, ValueError), trio.move_on_after(_CALL_BUDGET):
-                await self.call(leader)
+            outcome = f"not over after {_CALL_BUDGET:g} s"
+            with trio.move_on_after(_CALL_BUDGET):
+                try:
+                    await self.call(leader)
+                    outcome = "done"
+                except self.tolerated as exc:
+                    outcome = f"{type(exc).__name__}: {exc}"
+            cluster.record_outcome(leader.name, self.kind, what, outcome)
 
         nursery.start_soon(attempt)
         return f"{what} (via {leader.name})"
@@ -429,6 +442,50 @@ class RemoveServer(_LeaderCall):
         return leader.remove_server(self.name)
 
 
+def _voters(value: Any) -> tuple[str, ...]:
+    return tuple(sorted(server_names(value, "SetMembers: voters")))
+
+
+def _learners(value: Any) -> tuple[str, ...]:
+    return tuple(sorted(server_names(value, "SetMembers: learners")))
+
+
+@attrs.frozen
+class SetMembers(_LeaderCall):
+    """Ask the leader to make the configuration exactly ``voters`` and ``learners``
+    (:meth:`Server.set_members <trioraft.Server.set_members>`: through joint consensus
+    when more than one voter changes, §4.3). A server named that never ran is started
+    first, with no configuration (as a spare, to be caught up); a crashed one stays
+    down. ``ValueError`` when made for no voters, a name given twice, or a server in
+    both sets."""
+
+    voters: tuple[str, ...] = attrs.field(converter=_voters)
+    learners: tuple[str, ...] = attrs.field(converter=_learners, default=())
+
+    def __attrs_post_init__(self) -> None:
+        if not self.voters:
+            raise ValueError("SetMembers needs at least one voter")
+        both = set(self.voters) & set(self.learners)
+        if both:
+            raise ValueError(
+                f"SetMembers: servers cannot be both voter and learner: {sorted(both)}"
+            )
+
+    def call(self, leader: Server) -> Awaitable[object]:
+        return leader.set_members(self.voters, learners=self.learners)
+
+    async def apply(self, cluster: Cluster, nursery: trio.Nursery) -> str:
+        new = [n for n in (*self.voters, *self.learners) if n not in cluster.storages]
+        for name in new:
+            await cluster.start(name, initial_config=())
+        what = await super().apply(cluster, nursery)
+        return what + (f"; started {' '.join(new)}" if new else "")
+
+    def describe(self) -> str:
+        learners = f", learners {' '.join(self.learners)}" if self.learners else ""
+        return f"set members: voters {' '.join(self.voters)}{learners}"
+
+
 @attrs.frozen
 class TransferLeadership(_LeaderCall):
     """Ask the leader to hand over to ``target`` (``None``: the most up-to-date voter)."""
@@ -460,6 +517,7 @@ FAULT_KINDS: dict[str, type[Fault]] = {
         Recover,
         AddServer,
         RemoveServer,
+        SetMembers,
         TransferLeadership,
         TriggerElection,
         ClockRate,
@@ -469,191 +527,3 @@ FAULT_KINDS: dict[str, type[Fault]] = {
 }
 #: The kinds that change a server's clock.
 CLOCK_KINDS = frozenset({ClockRate.kind, ClockRateLeader.kind, ClockJump.kind})
-
-
-def _by_time(faults: Iterable[Fault]) -> tuple[Fault, ...]:
-    return tuple(sorted(faults, key=lambda f: f.at))
-
-
-@attrs.frozen
-class FaultSchedule:
-    """Timed faults, sorted by time. ``print(schedule)`` shows one fault a line;
-    ``repr(schedule)`` is Python that rebuilds it; :meth:`to_json` / :meth:`from_json`
-    store it. :meth:`run` inflicts it on a :class:`~trioraft.testing.Cluster`."""
-
-    faults: tuple[Fault, ...] = attrs.field(converter=_by_time, default=())
-
-    def __len__(self) -> int:
-        return len(self.faults)
-
-    def __str__(self) -> str:
-        if not self.faults:
-            return "(no faults)"
-        return "\n".join(str(f) for f in self.faults)
-
-    @property
-    def end(self) -> float:
-        """Time of the last fault (0 if none)."""
-        return self.faults[-1].at if self.faults else 0.0
-
-    def to_json(self) -> list[dict[str, Any]]:
-        """A JSON-able list of faults."""
-        return [f.to_json() for f in self.faults]
-
-    @classmethod
-    def from_json(cls, data: Sequence[dict[str, Any]]) -> FaultSchedule:
-        """Rebuild a schedule from :meth:`to_json`'s output."""
-        faults = []
-        for item in data:
-            if not isinstance(item, dict) or "kind" not in item:
-                raise ValueError(f"a fault must be a dict with a 'kind', got {item!r}")
-            fields = dict(item)
-            kind = fields.pop("kind")
-            fault_cls = FAULT_KINDS.get(kind)
-            if fault_cls is None:
-                raise ValueError(f"unknown fault kind {kind!r}")
-            if kind == "partition":
-                fields["groups"] = [tuple(g) for g in fields.get("groups", ())]
-            try:
-                faults.append(fault_cls(**fields))
-            except TypeError as exc:  # a field missing or unknown
-                raise ValueError(f"bad fault {item!r}: {exc}") from None
-        return cls(faults)
-
-    async def run(
-        self, cluster: Cluster, *, log: Callable[[float, str], None] | None = None
-    ) -> None:
-        """Inflict each fault at its time, counted from now. Membership changes and
-        transfers run in the background (at most a few seconds each) so later faults
-        stay on time; :meth:`run` returns once the last has finished."""
-        start = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            for fault in self.faults:
-                await trio.sleep_until(start + fault.at)
-                if not isinstance(fault, Recover):
-                    cluster.note_fault()
-                what = await fault.apply(cluster, nursery)
-                if log is not None:
-                    log(trio.current_time(), what)
-
-    @classmethod
-    def random(
-        cls,
-        rng: random.Random,
-        names: Sequence[str],
-        *,
-        duration: float = 10.0,
-        count: int = 10,
-        spares: Sequence[str] = (),
-        kinds: Iterable[str] | None = None,
-        recover_every: float | None = None,
-        clock_drift: float | None = None,
-        max_clock_drift: float = DEFAULT_MAX_CLOCK_DRIFT,
-    ) -> FaultSchedule:
-        """A random schedule of ``count`` faults within ``duration`` seconds, drawn from
-        ``rng`` (for soak runs; with Hypothesis, use
-        :func:`trioraft.testing.strategies.fault_schedules`, which shrinks). With
-        ``recover_every``, a :class:`Recover` every that many seconds keeps faults from
-        piling up for good.
-
-        With ``clock_drift``, clocks drift too: every server's clock starts at a rate
-        drawn from ``1 ± clock_drift`` (a :class:`ClockRate` at time 0), and the faults
-        drawn include :class:`ClockRate` (in that range), :class:`ClockRateLeader` (in
-        its slow half, and the leader is cut off within 0.3 s by an
-        :class:`IsolateLeader`: the race a lease must win, §6.4.1) and
-        :class:`ClockJump`. ``max_clock_drift`` is the servers' bound (the option of
-        that name): within it (``clock_drift <= max_clock_drift``), a jump comes with a
-        :class:`Crash` of its server at the same time (a host suspended: when it is
-        back, its clock has moved on), since a running follower's jump is beyond every
-        rate bound; beyond it, jumps hit running servers too. Without ``clock_drift``
-        (the default), clock faults are drawn only if ``kinds`` names them, at rates
-        within ``1 ± max_clock_drift``."""
-        bound = check_clock_drift("max_clock_drift", max_clock_drift)
-        drift = bound if clock_drift is None else check_clock_drift("clock_drift", clock_drift)
-        hidden = {"recover"} | (CLOCK_KINDS if clock_drift is None else set())
-        allowed = sorted(kinds) if kinds is not None else sorted(set(FAULT_KINDS) - hidden)
-        for kind in allowed:
-            if kind not in FAULT_KINDS:
-                raise ValueError(f"unknown fault kind {kind!r}")
-        everyone = list(names) + list(spares)
-        faults: list[Fault] = []
-        if clock_drift is not None:
-            faults.extend(
-                ClockRate(0.0, n, _random_rate(rng, 1 - drift, 1 + drift)) for n in everyone
-            )
-        for _ in range(count):
-            at = rng.uniform(0, duration)
-            kind = rng.choice(allowed)
-            faults.append(_random_fault(rng, kind, at, list(names), everyone, drift))
-            if kind == "clock_rate_leader":  # and soon cut off: the lease's race
-                faults.append(IsolateLeader(min(duration, at + rng.uniform(0, 0.3))))
-        if drift <= bound:
-            faults = suspend_for_jumps(faults)
-        return cls(faults + _recoveries(duration, recover_every))
-
-
-def _recoveries(duration: float, every: float | None) -> list[Fault]:
-    """A :class:`Recover` every ``every`` seconds within ``duration`` (none if ``None``)."""
-    if every is None:
-        return []
-    if every <= 0:
-        raise ValueError(f"recover_every must be positive, got {every}")
-    out: list[Fault] = []
-    k = 1
-    while k * every <= duration:
-        out.append(Recover(k * every))
-        k += 1
-    return out
-
-
-def _random_rate(rng: random.Random, low: float, high: float) -> float:
-    return max(0.001, round(rng.uniform(low, high), 3))
-
-
-def suspend_for_jumps(faults: Iterable[Fault]) -> list[Fault]:
-    """``faults`` with a :class:`Crash` of its server just before each
-    :class:`ClockJump`: a host suspended, whose clock has moved on when it is back (at
-    the next :class:`Restart` or :class:`Recover`). A restarted server waits out the
-    lease of any leader it may have acknowledged (§6.4.1), so such jumps stay within a
-    drift bound, as those of a running follower do not."""
-    out: list[Fault] = []
-    for fault in faults:
-        if isinstance(fault, ClockJump):
-            out.append(Crash(fault.at, fault.name))
-        out.append(fault)
-    return out
-
-
-def _random_fault(
-    rng: random.Random,
-    kind: str,
-    at: float,
-    names: list[str],
-    everyone: list[str],
-    drift: float = DEFAULT_MAX_CLOCK_DRIFT,
-) -> Fault:
-    if kind == "partition":
-        cut = [n for n in names if rng.random() < 0.5]
-        return Partition(at, (cut, [n for n in names if n not in cut]))
-    if kind in ("isolate", "crash", "restart", "trigger_election"):
-        return FAULT_KINDS[kind](at, rng.choice(names))  # type: ignore[call-arg]
-    if kind == "loss":
-        return Loss(at, rng.choice(LOSS_RATES))
-    if kind == "duplication":
-        return Duplication(at, rng.choice(DUPLICATION_RATES))
-    if kind == "delay":
-        low, high = rng.choice(DELAYS)
-        return Delay(at, low, high)
-    if kind == "add_server":
-        return AddServer(at, rng.choice(everyone), rng.random() < 0.7)
-    if kind == "remove_server":
-        return RemoveServer(at, rng.choice(everyone))
-    if kind == "transfer":
-        return TransferLeadership(at, rng.choice([None, *names]))
-    if kind == "clock_rate":
-        return ClockRate(at, rng.choice(everyone), _random_rate(rng, 1 - drift, 1 + drift))
-    if kind == "clock_rate_leader":  # the slow half: the lease's worst case
-        return ClockRateLeader(at, _random_rate(rng, 1 - drift, 1.0))
-    if kind == "clock_jump":
-        return ClockJump(at, rng.choice(everyone), round(rng.uniform(0, MAX_CLOCK_JUMP), 3))
-    return FAULT_KINDS[kind](at)

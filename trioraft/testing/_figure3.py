@@ -14,6 +14,10 @@ through its ``fail`` callback.
   a later term (§5.4).
 * **State Machine Safety**: no two servers commit (so apply) different entries at one
   index (§5.4.3).
+* **Membership Safety** (dissertation §4.1, §4.3; the safety of membership changes
+  rests on it): each committed configuration after another changes at most one voter,
+  or enters the joint configuration C_old,new from C_old, or leaves it for one of its
+  two voter sets. So no two configurations in a row have disjoint majorities.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._core.log import RaftLog
-from .._core.messages import Entry
+from .._core.messages import Config, Entry, EntryKind
 from .._core.node import RaftNode
 
 __all__ = ["Figure3"]
@@ -49,6 +53,11 @@ class Figure3:
         #: index -> (the committed entry, the lowest term any server was in when it
         #: reported it committed): leaders of that term and later ones must hold it.
         self.committed: dict[int, tuple[Entry, int]] = {}
+        #: index -> the configuration committed there (Membership Safety).
+        self.configs: dict[int, Config] = {}
+        #: Pairs of configurations next to each other with entries between them not seen
+        #: committed yet: compared once they are.
+        self._gaps: set[tuple[int, int]] = set()
         self._recorded: dict[str, int] = {}  # per server: commit index already recorded
         #: (server, term) -> (index, term) of the last entry its log held as leader.
         self._led_to: dict[tuple[str, int], tuple[int, int]] = {}
@@ -70,6 +79,11 @@ class Figure3:
             known = self.committed.get(index)
             if known is None:
                 self.committed[index] = (entry, term_now)
+                if entry.kind is EntryKind.CONFIG:
+                    self._config_committed(index, entry.data)
+                elif self._gaps:
+                    for old, new in [g for g in self._gaps if g[0] < index < g[1]]:
+                        self._config_pair(old, new)
             elif not _same_entry(known[0], entry):
                 self._fail(
                     f"State Machine Safety violated: {name!r} committed {entry} at index "
@@ -77,6 +91,38 @@ class Figure3:
                 )
             elif term_now < known[1]:
                 self.committed[index] = (known[0], term_now)
+
+    def _config_committed(self, index: int, data: object) -> None:
+        """Membership Safety: the configuration committed at ``index`` against the
+        committed ones just before and after it."""
+        if isinstance(data, list):  # as a store or the wire holds it
+            data = Config.from_list(data)
+        if not isinstance(data, Config):
+            return
+        self.configs[index] = data
+        self._gaps = {(old, new) for old, new in self._gaps if not old < index < new}
+        before = max((i for i in self.configs if i < index), default=None)
+        after = min((i for i in self.configs if i > index), default=None)
+        if before is not None:
+            self._config_pair(before, index)
+        if after is not None:
+            self._config_pair(index, after)
+
+    def _config_pair(self, old: int, new: int) -> None:
+        """Compare the configurations committed at ``old`` and ``new`` (next to each other
+        among those seen) once every entry between them was seen committed, so that no
+        configuration between them went unseen; until then, keep the pair for later."""
+        if not all(i in self.committed for i in range(old + 1, new)):
+            self._gaps.add((old, new))
+            return
+        self._gaps.discard((old, new))
+        trouble = membership_step(self.configs[old], self.configs[new])
+        if trouble is not None:
+            self._fail(
+                f"Membership Safety violated: the configuration committed at index "
+                f"{new} ({_voters(self.configs[new])}) {trouble} (the configuration "
+                f"committed before it, at index {old}: {_voters(self.configs[old])})"
+            )
 
     def log_matching(self, a: str, node_a: RaftNode, b: str, node_b: RaftNode) -> None:
         """Log Matching between two nodes' logs. Committed prefixes are compared through
@@ -139,3 +185,30 @@ class Figure3:
                 self.leader(name, node.term)
                 self.append_only(name, node)
                 self.leader_completeness(name, node)
+
+
+def membership_step(old: Config, new: Config) -> str | None:
+    """What is wrong with configuration ``new`` following ``old`` directly (``None``:
+    nothing): more than one voter changed without a joint configuration, a joint
+    configuration entered from other voters than its outgoing ones, left for voters of
+    neither of its sets, or followed by another joint configuration."""
+    old_voters, new_voters = set(old.voters), set(new.voters)
+    if old.outgoing is None and new.outgoing is None:
+        if len(old_voters ^ new_voters) > 1:
+            return "changes more than one voter without a joint configuration"
+    elif old.outgoing is None:
+        if set(new.outgoing or ()) != old_voters:
+            return "is joint, with outgoing voters other than the voters before it"
+    elif new.outgoing is None:
+        if new_voters not in (old_voters, set(old.outgoing)):
+            return "leaves a joint configuration for voters of neither of its sets"
+    elif (new_voters, set(new.outgoing)) != (old_voters, set(old.outgoing)):
+        return "follows another joint configuration directly"
+    return None
+
+
+def _voters(config: Config) -> str:
+    voters = " ".join(config.voters)
+    if config.outgoing is None:
+        return f"voters {voters}"
+    return f"joint: voters {voters}, outgoing {' '.join(config.outgoing)}"

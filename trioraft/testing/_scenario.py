@@ -15,10 +15,10 @@ import trio
 
 from .._errors import NotLeader, OutcomeUnknown, RaftError
 from .._server import Server
-from ._cluster import Cluster, open_cluster
-from ._faults import FaultSchedule
+from ._cluster import Cluster, members_of, open_cluster
 from ._machines import Counter
 from ._run import run
+from ._schedule import FaultSchedule
 
 __all__ = ["SPARES", "check_fault_schedule", "reproduction"]
 
@@ -69,7 +69,7 @@ async def _scenario(
         with trio.fail_after(cluster.liveness_bound + 30):
             leader = await _final_write(cluster)
             target = leader.status().commit_index
-            members = leader.status().voters | leader.status().learners
+            members = members_of(leader.status()) & set(cluster.servers)
             while any(cluster[m].status().last_applied < target for m in members):
                 await trio.sleep(0.01)
         cluster.check()

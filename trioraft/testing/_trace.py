@@ -211,7 +211,11 @@ class TraceRecorder:
       client's write), ``"apply"`` (``server``, ``index``, ``term``, ``entry``: the
       entry's kind), ``"crash"`` and ``"restart"`` (``server``), ``"clock"`` (``server``,
       and ``rate`` or ``jump``: :meth:`Cluster.set_clock_rate
-      <trioraft.testing.Cluster.set_clock_rate>`, :meth:`~trioraft.testing.Cluster.jump_clock`).
+      <trioraft.testing.Cluster.set_clock_rate>`, :meth:`~trioraft.testing.Cluster.jump_clock`),
+      ``"outcome"`` (``server``, the leader it was asked of; ``call``, the fault's kind;
+      ``what``; ``outcome``: what a membership change or transfer of a fault schedule
+      came to, :meth:`Cluster.record_outcome
+      <trioraft.testing.Cluster.record_outcome>`).
       The role events :meth:`attach` makes of the servers' state at that moment also
       carry ``"initial": true``.
     * ``"send"``, ``"deliver"``, ``"drop"``: a message, with ``src``, ``dst``, ``type``

@@ -9,7 +9,9 @@ the cluster must recover, and the clients' history must be linearizable. A faili
 is printed with its schedule, the tail of its trace and what went wrong; rerun exactly
 that run with ``--seed-start SEED --seeds 1``. The ratio of virtual to wall time is
 reported. ``--clock-drift`` gives every server a clock of its own that drifts and jumps
-(within the servers' ``max_clock_drift`` unless given a larger spread).
+(within the servers' ``max_clock_drift`` unless given a larger spread). ``--membership``
+makes half the faults (or another share) membership changes, most of them of several
+servers at once (joint consensus), with three spare servers to bring in.
 
 To soak your own service from Python, call :func:`soak_seed` with your state machine
 class, a sequential :class:`~trioraft.testing.Model` of it and a workload.
@@ -18,11 +20,13 @@ class, a sequential :class:`~trioraft.testing.Model` of it and a workload.
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 import attrs
@@ -31,11 +35,13 @@ import trio
 from .._client import open_client
 from .._core.options import check_clock_drift
 from .._errors import NotLeader, RaftError
+from .._server import TraceEvent
 from ..recipes import Counter
 from ._cluster import Cluster, open_cluster
-from ._faults import DEFAULT_MAX_CLOCK_DRIFT, FaultSchedule
+from ._faults import DEFAULT_MAX_CLOCK_DRIFT
 from ._linearizability import History, Model, counter_model
 from ._run import run
+from ._schedule import FaultSchedule
 from ._trace import TraceRecorder
 
 __all__ = ["SoakResult", "counter_workload", "main", "soak", "soak_seed"]
@@ -73,6 +79,13 @@ class SoakResult:
     #: CPU seconds of this process the run took (a measure other processes disturb less
     #: than wall time).
     cpu_s: float = 0.0
+    #: The schedule's faults by kind.
+    kinds: dict[str, int] = attrs.field(factory=dict)
+    #: What the schedule's membership changes and transfers came to, by kind and
+    #: outcome (``"set_members: done"``, ``"set_members: ChangeInProgress"``...).
+    outcomes: dict[str, int] = attrs.field(factory=dict)
+    #: Joint configurations (C_old,new, §4.3) committed in the run.
+    joint: int = 0
 
     @property
     def speed(self) -> float:
@@ -88,22 +101,33 @@ class SoakResult:
 
 
 _SPARES = ("x1",)
+#: The spares of runs with ``membership``: enough to replace several voters at once.
+_MEMBERSHIP_SPARES = ("x1", "x2", "x3")
 #: Real seconds one seed may take before it counts as a hang.
 _HANG_TIMEOUT = 300.0
 
 
+def _spares(membership: float | None) -> tuple[str, ...]:
+    return _SPARES if membership is None else _MEMBERSHIP_SPARES
+
+
 def _schedule(
-    seed: int, servers: int, duration: float, clock_drift: float | None = None
+    seed: int,
+    servers: int,
+    duration: float,
+    clock_drift: float | None = None,
+    membership: float | None = None,
 ) -> FaultSchedule:
     return FaultSchedule.random(
         random.Random(seed),
         [f"s{i}" for i in range(1, servers + 1)],
         duration=duration,
         count=int(duration),
-        spares=_SPARES,
+        spares=_spares(membership),
         recover_every=5.0,
         clock_drift=clock_drift,
         max_clock_drift=DEFAULT_MAX_CLOCK_DRIFT,  # the servers' (their default)
+        membership=membership,
     )
 
 
@@ -122,6 +146,7 @@ class _Settings:
     sessions: bool
     spread_reads: bool = False
     clock_drift: float | None = None
+    membership: float | None = None
 
 
 class _Run:
@@ -209,7 +234,7 @@ class _Run:
 
 async def _soak_run(
     seed: int, schedule: FaultSchedule, settings: _Settings, recorder: TraceRecorder
-) -> dict[str, int]:
+) -> dict[str, Any]:
     names = [f"s{i}" for i in range(1, settings.servers + 1)]
     async with open_cluster(
         settings.machine,
@@ -224,8 +249,10 @@ async def _soak_run(
         recorder.attach(cluster)
         cluster.duplication_baseline = settings.duplication
         cluster.set_duplication(settings.duplication)
-        for spare in _SPARES:
+        for spare in _spares(settings.membership):
             await cluster.start(spare, initial_config=())
+        outcomes: collections.Counter[str] = collections.Counter()
+        cluster.add_tracer(functools.partial(_count_outcome, outcomes))
         soak_run = _Run(seed, settings, cluster)
         client = soak_run.session_client if settings.sessions else soak_run.direct_client
         async with trio.open_nursery() as nursery:
@@ -237,8 +264,21 @@ async def _soak_run(
         await soak_run.final_read()
         cluster.check()
         messages = cluster.network.statistics().sent
+        joint = sum(1 for c in cluster.monitor.figure3.configs.values() if c.joint)
     operations, unknown = soak_run.verdict()
-    return {"operations": operations, "unknown": unknown, "messages": messages}
+    return {
+        "operations": operations,
+        "unknown": unknown,
+        "messages": messages,
+        "outcomes": dict(outcomes),
+        "joint": joint,
+    }
+
+
+def _count_outcome(outcomes: collections.Counter[str], event: TraceEvent) -> None:
+    """Count what a schedule's call came to: its kind and the outcome's first word."""
+    if event.kind == "outcome":
+        outcomes[f"{event.data['call']}: {event.data['outcome'].split(':')[0]}"] += 1
 
 
 def soak_seed(
@@ -257,6 +297,7 @@ def soak_seed(
     sessions: bool = False,
     spread_reads: bool = False,
     clock_drift: float | None = None,
+    membership: float | None = None,
     tail: int = 60,
 ) -> SoakResult:
     """One soak run (deterministic for a given seed and arguments). ``machine`` is the
@@ -275,7 +316,10 @@ def soak_seed(
     it starts at a rate drawn from ``1 ± clock_drift`` and the schedule changes rates and
     makes clocks jump (:meth:`FaultSchedule.random
     <trioraft.testing.FaultSchedule.random>`); the servers keep the default
-    ``max_clock_drift``, so a larger ``clock_drift`` goes beyond their bound."""
+    ``max_clock_drift``, so a larger ``clock_drift`` goes beyond their bound. With
+    ``membership`` (a share from 0 to 1), that share of the faults are membership
+    changes, half of them :class:`~trioraft.testing.SetMembers` of several servers at
+    once, among the servers and three spares (``FaultSchedule.random(membership=...)``)."""
     if clock_drift is not None:
         check_clock_drift("clock_drift", clock_drift)
     settings = _Settings(
@@ -292,17 +336,20 @@ def soak_seed(
         sessions=sessions,
         spread_reads=spread_reads,
         clock_drift=clock_drift,
+        membership=membership,
     )
     return _soak_one(seed, settings, tail)
 
 
 def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
-    schedule = _schedule(seed, settings.servers, settings.duration, settings.clock_drift)
+    schedule = _schedule(
+        seed, settings.servers, settings.duration, settings.clock_drift, settings.membership
+    )
     recorder = TraceRecorder(keep=max(tail, 1) * 20)
     start, cpu = time.perf_counter(), time.process_time()
     virtual: list[float] = []
 
-    async def timed() -> dict[str, int]:
+    async def timed() -> dict[str, Any]:
         t0 = trio.current_time()
         try:
             return await _soak_run(seed, schedule, settings, recorder)
@@ -328,6 +375,7 @@ def _soak_one(seed: int, settings: _Settings, tail: int) -> SoakResult:
         wall_s=time.perf_counter() - start,
         cpu_s=time.process_time() - cpu,
         faults=len(schedule),
+        kinds=dict(collections.Counter(f.kind for f in schedule.faults)),
         **outcome,
     )
 
@@ -445,6 +493,18 @@ def _parser() -> argparse.ArgumentParser:
         f"to jump by the schedule (default SPREAD {DEFAULT_MAX_CLOCK_DRIFT:g}: the servers' "
         "max_clock_drift, within which lease reads stay linearizable; more goes beyond it)",
     )
+    parser.add_argument(
+        "--membership",
+        type=float,
+        nargs="?",
+        const=0.5,
+        default=None,
+        metavar="SHARE",
+        help="that share of the faults (default SHARE 0.5) are membership changes, half of "
+        "them of several servers at once (swaps, replacements of several voters, demotions "
+        "to learner: joint consensus), with three spare servers; other faults hit the "
+        "spares too",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
     return parser
 
@@ -458,6 +518,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--duplication must be from 0 to 1")
     if args.clock_drift is not None and not 0 <= args.clock_drift < 1:
         parser.error("--clock-drift must be from 0 up to (not including) 1")
+    if args.membership is not None and not 0 <= args.membership <= 1:
+        parser.error("--membership must be from 0 to 1")
 
 
 def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
@@ -471,6 +533,9 @@ def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
         "speed": virtual / wall if wall else None,
         "cpu_s": sum(r.cpu_s for r in results),
         "operations": sum(r.operations for r in results),
+        "kinds": _total(r.kinds for r in results),
+        "outcomes": _total(r.outcomes for r in results),
+        "joint": sum(r.joint for r in results),
     }
     if as_json:
         summary["results"] = [r.as_json() for r in results]
@@ -479,7 +544,21 @@ def _summary(results: list[SoakResult], wall: float, as_json: bool) -> str:
         f"{len(results) - len(failed)}/{len(results)} seeds passed; "
         f"{virtual:.0f} virtual s in {wall:.1f} wall s ({summary['speed']:.0f}x)"
         + (f"; failing seeds: {failed}" if failed else "")
+        + f"\nfaults by kind: {_counts(summary['kinds'])}"
+        + f"\ncalls' outcomes: {_counts(summary['outcomes'])}"
+        + f"\njoint configurations committed: {summary['joint']}"
     )
+
+
+def _total(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for each in counts:
+        total.update(each)
+    return dict(sorted(total.items()))
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "none"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -496,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sessions=args.client_mode,
         spread_reads=args.spread_reads,
         clock_drift=args.clock_drift,
+        membership=args.membership,
     )
     print(_summary(results, time.perf_counter() - started, args.json))
     return 0 if all(r.ok for r in results) else 1

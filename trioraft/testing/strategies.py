@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from .._core.options import check_clock_drift
 from . import _faults as menu
+from ._schedule import FaultSchedule, suspend_for_jumps
 
 __all__ = ["fault_schedules", "faults"]
 
@@ -27,6 +28,11 @@ def faults(
     """One fault at a time in ``[0, duration]`` (whole milliseconds), on servers ``names``
     (``spares`` are extra names that membership faults may add and remove).
     ``kinds`` limits the fault kinds (see :data:`~trioraft.testing.FAULT_KINDS`).
+
+    :class:`~trioraft.testing.SetMembers` draws each of ``names`` and ``spares`` a
+    voter, a learner or out of the configuration (at least one voter): swaps,
+    replacements of several voters and demotions to learner, shrinking towards no
+    change (``names`` voters, the spares out).
 
     :class:`~trioraft.testing.ClockRate` draws rates within ``1 ± clock_drift`` (whole
     thousandths; by default the servers' default ``max_clock_drift``, so within the
@@ -46,17 +52,7 @@ def faults(
     options: dict[str, st.SearchStrategy[menu.Fault]] = {
         "heal": st.builds(menu.Heal, at),
         "recover": st.builds(menu.Recover, at),
-        "partition": st.builds(
-            lambda t, side: menu.Partition(
-                t,
-                (
-                    [n for n, s in zip(names, side, strict=True) if s],
-                    [n for n, s in zip(names, side, strict=True) if not s],
-                ),
-            ),
-            at,
-            st.lists(st.booleans(), min_size=len(names), max_size=len(names)),
-        ),
+        "partition": _partitions(at, names),
         "isolate": st.builds(menu.Isolate, at, name),
         "isolate_leader": st.builds(menu.IsolateLeader, at),
         "loss": st.builds(menu.Loss, at, st.sampled_from(menu.LOSS_RATES)),
@@ -71,11 +67,58 @@ def faults(
         "remove_server": st.builds(menu.RemoveServer, at, anyone),
         "transfer": st.builds(menu.TransferLeadership, at, st.one_of(st.none(), name)),
         "trigger_election": st.builds(menu.TriggerElection, at, name),
+        "set_members": _set_members(at, names, list(spares)),
         **_clock_faults(at, anyone, check_clock_drift("clock_drift", clock_drift)),
     }
     # menu.Heal first: Hypothesis shrinks towards the first alternative.
     order = ["heal", *sorted(k for k in options if k != "heal")]
     return st.one_of(*(options[k] for k in order if k in allowed))
+
+
+def _partitions(at: st.SearchStrategy[float], names: list[str]) -> st.SearchStrategy[menu.Fault]:
+    """:class:`~trioraft.testing.Partition` of ``names`` in two sides."""
+    return st.builds(
+        lambda t, side: menu.Partition(
+            t,
+            (
+                [n for n, s in zip(names, side, strict=True) if s],
+                [n for n, s in zip(names, side, strict=True) if not s],
+            ),
+        ),
+        at,
+        st.lists(st.booleans(), min_size=len(names), max_size=len(names)),
+    )
+
+
+#: What a server is in a drawn :class:`~trioraft.testing.SetMembers`.
+_VOTER, _LEARNER, _OUT = "voter", "learner", "out"
+
+
+def _set_members(
+    at: st.SearchStrategy[float], names: list[str], spares: list[str]
+) -> st.SearchStrategy[menu.Fault]:
+    """:class:`~trioraft.testing.SetMembers` of ``names`` and ``spares``: each server
+    drawn a voter, a learner or out, shrinking towards what it was at the start (the
+    cluster's servers voters, the spares out): swaps, replacements of several voters and
+    demotions are all a few servers changed. With no voter drawn, the first server of
+    ``names`` stays one."""
+    pool = list(dict.fromkeys(names + spares))
+    roles = st.tuples(
+        *(
+            st.sampled_from((_VOTER, _LEARNER, _OUT) if n in names else (_OUT, _VOTER, _LEARNER))
+            for n in pool
+        )
+    )
+
+    def build(t: float, drawn: tuple[str, ...]) -> menu.Fault:
+        voters = [n for n, role in zip(pool, drawn, strict=True) if role == _VOTER]
+        learners = [n for n, role in zip(pool, drawn, strict=True) if role == _LEARNER]
+        if not voters:
+            voters = [names[0]]
+            learners = [n for n in learners if n != names[0]]
+        return menu.SetMembers(t, voters, learners)
+
+    return st.builds(build, at, roles)
 
 
 def _clock_faults(
@@ -102,7 +145,7 @@ def fault_schedules(
     kinds: Iterable[str] | None = None,
     clock_drift: float = menu.DEFAULT_MAX_CLOCK_DRIFT,
     max_clock_drift: float = menu.DEFAULT_MAX_CLOCK_DRIFT,
-) -> st.SearchStrategy[menu.FaultSchedule]:
+) -> st.SearchStrategy[FaultSchedule]:
     """Schedules of up to ``max_faults`` faults within ``duration`` seconds (see
     :func:`faults`). Shrinking removes faults and moves them earlier.
 
@@ -119,5 +162,5 @@ def fault_schedules(
     schedules = st.lists(drawn, max_size=max_faults)
     if within:
         # At most max_faults still: a pair that would go past it loses its jump.
-        return schedules.map(lambda fs: menu.FaultSchedule(menu.suspend_for_jumps(fs)[:max_faults]))
-    return schedules.map(menu.FaultSchedule)
+        return schedules.map(lambda fs: FaultSchedule(suspend_for_jumps(fs)[:max_faults]))
+    return schedules.map(FaultSchedule)

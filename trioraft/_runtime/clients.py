@@ -1,15 +1,21 @@
-"""A server's side of the client protocol: one task per :class:`ClientRequest`."""
+"""A server's side of the client protocol: one task per :class:`ClientRequest`.
+
+Owns: decoding a request into a call on the server's handle, and the answer (a value,
+or the error as the protocol names it). May not touch: anything but the handle's public
+calls and the endpoint it answers through. (:mod:`.serve` hands :func:`serve_request`
+to the server's tasks, so that the handle does not import this room, which imports it.)
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from ._core.node import Role
-from ._errors import (
+from .._core.types import Role
+from .._errors import (
     NotLeader,
     OutcomeUnknown,
     RaftError,
@@ -17,12 +23,11 @@ from ._errors import (
     ServerStopped,
     SessionExpired,
 )
-from ._network.base import Endpoint
-from ._protocol import ClientRequest, ClientResponse
-from ._sessions import describe_error
-
-if TYPE_CHECKING:
-    from ._server import Server
+from .._network.base import Endpoint
+from .._protocol import ClientRequest, ClientResponse
+from .._sessions import describe_error
+from .records import Status
+from .server import Server
 
 __all__ = ["serve_request", "status_dict"]
 
@@ -33,13 +38,12 @@ class _Invalid(Exception):
     pass
 
 
-def status_dict(server: Server) -> dict[str, Any]:
-    """Every field of ``server.status()`` as msgpack (and JSON) values: the role by its
-    name, sets as sorted lists, ``match_index`` as a dict."""
-    st = server.status()
+def status_dict(status: Status) -> dict[str, Any]:
+    """Every field of a :class:`~trioraft.Status` as msgpack (and JSON) values: the role
+    by its name, sets as sorted lists, ``match_index`` as a dict."""
     out: dict[str, Any] = {}
-    for field in attrs.fields(type(st)):
-        value = getattr(st, field.name)
+    for field in attrs.fields(type(status)):
+        value = getattr(status, field.name)
         if isinstance(value, Role):
             value = value.name
         elif isinstance(value, (set, frozenset)):
@@ -50,10 +54,10 @@ def status_dict(server: Server) -> dict[str, Any]:
     return out
 
 
-def _with_addresses(status: dict[str, Any], server: Server) -> dict[str, Any]:
+def _with_addresses(status: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     """On TCP, where each member listens as this server knows it (``addresses``): the
     command line's ``status`` asks the members it was not given."""
-    address_of = getattr(server._endpoint, "address_of", None)
+    address_of = getattr(endpoint, "address_of", None)
     if address_of is not None:
         members = [*status["voters"], *status["learners"]]
         found = {name: address_of(name) for name in members}
@@ -61,7 +65,7 @@ def _with_addresses(status: dict[str, Any], server: Server) -> dict[str, Any]:
     return status
 
 
-async def _dispatch(server: Server, request: ClientRequest) -> Any:
+async def _dispatch(server: Server, endpoint: Endpoint, request: ClientRequest) -> Any:
     op, payload = request.op, request.payload
     if op == "write":
         if request.session:
@@ -74,7 +78,7 @@ async def _dispatch(server: Server, request: ClientRequest) -> Any:
     if op == "open":
         return await server.open_session()
     if op == "status":
-        return _with_addresses(status_dict(server), server)
+        return _with_addresses(status_dict(server.status()), endpoint)
     if op == "add":
         if not (isinstance(payload, list) and len(payload) == 3):
             raise _Invalid("add takes [name, address, voter]")
@@ -101,7 +105,7 @@ async def serve_request(server: Server, endpoint: Endpoint, request: ClientReque
     """Carry out one client request on ``server`` and send the answer."""
     remote = getattr(endpoint, "check_value", None)
     try:
-        value = await _dispatch(server, request)
+        value = await _dispatch(server, endpoint, request)
         if remote is not None:
             _check_reply(remote, request.op, value)
         # The leader as this server knows it: a follower answering a read (follower
