@@ -133,7 +133,8 @@ async def test_broken_invariant_stops_the_server_not_the_nursery(
             def step(self, message: Any, now: float) -> None:
                 raise AssertionError("the log went backwards")
 
-        victim._node = Broken(victim._node)  # type: ignore[assignment]
+        # The driver steps the node (the server keeps it too).
+        victim._driver._node = Broken(victim._node)  # type: ignore[assignment]
         await cluster.write(1)
         with trio.fail_after(5):
             while not victim.stopped:
