@@ -11,7 +11,7 @@ refusal or a malformed frame) once those bytes end.
 A target is a function of ``bytes`` (some are async: :func:`run` runs them in a fresh
 Trio run with a virtual clock). The same targets serve atheris (``atheris_main.py``),
 HypoFuzz (``test_hypofuzz.py``) and the corpus replay of the normal test suite
-(``tests/test_fuzz_corpus.py``); the memory promise is checked by the replay.
+(``tests/network/test_fuzz_corpus.py``); the memory promise is checked by the replay.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ T = TypeVar("T")
 # Trio randomizes the order in which it runs ready tasks. It has a switch, made for its
 # Hypothesis plugin, that makes that order a function of a private random.Random. We set
 # the switch and seed that generator around one trio.run. These two names are private:
-# tests/test_determinism.py fails loudly if a Trio release renames them.
+# tests/testing/test_determinism.py fails loudly if a Trio release renames them.
 _FLAG = "_ALLOW_DETERMINISTIC_SCHEDULING"
 _RNG = "_r"
 

@@ -5,7 +5,7 @@ commit and apply indexes, whether it leads, the writes it committed as leader, t
 elections it started and the network's malformed frames, with write latency and apply
 lag histograms whose counts agree with the counters; it reads the server when scraped,
 from the server's own thread or another; it imports and fails in one clear line without
-prometheus-client. The live ``serve --metrics`` is scraped in tests/test_cli.py.
+prometheus-client. The live ``serve --metrics`` is scraped in tests/cli/test_cli.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import trio
 
 import trioraft.testing
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # tests/, where the scenario lives
 
 
 def test_trio_still_has_the_scheduler_switches() -> None:

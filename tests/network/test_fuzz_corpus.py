@@ -30,7 +30,7 @@ from trioraft._network import handshake, wire
 from trioraft._network.handshake import HandshakeError
 from trioraft._protocol import ClientRequest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from fuzz import seeds, targets  # noqa: E402

@@ -371,7 +371,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     writer = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path), "write"],
         stdout=subprocess.PIPE,

@@ -16,7 +16,7 @@ import pytest
 
 from trioraft.testing.timeline import render_timeline
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_timeline_header_counts_clients_apart() -> None:

@@ -33,7 +33,7 @@ import trio
 import trioraft
 from trioraft.testing import free_tcp_ports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Processes:
@@ -448,7 +448,7 @@ def test_serve_whose_server_fails_says_why_and_exits_1(tmp_path: Path) -> None:
 
 def test_serve_with_a_client_secret(processes: Processes) -> None:
     """``serve --client-secret-file``: clients prove the clients' secret (the cluster's
-    also works, for administrators); a peer cannot use the clients' (tests/test_hostile.py
+    also works, for administrators); a peer cannot use the clients' (tests/network/test_hostile.py
     checks that part on the network itself)."""
     clients = processes.tmp / "clients"
     clients.write_text("for clients only\n")

@@ -189,7 +189,7 @@ def test_a_sync_client_call_can_be_bounded_and_its_arguments_are_checked(
 
 
 def _load_example() -> Any:
-    path = Path(__file__).parent.parent / "examples" / "fastapi_app.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
     spec = importlib.util.spec_from_file_location("fastapi_app", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
