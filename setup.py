@@ -1,7 +1,7 @@
 """Build trioraft: compiled with mypyc where a C compiler works, pure Python elsewhere.
 
 The modules of the synchronous path (``trioraft._build.COMPILED``: the core, its
-records, the wire codec) are compiled into extension modules beside their sources;
+records, the wire codec, the runtime's per-Ready work) are compiled into extension modules beside their sources;
 everything else, and everything on a machine without a compiler, stays pure Python.
 Both builds are the same code and pass the same suite. The choice:
 

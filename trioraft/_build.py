@@ -1,7 +1,8 @@
 """Which build of trioraft runs: the compiled one (mypyc) or the pure-Python one.
 
 trioraft's synchronous path (:data:`COMPILED`: the core, the records it hands out, the
-wire codec) is compiled with mypyc when it is built where a C compiler is (see
+wire codec, and the runtime's rooms that carry out each Ready: the driver, the applier,
+the waiters and replication) is compiled with mypyc when it is built where a C compiler is (see
 ``setup.py``): each of these modules then has, beside its source, an extension module
 built from it (``node.cpython-311-x86_64-linux-gnu.so`` beside ``node.py``), which Python
 imports in preference to the source. The same sources, run as they are, are the pure
@@ -58,6 +59,10 @@ COMPILED = (
     "trioraft._core.types",
     "trioraft._core.unstable",
     "trioraft._network.wire",
+    "trioraft._runtime.apply",
+    "trioraft._runtime.driver",
+    "trioraft._runtime.replication",
+    "trioraft._runtime.waiters",
     "trioraft._protocol",
 )
 #: The name mypyc gives the shared library of the compiled modules (with ``__mypyc``).

@@ -120,21 +120,12 @@ async def test_broken_invariant_stops_the_server_not_the_nursery(
         leader = await stable(cluster)
         victim = cluster[sorted(n for n in "abc" if n != leader.name)[0]]
 
-        class Broken:
-            """The victim's node, whose step() breaks an internal assertion (a compiled
-            node takes no method of an instance's own: the server gets this one)."""
+        def broken(entries: Any) -> None:
+            raise AssertionError("the log went backwards")
 
-            def __init__(self, node: Any) -> None:
-                self._node = node
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._node, name)
-
-            def step(self, message: Any, now: float) -> None:
-                raise AssertionError("the log went backwards")
-
-        # The driver steps the node (the server keeps it too).
-        victim._driver._node = Broken(victim._node)  # type: ignore[assignment]
+        # Where the server's own work raises (a compiled server's objects take no
+        # method of an instance's own; its storage, an interpreted class, does).
+        victim._storage.append = broken
         await cluster.write(1)
         with trio.fail_after(5):
             while not victim.stopped:

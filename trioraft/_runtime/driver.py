@@ -59,6 +59,10 @@ logger = logging.getLogger("trioraft")
 #: 150 ms, to 54-123 ms, with no fewer writes/s).
 FLUSH_EVERY = 512
 
+#: The prefix of the names of this server's tasks (given, not derived: a compiled
+#: method has no ``__qualname__`` for Trio to name its task by).
+_TASK = f"{__name__}.Driver."
+
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
 
@@ -130,12 +134,14 @@ class Driver:
                     deliver_to = getattr(self._endpoint, "deliver_to", None)
                     if deliver_to is not None:
                         deliver_to(self._delivered)
-                        nursery.start_soon(self._raise_delivery_error)
+                        nursery.start_soon(
+                            self._raise_delivery_error, name=_TASK + "_raise_delivery_error"
+                        )
                     else:
-                        nursery.start_soon(self._receive_loop)
-                    nursery.start_soon(self._timer_loop)
-                    nursery.start_soon(self._guarded_ready_loop)
-                    nursery.start_soon(self._watch_membership)
+                        nursery.start_soon(self._receive_loop, name=_TASK + "_receive_loop")
+                    nursery.start_soon(self._timer_loop, name=_TASK + "_timer_loop")
+                    nursery.start_soon(self._guarded_ready_loop, name=_TASK + "_guarded_ready_loop")
+                    nursery.start_soon(self._watch_membership, name=_TASK + "_watch_membership")
                     self._clock.watch(self._clock_changed)
                     self.kick()
                     task_status.started(handle)
