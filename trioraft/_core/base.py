@@ -33,11 +33,12 @@ from .options import CoreOptions
 from .progress import Progress
 from .quorum import Quorum
 from .ready import PersistedState, Snapshot, SoftState
-from .types import INF, IncomingSnapshot, ReadRequest, Role
+from .types import INF, IncomingSnapshot, ReadRequest, Role, mypyc_attr
 
 __all__ = ["NodeState"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NodeState:
     """The node's state, shared by its rooms (see the module's documentation)."""
 

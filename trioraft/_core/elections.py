@@ -16,11 +16,12 @@ from .messages import (
     RequestVote,
     VoteResponse,
 )
-from .types import INF, Role
+from .types import INF, Role, mypyc_attr
 
 __all__ = ["Elections"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Elections(Following):
     """Campaigns and votes."""
 

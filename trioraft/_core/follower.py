@@ -26,11 +26,12 @@ from .messages import (
     TimeoutNow,
 )
 from .replication import Replication
-from .types import Role
+from .types import Role, mypyc_attr
 
 __all__ = ["Following"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Following(Replication):
     """A follower's handling of its leader, and of other clusters."""
 

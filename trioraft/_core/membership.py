@@ -34,12 +34,13 @@ from .messages import (
     EntryKind,
 )
 from .progress import Progress
-from .types import INF, LeaderNotReady, Role, TransferInProgress, TransferOutcome
+from .types import INF, LeaderNotReady, Role, TransferInProgress, TransferOutcome, mypyc_attr
 from .unstable import ReadyCycle
 
 __all__ = ["Membership"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Membership(ReadyCycle):
     """Membership changes, catch-up and leadership transfer."""
 

@@ -18,11 +18,12 @@ from .messages import (
     ReadIndexResponse,
 )
 from .options import lease_length
-from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, rng_nonce
+from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, mypyc_attr, rng_nonce
 
 __all__ = ["Reads"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Reads(Membership):
     """Linearizable reads: ReadIndex, leases, follower reads."""
 

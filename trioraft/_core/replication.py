@@ -24,11 +24,12 @@ from .messages import (
 )
 from .progress import Progress, ProgressMode
 from .snapshots import Snapshots
-from .types import INF, RETIRING_TICKS, Role
+from .types import INF, RETIRING_TICKS, Role, mypyc_attr
 
 __all__ = ["Replication"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Replication(Snapshots):
     """A leader's replication to its followers, and its commit rule."""
 

@@ -18,11 +18,12 @@ from .messages import (
 from .progress import Progress, ProgressMode
 from .reads import Reads
 from .ready import Snapshot, snapshot_checksum
-from .types import IncomingSnapshot
+from .types import IncomingSnapshot, mypyc_attr
 
 __all__ = ["Snapshots"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Snapshots(Reads):
     """Taking, sending and receiving snapshots."""
 

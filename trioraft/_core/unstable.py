@@ -16,11 +16,12 @@ from .messages import (
     Entry,
 )
 from .ready import HardState, Ready, SoftState
-from .types import APPLY_BATCH, MAX_READ_REQUESTS, Role
+from .types import APPLY_BATCH, MAX_READ_REQUESTS, Role, mypyc_attr
 
 __all__ = ["ReadyCycle"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ReadyCycle(NodeState):
     """The Ready/Advance cycle of the node."""
 
