@@ -36,6 +36,14 @@ from trioraft.testing import free_tcp_ports
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: Election timeouts of 1-2 s instead of the default 150-300 ms: these tests assert who
+#: leads (after a transfer, say), and on a loaded 2-core machine a process can go 300 ms
+#: without the CPU, its followers then time out and the leadership moves (seen once: d
+#: led after ``transfer d``, then stepped down in the same term, every follower having
+#: gone pre-candidate meanwhile).
+TIMEOUTS = ("--option", "min_election_timeout=1.0", "--option", "max_election_timeout=2.0")
+
+
 class Processes:
     """The servers this test started (each killed at the end, whatever happens)."""
 
@@ -61,7 +69,7 @@ class Processes:
             *[f"--peer={p}={self.address(p)}" for p in peers],
             "--machine", "examples.counter:Counter",
             "--data-dir", str(self.tmp / "data" / name),
-            "--secret-file", str(self.secret), *extra,
+            "--secret-file", str(self.secret), *TIMEOUTS, *extra,
         ]  # fmt: skip
         self.procs[name] = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True

@@ -56,6 +56,7 @@ class Applier:
         waiters, watch, self._kicked = rooms
         self._waiters = waiters
         self._answer = waiters.answer
+        self._writes = waiters.writes  # read per entry: a follower has no writer to answer
         self._watch = watch
         self.sessions = Sessions(options.session_timeout)
         #: The cluster's clock, as the stamps of the entries applied here set it.
@@ -146,7 +147,8 @@ class Applier:
         self.last_applied = entry.index
         if self._watch.tracer is not None:
             self._watch.trace("apply", index=entry.index, term=entry.term, kind=entry.kind.value)
-        self._answer(entry, value, error)
+        if self._writes:
+            self._answer(entry, value, error)
 
     def _run_write(self, command: Any) -> tuple[Any, BaseException | None]:
         try:
