@@ -25,6 +25,22 @@ Each history is checked ``--repeat`` times with
 ``--go-bench FILE``, the output of Porcupine's own benchmarks (``go test -bench 'Kv[0-9]|Etcd'``
 in its directory, run on the same machine just before or after; with ``-count``, the
 fastest of each is kept) is read and each time is set beside ours, with their ratio.
+
+What each time includes. Porcupine's benchmark (``benchJepsen``, ``benchKv`` in
+``porcupine_test.go``) parses the log before ``b.ResetTimer()``, then times
+``CheckEvents(model, events)``: from the parsed events (in the log's order), its
+partitioning, the making of its entries and linked list, the search (one goroutine a
+part, on every core), and the verdict (a ``bool``; nothing is described), averaged
+over ``b.N`` runs, Go's garbage collection included. Ours
+likewise leaves out the reading of the log (:func:`parse_jepsen_log`,
+:func:`parse_kv_log`, done once by :func:`load_cases`) and times
+``check_linearizability(operations, kv_model())`` from the parsed
+:class:`~trioraft.testing.Operation` objects: their checks and partitioning, the
+model's transitions, the entries and their sort, the search, and the whole
+:class:`~trioraft.testing.LinearizabilityResult` (a rejection's longest prefix, the
+operations that could not come next and what the model expected of them, and its
+reason), Python's garbage collection included; the fastest of ``--repeat`` runs, each a
+fresh check (nothing is kept from one check to the next).
 """
 
 from __future__ import annotations
