@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-# Import trioraft from this checkout, even when it is not installed.
+# Import trioraft from this checkout, even when it is not installed; its pure-Python
+# build, whose classes and functions keep their docstrings and signatures (the compiled
+# build's do not: docs/performance.rst, "Issue 24").
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
+os.environ["TRIORAFT_PURE"] = "1"
 
 import trioraft
 

@@ -9,7 +9,9 @@ your :class:`StateMachine`, connect them with a :class:`MemoryNetwork`, and call
 
 import logging
 
-from . import metrics  # prometheus-client is imported only when metrics are used
+# _build first: it chooses the build (compiled or pure) before any compiled module loads;
+# metrics imports prometheus-client only when metrics are used.
+from . import _build, metrics
 from ._client import Client, open_client
 from ._core.messages import Config, Entry, EntryKind
 from ._core.node import Role
@@ -53,6 +55,8 @@ from ._storage import DiskStorage, MemoryStorage, StorageError
 from ._sync_client import SyncClient
 
 __version__ = "0.1.0"
+
+_build.document(Entry, Snapshot)  # the compiled build's classes have no docstrings
 
 # A library logs to "trioraft" and leaves the output to the application (configure
 # logging to see the warnings of servers, such as one that waits to be added).

@@ -55,6 +55,9 @@ def test_sections_run_and_report_sane_values() -> None:
     on_request = {n: why for n, why in report["skipped"].items() if why == "skipped on request"}
     assert on_request == {name: "skipped on request" for name in NEW_SECTIONS}
     assert report["options"]["concurrency"] == [1, 4]
+    # Which build it measured: the one this process runs, named in the header too.
+    assert report["meta"]["build"] == trioraft._build.build() in ("compiled", "pure")
+    assert f"({report['meta']['build']}" in bench.render_report(report).splitlines()[0]
 
     throughput = report["sections"]["throughput"]
     assert [r["concurrency"] for r in throughput["runs"]] == [1, 4]
@@ -118,7 +121,8 @@ def test_floor_is_this_project_s_own_module() -> None:
 
 def test_floor_section_reports_the_ratio() -> None:
     options = bench.BenchOptions(concurrency=(2,), seconds=0.1, warmup=0.02)
-    results = {"throughput": {"runs": [{"concurrency": 2, "writes_per_s": 500.0}]}}
+    ours = {"concurrency": 2, "writes_per_s": 500.0, "cpu_us_per_write": 100.0}
+    results = {"throughput": {"runs": [ours]}}
     floor = bench.SECTIONS["floor"].run(options, results, quiet)
     row = floor["runs"][0]
     assert set(row) == {
@@ -129,9 +133,15 @@ def test_floor_section_reports_the_ratio() -> None:
         "trioraft_writes_per_s",
         "floor_cpu_share",
         "ratio",
+        "floor_cpu_us_per_write",
+        "cpu_ratio",
     }
     assert row["floor_writes_per_s"] > 0 and row["trioraft_writes_per_s"] == 500.0
     assert row["ratio"] == pytest.approx(500.0 / row["floor_writes_per_s"])
+    # The CPU each took per write: the floor's (CPU share over writes/s) over trioraft's.
+    floor_cpu = row["floor_cpu_share"] / row["floor_writes_per_s"] * 1e6
+    assert row["floor_cpu_us_per_write"] == pytest.approx(floor_cpu)
+    assert row["cpu_ratio"] == pytest.approx(floor_cpu / 100.0)
     assert floor["errors"] == []
     assert "ratio" in bench.render_floor(floor)[0]
     # Without the throughput section there is no ratio, but the floor is measured.

@@ -18,13 +18,13 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import msgpack
 import pytest
 import trio
 
 from trioraft import _codec
 from trioraft._core import AppendEntries, Entry, EntryKind
+from trioraft._core.record import evolve
 from trioraft._errors import MalformedMessage
 from trioraft._network import handshake, wire
 from trioraft._network.handshake import HandshakeError
@@ -217,5 +217,5 @@ def test_an_append_entries_without_entries_crosses_the_wire() -> None:
     frame = wire.encode(message)
     assert wire.decode(frame[wire.HEADER :]) == message
     assert trio.run(wire.decode_gradually, frame[wire.HEADER :]) == message
-    with_entries = attrs.evolve(message, entries=(Entry(2, 8, EntryKind.COMMAND, ()),))
+    with_entries = evolve(message, entries=(Entry(2, 8, EntryKind.COMMAND, ()),))
     assert wire.decode(wire.encode(with_entries)[wire.HEADER :]) == with_entries

@@ -13,7 +13,6 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-import attrs
 import pytest
 import trio
 import trio.testing
@@ -33,6 +32,7 @@ from trioraft._core import (
     TimeoutNow,
 )
 from trioraft._core.ready import HardState, PersistedState, Snapshot, snapshot_checksum
+from trioraft._core.record import evolve
 from trioraft._network import wire
 from trioraft._runtime.machine import decode_snapshot
 from trioraft._sessions import Sessions
@@ -153,7 +153,7 @@ def test_a_transfer_whose_bytes_do_not_match_the_checksum_is_fetched_again() -> 
     ]
     good = c.inflight[i]
     assert isinstance(good, InstallSnapshot)
-    c.inflight[i] = attrs.evolve(good, data=bytes([good.data[0] ^ 0xFF]) + good.data[1:])
+    c.inflight[i] = evolve(good, data=bytes([good.data[0] ^ 0xFF]) + good.data[1:])
     c.run(2.0)
     offsets = [m.offset for m in c.delivered if isinstance(m, InstallSnapshot)]
     assert offsets.count(0) >= 2  # fetched again, from its first byte

@@ -225,11 +225,9 @@ async def test_malformed_messages_do_not_crash_a_server(
         endpoint = cluster.network._endpoints[follower.name]
         now = trio.current_time()
 
-        class Unknown(Message):
-            pass
-
-        # A message type the core does not know, one for another server, a bad term.
-        endpoint._put(now, Unknown(leader.name, follower.name, 1))
+        # A message of no type the core knows (the base class), one for another
+        # server, a bad term.
+        endpoint._put(now, Message(leader.name, follower.name, 1))
         endpoint._put(now, Heartbeat(leader.name, "elsewhere", 1, 0))
         endpoint._put(now, AppendEntries(leader.name, follower.name, -5, 0, 0, (), 0))
         await trio.sleep(0.1)

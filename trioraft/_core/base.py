@@ -32,12 +32,13 @@ from .messages import (
 from .options import CoreOptions
 from .progress import Progress
 from .quorum import Quorum
-from .ready import PersistedState, Snapshot
-from .types import INF, IncomingSnapshot, ReadRequest, Role
+from .ready import PersistedState, Snapshot, SoftState
+from .types import INF, IncomingSnapshot, ReadRequest, Role, mypyc_attr
 
 __all__ = ["NodeState"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NodeState:
     """The node's state, shared by its rooms (see the module's documentation)."""
 
@@ -96,6 +97,7 @@ class NodeState:
         #: state (the runtime wakes its waiters on it).
         self.change_count = 0
         self._soft_key_handed: tuple[Any, ...] = ()
+        self._soft_handed: SoftState | None = None
         self._reset_election_timer(now)
 
     def _init_transfers(self) -> None:

@@ -11,17 +11,18 @@ from __future__ import annotations
 from .._errors import (
     NotVoter,
 )
-from .base import NodeState
+from .follower import Following
 from .messages import (
     RequestVote,
     VoteResponse,
 )
-from .types import INF, Role
+from .types import INF, Role, mypyc_attr
 
 __all__ = ["Elections"]
 
 
-class Elections(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Elections(Following):
     """Campaigns and votes."""
 
     def trigger_election(self, now: float) -> None:

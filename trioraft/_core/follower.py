@@ -9,7 +9,6 @@ InstallSnapshot goes to :mod:`.snapshots`).
 
 from __future__ import annotations
 
-from .base import NodeState
 from .confchange import (
     CatchUpState,
 )
@@ -26,12 +25,14 @@ from .messages import (
     RequestVote,
     TimeoutNow,
 )
-from .types import Role
+from .replication import Replication
+from .types import Role, mypyc_attr
 
 __all__ = ["Following"]
 
 
-class Following(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Following(Replication):
     """A follower's handling of its leader, and of other clusters."""
 
     def _on_append_entries(self, m: AppendEntries, now: float) -> None:

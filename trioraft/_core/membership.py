@@ -18,7 +18,6 @@ from .._errors import (
     TransferFailed,
     UnknownServer,
 )
-from .base import NodeState
 from .confchange import (
     CatchUp,
     CatchUpState,
@@ -35,12 +34,14 @@ from .messages import (
     EntryKind,
 )
 from .progress import Progress
-from .types import INF, LeaderNotReady, Role, TransferInProgress, TransferOutcome
+from .types import INF, LeaderNotReady, Role, TransferInProgress, TransferOutcome, mypyc_attr
+from .unstable import ReadyCycle
 
 __all__ = ["Membership"]
 
 
-class Membership(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Membership(ReadyCycle):
     """Membership changes, catch-up and leadership transfer."""
 
     def change_config(self, config: Config, now: float) -> Entry:

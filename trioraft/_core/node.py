@@ -23,6 +23,13 @@ rules of :mod:`.confchange`), and :mod:`.quorum`, the one place a majority is co
 This module puts them together: the node's transitions between roles, ``step`` and
 ``tick``, proposals.
 
+The rooms stand in one line of single inheritance, ``RaftNode`` < :class:`.Elections` <
+:class:`.Following` < :class:`.Replication` < :class:`.Snapshots` < :class:`.Reads` <
+:class:`.Membership` < :class:`.ReadyCycle` < :class:`.NodeState`: the method resolution
+order the mixins they were had, in a shape a compiled (mypyc) class can take, as it has
+one base. The order is mechanical, not a hierarchy: a room calls across only through the
+transitions :mod:`.base` declares, as before.
+
 References: "Figure 2" is the Raft paper's summary of the algorithm; "§x.y" are sections
 of the paper (§5) or of Ongaro's dissertation (§3.10, §4, §5.3 snapshots, §6, §9).
 """
@@ -36,7 +43,6 @@ from .._errors import (
     MalformedMessage,
     NotLeader,
 )
-from .base import NodeState
 from .confchange import (
     MAX_CATCH_UP_ROUNDS,
     CatchUp,
@@ -45,8 +51,6 @@ from .confchange import (
     MembershipChange,
 )
 from .elections import Elections
-from .follower import Following
-from .membership import Membership
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -65,12 +69,8 @@ from .messages import (
     VoteResponse,
 )
 from .progress import ProgressMode
-from .reads import Reads
 from .ready import NodeStatus
-from .replication import Replication
-from .snapshots import Snapshots
-from .types import INF, MAX_TERM_GAP, LeaderNotReady, Role, TransferInProgress
-from .unstable import ReadyCycle
+from .types import INF, MAX_TERM_GAP, LeaderNotReady, Role, TransferInProgress, mypyc_attr
 
 __all__ = [
     "MAX_CATCH_UP_ROUNDS",
@@ -85,9 +85,10 @@ __all__ = [
 ]
 
 
-class RaftNode(
-    Elections, Following, Replication, Snapshots, Reads, Membership, ReadyCycle, NodeState
-):
+# A test may run an interpreted subclass of the node (testing._pure: a test's
+# stand-in for one of its methods); every class of its line must allow it.
+@mypyc_attr(allow_interpreted_subclasses=True)
+class RaftNode(Elections):
     """One server's Raft state machine. Call its methods from one thread at a time."""
 
     @property
@@ -109,10 +110,11 @@ class RaftNode(
                 deadline = due
         return deadline
 
-    def step(self, m: Message, now: float) -> None:
-        """Handle one message from another server."""
+    def step(self, m: object, now: float) -> None:
+        """Handle one message from another server (:class:`~trioraft.MalformedMessage`
+        for anything that is not a well-formed Raft message for this server)."""
         handler = _HANDLERS.get(type(m))
-        if handler is None:
+        if handler is None or not isinstance(m, Message):
             raise MalformedMessage(f"not a Raft message: {m!r}")
         if m.dst != self.name:
             raise MalformedMessage(f"message for {m.dst!r} delivered to {self.name!r}: {m!r}")

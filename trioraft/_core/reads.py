@@ -12,18 +12,19 @@ from __future__ import annotations
 from .._errors import (
     NotLeader,
 )
-from .base import NodeState
+from .membership import Membership
 from .messages import (
     ReadIndexRequest,
     ReadIndexResponse,
 )
 from .options import lease_length
-from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, rng_nonce
+from .types import INF, MAX_READ_REQUESTS, ReadRequest, Role, mypyc_attr, rng_nonce
 
 __all__ = ["Reads"]
 
 
-class Reads(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Reads(Membership):
     """Linearizable reads: ReadIndex, leases, follower reads."""
 
     def request_read(self, now: float) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .base import NodeState
 from .confchange import (
     CatchUpState,
 )
@@ -24,12 +23,14 @@ from .messages import (
     TimeoutNow,
 )
 from .progress import Progress, ProgressMode
-from .types import INF, RETIRING_TICKS, Role
+from .snapshots import Snapshots
+from .types import INF, RETIRING_TICKS, Role, mypyc_attr
 
 __all__ = ["Replication"]
 
 
-class Replication(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Replication(Snapshots):
     """A leader's replication to its followers, and its commit rule."""
 
     def heartbeat_now(self) -> None:

@@ -9,7 +9,6 @@ not touch: votes, reads, the configuration history but to rebase it on a snapsho
 
 from __future__ import annotations
 
-from .base import NodeState
 from .messages import (
     Entry,
     EntryKind,
@@ -17,13 +16,15 @@ from .messages import (
     InstallSnapshotResponse,
 )
 from .progress import Progress, ProgressMode
+from .reads import Reads
 from .ready import Snapshot, snapshot_checksum
-from .types import IncomingSnapshot
+from .types import IncomingSnapshot, mypyc_attr
 
 __all__ = ["Snapshots"]
 
 
-class Snapshots(NodeState):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class Snapshots(Reads):
     """Taking, sending and receiving snapshots."""
 
     def _snapshot_due(self, committed: tuple[Entry, ...]) -> bool:

@@ -9,9 +9,22 @@ from __future__ import annotations
 import enum
 import math
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .._errors import RaftError
+
+_T = TypeVar("_T")
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # the pure build does not need mypy_extensions
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> Callable[[_T], _T]:
+        """mypyc's class options (``mypy_extensions.mypyc_attr``), which mypyc reads
+        when it compiles: at run time, a decorator that changes nothing."""
+        return lambda cls: cls
+
 
 __all__ = [
     "APPLY_BATCH",
@@ -25,6 +38,7 @@ __all__ = [
     "Role",
     "TransferInProgress",
     "TransferOutcome",
+    "mypyc_attr",
     "rng_nonce",
 ]
 

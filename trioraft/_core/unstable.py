@@ -16,16 +16,14 @@ from .messages import (
     Entry,
 )
 from .ready import HardState, Ready, SoftState
-from .types import APPLY_BATCH, MAX_READ_REQUESTS, Role
+from .types import APPLY_BATCH, MAX_READ_REQUESTS, Role, mypyc_attr
 
 __all__ = ["ReadyCycle"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ReadyCycle(NodeState):
     """The Ready/Advance cycle of the node."""
-
-    def _hard_state(self) -> HardState:
-        return HardState(*self._hard_key())
 
     def _hard_key(self) -> tuple[Any, ...]:
         return (
@@ -66,7 +64,10 @@ class ReadyCycle(NodeState):
         """Whether the next :meth:`ready` must be made durable before its messages leave
         (its ``sync``): anything but a newer commit index, which Figure 2 lists as
         volatile state, has to be synced."""
-        key, durable = self._hard_key(), self._hs_key
+        return self._needs_sync(self._hard_key())
+
+    def _needs_sync(self, key: tuple[Any, ...]) -> bool:
+        durable = self._hs_key
         return (
             key[:2] != durable[:2]
             or key[3:] != durable[3:]
@@ -87,9 +88,9 @@ class ReadyCycle(NodeState):
         # §10.2.1: a leader may send (and apply) before its own write is durable, as long
         # as its term and vote already are; its own append counts only once durable.
         early = self.role is Role.LEADER and key[:2] == self._hs_key[:2]
-        sync = self.needs_sync()
+        sync = self._needs_sync(key)
         if key != self._hs_key:
-            changed = self._hard_state()
+            changed = HardState(*key)
             self._hs_key = key
         last = self.log.last_index
         entries = tuple(self.log.slice(self._unstable_from, last))
@@ -97,23 +98,22 @@ class ReadyCycle(NodeState):
         committed = self._committed_to_apply()
         take_snapshot = self._snapshot_due(committed)
         rd = Ready(
-            hard_state=changed,
-            snapshot=self._pending_snapshot,
-            restore=self._restore,
-            compact=self._pending_compact,
-            truncate_from=self._truncate_from,
-            entries=entries,
-            messages=tuple(self._outbox),
-            committed=committed,
-            reads=tuple(self._read_states),
-            failed_reads=tuple(self._failed_reads),
-            take_snapshot=take_snapshot,
-            notices=tuple(self._notices),
-            soft=SoftState(*self._soft_key()),
-            early=early and self._pending_snapshot is None and not take_snapshot,
-            sync=sync,
+            changed,
+            self._pending_snapshot,
+            self._restore,
+            self._pending_compact,
+            self._truncate_from,
+            entries,
+            tuple(self._outbox),
+            committed,
+            tuple(self._read_states),
+            tuple(self._failed_reads),
+            take_snapshot,
+            tuple(self._notices),
+            self._soft_state(),
+            early and self._pending_snapshot is None and not take_snapshot,
+            sync,
         )
-        self._soft_key_handed = self._soft_key()
         self._pending_snapshot = None
         self._restore = False
         self._pending_compact = None
@@ -123,6 +123,15 @@ class ReadyCycle(NodeState):
         self._failed_reads = []
         self._notices = []
         return rd
+
+    def _soft_state(self) -> SoftState:
+        """The soft state now: the one last handed out while it has not changed (the
+        runtime compares them: the same object compares at once)."""
+        key = self._soft_key()
+        if key != self._soft_key_handed or self._soft_handed is None:
+            self._soft_handed = SoftState(*key)
+            self._soft_key_handed = key
+        return self._soft_handed
 
     def _committed_to_apply(self) -> tuple[Entry, ...]:
         hi = min(self.commit_index, self._applied_handed + APPLY_BATCH)

@@ -20,7 +20,6 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import msgpack
 import trio
 
@@ -211,13 +210,18 @@ def _config(value: Any) -> Config:
         raise _Bad(str(exc)) from None
 
 
-class _Checked(tuple):  # type: ignore[type-arg]
+class _Checked:
     """Entries already checked (by :func:`decode_gradually`, a piece at a time)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: tuple[Entry, ...]) -> None:
+        self.entries = entries
 
 
 def _entries(value: Any) -> tuple[Entry, ...]:
     if type(value) is _Checked:
-        return tuple(value)
+        return value.entries
     if not isinstance(value, list):
         raise _Bad(f"expected a list of entries, got {type(value).__name__}")
     out = []
@@ -274,11 +278,9 @@ def _check_for(annotation: Any) -> Callable[[Any], Any]:
     raise TypeError(f"no wire check for {annotation!r}")
 
 
-def _fields(cls: type[Message]) -> tuple[str, ...]:
-    return tuple(a.name for a in attrs.fields(cls))
-
-
-_FIELDS: dict[type[Message], tuple[str, ...]] = {cls: _fields(cls) for cls in _CODES}
+_FIELDS: dict[type[Message], tuple[str, ...]] = {
+    cls: tuple(name for name, _ in cls.FIELDS) for cls in _CODES
+}
 _SPECS: dict[type[Message], list[Callable[[Any], Any]]] = {}
 #: Each type's fields in one C call (a tuple, in the order of _FIELDS).
 _GETTERS: dict[type[Message], Callable[[Message], tuple[Any, ...]]] = {}
@@ -290,7 +292,7 @@ _OUT: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
     _config: _config_out,
 }
 for _cls in _CODES:
-    _hints = typing.get_type_hints(_cls)
+    _hints = dict(_cls.FIELDS)
     _SPECS[_cls] = [_check_for(_hints[name]) for name in _FIELDS[_cls]]
     _GETTERS[_cls] = operator.attrgetter(*_FIELDS[_cls])
     _CONVERTED[_cls] = tuple(
@@ -406,4 +408,4 @@ async def _entries_gradually(unpacker: msgpack.Unpacker) -> _Checked:
             raise _Bad("entries are not consecutive")
         out.extend(checked)
         await trio.lowlevel.checkpoint()
-    return _Checked(out)
+    return _Checked(tuple(out))

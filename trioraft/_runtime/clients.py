@@ -1,4 +1,6 @@
-"""A server's side of the client protocol: one task per :class:`ClientRequest`.
+"""A server's side of the client protocol: a plain write through
+:meth:`~trioraft.Server.submit` (no task: its answer goes out from the callback), every
+other :class:`ClientRequest` in a task of its own.
 
 Owns: decoding a request into a call on the server's handle, and the answer (a value,
 or the error as the protocol names it). May not touch: anything but the handle's public
@@ -13,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+import outcome
 
 from .._core.types import Role
 from .._errors import (
@@ -29,7 +32,7 @@ from .._sessions import describe_error
 from .records import Status
 from .server import Server
 
-__all__ = ["serve_request", "status_dict"]
+__all__ = ["serve_request", "status_dict", "take_request"]
 
 logger = logging.getLogger("trioraft")
 
@@ -101,11 +104,55 @@ async def _dispatch(server: Server, endpoint: Endpoint, request: ClientRequest) 
     raise _Invalid(f"unknown operation {op!r}")
 
 
+def take_request(
+    server: Server,
+    endpoint: Endpoint,
+    request: ClientRequest,
+    start_soon: Callable[..., None],
+) -> None:
+    """Take one client request: a write outside a session, on a leader that takes it at
+    once, through :meth:`~trioraft.Server.submit` (its answer is sent from the callback:
+    no task, no coroutine per write); anything else, or a write that
+    :meth:`~trioraft.Server.submit` refuses (not the leader, a transfer under way, a
+    command refused), in a task that runs :func:`serve_request`: as
+    :meth:`~trioraft.Server.write` would answer it, so that the answer is the same."""
+    if request.op == "write" and not request.session:
+        try:
+            server.submit(request.payload, _Answer(server, endpoint, request))
+            return
+        except Exception:  # the task's write() says why, as it always did
+            pass
+    start_soon(serve_request, server, endpoint, request)
+
+
+class _Answer:
+    """The callback of a client's write taken by :meth:`~trioraft.Server.submit`: the
+    answer, as :func:`serve_request` sends it."""
+
+    __slots__ = ("endpoint", "request", "server")
+
+    def __init__(self, server: Server, endpoint: Endpoint, request: ClientRequest) -> None:
+        self.server = server
+        self.endpoint = endpoint
+        self.request = request
+
+    def __call__(self, result: outcome.Outcome[Any]) -> None:
+        _answer(self.server, self.endpoint, self.request, result)
+
+
 async def serve_request(server: Server, endpoint: Endpoint, request: ClientRequest) -> None:
     """Carry out one client request on ``server`` and send the answer."""
+    result = await outcome.acapture(_dispatch, server, endpoint, request)
+    _answer(server, endpoint, request, result)
+
+
+def _answer(
+    server: Server, endpoint: Endpoint, request: ClientRequest, result: outcome.Outcome[Any]
+) -> None:
+    """Send the answer to ``request`` whose call came to ``result``."""
     remote = getattr(endpoint, "check_value", None)
     try:
-        value = await _dispatch(server, endpoint, request)
+        value = result.unwrap()
         if remote is not None:
             _check_reply(remote, request.op, value)
         # The leader as this server knows it: a follower answering a read (follower

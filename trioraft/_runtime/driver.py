@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
@@ -45,7 +45,7 @@ from .replication import Replication
 from .waiters import Signal, Waiters
 from .watch import Watch
 
-__all__ = ["FLUSH_EVERY", "Driver", "ServeRequest"]
+__all__ = ["FLUSH_EVERY", "Driver", "TakeRequest"]
 
 logger = logging.getLogger("trioraft")
 
@@ -59,12 +59,17 @@ logger = logging.getLogger("trioraft")
 #: 150 ms, to 54-123 ms, with no fewer writes/s).
 FLUSH_EVERY = 512
 
+#: The prefix of the names of this server's tasks (given, not derived: a compiled
+#: method has no ``__qualname__`` for Trio to name its task by).
+_TASK = f"{__name__}.Driver."
+
 #: Election timeouts after which a server outside every configuration says it waits.
 _WAIT_TO_BE_ADDED_TIMEOUTS = 3
 
 _Handle = TypeVar("_Handle")
-#: What serves one client request: ``serve_request(handle, endpoint, request)``.
-ServeRequest = Callable[[_Handle, Endpoint, ClientRequest], Awaitable[None]]
+#: What takes one client request: ``take_request(handle, endpoint, request, start_soon)``
+#: (it answers at once, or starts a task with ``start_soon``).
+TakeRequest = Callable[[_Handle, Endpoint, ClientRequest, Callable[..., None]], None]
 
 
 class Driver:
@@ -89,8 +94,8 @@ class Driver:
         self._clock = clock
         self._endpoint = endpoint
         self._waiters, self._watch, self._applier, self._replication = rooms
-        #: What serves a client's request, and the handle it is given (see :meth:`run`).
-        self._serve_request: ServeRequest[Any] | None = None
+        #: What takes a client's request, and the handle it is given (see :meth:`run`).
+        self._take_request: TakeRequest[Any] | None = None
         self._handle: Any = None
         #: The storage makes writes durable without waiting (MemoryStorage, no latency).
         self.immediate = isinstance(storage, MemoryStorage) and storage.immediate
@@ -115,25 +120,28 @@ class Driver:
         self,
         task_status: trio.TaskStatus[_Handle],
         handle: _Handle,
-        serve_request: ServeRequest[_Handle],
+        take_request: TakeRequest[_Handle],
     ) -> None:
         """Run the server's tasks until it stops; ``handle`` is passed to
-        ``task_status.started()`` once they are started, and each client request runs
-        ``serve_request(handle, endpoint, request)`` in a task of its own."""
+        ``task_status.started()`` once they are started, and each client request goes
+        to ``take_request(handle, endpoint, request, start_soon)`` (``start_soon``
+        starts a task in the server's nursery)."""
         try:
             with self.scope:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
-                    self._serve_request, self._handle = serve_request, handle
+                    self._take_request, self._handle = take_request, handle
                     deliver_to = getattr(self._endpoint, "deliver_to", None)
                     if deliver_to is not None:
                         deliver_to(self._delivered)
-                        nursery.start_soon(self._raise_delivery_error)
+                        nursery.start_soon(
+                            self._raise_delivery_error, name=_TASK + "_raise_delivery_error"
+                        )
                     else:
-                        nursery.start_soon(self._receive_loop)
-                    nursery.start_soon(self._timer_loop)
-                    nursery.start_soon(self._guarded_ready_loop)
-                    nursery.start_soon(self._watch_membership)
+                        nursery.start_soon(self._receive_loop, name=_TASK + "_receive_loop")
+                    nursery.start_soon(self._timer_loop, name=_TASK + "_timer_loop")
+                    nursery.start_soon(self._guarded_ready_loop, name=_TASK + "_guarded_ready_loop")
+                    nursery.start_soon(self._watch_membership, name=_TASK + "_watch_membership")
                     self._clock.watch(self._clock_changed)
                     self.kick()
                     task_status.started(handle)
@@ -216,8 +224,8 @@ class Driver:
         return True
 
     def _serve_client(self, request: ClientRequest) -> None:
-        if self.nursery is not None and self._serve_request is not None:
-            self.nursery.start_soon(self._serve_request, self._handle, self._endpoint, request)
+        if self.nursery is not None and self._take_request is not None:
+            self._take_request(self._handle, self._endpoint, request, self.nursery.start_soon)
 
     def _delivered(self, batch: list[Message]) -> None:
         """A transport that delivers by calling (TCP: from the task that read the

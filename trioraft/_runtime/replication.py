@@ -21,6 +21,10 @@ from .._core.node import RaftNode
 from .._network.base import Endpoint
 from .watch import Counters
 
+#: The prefix of the names of the replication tasks (given, not derived: a compiled
+#: method has no ``__qualname__`` for Trio to name its task by).
+_TASK = f"{__name__}.Replication."
+
 __all__ = ["Replication", "Replicator"]
 
 
@@ -92,7 +96,7 @@ class Replication:
         self.led_term = term
         scope = trio.CancelScope()
         self._leader_scope = scope
-        nursery.start_soon(self._lead, scope)
+        nursery.start_soon(self._lead, scope, name=_TASK + "_lead")
 
     def stop_leading(self) -> bool:
         """Leadership ended: cancel the replication tasks. Whether it was leading."""
@@ -132,7 +136,7 @@ class Replication:
             if peer not in self.replicators:
                 send, receive = trio.open_memory_channel[Message](math.inf)
                 replicator = self.replicators[peer] = Replicator(send)
-                nursery.start_soon(self._replicate, replicator, receive)
+                nursery.start_soon(self._replicate, replicator, receive, name=_TASK + "_replicate")
         for peer in [p for p in self.replicators if p not in followers]:
             replicator = self.replicators.pop(peer)
             replicator.queue.close()

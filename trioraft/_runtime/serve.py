@@ -19,7 +19,7 @@ import trio
 from .._network.base import Transport
 from .._options import ServerOptions
 from .._storage import DiskStorage, MemoryStorage, Storage
-from .clients import serve_request
+from .clients import take_request
 from .machine import check_machine
 from .server import Server
 
@@ -79,7 +79,7 @@ async def serve(
         endpoint.close()
         storage.release()
         raise
-    await server._run(task_status, serve_request)
+    await server._run(task_status, take_request)
 
 
 async def start_server(

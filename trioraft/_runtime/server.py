@@ -31,7 +31,7 @@ from .._storage import Storage
 from .._views import read_only
 from .apply import Applier
 from .changes import Changes
-from .driver import FLUSH_EVERY, Driver, ServeRequest
+from .driver import FLUSH_EVERY, Driver, TakeRequest
 from .machine import machine_snapshots
 from .records import ServerStatistics, Status, status_of
 from .replication import Replication
@@ -429,8 +429,8 @@ class Server:
         return await self._changes.propose_and_wait(EntryKind.CLIENT, data)
 
     async def _run(
-        self, task_status: trio.TaskStatus[Server], serve_request: ServeRequest[Server]
+        self, task_status: trio.TaskStatus[Server], take_request: TakeRequest[Server]
     ) -> None:
         """Run this server's tasks until it stops (:func:`serve`); each client request
-        that arrives runs ``serve_request(self, endpoint, request)`` in a task."""
-        await self._driver.run(task_status, self, serve_request)
+        that arrives goes to ``take_request(self, endpoint, request, start_soon)``."""
+        await self._driver.run(task_status, self, take_request)

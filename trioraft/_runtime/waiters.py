@@ -120,24 +120,35 @@ async def _checkpoint_then(result: outcome.Outcome[Any]) -> Any:
 
 
 class Signal:
-    """A wake-up flag for one task: ``set`` is never lost, ``wait`` consumes it."""
+    """A wake-up flag for one task: ``set`` is never lost, ``wait`` consumes it. A flag,
+    and an Event only while the task waits (none per ``set``)."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_set")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        self._set = False
+        self._event: trio.Event | None = None
 
     def set(self) -> None:
-        self._event.set()
+        if not self._set:
+            self._set = True
+            if self._event is not None:
+                self._event.set()
 
     async def wait(self) -> None:
-        await self._event.wait()
-        self._event = trio.Event()
+        if self._set:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._event = event = trio.Event()
+            try:
+                await event.wait()
+            finally:
+                self._event = None
+        self._set = False
 
     def clear(self) -> None:
         """Forget a ``set`` not yet consumed (its reason has been dealt with)."""
-        if self._event.is_set():
-            self._event = trio.Event()
+        self._set = False
 
 
 class Waiters:
@@ -153,8 +164,9 @@ class Waiters:
         self.reads: dict[int, Waiter] = {}
         #: Outcomes of submit()'s writes, with their callbacks, to call after the Ready.
         self.callbacks_due: DueCallbacks = []
-        #: Set (and replaced) whenever anything a caller may wait on changed.
-        self.changed = trio.Event()
+        #: Set whenever anything a caller may wait on changed, then forgotten; made only
+        #: when a caller waits (:meth:`changed`): no Event per Ready that nobody waits for.
+        self._changed: trio.Event | None = None
         self.stopped = False
         #: Set when the server stopped itself because an internal invariant broke.
         self.failure: ServerFailed | None = None
@@ -170,15 +182,24 @@ class Waiters:
                 raise self.failure
             raise ServerStopped(f"server {self._name!r} is stopped")
 
+    def changed(self) -> trio.Event:
+        """The event the next :meth:`notify_changed` sets."""
+        changed = self._changed
+        if changed is None:
+            self._changed = changed = trio.Event()
+        return changed
+
     async def wait_changed(self) -> None:
         """Wait until something changed; raise if the server stopped meanwhile."""
-        await self.changed.wait()
+        await self.changed().wait()
         self.check_running()
 
     def notify_changed(self) -> None:
         """Wake every :meth:`wait_changed`."""
-        self.changed.set()
-        self.changed = trio.Event()
+        changed = self._changed
+        if changed is not None:
+            self._changed = None
+            changed.set()
 
     async def wait_for(self, entry: Entry, started: float = 0.0) -> Any:
         """Wait for ``entry`` to be applied; its result (or what :meth:`answer` and the

@@ -195,7 +195,7 @@ class Watch:
                 last = node.term
                 yield last
                 continue
-            await waiters.changed.wait()
+            await waiters.changed().wait()
 
     async def role_changes(self) -> AsyncIterator[Status]:
         """:meth:`trioraft.Server.role_changes`."""

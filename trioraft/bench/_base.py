@@ -154,6 +154,7 @@ import attrs
 import trio
 
 import trioraft
+from trioraft import _build
 
 #: A section's result: a JSON-able mapping.
 Result = dict[str, Any]
@@ -364,6 +365,9 @@ def _stderr(line: str) -> None:
 def _meta() -> Result:
     return {
         "trioraft": trioraft.__version__,
+        #: "compiled" (mypyc) or "pure", and why pure where compiled modules are.
+        "build": _build.build(),
+        "build_reason": _build.build_reason(),
         "trio": trio.__version__,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

@@ -159,9 +159,12 @@ def _options_line(report: Mapping[str, Any]) -> str | None:
 def render_report(report: Mapping[str, Any]) -> str:
     """The human-readable form of a :func:`run_benchmark` report."""
     meta = report["meta"]
+    build = f"{meta.get('build', 'pure')} build"
+    if meta.get("build_reason"):
+        build += f": {meta['build_reason']}"
     parts = [
-        f"trioraft {meta['trioraft']} benchmark: Python {meta['python']}, trio {meta['trio']}, "
-        f"{meta['cpus']} CPUs, {meta['platform']}",
+        f"trioraft {meta['trioraft']} ({build}) benchmark: Python {meta['python']}, "
+        f"trio {meta['trio']}, {meta['cpus']} CPUs, {meta['platform']}",
     ]
     options = _options_line(report)
     if options is not None:

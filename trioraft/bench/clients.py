@@ -95,12 +95,14 @@ async def _async_writes(cluster: list[str], writers: int, seconds: float) -> flo
     """Writes/s of ``writers`` tasks sharing one client, on the running event loop."""
     counted = 0
     measuring = False
+    first = anyio.Event()
 
     async def writer(client: trioraft.Client) -> None:
         nonlocal counted
         while True:
             await client.write(1)
             counted += measuring
+            first.set()
 
     async with (
         trioraft.open_client(cluster, secret=SECRET) as client,
@@ -108,6 +110,9 @@ async def _async_writes(cluster: list[str], writers: int, seconds: float) -> flo
     ):
         for _ in range(writers):
             group.start_soon(writer, client)
+        # The warm-up counts from the first write done: on a loaded machine, the
+        # connections alone could take all of a fixed warm-up, and the run count nothing.
+        await first.wait()
         await anyio.sleep(WARMUP)
         measuring, start = True, time.perf_counter()
         await anyio.sleep(seconds)
@@ -120,16 +125,19 @@ def _sync_writes(cluster: list[str], threads: int, seconds: float) -> float:
     """Writes/s of ``threads`` threads sharing one :class:`~trioraft.SyncClient`."""
     counts = [0] * threads
     state = {"measuring": False, "stop": False}
+    first = threading.Event()
 
     def writer(i: int, client: trioraft.SyncClient) -> None:
         while not state["stop"]:
             client.write(1)
             counts[i] += state["measuring"]
+            first.set()
 
     with trioraft.SyncClient(cluster, secret=SECRET) as client:
         workers = [threading.Thread(target=writer, args=(i, client)) for i in range(threads)]
         for worker in workers:
             worker.start()
+        first.wait(30)  # as in _async_writes: the warm-up counts from the first write
         time.sleep(WARMUP)
         state["measuring"], start = True, time.perf_counter()
         time.sleep(seconds)

@@ -116,14 +116,18 @@ def run_floor_section(
 ) -> Result:
     """The ``floor`` section: the Trio floor per concurrency, and trioraft's ratio to it."""
     ours: dict[int, float] = {}
-    if "throughput" in results:
-        ours = {r["concurrency"]: r["writes_per_s"] for r in results["throughput"]["runs"]}
+    our_cpu: dict[int, float | None] = {}
+    for r in results["throughput"]["runs"] if "throughput" in results else ():
+        ours[r["concurrency"]] = r["writes_per_s"]
+        our_cpu[r["concurrency"]] = r.get("cpu_us_per_write")
     runs: list[Result] = []
     errors: list[str] = []
     for c in options.concurrency:
         progress(f"floor: C={c}, {options.warmup:g} s warm-up + {options.seconds:g} s ...")
         run = measure_floor(c, options.seconds, options.warmup)
         floor = run.writes_per_s
+        floor_cpu = run.cpu_share / floor * 1e6 if floor > 0 else None
+        cpu = our_cpu.get(c)
         row: Result = {
             "concurrency": c,
             "floor_writes_per_s": floor,
@@ -132,6 +136,8 @@ def run_floor_section(
             "trioraft_writes_per_s": ours.get(c),
             "floor_cpu_share": run.cpu_share,
             "ratio": ours[c] / floor if c in ours and floor > 0 else None,
+            "floor_cpu_us_per_write": floor_cpu,
+            "cpu_ratio": floor_cpu / cpu if floor_cpu and cpu else None,
         }
         progress(
             f"floor: C={c}: {floor:,.0f} writes/s"
@@ -149,11 +155,13 @@ def render_floor(result: Result) -> list[str]:
         "C: {concurrency} | trioraft w/s: {trioraft_writes_per_s:,.0f} | "
         "floor w/s: {floor_writes_per_s:,.0f} | ratio: {ratio:.3f} | "
         "floor p50 ms: {floor_p50_ms:.3f} | floor p99 ms: {floor_p99_ms:.3f} | "
-        "floor CPU share: {floor_cpu_share:.2f}",
+        "floor CPU share: {floor_cpu_share:.2f} | "
+        "floor CPU us/write: {floor_cpu_us_per_write:.1f} | CPU ratio: {cpu_ratio:.3f}",
     )
     lines.append(
         "ratio = trioraft writes/s over the floor's: the least work any Trio design does "
-        "for a 3-server replicated write"
+        "for a 3-server replicated write; CPU ratio = the floor's CPU per write over "
+        "trioraft's (the same ratio for the CPU each took: steadier on a busy machine)"
     )
     return lines
 

@@ -43,6 +43,12 @@ __all__ = [
 Drop = Callable[[Message], bool]
 
 
+class _Node(RaftNode):
+    """The nodes of this harness: a node that takes a test's stand-in for one of its
+    methods (``node.step = ...``), which a compiled :class:`RaftNode` refuses; the same
+    node otherwise."""
+
+
 def command(index: int, term: int) -> Entry:
     """A command entry whose data is a function of (index, term), so that two logs that
     hold "the same" entry compare equal."""
@@ -141,7 +147,7 @@ class PureCluster:
 
     def _node(self, name: str, rng: random.Random) -> RaftNode:
         state = self.storages[name].state()
-        node = RaftNode(name, self.options, rng, self.now, state, compaction=self.compaction)
+        node = _Node(name, self.options, rng, self.now, state, compaction=self.compaction)
         _OWNERS[id(node)] = (node, self.storages[name], self)
         self.applied[name] = []
         self.machines[name] = [] if state.snapshot is None else decode_value(state.snapshot.data)
@@ -285,7 +291,7 @@ def make_node(
     store = MemoryStorage()
     if storage is not None:
         persist_state(store, storage)
-    node = RaftNode(name, opts, random.Random(seed), now, store.state(), compaction=False)
+    node = _Node(name, opts, random.Random(seed), now, store.state(), compaction=False)
     _OWNERS[id(node)] = (node, store, None)
     return node
 
