@@ -1,16 +1,18 @@
 """Build trioraft: compiled with mypyc where a C compiler works, pure Python elsewhere.
 
 The modules of the synchronous path (``trioraft._build.COMPILED``: the core, its
-records, the wire codec, the runtime's per-Ready work) are compiled into extension modules beside their sources;
-everything else, and everything on a machine without a compiler, stays pure Python.
-Both builds are the same code and pass the same suite. The choice:
+records, the wire codec, the runtime's per-Ready work) are compiled into extension
+modules beside their sources; everything else, and everything on a machine without a
+compiler, stays pure Python. Both builds are the same code and pass the same suite. The choice:
 
 * ``pip install .`` / ``pip install -e .`` / ``python -m build``: compiled where a C
   compiler works (build_backend/trioraft_build.py asks for mypy then), pure elsewhere;
 * ``TRIORAFT_PURE=1`` (set for any of these): pure, even where a compiler works (an
   editable pure build also removes compiled modules an earlier one left in the tree);
 * ``python setup.py build_ext --inplace``: the compiled modules, in the checkout (with
-  mypy installed in the environment);
+  mypy installed in the environment, and a setuptools new enough to read the project's
+  SPDX ``license``, 77 or later: a venv's own may not be; ``pip install -e .`` builds in
+  an environment of its own and needs neither);
 * a compiled build that fails to compile (a C compiler error) is pure, with a warning,
   unless ``TRIORAFT_COMPILED=1`` is set, which makes the failure an error.
 

@@ -132,7 +132,7 @@ def _select_build() -> None:
         _reason = f"the compiled modules are older than the sources ({stale})"
         warnings.warn(
             f"trioraft runs its pure-Python sources: {_reason}. Build the compiled modules "
-            "again (python setup.py build_ext --inplace, or pip install -e .), or remove "
+            "again (pip install -e .), or remove "
             "them (TRIORAFT_PURE=1 pip install -e .)",
             RuntimeWarning,
             stacklevel=2,
