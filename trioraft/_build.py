@@ -63,6 +63,7 @@ COMPILED = (
     "trioraft._runtime.driver",
     "trioraft._runtime.replication",
     "trioraft._runtime.waiters",
+    "trioraft._runtime.writes",
     "trioraft._protocol",
 )
 #: The name mypyc gives the shared library of the compiled modules (with ``__mypyc``).

@@ -83,15 +83,9 @@ class Hooks:
 
     def __init__(self, machine: Any) -> None:
         self._machine = machine
-        self._validate = getattr(machine, "validate", None)
         self._on_role = getattr(machine, "on_role_change", None)
         self._on_membership = getattr(machine, "on_membership_change", None)
         self._on_session_expired = getattr(machine, "on_session_expired", None)
-
-    def validate(self, command: Any) -> None:
-        """Raise what the machine's ``validate(command)`` raises (if it has one)."""
-        if self._validate is not None:
-            self._validate(command)
 
     def role_changed(self, role: Role) -> None:
         """Tell the machine its server's role changed (``on_role_change``)."""

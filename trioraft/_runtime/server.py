@@ -23,20 +23,20 @@ from .._clock import TRIO_CLOCK
 from .._core.messages import EntryKind
 from .._core.node import RaftNode
 from .._core.ready import PersistedState
-from .._core.types import Role, TransferInProgress
-from .._errors import NotLeader, ServerFailed
+from .._errors import ServerFailed
 from .._network.base import Endpoint
 from .._options import ServerOptions
 from .._storage import Storage
 from .._views import read_only
 from .apply import Applier
 from .changes import Changes
-from .driver import FLUSH_EVERY, Driver, TakeRequest
+from .driver import Driver, TakeRequest
 from .machine import machine_snapshots
 from .records import ServerStatistics, Status, status_of
 from .replication import Replication
-from .waiters import CallbackWaiter, Signal, Waiter, Waiters, WriteCallback
+from .waiters import Signal, Waiters, WriteCallback
 from .watch import Watch
+from .writes import WritePath
 
 __all__ = ["Server"]
 
@@ -86,6 +86,8 @@ class Server:
         #: What a command must pass: the network's rule and the storage's (DiskStorage
         #: keeps msgpack values), each checked once even where both are the same.
         self._check_value = _all_checks(self._check_query, getattr(storage, "check_value", None))
+        #: The machine's ``validate``, if it has one.
+        self._validate: Callable[[Any], object] | None = getattr(machine, "validate", None)
         self._node = node = RaftNode(
             name, options.core(), random.Random(options.seed), clock.now(), state,
             compaction=self._snapshots,
@@ -106,11 +108,14 @@ class Server:
             name, node, options, clock, waiters, driver.kick,
             self._replication.learn_addresses, self._check_value,
         )  # fmt: skip
+        self._write_path = WritePath(
+            node, (waiters, watch, driver, kicked),
+            _all_checks(self._validate, self._check_value),
+            clock, self._changes.wait_out_transfer, clock is TRIO_CLOCK,
+        )  # fmt: skip
         # Bound once: the calls every write makes.
         self._check_running = waiters.check_running
         self._wait_changed = waiters.wait_changed
-        self._writes = waiters.writes
-        self._tracer = options.tracer
 
     def __repr__(self) -> str:
         node = self._node
@@ -144,14 +149,6 @@ class Server:
         """A frozen :class:`Status` of this server."""
         return status_of(self._name, self._node.status(), self._applier.last_applied)
 
-    def _check_command(self, command: Any) -> None:
-        """What a command must pass before it is appended (for :meth:`write` and
-        :meth:`submit`): the machine's ``validate``, and the network's and the storage's
-        value checks."""
-        self._applier.hooks.validate(command)
-        if self._check_value is not None:
-            self._check_value(command)
-
     async def write(self, command: Any) -> Any:
         """Replicate ``command``, apply it everywhere, and return the state machine's reply.
 
@@ -160,39 +157,7 @@ class Server:
         :class:`~trioraft.OutcomeUnknown`: the command may or may not be applied. An
         exception raised by the state machine's ``write`` is raised here.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self._check_running()
-        node = self._node
-        if node.role is not Role.LEADER:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            raise NotLeader(node.leader)
-        self._check_command(command)
-        while True:
-            try:
-                started = trio.current_time()  # the write's latency is real time
-                entry = node.propose(command, self._local_clock.now())
-                break
-            except TransferInProgress:
-                await self._changes.wait_out_transfer()  # §3.10: or NotLeader, handed over
-            except NotLeader:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                raise
-        if self._tracer is not None:
-            self._watch.trace("propose", index=entry.index, term=entry.term)
-        # The waiters' wait_for, inlined: the hottest wait of all, one coroutine frame
-        # fewer. A proposal moves no deadline: wake the ready loop, which follows the timer.
-        waiter = Waiter(entry.term, started)
-        writes = self._writes
-        writes[entry.index] = waiter
-        self._kicked.set()
-        driver = self._driver
-        if node.unsent_entries >= FLUSH_EVERY and driver.immediate and not driver.busy:
-            driver.ready_now()  # replicate these now: do not wait for the other writers
-        try:
-            return await waiter.wait()
-        finally:
-            if writes.get(entry.index) is waiter:
-                del writes[entry.index]
+        return await self._write_path.write(command)
 
     def submit(self, command: Any, callback: WriteCallback) -> int:
         """Start a write of ``command`` without waiting for it; ``callback(result)`` is
@@ -218,25 +183,7 @@ class Server:
         replicated (``TypeError`` on TCP, the machine's ``validate``). Being a plain
         function, it is not a Trio checkpoint.
         """
-        self._check_running()
-        if not callable(callback):  # else the outcome would be lost, and only logged
-            raise TypeError(f"callback must be callable, got {callback!r}")
-        node = self._node
-        if node.role is not Role.LEADER:
-            raise NotLeader(node.leader)
-        self._check_command(command)
-        started = trio.current_time()
-        try:
-            entry = node.propose(command, self._local_clock.now())
-        except TransferInProgress:
-            raise NotLeader(None, "leadership is being handed over; retry") from None
-        if self._tracer is not None:
-            self._watch.trace("propose", index=entry.index, term=entry.term)
-        self._writes[entry.index] = CallbackWaiter(
-            entry.term, callback, self._waiters.callbacks_due, started
-        )
-        self._kicked.set()  # as for write(): a proposal moves no deadline
-        return entry.index
+        return self._write_path.submit(command, callback)
 
     async def read(self, query: Any) -> Any:
         """A linearizable read (§6.4 ReadIndex): the leader confirms it still leads with a
@@ -424,7 +371,8 @@ class Server:
         with the same command; with another command under a number already applied,
         :class:`~trioraft.WriteNumberReused`. Leader only. Used by
         :func:`trioraft.open_client`."""
-        self._applier.hooks.validate(command)
+        if self._validate is not None:
+            self._validate(command)
         data = [client, seq, lowest, self._applier.stamp(), command]
         return await self._changes.propose_and_wait(EntryKind.CLIENT, data)
 
@@ -433,4 +381,5 @@ class Server:
     ) -> None:
         """Run this server's tasks until it stops (:func:`serve`); each client request
         that arrives goes to ``take_request(self, endpoint, request, start_soon)``."""
+        self._write_path.trio_now = trio.lowlevel.current_clock().current_time
         await self._driver.run(task_status, self, take_request)
