@@ -22,6 +22,7 @@ through its ``fail`` callback.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -53,6 +54,9 @@ class Figure3:
         #: index -> (the committed entry, the lowest term any server was in when it
         #: reported it committed): leaders of that term and later ones must hold it.
         self.committed: dict[int, tuple[Entry, int]] = {}
+        #: The indexes of :attr:`committed`, in order (a leader's log holds only the
+        #: newest of them: the rest are in its snapshot).
+        self._committed_indexes: list[int] = []
         #: index -> the configuration committed there (Membership Safety).
         self.configs: dict[int, Config] = {}
         #: Pairs of configurations next to each other with entries between them not seen
@@ -79,6 +83,11 @@ class Figure3:
             known = self.committed.get(index)
             if known is None:
                 self.committed[index] = (entry, term_now)
+                indexes = self._committed_indexes
+                if not indexes or index > indexes[-1]:
+                    indexes.append(index)
+                else:
+                    insort(indexes, index)
                 if entry.kind is EntryKind.CONFIG:
                     self._config_committed(index, entry.data)
                 elif self._gaps:
@@ -145,8 +154,11 @@ class Figure3:
         still holds as entries: compacted ones are in its snapshot)."""
         log: RaftLog = leader.log
         term = leader.term
-        for index, (entry, seen_in_term) in self.committed.items():
-            if seen_in_term > term or index < log.first_index:
+        committed, indexes = self.committed, self._committed_indexes
+        for position in range(bisect_left(indexes, log.first_index), len(indexes)):
+            index = indexes[position]
+            entry, seen_in_term = committed[index]
+            if seen_in_term > term:
                 continue
             if index > log.last_index or not _same_entry(log.entry(index), entry):
                 self._fail(
