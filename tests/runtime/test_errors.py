@@ -227,9 +227,9 @@ async def test_malformed_messages_do_not_crash_a_server(
 
         # A message of no type the core knows (the base class), one for another
         # server, a bad term.
-        endpoint._put(now, Message(leader.name, follower.name, 1))
-        endpoint._put(now, Heartbeat(leader.name, "elsewhere", 1, 0))
-        endpoint._put(now, AppendEntries(leader.name, follower.name, -5, 0, 0, (), 0))
+        endpoint._put(now, now, Message(leader.name, follower.name, 1))
+        endpoint._put(now, now, Heartbeat(leader.name, "elsewhere", 1, 0))
+        endpoint._put(now, now, AppendEntries(leader.name, follower.name, -5, 0, 0, (), 0))
         await trio.sleep(0.1)
         assert not follower.stopped
         assert await leader.write(3) == 3

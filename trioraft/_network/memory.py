@@ -229,10 +229,10 @@ class MemoryNetwork:
             return
         low, high = self._delay
         now = trio.current_time()
-        target._put(now + self._rng.uniform(low, high) if high else now, message)
+        target._put(now + self._rng.uniform(low, high) if high else now, now, message)
         if self._duplication and self._rng.random() < self._duplication:
             self._duplicated += 1
-            target._put(now + self._rng.uniform(low, high) if high else now, message)
+            target._put(now + self._rng.uniform(low, high) if high else now, now, message)
 
     def _drop(self, message: Message) -> None:
         self._dropped += 1
@@ -260,6 +260,9 @@ class MemoryEndpoint:
         self._heap: list[tuple[float, int, Message]] = []
         self._counter = 0
         self._wakeup = trio.Event()
+        #: While the receiver waits for the first message in flight to be due: the wait's
+        #: scope, whose deadline is that message's delivery time.
+        self._due: trio.CancelScope | None = None
         self._closed = False
 
     @property
@@ -277,10 +280,15 @@ class MemoryEndpoint:
             return
         self._network._route(message)
 
-    def _put(self, at: float, message: Message) -> None:
+    def _put(self, at: float, now: float, message: Message) -> None:
         heappush(self._heap, (at, self._counter, message))
         self._counter += 1
-        self._wakeup.set()
+        due = self._due
+        if due is None or at <= now:
+            self._wakeup.set()
+        elif at < due.deadline:  # due before the one waited for: wake the receiver then
+            due.deadline = at
+        # else: due after the one waited for, which wakes the receiver first
 
     async def receive_batch(self) -> list[Message]:
         """Wait for messages; return every one that is due (in delivery order)."""
@@ -312,8 +320,11 @@ class MemoryEndpoint:
             self._wakeup = trio.Event()
             waited = True
             if heap:
-                with trio.move_on_at(heap[0][0]):
-                    await self._wakeup.wait()
+                with trio.CancelScope(deadline=heap[0][0]) as self._due:
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        self._due = None
             else:
                 await self._wakeup.wait()
 
