@@ -133,17 +133,18 @@ class FrameStream:
         ``opener`` (both directions' keys from the handshake)."""
         self.sealer, self._opener = sealer, opener
 
-    async def _read(self, n: int) -> bytes | None:
-        while len(self._buffer) < n:
-            chunk = await self.stream.receive_some(max(65536, n - len(self._buffer)))
+    async def _fill(self, n: int) -> bool:
+        """Read until at least ``n`` bytes are buffered; ``False`` at a clean end of
+        stream (nothing buffered), :class:`MalformedMessage` at one inside a frame."""
+        buffer = self._buffer
+        while len(buffer) < n:
+            chunk = await self.stream.receive_some(max(65536, n - len(buffer)))
             if not chunk:
-                if self._buffer:
+                if buffer:
                     raise MalformedMessage("the connection closed in the middle of a frame")
-                return None
-            self._buffer += chunk
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
+                return False
+            buffer += chunk
+        return True
 
     def has_frame(self) -> bool:
         """Whether a whole frame is already here (``receive`` returns it at once)."""
@@ -156,18 +157,22 @@ class FrameStream:
         return len(buffer) >= HEADER + length
 
     async def _read_unit(self) -> tuple[bytes, bytes] | None:
-        """The next length-prefixed unit (a frame, or a record): header and body."""
-        header = await self._read(HEADER)
-        if header is None:
+        """The next length-prefixed unit (a frame, or a record): header and body. Reads
+        the stream only for what is not buffered yet (one read brings a whole record, or
+        several, most of the time)."""
+        buffer = self._buffer
+        if len(buffer) < HEADER and not await self._fill(HEADER):
             return None
-        (length,) = _LENGTH.unpack(header)
+        (length,) = _LENGTH.unpack_from(buffer)
         limit = self.max_frame if self._opener is None else self.max_frame + HEADER + TAG
         if length > limit:
             what = "frame" if self._opener is None else "record"
             raise OversizedFrame(f"a {what} of {length} bytes is over max_frame={self.max_frame}")
-        body = await self._read(length)
-        if body is None:
-            raise MalformedMessage("the connection closed in the middle of a frame")
+        end = HEADER + length
+        if len(buffer) < end:
+            await self._fill(end)  # raises if the stream ends first: a frame was begun
+        header, body = bytes(buffer[:HEADER]), bytes(buffer[HEADER:end])
+        del buffer[:end]
         return header, body
 
     async def receive(self) -> bytes | None:
