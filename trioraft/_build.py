@@ -1,12 +1,13 @@
 """Which build of trioraft runs: the compiled one (mypyc) or the pure-Python one.
 
 trioraft's synchronous path (:data:`COMPILED`: the core, the records it hands out, the
-wire codec, and the runtime's rooms that carry out each Ready: the driver, the applier,
-the waiters and replication) is compiled with mypyc when it is built where a C compiler is (see
-``setup.py``): each of these modules then has, beside its source, an extension module
-built from it (``node.cpython-311-x86_64-linux-gnu.so`` beside ``node.py``), which Python
-imports in preference to the source. The same sources, run as they are, are the pure
-build. Importing trioraft runs the sources even where compiled modules are:
+wire codec, the runtime's rooms that carry out each Ready: the driver, the applier, the
+waiters and replication, and the write path) is compiled with mypyc when it is built
+where a C compiler is (see ``setup.py``): each of these modules then has, beside its
+source, an extension module built from it (``node.cpython-311-x86_64-linux-gnu.so``
+beside ``node.py``), which Python imports in preference to the source. The same
+sources, run as they are, are the pure build. Importing trioraft runs the sources even
+where compiled modules are:
 
 * when the environment variable ``TRIORAFT_PURE`` is set (to anything but ``""`` or
   ``"0"``): the pure build, from the same installation (CI runs the suite both ways);
