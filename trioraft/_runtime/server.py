@@ -1,12 +1,13 @@
 """The public handle of a server: :class:`Server`.
 
 Owns: the calls users make, and what a call must pass before it reaches the core (the
-machine's ``validate``, the network's and the storage's value checks). It reads the
-node only through its live soft state and its reports (``status()``), and leaves the
-rest to the rooms it is built of: :mod:`.driver` (the tasks and the Ready/Advance
-cycle), :mod:`.replication` (sending), :mod:`.apply` (the machine, sessions,
-snapshots), :mod:`.watch` (leadership, role changes, the tracer), :mod:`.waiters` (the
-callers) and :mod:`.changes` (membership changes and transfers). May not touch: any
+machine's ``validate``, the network's and the storage's value checks; a write's are
+carried out by :mod:`.writes`). It reads the node only through its live soft state and
+its reports (``status()``), and leaves the rest to the rooms it is built of:
+:mod:`.driver` (the tasks and the Ready/Advance cycle), :mod:`.replication` (sending),
+:mod:`.apply` (the machine, sessions, snapshots), :mod:`.watch` (leadership, role
+changes, the tracer), :mod:`.waiters` (the callers), :mod:`.writes` (the write path) and
+:mod:`.changes` (membership changes and transfers). May not touch: any
 Raft decision, the node's internals, the tasks but to ask the driver to run a Ready.
 """
 
@@ -113,7 +114,7 @@ class Server:
             _all_checks(self._validate, self._check_value),
             clock, self._changes.wait_out_transfer, clock is TRIO_CLOCK,
         )  # fmt: skip
-        # Bound once: the calls every write makes.
+        # Bound once: the calls most other calls make.
         self._check_running = waiters.check_running
         self._wait_changed = waiters.wait_changed
 

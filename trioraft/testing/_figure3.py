@@ -83,11 +83,7 @@ class Figure3:
             known = self.committed.get(index)
             if known is None:
                 self.committed[index] = (entry, term_now)
-                indexes = self._committed_indexes
-                if not indexes or index > indexes[-1]:
-                    indexes.append(index)
-                else:
-                    insort(indexes, index)
+                insort(self._committed_indexes, index)
                 if entry.kind is EntryKind.CONFIG:
                     self._config_committed(index, entry.data)
                 elif self._gaps:
