@@ -143,14 +143,14 @@ def _check_paired(paired: dict[str, Any], with_pysyncobj: bool) -> None:
 def test_tcp_section_smoke() -> None:
     with_pysyncobj = tcp.pysyncobj_version() is not None
     options = bench.BenchOptions(
-        tcp_concurrency=(1, 4), tcp_seconds=0.5, tcp_elections=1, tcp_readers=6
+        tcp_concurrency=(1, 4), tcp_seconds=0.3, tcp_elections=1, tcp_readers=6
     )
     with no_process_left():
         result = tcp.measure_tcp(
             options.tcp_concurrency,
             options.tcp_seconds,
             options.tcp_elections,
-            warmup=0.2,
+            warmup=0.1,
             sync_writes=5,
             readers=options.tcp_readers,
             # Long timeouts: the sanity checks fail a run whose leader changed, and a
@@ -159,7 +159,7 @@ def test_tcp_section_smoke() -> None:
             # machinery; the figures come from the defaults.
             election_timeout=(1.0, 2.0),
             paired_rounds=2,
-            paired_seconds=0.3,
+            paired_seconds=0.2,
         )
     assert result["processes"]["started"] >= 12
     assert not [pid for pid in result["processes"]["pids"] if Path(f"/proc/{pid}").exists()]
@@ -185,7 +185,7 @@ def test_tcp_section_smoke() -> None:
         assert pso is None
         assert any("not installed" in note for note in result["notes"])
     _check_paired(result["paired"], with_pysyncobj)
-    assert result["method"]["paired_rounds"] == 2 and result["method"]["paired_seconds"] == 0.3
+    assert result["method"]["paired_rounds"] == 2 and result["method"]["paired_seconds"] == 0.2
     targets = {t["target"] for t in result["targets"]}
     assert sum(t.startswith("paired (2 rounds): ") for t in targets) == (
         2 + 1 + 2  # writes at C=4 (write() and submit()), one at a time, two read ratios

@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.testing
 
 import trioraft
 from trioraft._cli import parser
 from trioraft._cli.client import client_command
 from trioraft._cli.common import RUNTIME_ERROR, CommandError
+from trioraft._cli.probe import Probe, probe
 from trioraft.testing import Counter, free_tcp_ports
 
 #: A host name that never resolves (RFC 6761).
@@ -101,3 +103,24 @@ async def test_status_marks_what_it_cannot_reach(
     ]
     with trio.fail_after(30), pytest.raises(CommandError, match=r"^cannot reach the cluster: "):
         await run_cli("status", "--cluster", f"{addresses['refused']},{NOWHERE}")
+
+
+@pytest.fixture
+def frozen_clock() -> trio.testing.MockClock:
+    """Time stands still unless every task has waited 5 real seconds (then it jumps to
+    the next deadline): whatever finishes at virtual time 0 never waited on a timer."""
+    return trio.testing.MockClock(rate=0, autojump_threshold=5)
+
+
+async def test_a_refused_address_is_known_without_waiting(
+    frozen_clock: trio.testing.MockClock,
+) -> None:
+    """The probe connects at once, beside its status request (the bug: it connected only
+    after waiting PROBE_FIRST for a status, so a ``status --timeout 1`` that reached a
+    dead member late in its second said "no answer" instead of "connection refused")."""
+    (port,) = free_tcp_ports(1)
+    target, done = Probe(f"127.0.0.1:{port}"), []
+    await probe(target, {"secret": b"s3cret"}, done.append)
+    assert done == [target] and target.final and target.status is None
+    assert target.problem == "connection refused (no server listening there)"
+    assert trio.current_time() == 0  # no timer ran out on the way

@@ -18,9 +18,13 @@ from .._network.tcp import parse_address
 
 __all__ = ["PROBE_FIRST", "Probe", "probe"]
 
-#: Seconds a server has to answer a status before the probe looks at its address more
-#: closely (a running server answers in milliseconds).
+#: Seconds a server has to answer a status before the probe reports what connecting to
+#: its address found (a running server answers in milliseconds). A connection refused,
+#: which will not change while the command runs, is reported at once.
 PROBE_FIRST = 0.5
+
+#: Why a server that refused the command's authentication does not answer.
+REFUSED_SECRET = "it refused this command's secret (or TLS certificate)"
 
 
 @attrs.define
@@ -73,6 +77,20 @@ def _causes(exc: OSError) -> list[OSError]:
     return [exc]
 
 
+async def _look_closely(target: Probe, host: str, port: int, done: trio.CancelScope) -> None:
+    """Record why ``target`` does not answer, as far as connecting tells: a problem that
+    will not go away (refused, say) at once, ending the probe; any other only once a
+    running server would have answered (:data:`PROBE_FIRST`)."""
+    started = trio.current_time()
+    problem, final = await _connect_problem(host, port)
+    if final:
+        target.problem, target.final = problem, True
+        done.cancel()
+        return
+    await trio.sleep_until(started + PROBE_FIRST)
+    target.problem = problem
+
+
 async def probe(target: Probe, reach: Mapping[str, Any], on_done: Callable[[Probe], None]) -> None:
     """Ask ``target.address`` for its status until it answers (or the caller gives up),
     recording in ``target`` why it has not; call ``on_done`` once it answered or never
@@ -85,15 +103,17 @@ async def probe(target: Probe, reach: Mapping[str, Any], on_done: Callable[[Prob
         on_done(target)
         return
     try:
-        async with open_client([target.address], **reach) as client:
-            with trio.move_on_after(PROBE_FIRST):
+        async with open_client([target.address], **reach) as client, trio.open_nursery() as nursery:
+            # Connecting is tried at once, beside the status request: a refused
+            # connection is known in microseconds, and a caller with a short timeout
+            # (or one that started this probe late) must still hear why.
+            nursery.start_soon(_look_closely, target, host, port, nursery.cancel_scope)
+            try:
                 target.status = await client.status()
-            if target.status is None:
-                target.problem, target.final = await _connect_problem(host, port)
-                if not target.final:
-                    target.status = await client.status()
-                    target.problem = None
+                target.problem = None
+            except AuthenticationFailed:
+                target.problem, target.final = REFUSED_SECRET, True
+            nursery.cancel_scope.cancel()
     except AuthenticationFailed:
-        target.problem = "it refused this command's secret (or TLS certificate)"
-        target.final = True
+        target.problem, target.final = REFUSED_SECRET, True
     on_done(target)

@@ -32,6 +32,8 @@ command, answered by one JSON line on stdout:
     value than ``V`` (``wrong``; ``value``: the last value read).
 ``{"op": "sync", "n": N, "max_seconds": T}``
     N writes one at a time; their latencies in milliseconds.
+``{"op": "campaign"}``
+    this server starts an election now (:meth:`trioraft.Server.trigger_election`).
 ``{"op": "watch", "old": NAME}``
     from now on, record the :func:`time.monotonic` instant at which the leader this
     server names last changed (polled every millisecond), shown in ``status``.
@@ -240,6 +242,11 @@ class _TrioraftNode(common.Node):
         drained = await run_load(read, load, readers, float(cmd["seconds"]), float(cmd["warmup"]))
         role = self.server.status().role.value
         return load.report(readers, drained=drained, role=role, **seen, histogram=load.histogram())
+
+    async def op_campaign(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Start an election now (the driver's first election under long timeouts)."""
+        await self.server.trigger_election()
+        return {"campaigning": True}
 
     async def op_sync(self, cmd: dict[str, Any]) -> dict[str, Any]:
         return await sync_writes(self.server, int(cmd["n"]), float(cmd["max_seconds"]))

@@ -400,7 +400,9 @@ def measure_tcp(
     started is killed before this returns, whatever happens. ``election_timeout``:
     the trioraft servers' ``(min, max)`` election timeout instead of the defaults (the
     test of this section uses long ones: there a machine that stalls for longer than
-    150 ms must not depose a leader, since it checks the machinery, not the figures).
+    150 ms must not depose a leader, since it checks the machinery, not the figures;
+    with them, one server of each new cluster calls the first election at once, rather
+    than every cluster waiting for a timeout: that election is not a figure).
 
     ``paired_rounds`` rounds of ``paired_seconds`` windows then compare the systems taking
     turns (:mod:`trioraft.bench._tcp_paired`; 0: none), at the ``concurrency`` values
