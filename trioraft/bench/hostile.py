@@ -138,7 +138,8 @@ class HostileParams:
     #: The servers' (min, max) election timeout (``None``: the defaults).
     election_timeout: tuple[float, float] | None = None
     #: That of the A/B's servers: long, so that a machine busy with other work does not
-    #: depose a leader in the middle of a turn (elections are not what the A/B measures).
+    #: depose a leader in the middle of a turn (elections are not what the A/B measures;
+    #: under timeouts given here, one server of each new cluster calls the first one).
     frame_election_timeout: tuple[float, float] | None = (1.0, 2.0)
 
 
