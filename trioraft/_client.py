@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -192,6 +192,8 @@ class _TcpTransport:
         self._addresses: dict[str, str] = {}
         #: Addresses whose last handshake refused our authentication.
         self._refused: set[str] = set()
+        #: Told of each connection that could not be made: ``(address, error)``.
+        self.connect_failed: Callable[[str, OSError], None] | None = None
         #: Requests awaiting an answer, by id: a server answers on the client's newest
         #: connection to it, which may not be the one a request went out on.
         self._waiting: dict[int, _Waiting] = {}
@@ -216,7 +218,12 @@ class _TcpTransport:
                 await _close_now(connection.frames.stream)
             host, port = parse_address(address)
             with anyio.fail_after(HANDSHAKE_TIMEOUT):
-                stream = _AnyioStream(await anyio.connect_tcp(host, port))
+                try:
+                    stream = _AnyioStream(await anyio.connect_tcp(host, port))
+                except OSError as exc:
+                    if self.connect_failed is not None:
+                        self.connect_failed(address, exc)
+                    raise
                 try:
                     if self._ssl is not None:
                         stream = _AnyioStream(
@@ -366,6 +373,12 @@ class Client:
         if self._remote:
             encode_value(query)
         return await self._call("read", query)
+
+    def _watch_connections(self, failed: Callable[[str, OSError], None]) -> None:
+        """Call ``failed(address, error)`` each time a connection to a server cannot be
+        made (over TCP; the command line's probes say why a server does not answer)."""
+        if isinstance(self._transport, _TcpTransport):
+            self._transport.connect_failed = failed
 
     async def status(self) -> dict[str, Any]:
         """The status of the server the client reaches (a dict of ``Status``'s fields)."""

@@ -124,3 +124,21 @@ async def test_a_refused_address_is_known_without_waiting(
     assert done == [target] and target.final and target.status is None
     assert target.problem == "connection refused (no server listening there)"
     assert trio.current_time() == 0  # no timer ran out on the way
+
+
+async def test_asking_a_running_server_costs_it_no_failed_handshake(
+    nursery: trio.Nursery, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The probes look at an address themselves only when its server is slow to
+    answer: a running server sees the command's own connection alone, never one that
+    closes unauthenticated (which it would count and log as a refused handshake)."""
+    async with trioraft.open_tcp_network(listen="127.0.0.1:0", peers={}) as network:
+        server = await trioraft.start_server(
+            nursery, Counter, name="solo", network=network, initial_config=["solo"]
+        )
+        with trio.fail_after(30):
+            await server.await_leader()
+            assert await run_cli("status", "--cluster", network.listen, "--timeout", "5") == 0
+            assert await run_cli("write", "--cluster", network.listen, "3") == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "3"
+        assert network.statistics().auth_failures == 0

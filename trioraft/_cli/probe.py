@@ -18,9 +18,9 @@ from .._network.tcp import parse_address
 
 __all__ = ["PROBE_FIRST", "Probe", "probe"]
 
-#: Seconds a server has to answer a status before the probe reports what connecting to
-#: its address found (a running server answers in milliseconds). A connection refused,
-#: which will not change while the command runs, is reported at once.
+#: Seconds a server has to answer a status before the probe connects to its address
+#: itself to say why not (a running server answers in milliseconds). A connection the
+#: status request itself could not make (refused, say) is reported at once.
 PROBE_FIRST = 0.5
 
 #: Why a server that refused the command's authentication does not answer.
@@ -54,11 +54,7 @@ async def _connect_problem(host: str, port: int) -> tuple[str, bool]:
     except trio.TooSlowError:
         return "no answer to a connection attempt (a firewall, or a host that is down?)", False
     except OSError as exc:
-        causes = _causes(exc)
-        if all(isinstance(c, ConnectionRefusedError) for c in causes):
-            return "connection refused (no server listening there)", True
-        reason = causes[0].strerror or str(causes[0])
-        return f"cannot connect ({reason[:1].lower() + reason[1:]})", True
+        return _cannot_connect(exc), True
     await trio.aclose_forcefully(stream)
     return (
         "connected, but got no trioraft answer (another program on that port, or TLS "
@@ -67,28 +63,37 @@ async def _connect_problem(host: str, port: int) -> tuple[str, bool]:
     )
 
 
+def _cannot_connect(exc: OSError) -> str:
+    """Why a connection could not be made, in the user's words (it will not change
+    while a command runs)."""
+    causes = _causes(exc)
+    if all(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused (no server listening there)"
+    reason = causes[0].strerror or str(causes[0])
+    return f"cannot connect ({reason[:1].lower() + reason[1:]})"
+
+
 def _causes(exc: OSError) -> list[OSError]:
-    """What made each attempt to connect fail (Trio tries every address of a host, and
-    raises "all attempts to connect ... failed" from a group of their errors)."""
-    group = exc.__cause__
-    inner = getattr(group, "exceptions", None)
+    """What made each attempt to connect fail (Trio and AnyIO try every address of a
+    host, and raise "all attempts to connect ... failed" from a group of their errors,
+    or from the one error)."""
+    cause = exc.__cause__
+    inner = getattr(cause, "exceptions", None)
     if isinstance(inner, tuple) and inner and all(isinstance(e, OSError) for e in inner):
         return list(inner)
+    if isinstance(cause, OSError):
+        return [cause]
     return [exc]
 
 
 async def _look_closely(target: Probe, host: str, port: int, done: trio.CancelScope) -> None:
-    """Record why ``target`` does not answer, as far as connecting tells: a problem that
-    will not go away (refused, say) at once, ending the probe; any other only once a
-    running server would have answered (:data:`PROBE_FIRST`)."""
-    started = trio.current_time()
-    problem, final = await _connect_problem(host, port)
-    if final:
-        target.problem, target.final = problem, True
+    """Once a running server would have answered (:data:`PROBE_FIRST`), record why
+    ``target`` has not, as far as connecting tells; end the probe if that will not
+    change."""
+    await trio.sleep(PROBE_FIRST)
+    target.problem, target.final = await _connect_problem(host, port)
+    if target.final:
         done.cancel()
-        return
-    await trio.sleep_until(started + PROBE_FIRST)
-    target.problem = problem
 
 
 async def probe(target: Probe, reach: Mapping[str, Any], on_done: Callable[[Probe], None]) -> None:
@@ -104,9 +109,14 @@ async def probe(target: Probe, reach: Mapping[str, Any], on_done: Callable[[Prob
         return
     try:
         async with open_client([target.address], **reach) as client, trio.open_nursery() as nursery:
-            # Connecting is tried at once, beside the status request: a refused
-            # connection is known in microseconds, and a caller with a short timeout
-            # (or one that started this probe late) must still hear why.
+
+            def failed(_: str, exc: OSError) -> None:
+                # The client's own attempt to connect failed (refused, say): said at
+                # once, however late in the caller's timeout this probe started.
+                target.problem, target.final = _cannot_connect(exc), True
+                nursery.cancel_scope.cancel()
+
+            client._watch_connections(failed)
             nursery.start_soon(_look_closely, target, host, port, nursery.cancel_scope)
             try:
                 target.status = await client.status()
