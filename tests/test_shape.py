@@ -202,3 +202,26 @@ def test_no_import_circle() -> None:
 def test_the_circle_finder_finds_circles() -> None:
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+#: What a test module does that needs the real-time worker (tests/conftest.py).
+_REAL_TIME_SIGNS = ("subprocess", "free_tcp_ports", "open_tcp_network", "serve_tcp",
+                    "socket.socket", "measure_tcp", "measure_hostile", "tcp_helpers")  # fmt: skip
+
+
+def test_every_test_module_that_opens_sockets_or_starts_processes_runs_on_real_time() -> None:
+    """The suite's two workers keep real-time tests on one of them (tests/conftest.py's
+    REAL_TIME): a new module that starts processes or opens sockets must be listed there,
+    or it would run beside other real-time tests and their timing margins."""
+    from conftest import REAL_TIME
+
+    tests = Path(__file__).parent
+    unlisted = [
+        name
+        for path in sorted(tests.rglob("test_*.py"))
+        if (name := path.relative_to(tests).as_posix()) not in REAL_TIME
+        and any(sign in path.read_text() for sign in _REAL_TIME_SIGNS)
+        and name != "test_shape.py"
+    ]
+    assert unlisted == []
+    assert all((tests / name).exists() for name in REAL_TIME)  # no stale name either

@@ -23,9 +23,6 @@ __all__ = ["PROBE_FIRST", "Probe", "probe"]
 #: status request itself could not make (refused, say) is reported at once.
 PROBE_FIRST = 0.5
 
-#: Why a server that refused the command's authentication does not answer.
-REFUSED_SECRET = "it refused this command's secret (or TLS certificate)"
-
 
 @attrs.define
 class Probe:
@@ -107,23 +104,22 @@ async def probe(target: Probe, reach: Mapping[str, Any], on_done: Callable[[Prob
         target.problem, target.final = f"unknown host {host!r}", True
         on_done(target)
         return
-    try:
-        async with open_client([target.address], **reach) as client, trio.open_nursery() as nursery:
+    # The client connects only when asked: only its status request can be refused.
+    async with open_client([target.address], **reach) as client, trio.open_nursery() as nursery:
 
-            def failed(_: str, exc: OSError) -> None:
-                # The client's own attempt to connect failed (refused, say): said at
-                # once, however late in the caller's timeout this probe started.
-                target.problem, target.final = _cannot_connect(exc), True
-                nursery.cancel_scope.cancel()
-
-            client._watch_connections(failed)
-            nursery.start_soon(_look_closely, target, host, port, nursery.cancel_scope)
-            try:
-                target.status = await client.status()
-                target.problem = None
-            except AuthenticationFailed:
-                target.problem, target.final = REFUSED_SECRET, True
+        def failed(_: str, exc: OSError) -> None:
+            # The client's own attempt to connect failed (refused, say): said at once,
+            # however late in the caller's timeout this probe started.
+            target.problem, target.final = _cannot_connect(exc), True
             nursery.cancel_scope.cancel()
-    except AuthenticationFailed:
-        target.problem, target.final = REFUSED_SECRET, True
+
+        client._watch_connections(failed)
+        nursery.start_soon(_look_closely, target, host, port, nursery.cancel_scope)
+        try:
+            target.status = await client.status()
+            target.problem = None
+        except AuthenticationFailed:
+            target.problem = "it refused this command's secret (or TLS certificate)"
+            target.final = True
+        nursery.cancel_scope.cancel()
     on_done(target)
